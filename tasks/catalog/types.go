@@ -1,0 +1,217 @@
+// Package catalog loads and validates services.toml, the one file that
+// describes every service of the platform, its ports, health checks and the
+// environments it is deployed to.
+package catalog
+
+import (
+	"sort"
+	"time"
+)
+
+// Catalog is a validated services.toml. Paths in it are absolute.
+type Catalog struct {
+	// File is the absolute path of the catalog file; every relative path in
+	// it is resolved against its folder.
+	File    string
+	Project Project
+	// Environments by name; "dev" always exists after Load.
+	Environments map[string]*Environment
+	// Services are the application services, in file order.
+	Services []*Service
+	// Infrastructure are the shared backing services, in file order. They
+	// have the same shape as services and are rendered under infrastructure/.
+	Infrastructure []*Service
+}
+
+// Project holds settings shared by every environment.
+type Project struct {
+	// Name is the compose project name: the prefix of containers, networks
+	// and volumes, and the value of the com.docker.compose.project label.
+	Name string
+	// DeployDir is the local deployment folder (default ~/deployment),
+	// with ~ expanded.
+	DeployDir string
+	// Network is the name of the stack's shared network (default "platform").
+	Network string
+}
+
+// Engine kinds an environment can deploy to.
+const (
+	EngineCompose = "compose"
+	EngineSwarm   = "swarm"
+)
+
+// Environment is one place the stack runs: the local engine (dev) or a
+// remote host (demo).
+type Environment struct {
+	Name string
+	// Ports names the port column used for published ports: "dev", "prod"
+	// or a key of a service's extra ports table.
+	Ports string
+	// Host is the Docker host: "" for the local engine (DOCKER_HOST or the
+	// default socket), or ssh://user@host[:port], unix:///path, tcp://host:port.
+	Host string
+	// Dir is the deployment folder on that host. For a local environment it
+	// defaults to Project.DeployDir.
+	Dir string
+	// Engine is EngineCompose (default) or EngineSwarm.
+	Engine string
+	// Bind is the host address published ports bind to ("" = all addresses).
+	Bind string
+	// KeepReleases is how many releases promote keeps on the host (default 5).
+	KeepReleases int
+	// KnownHosts is the known_hosts file used to check an ssh host's key
+	// (default ~/.ssh/known_hosts).
+	KnownHosts string
+	// Identity is an ssh private key file ("" = ssh's defaults).
+	Identity string
+	// HealthTimeout bounds how long up and promote wait for health (default 2m).
+	HealthTimeout time.Duration
+	// Line is the line of the [environments.NAME] header.
+	Line int
+}
+
+// Remote reports whether the environment lives on another Docker host.
+func (e *Environment) Remote() bool { return e.Host != "" }
+
+// Service is one deployable unit: an application service or a piece of
+// shared infrastructure.
+type Service struct {
+	Name string
+	// Title is a human name for tables ("Quality Fabric"); defaults to Name.
+	Title string
+	// Source is the absolute build context folder ("" when Image is set).
+	Source string
+	// Dockerfile is relative to Source (default "Dockerfile").
+	Dockerfile string
+	// Image is a prebuilt image reference used instead of building Source.
+	Image string
+	// Port is the port the container listens on.
+	Port int
+	// DevPort and ProdPort are the published host ports of the dev and prod
+	// columns (0 = not published).
+	DevPort, ProdPort int
+	// ExtraPorts are further port columns, by column name.
+	ExtraPorts map[string]int
+	// Health is the HTTP health path (default "/health").
+	Health string
+	// Healthcheck is the in-container health command (exec form), used as
+	// the compose healthcheck; empty = none, and health is then probed over
+	// HTTP on the published port.
+	Healthcheck []string
+	// DependsOn names services or infrastructure this one needs healthy first.
+	DependsOn []string
+	// Env is the plain environment of the container.
+	Env map[string]string
+	// Secrets are environment values that are never printed and never put
+	// in a compose file: they go to the 0600 .env only.
+	Secrets map[string]string
+	// Prebuild is a command (argument list, never a shell string) run in
+	// Source before the image build, e.g. a static go build.
+	Prebuild []string
+	// PrebuildEnv is added to the environment of Prebuild.
+	PrebuildEnv map[string]string
+	// PrebuildInputs are absolute files or folders whose content decides
+	// whether Prebuild must run again (default: Source).
+	PrebuildInputs []string
+	// PrebuildOutputs are paths relative to Source that Prebuild writes;
+	// they are left out of the input hash.
+	PrebuildOutputs []string
+	// Replicas for swarm environments (default 1).
+	Replicas int
+	// Volumes are named volumes, "name:/container/path".
+	Volumes []string
+	// Checks are what testAll runs for this service, besides its health.
+	Checks []*Check
+	// Infra is true for entries of [[infrastructure]].
+	Infra bool
+	// Line is the line of the [[services]] / [[infrastructure]] header.
+	Line int
+}
+
+// HostPort returns the published host port of the service in the given
+// port column, and whether the column exists for it.
+func (s *Service) HostPort(column string) (int, bool) {
+	switch column {
+	case "dev":
+		return s.DevPort, s.DevPort != 0
+	case "prod":
+		return s.ProdPort, s.ProdPort != 0
+	}
+	p, ok := s.ExtraPorts[column]
+	return p, ok && p != 0
+}
+
+// Check kinds.
+const (
+	// CheckHTTP is an HTTP GET from the host to the service's published port.
+	CheckHTTP = "http"
+	// CheckNetwork is an HTTP GET from inside the stack's network, by the
+	// service's DNS name: what another service would see.
+	CheckNetwork = "network"
+)
+
+// Check is one testAll probe of a service.
+type Check struct {
+	// Name is unique within the service.
+	Name string
+	// Kind is CheckHTTP or CheckNetwork.
+	Kind string
+	// Path is the request path (default: the service's health path).
+	Path string
+	// Status is the expected HTTP status (default 200).
+	Status int
+	// Contains, when set, must occur in the response body.
+	Contains string
+	// JSONField and JSONEquals, when set, require the response to be a JSON
+	// object whose field (dotted path) equals the value.
+	JSONField, JSONEquals string
+	// Timeout per attempt (default 2s) and Retries after a failure (default 2).
+	Timeout time.Duration
+	Retries int
+	// Line is the line of the [[services.checks]] header.
+	Line int
+}
+
+// All returns infrastructure then services: the order in which they start.
+func (c *Catalog) All() []*Service {
+	out := make([]*Service, 0, len(c.Infrastructure)+len(c.Services))
+	out = append(out, c.Infrastructure...)
+	return append(out, c.Services...)
+}
+
+// Service returns the service or infrastructure entry with that name.
+func (c *Catalog) Service(name string) (*Service, bool) {
+	for _, s := range c.All() {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return nil, false
+}
+
+// Env returns the named environment, or an error listing the known ones.
+func (c *Catalog) Env(name string) (*Environment, error) {
+	if e, ok := c.Environments[name]; ok {
+		return e, nil
+	}
+	return nil, &Error{File: c.File, Key: "environments." + name,
+		Msg:  "no such environment",
+		Hint: "known environments: " + joinKeys(c.Environments)}
+}
+
+func joinKeys[V any](m map[string]V) string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	s := ""
+	for i, k := range keys {
+		if i > 0 {
+			s += ", "
+		}
+		s += k
+	}
+	return s
+}
