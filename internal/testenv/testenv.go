@@ -1,0 +1,80 @@
+// Package testenv holds what the integration tests share: the rule that a
+// missing Docker engine fails the suite under CI (and skips it elsewhere),
+// unique project names, and free ports.
+package testenv
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// InCI reports whether the tests run under CI (CI=true), where every
+// integration test must run and an unreachable engine is a failure.
+func InCI() bool { return os.Getenv("CI") == "true" }
+
+// RequireDocker fails the test under CI, and skips it elsewhere, when the
+// Docker engine cannot be reached, with the reason.
+func RequireDocker(t testing.TB) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.APIVersion}}").CombinedOutput()
+	if err == nil {
+		return
+	}
+	msg := "docker engine unreachable: " + strings.TrimSpace(string(out)) + ": " + err.Error()
+	if InCI() {
+		t.Fatal(msg + " (CI=true: integration tests must run)")
+	}
+	t.Skip(msg)
+}
+
+// RequireCommand fails under CI, and skips elsewhere, when a program the
+// test needs is not installed.
+func RequireCommand(t testing.TB, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err == nil {
+		return p
+	}
+	if InCI() {
+		t.Fatalf("%s not installed (CI=true: .ci/run must install it)", name)
+	}
+	t.Skipf("%s not installed", name)
+	return ""
+}
+
+// ProjectName returns a compose project name unique to this run, so that
+// packages testing in parallel never share containers or networks.
+func ProjectName(t testing.TB, prefix string) string {
+	t.Helper()
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+// FreePorts returns n distinct TCP ports free on 127.0.0.1 right now.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	var ls []net.Listener
+	var ports []int
+	for range n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatalf("free port: %v", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	for _, l := range ls {
+		l.Close()
+	}
+	return ports
+}

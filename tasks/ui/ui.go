@@ -1,0 +1,188 @@
+// Package ui prints the runner's status lines and tables. Colour comes from
+// fatih/color and is off under NO_COLOR, when the output is not a terminal,
+// or when a Printer is made for a plain writer (tests, reports).
+package ui
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fatih/color"
+	"github.com/mattn/go-isatty"
+)
+
+// Status is the outcome shown at the start of a line.
+type Status int
+
+// Statuses, each with its own colour and mark.
+const (
+	Info Status = iota
+	OK
+	Warn
+	Fail
+	Skip
+	Run
+)
+
+var marks = map[Status]string{Info: "•", OK: "✔", Warn: "!", Fail: "✘", Skip: "–", Run: "…"}
+
+// Printer writes status lines; it is safe for concurrent use, so parallel
+// builds and checks can report through one Printer.
+type Printer struct {
+	mu     sync.Mutex
+	w      io.Writer
+	colors map[Status]*color.Color
+	bold   *color.Color
+	dim    *color.Color
+	plain  bool
+}
+
+// New returns a Printer for w. Colour is used only when w is a terminal and
+// NO_COLOR is unset.
+func New(w io.Writer) *Printer {
+	plain := os.Getenv("NO_COLOR") != "" || os.Getenv("TERM") == "dumb"
+	if f, ok := w.(*os.File); !ok || !(isatty.IsTerminal(f.Fd()) || isatty.IsCygwinTerminal(f.Fd())) {
+		plain = true
+	}
+	return newPrinter(w, plain)
+}
+
+// Plain returns a Printer that never colours, whatever w is.
+func Plain(w io.Writer) *Printer { return newPrinter(w, true) }
+
+func newPrinter(w io.Writer, plain bool) *Printer {
+	mk := func(a ...color.Attribute) *color.Color {
+		c := color.New(a...)
+		if plain {
+			c.DisableColor()
+		} else {
+			c.EnableColor()
+		}
+		return c
+	}
+	return &Printer{w: w, plain: plain,
+		colors: map[Status]*color.Color{
+			Info: mk(color.FgCyan), OK: mk(color.FgGreen), Warn: mk(color.FgYellow),
+			Fail: mk(color.FgRed, color.Bold), Skip: mk(color.FgHiBlack), Run: mk(color.FgBlue),
+		},
+		bold: mk(color.Bold), dim: mk(color.FgHiBlack)}
+}
+
+// Stdout is the Printer for the process's standard output.
+func Stdout() *Printer { return New(os.Stdout) }
+
+// Writer returns the underlying writer.
+func (p *Printer) Writer() io.Writer { return p.w }
+
+// Line prints one status line: a coloured mark, a subject and a message.
+func (p *Printer) Line(s Status, subject, format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	msg := fmt.Sprintf(format, args...)
+	if subject != "" {
+		fmt.Fprintf(p.w, "%s %s %s\n", p.colors[s].Sprint(marks[s]), p.bold.Sprint(pad(subject, 24)), msg)
+		return
+	}
+	fmt.Fprintf(p.w, "%s %s\n", p.colors[s].Sprint(marks[s]), msg)
+}
+
+// Header prints a step title.
+func (p *Printer) Header(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "%s\n", p.bold.Sprintf("▸ "+format, args...))
+}
+
+// Dim prints a quiet line (log tails, hints).
+func (p *Printer) Dim(format string, args ...any) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "%s\n", p.dim.Sprintf(format, args...))
+}
+
+// Colorize returns text in the status's colour.
+func (p *Printer) Colorize(s Status, text string) string { return p.colors[s].Sprint(text) }
+
+// Table prints rows under a header with aligned columns. A cell may carry
+// colour codes: widths are measured on the visible text.
+func (p *Printer) Table(header []string, rows [][]string) {
+	widths := make([]int, len(header))
+	for i, h := range header {
+		widths[i] = visible(h)
+	}
+	for _, r := range rows {
+		for i := range r {
+			if i < len(widths) && visible(r[i]) > widths[i] {
+				widths[i] = visible(r[i])
+			}
+		}
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	line := func(cells []string, bold bool) {
+		var b strings.Builder
+		for i, c := range cells {
+			if i > 0 {
+				b.WriteString("  ")
+			}
+			if bold {
+				c = p.bold.Sprint(c)
+			}
+			b.WriteString(c)
+			if i < len(cells)-1 {
+				b.WriteString(strings.Repeat(" ", widths[i]-visible(cells[i])))
+			}
+		}
+		fmt.Fprintln(p.w, strings.TrimRight(b.String(), " "))
+	}
+	line(header, true)
+	for _, r := range rows {
+		line(r, false)
+	}
+}
+
+// Seconds formats a duration for status lines: "1.24s".
+func Seconds(d time.Duration) string { return fmt.Sprintf("%.2fs", d.Seconds()) }
+
+// Bytes formats a byte count: "12.3 MB".
+func Bytes(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+func pad(s string, n int) string {
+	if v := visible(s); v < n {
+		return s + strings.Repeat(" ", n-v)
+	}
+	return s
+}
+
+// visible counts the runes of s outside ANSI escape sequences.
+func visible(s string) int {
+	n, esc := 0, false
+	for _, r := range s {
+		switch {
+		case esc:
+			if r == 'm' {
+				esc = false
+			}
+		case r == '\x1b':
+			esc = true
+		default:
+			n++
+		}
+	}
+	return n
+}
