@@ -215,3 +215,19 @@ func joinKeys[V any](m map[string]V) string {
 	}
 	return s
 }
+
+// ImageRepo is the repository built images of s are tagged in:
+// "<project>/<service>". A service with Image set runs that image instead.
+func (c *Catalog) ImageRepo(s *Service) string {
+	return c.Project.Name + "/" + s.Name
+}
+
+// ImageRef is the reference a rendered compose file runs for s when no
+// release pins another: the repository's "latest" tag, which build moves to
+// the newest image, or the service's own Image.
+func (c *Catalog) ImageRef(s *Service) string {
+	if s.Image != "" {
+		return s.Image
+	}
+	return c.ImageRepo(s) + ":latest"
+}
