@@ -1,0 +1,57 @@
+package compose
+
+// Args returns the full command line for a compose subcommand on a project:
+// the command, the project name, each compose file, then sub. The project
+// is always passed with -p, because compose v1 rejects a top-level `name:`
+// in the file and v1 and v2 derive different default names.
+func (c *CLI) Args(project string, files []string, sub ...string) []string {
+	out := make([]string, 0, len(c.Argv)+2+2*len(files)+len(sub))
+	out = append(out, c.Argv...)
+	if project != "" {
+		out = append(out, "-p", project)
+	}
+	for _, f := range files {
+		out = append(out, "-f", f)
+	}
+	return append(out, sub...)
+}
+
+// UpArgs starts services in the background from images that already exist
+// (images are built through the Engine API, never by compose). With no
+// services named, every service in files is started.
+//
+// It never removes orphans: the per-service compose files of a deployment
+// share the project, so the containers of the other services would look
+// like orphans and be removed. Use UpStackArgs for the whole stack.
+func (c *CLI) UpArgs(project string, files []string, services []string) []string {
+	return c.Args(project, files, append([]string{"up", "-d", "--no-build"}, services...)...)
+}
+
+// UpStackArgs starts the whole stack described by files and removes the
+// containers of services that are no longer in it. files must describe
+// every service of the project.
+func (c *CLI) UpStackArgs(project string, files []string) []string {
+	return c.Args(project, files, "up", "-d", "--no-build", "--remove-orphans")
+}
+
+// DownArgs stops and removes the whole project: its containers (including
+// those of services not in files, such as ones started from per-service
+// files) and its networks; named volumes too when volumes is true.
+func (c *CLI) DownArgs(project string, files []string, volumes bool) []string {
+	sub := []string{"down", "--remove-orphans"}
+	if volumes {
+		sub = append(sub, "--volumes")
+	}
+	return c.Args(project, files, sub...)
+}
+
+// ConfigArgs validates files the way compose itself reads them, printing
+// nothing on success.
+func (c *CLI) ConfigArgs(project string, files []string) []string {
+	return c.Args(project, files, "config", "-q")
+}
+
+// PsArgs lists the project's containers, one ID per line.
+func (c *CLI) PsArgs(project string, files []string) []string {
+	return c.Args(project, files, "ps", "-q")
+}

@@ -1,0 +1,74 @@
+package compose
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// TailLines is how many lines of output a RunError keeps.
+const TailLines = 20
+
+// RunError is a compose command that failed: the command line, how it
+// failed, and the end of what it printed.
+type RunError struct {
+	Argv []string
+	Err  error
+	Tail string
+}
+
+func (e *RunError) Error() string {
+	msg := fmt.Sprintf("`%s`: %v", strings.Join(e.Argv, " "), e.Err)
+	if e.Tail != "" {
+		msg += "\n" + indent(e.Tail, "    ")
+	}
+	return msg
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
+
+// Run runs argv, a full command line as returned by Args, UpArgs and the
+// other builders (it starts with c.Argv), in dir. env is added to the
+// process environment; a key set there wins over the inherited one. It
+// returns the combined output. On failure the error is a *RunError carrying
+// the command and the last TailLines lines of output. Values in env are
+// never put in the error.
+func (c *CLI) Run(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("compose: empty command line")
+	}
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
+	// Compose may leave a child holding the output pipe after being killed
+	// on cancel; WaitDelay stops Run from waiting on it forever.
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return out.Bytes(), &RunError{Argv: append([]string(nil), argv...), Err: err, Tail: lastLines(out.Bytes(), TailLines)}
+	}
+	return out.Bytes(), nil
+}
+
+// lastLines returns at most n trailing non-empty lines of b.
+func lastLines(b []byte, n int) string {
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}
+
+func indent(s, prefix string) string {
+	return prefix + strings.ReplaceAll(s, "\n", "\n"+prefix)
+}
