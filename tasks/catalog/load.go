@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -42,14 +44,14 @@ type rawEnv struct {
 }
 
 type rawService struct {
-	Name            string            `toml:"name"`
+	Name            *string           `toml:"name"`
 	Title           string            `toml:"title"`
 	Source          string            `toml:"source"`
 	Dockerfile      string            `toml:"dockerfile"`
 	Image           string            `toml:"image"`
-	Port            int               `toml:"port"`
-	DevPort         int               `toml:"dev_port"`
-	ProdPort        int               `toml:"prod_port"`
+	Port            *int              `toml:"port"`
+	DevPort         *int              `toml:"dev_port"`
+	ProdPort        *int              `toml:"prod_port"`
 	Ports           map[string]int    `toml:"ports"`
 	Health          string            `toml:"health"`
 	Healthcheck     []string          `toml:"healthcheck"`
@@ -98,34 +100,54 @@ func Load(path string) (*Catalog, error) {
 // Parse validates catalog source. name is how the file is named in errors;
 // abs is its absolute path, whose folder relative paths are resolved against.
 func Parse(name, abs string, src []byte) (*Catalog, error) {
+	// Decoding into a generic tree first separates TOML syntax errors from
+	// values of the wrong type: the typed decode stops at the first wrong
+	// type and cannot say which [[services]] element it was in.
+	var tree map[string]any
+	if _, err := toml.Decode(string(src), &tree); err != nil {
+		return nil, Errors{tomlError(name, err)}
+	}
+	v := &validator{file: name, dir: filepath.Dir(abs), pos: scanPositions(string(src))}
+	if v.typeCheck(tree, reflect.TypeFor[rawCatalog](), ""); len(v.errs) > 0 {
+		return nil, v.sorted()
+	}
 	var raw rawCatalog
 	md, err := toml.Decode(string(src), &raw)
 	if err != nil {
 		return nil, Errors{tomlError(name, err)}
 	}
-	v := &validator{file: name, dir: filepath.Dir(abs), pos: scanPositions(string(src))}
-	for _, k := range md.Undecoded() {
-		v.unknownKey(k)
-	}
+	v.unknownKeys(md.Undecoded())
 	cat := v.build(&raw, abs)
 	if len(v.errs) > 0 {
-		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
-		return nil, v.errs
+		return nil, v.sorted()
 	}
 	return cat, nil
 }
 
+// sorted orders the errors as they appear in the file, so that a user can
+// fix them top to bottom.
+func (v *validator) sorted() Errors {
+	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
+	return v.errs
+}
+
+var lineRE = regexp.MustCompile(`^toml: line (\d+) (?:\(last key "([^"]*)"\))?:? ?(.*)$`)
+
 func tomlError(file string, err error) *Error {
+	const hint = "the file is not valid TOML here; see https://toml.io for the syntax"
 	var pe toml.ParseError
 	if errors.As(err, &pe) {
 		msg := pe.Message
 		if msg == "" {
 			msg = strings.TrimPrefix(pe.Error(), "toml: ")
 		}
-		return &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg,
-			Hint: "the file is not valid TOML here"}
+		return &Error{File: file, Line: pe.Position.Line, Key: pe.LastKey, Msg: msg, Hint: hint}
 	}
-	return &Error{File: file, Msg: err.Error()}
+	if m := lineRE.FindStringSubmatch(err.Error()); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return &Error{File: file, Line: line, Key: m[2], Msg: m[3], Hint: hint}
+	}
+	return &Error{File: file, Msg: strings.TrimPrefix(err.Error(), "toml: "), Hint: hint}
 }
 
 type validator struct {
@@ -150,8 +172,35 @@ var knownKeys = map[string][]string{
 	"infrastructure.checks": fieldNames(rawCheck{}),
 }
 
-func (v *validator) unknownKey(k toml.Key) {
-	parts := []string(k)
+// unknownKeys reports every place a key the catalog does not know is
+// written. BurntSushi/toml names undecoded keys without array indices and
+// once per element, so each is looked up again among the written positions.
+func (v *validator) unknownKeys(keys []toml.Key) {
+	unknown := map[string]bool{}
+	var plain []string
+	for _, k := range keys {
+		p := k.String()
+		if !unknown[p] {
+			unknown[p] = true
+			plain = append(plain, p)
+		}
+	}
+	for _, p := range plain {
+		parts := strings.Split(p, ".")
+		// Keys inside an unknown table are not worth a message of their own.
+		inUnknown := false
+		for i := 1; i < len(parts); i++ {
+			if unknown[strings.Join(parts[:i], ".")] {
+				inUnknown = true
+			}
+		}
+		if !inUnknown {
+			v.unknownKey(parts)
+		}
+	}
+}
+
+func (v *validator) unknownKey(parts []string) {
 	// Tables whose keys are free (env, ports, ...) decode whole; anything
 	// undecoded sits in a struct, so its parent tells which struct.
 	parent := strings.Join(parts[:len(parts)-1], ".")
@@ -159,32 +208,63 @@ func (v *validator) unknownKey(k toml.Key) {
 		parent = "environments.*"
 	}
 	leaf := parts[len(parts)-1]
-	key := v.findIndexed(parts)
 	hint := "remove it, or see the README's catalog reference"
 	if cands, ok := knownKeys[parent]; ok {
 		if s := didYouMean(leaf, cands); s != "" {
 			hint = fmt.Sprintf("did you mean %q?", s)
 		} else {
-			hint = "known keys: " + strings.Join(cands, ", ")
+			hint = "known keys here: " + strings.Join(cands, ", ")
 		}
 	}
-	v.add(key, hint, "unknown key %q", leaf)
+	for _, key := range v.findIndexed(parts) {
+		v.add(key, hint, "unknown key %q", leaf)
+	}
 }
 
-// findIndexed maps an undecoded key such as services.dev_prot to the first
-// written place with indices, services[3].dev_prot, so it gets a line.
-func (v *validator) findIndexed(parts []string) string {
+// findIndexed maps an undecoded key such as services.dev_prot to every
+// written place with indices (services[1].dev_prot, services[3].dev_prot),
+// so that each gets its line.
+func (v *validator) findIndexed(parts []string) []string {
 	plain := strings.Join(parts, ".")
-	best, bestLine := plain, 0
+	// The elements of an unknown array (volume[0], or each [[servicez]])
+	// are one unknown key, placed at its first line.
+	first := map[string]int{}
 	for p, line := range v.pos {
-		if stripIndices(p) == plain && (bestLine == 0 || line < bestLine) {
-			best, bestLine = p, line
+		if stripIndices(p) != plain {
+			continue
+		}
+		p = trailingIndex.ReplaceAllString(p, "")
+		if l, ok := first[p]; !ok || line < l {
+			first[p] = line
 		}
 	}
-	return best
+	var found []string
+	for p, line := range first {
+		setOnce(v.pos, p, line)
+		found = append(found, p)
+	}
+	if len(found) == 0 {
+		// Not seen by the scanner: name it under its parent's first place.
+		if len(parts) > 1 {
+			if ps := v.findIndexed(parts[:len(parts)-1]); len(ps) > 0 {
+				return []string{ps[0] + "." + parts[len(parts)-1]}
+			}
+		}
+		return []string{plain}
+	}
+	sort.Slice(found, func(i, j int) bool {
+		if li, lj := v.pos[found[i]], v.pos[found[j]]; li != lj {
+			return li < lj
+		}
+		return found[i] < found[j]
+	})
+	return found
 }
 
-var indexRE = regexp.MustCompile(`\[\d+\]`)
+var (
+	indexRE       = regexp.MustCompile(`\[\d+\]`)
+	trailingIndex = regexp.MustCompile(`\[\d+\]$`)
+)
 
 func stripIndices(s string) string { return indexRE.ReplaceAllString(s, "") }
 

@@ -2,10 +2,13 @@ package catalog
 
 import (
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -25,7 +28,8 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 	cat.Project = Project{Name: p.Name, DeployDir: p.DeployDir, Network: p.Network}
 	switch {
 	case p.Name == "":
-		v.add("project.name", `add [project] name = "maestro"`, "the project needs a name (the compose project name)")
+		v.add("project.name", `add name = "maestro" under [project]: it prefixes every container, network and volume`,
+			"the project needs a name (missing key \"project.name\")")
 	case !projectName.MatchString(p.Name):
 		v.add("project.name", "lower-case letters, digits, '-' and '_', starting with a letter or digit",
 			"invalid project name %q", p.Name)
@@ -53,66 +57,86 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 	}
 	if len(raw.Services) == 0 {
 		v.errs = append(v.errs, &Error{File: v.file, Key: "services",
-			Msg: "the catalog declares no services", Hint: "add at least one [[services]] table"})
+			Msg:  "the catalog declares no services",
+			Hint: `add a [[services]] table with at least name, source and port; see services.toml in the repository for a full example`})
 	}
 
-	names := make([]string, 0, len(raw.Environments))
-	for n := range raw.Environments {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := sortedKeys(raw.Environments)
 	for _, n := range names {
 		re := raw.Environments[n]
-		cat.Environments[n] = v.environment(n, &re, cat)
+		cat.Environments[n] = v.environment(n, &re, cat, false)
 	}
 	if _, ok := cat.Environments["dev"]; !ok {
 		local := "127.0.0.1"
-		cat.Environments["dev"] = v.environment("dev", &rawEnv{Ports: "dev", Bind: &local}, cat)
+		cat.Environments["dev"] = v.environment("dev", &rawEnv{Ports: "dev", Bind: &local}, cat, true)
 	}
 
 	v.dependencies(cat)
-	for _, n := range names {
+	for _, n := range sortedKeys(cat.Environments) {
 		v.portClashes(cat, cat.Environments[n])
 	}
 	return cat
 }
 
-func (v *validator) environment(name string, r *rawEnv, cat *Catalog) *Environment {
+// environment validates one environment. implicit is set for the dev
+// environment Load adds when the file declares none.
+func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit bool) *Environment {
 	key := "environments." + name
 	e := &Environment{Name: name, Ports: r.Ports, Host: r.Host, Engine: r.Engine,
 		KnownHosts: r.KnownHosts, Identity: r.Identity, KeepReleases: 5, Line: v.pos.line(key)}
 	if !dnsLabel.MatchString(name) {
-		v.add(key, "lower-case letters, digits and '-'", "invalid environment name %q", name)
+		v.add(key, "lower-case letters, digits and '-': the name is typed on the command line and names folders", "invalid environment name %q", name)
 	}
-	if e.Ports == "" {
+	switch {
+	case e.Ports == "" && name != "dev" && name != "prod":
 		e.Ports = name
-		if name != "dev" && name != "prod" {
-			v.add(key+".ports", `say which port column it publishes: ports = "dev" or "prod"`, "missing key \"ports\"")
+		v.add(key+".ports", `say which port column it publishes: ports = "dev" or ports = "prod"`, "missing key \"ports\"")
+	case e.Ports == "":
+		e.Ports = name
+		fallthrough
+	default:
+		if v.columnExists(cat, e.Ports) || len(cat.All()) == 0 {
+			break
 		}
-	}
-	if !v.columnExists(cat, e.Ports) {
-		v.add(key+".ports", "known columns: "+strings.Join(columns(cat), ", "),
-			"no service has a %q port column", e.Ports)
+		if implicit {
+			v.add(key, `add dev_port to the services, or declare [environments.dev] with ports = "prod"`,
+				"no service has a dev_port, so the default dev environment publishes nothing")
+		} else {
+			v.add(key+".ports", "known columns: "+strings.Join(columns(cat), ", ")+`; a column is dev_port, prod_port or a key of a service's ports table`,
+				"no service has a %q port column", e.Ports)
+		}
 	}
 	if e.Engine == "" {
 		e.Engine = EngineCompose
 	} else if e.Engine != EngineCompose && e.Engine != EngineSwarm {
 		v.add(key+".engine", `use "compose" or "swarm"`, "unknown engine %q", e.Engine)
 	}
+	const hostHint = "write ssh://user@host[:port], unix:///path/to/docker.sock or tcp://host:port"
 	if e.Host != "" {
 		u, err := url.Parse(e.Host)
 		switch {
 		case err != nil:
-			v.add(key+".host", "write ssh://user@host[:port], unix:///path or tcp://host:port", "invalid host %q: %v", e.Host, err)
+			v.add(key+".host", hostHint, "invalid host %q: %v", e.Host, err)
+		case u.Scheme == "":
+			v.add(key+".host", hostHint, "host %q has no scheme", e.Host)
 		case u.Scheme != "ssh" && u.Scheme != "unix" && u.Scheme != "tcp":
-			v.add(key+".host", "write ssh://user@host[:port], unix:///path or tcp://host:port", "unsupported host scheme %q", u.Scheme)
+			v.add(key+".host", hostHint, "unsupported host scheme %q", u.Scheme)
 		case u.Scheme != "unix" && u.Host == "":
-			v.add(key+".host", "write ssh://user@host[:port]", "host %q names no machine", e.Host)
+			v.add(key+".host", hostHint, "host %q names no machine", e.Host)
 		}
-		if r.Dir == "" {
+		switch {
+		case r.Dir == "":
 			v.add(key+".dir", `say where releases live on that host, e.g. dir = "/home/ec2-user/deployment"`, "a remote environment needs a dir")
+		case !path.IsAbs(r.Dir):
+			v.add(key+".dir", `give an absolute path on that host, e.g. dir = "/home/ec2-user/deployment" (~ is not expanded there)`,
+				"dir %q is not an absolute path", r.Dir)
 		}
-		e.Dir = r.Dir
+		if r.Dir != "" {
+			e.Dir = path.Clean(r.Dir)
+		}
+		if e.KnownHosts == "" {
+			e.KnownHosts = "~/.ssh/known_hosts"
+		}
 	} else {
 		e.Dir = cat.Project.DeployDir
 		if r.Dir != "" {
@@ -121,13 +145,17 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog) *Environme
 	}
 	if r.Bind != nil {
 		e.Bind = *r.Bind
+		if e.Bind != "" && net.ParseIP(e.Bind) == nil {
+			v.add(key+".bind", `an IP address such as "127.0.0.1", or "" for every address`, "bind %q is not an IP address", e.Bind)
+		}
 	} else if !e.Remote() {
 		e.Bind = "127.0.0.1"
 	}
 	if r.KeepReleases != nil {
 		e.KeepReleases = *r.KeepReleases
 		if e.KeepReleases < 1 || e.KeepReleases > 1000 {
-			v.add(key+".keep_releases", "keep at least 1 release (the current one)", "keep_releases %d out of range 1-1000", e.KeepReleases)
+			v.add(key+".keep_releases", "keep at least 1 release (the current one), at most 1000; remove the key for the default of 5",
+				"keep_releases %d out of range 1-1000", e.KeepReleases)
 		}
 	}
 	if e.KnownHosts != "" {
@@ -173,21 +201,41 @@ func columns(cat *Catalog) []string {
 	return out
 }
 
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
 func (v *validator) service(r *rawService, key string, infra bool, seen map[string]string) *Service {
-	s := &Service{Name: r.Name, Title: r.Title, Dockerfile: r.Dockerfile, Image: r.Image,
-		Port: r.Port, DevPort: r.DevPort, ProdPort: r.ProdPort, ExtraPorts: r.Ports,
+	s := &Service{Name: deref(r.Name), Title: r.Title, Dockerfile: r.Dockerfile, Image: r.Image,
+		Port: deref(r.Port), DevPort: deref(r.DevPort), ProdPort: deref(r.ProdPort), ExtraPorts: r.Ports,
 		Health: r.Health, Healthcheck: r.Healthcheck, DependsOn: r.DependsOn,
 		Env: r.Env, Secrets: r.Secrets, Prebuild: r.Prebuild, PrebuildEnv: r.PrebuildEnv,
 		PrebuildOutputs: r.PrebuildOutputs, Replicas: 1, Volumes: r.Volumes,
 		Infra: infra, Line: v.pos.line(key)}
+	const nameHint = "a DNS label: lower-case letters, digits and '-', at most 63 characters; it names the container, its folder and its host name on the network"
 	switch {
+	case r.Name == nil:
+		v.add(key+".name", `add name = "my-service" to this entry; `+nameHint, "missing key \"name\"")
 	case s.Name == "":
-		v.add(key+".name", `add name = "my-service"`, "missing key \"name\"")
+		v.add(key+".name", nameHint, "name is empty")
+	case len(s.Name) > 63:
+		v.add(key+".name", nameHint, "name %q is %d characters long, more than 63", s.Name, len(s.Name))
 	case !dnsLabel.MatchString(s.Name):
-		v.add(key+".name", "a DNS label: lower-case letters, digits and '-', at most 63, no '/' or '.'", "invalid name %q", s.Name)
+		hint := nameHint
+		if l := strings.ToLower(s.Name); l != s.Name && dnsLabel.MatchString(l) {
+			hint = fmt.Sprintf("use lower case: name = %q", l)
+		} else if strings.ContainsAny(s.Name, "/.\\") {
+			hint = "no '/', '\\' or '.': " + nameHint
+		}
+		v.add(key+".name", hint, "invalid name %q", s.Name)
 	default:
 		if first, dup := seen[s.Name]; dup {
-			v.add(key+".name", "first defined at line "+fmt.Sprint(v.pos.line(first)), "duplicate name %q", s.Name)
+			v.add(key+".name", fmt.Sprintf("%s already uses it at line %d; names are unique across [[services]] and [[infrastructure]]",
+				strings.TrimSuffix(first, ".name"), v.pos.line(first)), "duplicate name %q", s.Name)
 		} else {
 			seen[s.Name] = key + ".name"
 		}
@@ -195,41 +243,70 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	if s.Title == "" {
 		s.Title = s.Name
 	}
+	label := "this entry"
+	if s.Name != "" {
+		label = fmt.Sprintf("%q", s.Name)
+	}
 
 	switch {
 	case r.Source == "" && r.Image == "":
-		v.add(key+".source", "give the build context folder, or image = \"...\" for a prebuilt image", "missing key \"source\"")
+		v.add(key+".source", `add source = "path/to/build/context" (relative to the catalog file), or image = "repo:tag" to run a prebuilt image`,
+			"%s has neither source nor image", label)
 	case r.Source != "" && r.Image != "":
-		v.add(key+".image", "a service is either built from source or run from an image", "both source and image are set")
+		v.add(key+".image", "remove one: source builds an image from a folder, image runs a prebuilt one", "%s has both source and image", label)
 	case r.Source != "":
 		s.Source = v.path(r.Source)
 		if s.Dockerfile == "" {
 			s.Dockerfile = "Dockerfile"
 		}
-		if fi, err := os.Stat(s.Source); err != nil || !fi.IsDir() {
-			v.add(key+".source", "the path is relative to the catalog file; check it exists", "source folder %s not found", s.Source)
-		} else if fi, err := os.Stat(filepath.Join(s.Source, s.Dockerfile)); err != nil || fi.IsDir() {
-			v.add(key+".dockerfile", "add a Dockerfile to the source folder or set dockerfile = \"...\"", "no Dockerfile at %s", filepath.Join(s.Source, s.Dockerfile))
-		}
-		if filepath.IsAbs(s.Dockerfile) || strings.HasPrefix(filepath.Clean(s.Dockerfile), "..") {
-			v.add(key+".dockerfile", "give a path inside the source folder", "dockerfile %q leaves the build context", s.Dockerfile)
+		fi, err := os.Stat(s.Source)
+		switch {
+		case filepath.IsAbs(s.Dockerfile) || !filepath.IsLocal(s.Dockerfile):
+			v.add(key+".dockerfile", "give a path relative to the source folder and inside it, e.g. dockerfile = \"Dockerfile\"",
+				"dockerfile %q is outside the build context %s", s.Dockerfile, s.Source)
+		case err != nil:
+			v.add(key+".source", "the path is relative to the catalog file's folder; fix the path or create the folder",
+				"source folder %s does not exist", s.Source)
+		case !fi.IsDir():
+			v.add(key+".source", "source is the build context: a folder holding the Dockerfile", "source %s is a file, not a folder", s.Source)
+		default:
+			if fi, err := os.Stat(filepath.Join(s.Source, s.Dockerfile)); err != nil || fi.IsDir() {
+				v.add(key+".dockerfile", fmt.Sprintf("add %s to the source folder, or set dockerfile = \"...\" (relative to the source folder)", s.Dockerfile),
+					"no Dockerfile at %s", filepath.Join(s.Source, s.Dockerfile))
+			}
 		}
 	}
 
-	v.port(key+".port", s.Port, true)
-	v.port(key+".dev_port", s.DevPort, false)
-	v.port(key+".prod_port", s.ProdPort, false)
-	for col, p := range s.ExtraPorts {
-		if !dnsLabel.MatchString(col) {
-			v.add(key+".ports."+col, "a column name: lower-case letters, digits and '-'", "invalid port column %q", col)
+	if r.Port == nil {
+		v.add(key+".port", "add port = <number>: the port the process inside the container listens on (1-65535)",
+			"%s has no port (missing key \"port\")", label)
+	} else {
+		v.port(key+".port", "port", *r.Port, "")
+	}
+	for _, col := range []string{"dev", "prod"} {
+		k, p := col+"_port", r.DevPort
+		if col == "prod" {
+			p = r.ProdPort
 		}
-		v.port(key+".ports."+col, p, true)
+		if p != nil {
+			v.port(key+"."+k, k, *p, fmt.Sprintf("; to leave it unpublished in %s, remove %s", col, k))
+		}
+	}
+	for _, col := range sortedKeys(s.ExtraPorts) {
+		ck := key + ".ports." + col
+		switch {
+		case col == "dev" || col == "prod":
+			v.add(ck, fmt.Sprintf("write %s_port = %d instead", col, s.ExtraPorts[col]), "port column %q is reserved", col)
+		case !dnsLabel.MatchString(col):
+			v.add(ck, "a column name: lower-case letters, digits and '-', as named by an environment's ports", "invalid port column %q", col)
+		}
+		v.port(ck, "ports."+col, s.ExtraPorts[col], "")
 	}
 
 	if s.Health == "" {
 		s.Health = "/health"
 	} else if !strings.HasPrefix(s.Health, "/") {
-		v.add(key+".health", `an HTTP path such as "/health"`, "health path %q does not start with /", s.Health)
+		v.add(key+".health", fmt.Sprintf("an HTTP path starting with '/': health = %q", "/"+s.Health), "health path %q does not start with /", s.Health)
 	}
 	if len(r.Healthcheck) > 0 && strings.TrimSpace(r.Healthcheck[0]) == "" {
 		v.add(key+".healthcheck", `an argument list such as ["/app", "-healthcheck"]`, "empty healthcheck command")
@@ -237,14 +314,15 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	v.envTable(key+".env", s.Env)
 	v.envTable(key+".secrets", s.Secrets)
 	v.envTable(key+".prebuild_env", s.PrebuildEnv)
-	for k := range s.Secrets {
+	for _, k := range sortedKeys(s.Secrets) {
 		if _, both := s.Env[k]; both {
-			v.add(key+".secrets."+k, "keep it in secrets only", "%s is both in env and in secrets", k)
+			v.add(key+".secrets."+k, "keep it in secrets only, so that its value never reaches a compose file or the output",
+				"%s is both in env and in secrets", k)
 		}
 	}
 	if len(s.Prebuild) > 0 {
-		if s.Source == "" && r.Source == "" {
-			v.add(key+".prebuild", "a pre-build command runs in the source folder", "prebuild without source")
+		if r.Source == "" {
+			v.add(key+".prebuild", "a pre-build command runs in the source folder: set source, or remove prebuild", "prebuild without source")
 		}
 		if strings.TrimSpace(s.Prebuild[0]) == "" {
 			v.add(key+".prebuild", `an argument list such as ["go", "build", "-o", "app", "."]`, "empty prebuild command")
@@ -259,46 +337,53 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	if r.Replicas != nil {
 		s.Replicas = *r.Replicas
 		if s.Replicas < 1 || s.Replicas > 100 {
-			v.add(key+".replicas", "between 1 and 100", "replicas %d out of range", s.Replicas)
+			v.add(key+".replicas", "between 1 and 100; remove the key for the default of 1", "replicas %d out of range 1-100", s.Replicas)
 		}
 	}
 	for i, vol := range s.Volumes {
 		if !volumeSpec.MatchString(vol) {
-			v.add(fmt.Sprintf("%s.volumes", key), `write "name:/path/in/container"`, "invalid volume %q (entry %d)", vol, i+1)
+			v.add(fmt.Sprintf("%s.volumes[%d]", key, i), `write "name:/path/in/container" with a named volume (host folders are not allowed), optionally ending in :ro`,
+				"invalid volume %q", vol)
 		}
 	}
-	names := map[string]bool{}
+	names := map[string]string{}
 	for i := range r.Checks {
-		ck := v.check(&r.Checks[i], fmt.Sprintf("%s.checks[%d]", key, i), s)
-		if names[ck.Name] {
-			v.add(fmt.Sprintf("%s.checks[%d].name", key, i), "give each check of a service its own name", "duplicate check name %q", ck.Name)
+		ckey := fmt.Sprintf("%s.checks[%d]", key, i)
+		ck := v.check(&r.Checks[i], ckey, s)
+		if first, dup := names[ck.Name]; dup {
+			v.add(ckey+".name", fmt.Sprintf("the check at line %d has it too; give each check of a service its own name", v.pos.line(first)),
+				"duplicate check name %q", ck.Name)
+		} else {
+			names[ck.Name] = ckey
 		}
-		names[ck.Name] = true
 		s.Checks = append(s.Checks, ck)
 	}
 	return s
 }
 
-func (v *validator) port(key string, p int, required bool) {
-	if p == 0 && !required {
-		return
-	}
-	if p == 0 {
-		v.add(key, "the port the container listens on, 1-65535", "missing key %q", key[strings.LastIndexByte(key, '.')+1:])
-		return
-	}
+// port checks a host or container port that is written in the file.
+func (v *validator) port(key, name string, p int, unpublish string) {
 	if p < 1 || p > 65535 {
-		v.add(key, "ports are 1-65535", "port %d out of range", p)
+		v.add(key, "ports are 1-65535"+unpublish, "%s = %d is out of range", name, p)
 	}
 }
 
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
 func (v *validator) envTable(key string, m map[string]string) {
-	for k, val := range m {
+	for _, k := range sortedKeys(m) {
 		if !envVarName.MatchString(k) {
-			v.add(key+"."+k, "letters, digits and '_', not starting with a digit", "invalid variable name %q", k)
+			v.add(key+"."+k, "a variable name is letters, digits and '_', not starting with a digit, e.g. LOG_LEVEL", "invalid variable name %q", k)
 		}
-		if strings.ContainsRune(val, 0) {
-			v.add(key+"."+k, "remove the NUL byte", "value of %s holds a NUL byte", k)
+		if strings.ContainsRune(m[k], 0) {
+			v.add(key+"."+k, "remove the \\u0000: a process environment cannot carry a NUL byte", "value of %s holds a NUL byte", k)
 		}
 	}
 }
@@ -323,16 +408,19 @@ func (v *validator) check(r *rawCheck, key string, s *Service) *Check {
 	if c.Status == 0 {
 		c.Status = 200
 	} else if c.Status < 100 || c.Status > 599 {
-		v.add(key+".status", "an HTTP status, 100-599", "status %d out of range", c.Status)
+		v.add(key+".status", "an HTTP status code, 100-599, e.g. 200", "status %d out of range", c.Status)
 	}
-	if (c.JSONField == "") != (c.JSONEquals == "") {
-		v.add(key+".json_field", "set json_field and json_equals together", "json_field and json_equals go together")
+	switch {
+	case c.JSONField != "" && c.JSONEquals == "":
+		v.add(key+".json_field", fmt.Sprintf(`add json_equals = "..." with the value %s must have`, c.JSONField), "json_field without json_equals")
+	case c.JSONField == "" && c.JSONEquals != "":
+		v.add(key+".json_equals", `add json_field = "..." naming the field (dotted path) to compare`, "json_equals without json_field")
 	}
 	c.Timeout = v.duration(key+".timeout", r.Timeout, 2*time.Second)
 	if r.Retries != nil {
 		c.Retries = *r.Retries
 		if c.Retries < 0 || c.Retries > 10 {
-			v.add(key+".retries", "0-10", "retries %d out of range", c.Retries)
+			v.add(key+".retries", "retries after a failed attempt: 0-10", "retries %d out of range", c.Retries)
 		}
 	}
 	return c
@@ -350,17 +438,23 @@ func (v *validator) dependencies(cat *Catalog) {
 		}
 		return fmt.Sprintf("services[%d].depends_on", indexOf(cat.Services, s))
 	}
+	entryKey := func(s *Service, dep string) string {
+		return fmt.Sprintf("%s[%d]", keyOf(s), slices.Index(s.DependsOn, dep))
+	}
 	for _, s := range all {
-		for _, d := range s.DependsOn {
+		for i, d := range s.DependsOn {
+			key := fmt.Sprintf("%s[%d]", keyOf(s), i)
 			switch {
 			case d == s.Name:
-				v.add(keyOf(s), "remove it", "%s depends on itself", s.Name)
+				v.add(key, fmt.Sprintf("remove %q from its depends_on", d), "%s depends on itself", s.Name)
 			case byName[d] == nil:
-				hint := "known: " + strings.Join(sortedNames(all), ", ")
+				hint := "known services: " + strings.Join(sortedNames(all), ", ")
 				if m := didYouMean(d, sortedNames(all)); m != "" {
 					hint = fmt.Sprintf("did you mean %q?", m)
 				}
-				v.add(keyOf(s), hint, "%s depends on unknown service %q", s.Name, d)
+				v.add(key, hint, "%s depends on unknown service %q", s.Name, d)
+			case slices.Index(s.DependsOn, d) < i:
+				v.add(key, "list each dependency once", "%s lists %q twice in depends_on", s.Name, d)
 			}
 		}
 	}
@@ -388,7 +482,9 @@ func (v *validator) dependencies(cat *Catalog) {
 					i--
 				}
 				cycle := append(append([]string{}, stack[i:]...), d)
-				v.add(keyOf(byName[d]), "break the cycle: a service cannot wait for itself", "dependency cycle %s", strings.Join(cycle, " -> "))
+				// Report at the first member's edge into the cycle.
+				v.add(entryKey(byName[d], cycle[1]), "remove one of these depends_on entries: each service waits for the next to be healthy, so none would ever start",
+					"dependency cycle %s", strings.Join(cycle, " -> "))
 			case white:
 				visit(t)
 			}
@@ -404,19 +500,23 @@ func (v *validator) dependencies(cat *Catalog) {
 }
 
 func (v *validator) portClashes(cat *Catalog, e *Environment) {
+	if !v.columnExists(cat, e.Ports) {
+		return // already reported on the environment
+	}
 	used := map[int]*Service{}
 	for _, s := range cat.All() {
 		p, ok := s.HostPort(e.Ports)
 		if !ok {
-			if !s.Infra && v.columnExists(cat, e.Ports) {
-				v.add(v.serviceKey(cat, s), fmt.Sprintf("add %s so environment %q can publish it", columnKey(e.Ports), e.Name),
-					"service %s has no %q port", s.Name, e.Ports)
+			if !s.Infra {
+				v.add(v.serviceKey(cat, s), fmt.Sprintf("add %s = <host port> to it so that environment %q can publish it", columnKey(e.Ports), e.Name),
+					"service %s has no %s, which environment %q publishes", s.Name, columnKey(e.Ports), e.Name)
 			}
 			continue
 		}
 		if other, clash := used[p]; clash {
-			v.add(v.serviceKey(cat, s)+"."+columnKey(e.Ports), fmt.Sprintf("%s already publishes %d; give each service its own port", other.Name, p),
-				"host port %d used twice in environment %q (%s and %s)", p, e.Name, other.Name, s.Name)
+			v.add(v.serviceKey(cat, s)+"."+columnKey(e.Ports),
+				fmt.Sprintf("%s (line %d) already publishes %d; give each service its own host port", other.Name, v.pos.line(v.serviceKey(cat, other)+"."+columnKey(e.Ports)), p),
+				"host port %d is used twice in environment %q (%s and %s)", p, e.Name, other.Name, s.Name)
 			continue
 		}
 		used[p] = s
