@@ -161,15 +161,15 @@ func TestHTTPVerdicts(t *testing.T) {
 		detail   string // prefix
 		attempts int
 	}{
-		"good/health":      {true, "", 1},
-		"error/health":     {false, "status 500 (want 200): boom", 3},
-		"slow/health":      {false, "timeout after 200ms", 1},
-		"wrongbody/call":   {false, `body does not contain "\"ok\":true": hello there`, 3},
-		"degraded/health":  {false, `json field status = "degraded" (want "ok")`, 3},
-		"degraded/db":      {false, `json field db.up = "false" (want "true")`, 3},
-		"refused/health":   {false, "connection refused", 2},
-		"flaky/health":     {true, "", 3},
-		"leaky/health":     {false, `status 401 (want 200): {"error":"bad token ***"}`, 3},
+		"good/health":     {true, "", 1},
+		"error/health":    {false, "status 500 (want 200): boom", 3},
+		"slow/health":     {false, "timeout after 200ms", 1},
+		"wrongbody/call":  {false, `body does not contain "\"ok\":true": hello there`, 3},
+		"degraded/health": {false, `json field status = "degraded" (want "ok")`, 3},
+		"degraded/db":     {false, `json field db.up = "false" (want "true")`, 3},
+		"refused/health":  {false, "connection refused", 2},
+		"flaky/health":    {true, "", 3},
+		"leaky/health":    {false, `status 401 (want 200): {"error":"bad token ***"}`, 3},
 	}
 	if len(rep.Results) != len(want) {
 		t.Fatalf("got %d results, want %d: %+v", len(rep.Results), len(want), rep.Results)
