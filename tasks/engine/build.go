@@ -1,0 +1,413 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/ui"
+	"github.com/moby/moby/api/types/build"
+	"github.com/moby/moby/api/types/image"
+	"github.com/moby/moby/client"
+	"golang.org/x/sync/errgroup"
+)
+
+// LabelContextHash is the image label holding the content hash of the
+// build context the image was built from.
+const LabelContextHash = "io.maestro.context-hash"
+
+// buildTail is how many lines of build output a failed build's error keeps.
+const buildTail = 30
+
+// BuildSpec is one image to build.
+type BuildSpec struct {
+	// Service names the image in messages and errors.
+	Service string
+	// Context is the absolute build context folder.
+	Context string
+	// Dockerfile is relative to Context (default "Dockerfile").
+	Dockerfile string
+	// Repo is the image repository, e.g. "maestro/quality-fabric"
+	// (catalog.ImageRepo). A build is tagged Repo:<hash12>, and Repo:latest
+	// is moved to it once it succeeded.
+	Repo string
+	// Prebuild is a command (argument list) run in Context before the
+	// build, e.g. a static go build; PrebuildEnv is added to its
+	// environment.
+	Prebuild    []string
+	PrebuildEnv map[string]string
+	// PrebuildInputs are the files and folders (absolute, or relative to
+	// Context) whose content decides whether Prebuild runs again (default:
+	// Context). PrebuildOutputs, relative to Context, are left out of that
+	// hash and must exist for a run to be skipped.
+	PrebuildInputs  []string
+	PrebuildOutputs []string
+	// Labels are put on the image; they are part of its content hash.
+	Labels map[string]string
+	// BuildArgs are passed to the build; they are part of its content hash.
+	BuildArgs map[string]string
+}
+
+// BuildResult is what Build did for one spec.
+type BuildResult struct {
+	Service string
+	// Ref is the immutable reference of the image: Repo:<hash12>.
+	Ref string
+	// ImageID is the image's ID ("sha256:...").
+	ImageID string
+	// Hash is the full content hash (LabelContextHash).
+	Hash string
+	// Cached is true when an image with this hash already existed and no
+	// build ran.
+	Cached bool
+	// PrebuildSkipped is true when the prebuild's inputs were unchanged.
+	PrebuildSkipped bool
+	Duration        time.Duration
+}
+
+// BuildOptions tune Build.
+type BuildOptions struct {
+	// Parallel bounds how many services are prebuilt and built at once
+	// (default runtime.NumCPU()).
+	Parallel int
+	// Printer receives one status line per service (nil: silent).
+	Printer *ui.Printer
+	// StateDir holds the prebuild stamps (default
+	// os.UserCacheDir()/mage-deploy).
+	StateDir string
+}
+
+// imageBuilds counts ImageBuild calls, so tests can tell a cached build
+// from a real one without timing.
+var imageBuilds atomic.Int64
+
+// Build makes sure an image exists for every spec, in parallel: prebuild
+// (skipped when its inputs are unchanged), content hash of the context,
+// then either reuse of the image carrying that hash or a build. Repo:latest
+// ends up on each service's image. When one service fails the others are
+// cancelled; the error names every failed service with its output tail.
+// Results are in spec order; a failed or cancelled spec has a zero result.
+func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions) ([]BuildResult, error) {
+	if err := checkSpecs(specs); err != nil {
+		return nil, err
+	}
+	p := opts.Printer
+	if p == nil {
+		p = ui.Plain(io.Discard)
+	}
+	if opts.StateDir == "" {
+		dir, err := os.UserCacheDir()
+		if err != nil {
+			return nil, fmt.Errorf("build: no state folder for prebuild stamps (set BuildOptions.StateDir): %w", err)
+		}
+		opts.StateDir = filepath.Join(dir, "mage-deploy")
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = runtime.NumCPU()
+	}
+
+	// One ImageList for every service: the noop case costs this call and
+	// the hashing, nothing else.
+	images := sync.OnceValues(func() ([]image.Summary, error) {
+		r, err := e.API.ImageList(ctx, client.ImageListOptions{
+			Filters: client.Filters{}.Add("label", LabelContextHash)})
+		if err != nil {
+			return nil, fmt.Errorf("list images on %s: %w", e.Host, err)
+		}
+		return r.Items, nil
+	})
+
+	results := make([]BuildResult, len(specs))
+	errs := make([]error, len(specs))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(opts.Parallel)
+	for i := range specs {
+		g.Go(func() error {
+			if gctx.Err() != nil {
+				errs[i] = gctx.Err()
+				return errs[i]
+			}
+			r, err := e.buildOne(gctx, &specs[i], opts.StateDir, images, p)
+			results[i] = r
+			if err != nil {
+				errs[i] = err
+				if ctx.Err() == nil && errors.Is(err, context.Canceled) {
+					p.Line(ui.Skip, specs[i].Service, "cancelled after %s", ui.Seconds(r.Duration))
+				} else {
+					p.Line(ui.Fail, specs[i].Service, "failed after %s", ui.Seconds(r.Duration))
+				}
+			}
+			return err
+		})
+	}
+	_ = g.Wait()
+	return results, joinBuildErrors(ctx, specs, errs, results)
+}
+
+func checkSpecs(specs []BuildSpec) error {
+	seen := map[string]string{}
+	for i := range specs {
+		s := &specs[i]
+		switch {
+		case s.Service == "":
+			return fmt.Errorf("build: spec %d has no service name", i)
+		case !filepath.IsAbs(s.Context):
+			return fmt.Errorf("build %s: context %q is not an absolute path", s.Service, s.Context)
+		case s.Repo == "":
+			return fmt.Errorf("build %s: no image repository", s.Service)
+		case strings.ContainsAny(s.Repo, ":@"):
+			return fmt.Errorf("build %s: repository %q must not carry a tag or digest", s.Service, s.Repo)
+		}
+		if other, ok := seen[s.Repo]; ok {
+			return fmt.Errorf("build %s: repository %s is also used by %s", s.Service, s.Repo, other)
+		}
+		seen[s.Repo] = s.Service
+		if s.Dockerfile == "" {
+			s.Dockerfile = "Dockerfile"
+		}
+		if filepath.IsAbs(s.Dockerfile) {
+			rel, err := filepath.Rel(s.Context, s.Dockerfile)
+			if err != nil || strings.HasPrefix(rel, "..") {
+				return fmt.Errorf("build %s: Dockerfile %s is outside the context %s", s.Service, s.Dockerfile, s.Context)
+			}
+			s.Dockerfile = rel
+		}
+		if fi, err := os.Stat(filepath.Join(s.Context, s.Dockerfile)); err != nil || !fi.Mode().IsRegular() {
+			return fmt.Errorf("build %s: no Dockerfile at %s", s.Service, filepath.Join(s.Context, s.Dockerfile))
+		}
+	}
+	return nil
+}
+
+// joinBuildErrors reports real failures first, then the services that
+// were cancelled because of them.
+func joinBuildErrors(ctx context.Context, specs []BuildSpec, errs []error, results []BuildResult) error {
+	var failed, cancelled []string
+	var all []error
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if ctx.Err() == nil && errors.Is(err, context.Canceled) {
+			cancelled = append(cancelled, specs[i].Service)
+			continue
+		}
+		failed = append(failed, specs[i].Service)
+		all = append(all, err)
+	}
+	if len(all) == 0 && len(cancelled) == 0 {
+		return nil
+	}
+	if len(cancelled) > 0 {
+		all = append(all, fmt.Errorf("cancelled because %s failed: %s", strings.Join(failed, ", "), strings.Join(cancelled, ", ")))
+	}
+	return errors.Join(all...)
+}
+
+func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, images func() ([]image.Summary, error), p *ui.Printer) (r BuildResult, err error) {
+	t0 := time.Now()
+	r.Service = s.Service
+	defer func() { r.Duration = time.Since(t0) }()
+
+	if len(s.Prebuild) > 0 {
+		skipped, err := prebuild(ctx, s, stateDir)
+		if err != nil {
+			return r, fmt.Errorf("build %s: %w", s.Service, err)
+		}
+		r.PrebuildSkipped = skipped
+		if !skipped {
+			p.Line(ui.Info, s.Service, "prebuilt (%s) in %s", strings.Join(s.Prebuild, " "), ui.Seconds(time.Since(t0)))
+		}
+	}
+	entries, err := contextEntries(s.Context, s.Dockerfile)
+	if err != nil {
+		return r, fmt.Errorf("build %s: %w", s.Service, err)
+	}
+	labels := map[string]string{}
+	for k, v := range s.Labels {
+		labels[k] = v
+	}
+	sum, err := contextHash(entries, s.Dockerfile, s.BuildArgs, labels)
+	if err != nil {
+		return r, fmt.Errorf("build %s: hash context: %w", s.Service, err)
+	}
+	labels[LabelContextHash] = sum
+	r.Hash = sum
+	r.Ref = s.Repo + ":" + sum[:12]
+	latest := s.Repo + ":latest"
+
+	list, err := images()
+	if err != nil {
+		return r, fmt.Errorf("build %s: %w", s.Service, err)
+	}
+	if img, ok := findImage(list, sum, s.Repo); ok {
+		r.ImageID, r.Cached = img.ID, true
+		for _, ref := range []string{r.Ref, latest} {
+			if !slices.Contains(img.RepoTags, ref) {
+				if _, err := e.API.ImageTag(ctx, client.ImageTagOptions{Source: img.ID, Target: ref}); err != nil {
+					return r, fmt.Errorf("build %s: tag %s: %w", s.Service, ref, err)
+				}
+			}
+		}
+		p.Line(ui.Skip, s.Service, "cached %s%s", r.Ref, prebuildNote(r.PrebuildSkipped, s))
+		return r, nil
+	}
+
+	p.Line(ui.Run, s.Service, "building %s", r.Ref)
+	id, err := e.imageBuild(ctx, s, entries, r.Ref, labels)
+	if err != nil {
+		e.untag(ctx, r.Ref)
+		return r, fmt.Errorf("build %s (%s): %w", s.Service, s.Context, err)
+	}
+	r.ImageID = id
+	if _, err := e.API.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: latest}); err != nil {
+		return r, fmt.Errorf("build %s: tag %s: %w", s.Service, latest, err)
+	}
+	p.Line(ui.OK, s.Service, "built %s in %s", r.Ref, ui.Seconds(time.Since(t0)))
+	return r, nil
+}
+
+func prebuildNote(skipped bool, s *BuildSpec) string {
+	if skipped {
+		return " (prebuild up to date)"
+	}
+	return ""
+}
+
+// findImage picks the image carrying the hash, preferring one already in
+// repo. An identical build under another repository is as good: same
+// context, Dockerfile, args and labels make the same image.
+func findImage(list []image.Summary, sum, repo string) (image.Summary, bool) {
+	var other *image.Summary
+	for i := range list {
+		if list[i].Labels[LabelContextHash] != sum {
+			continue
+		}
+		for _, t := range list[i].RepoTags {
+			if strings.HasPrefix(t, repo+":") {
+				return list[i], true
+			}
+		}
+		if other == nil {
+			other = &list[i]
+		}
+	}
+	if other != nil {
+		return *other, true
+	}
+	return image.Summary{}, false
+}
+
+// buildMessage is one line of the build's JSON stream. The classic builder
+// reports a failure in the stream (error/errorDetail), with HTTP 200.
+type buildMessage struct {
+	Stream      string                    `json:"stream"`
+	Status      string                    `json:"status"`
+	Error       string                    `json:"error"`
+	ErrorDetail *struct{ Message string } `json:"errorDetail"`
+	Aux         json.RawMessage           `json:"aux"`
+}
+
+// imageBuild sends the context and follows the build to its end, returning
+// the new image's ID.
+func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, ref string, labels map[string]string) (string, error) {
+	pr, pw := io.Pipe()
+	defer pr.Close()
+	go func() { pw.CloseWithError(writeTar(pw, entries)) }()
+
+	var args map[string]*string
+	if len(s.BuildArgs) > 0 {
+		args = map[string]*string{}
+		for k, v := range s.BuildArgs {
+			args[k] = &v
+		}
+	}
+	imageBuilds.Add(1)
+	res, err := e.API.ImageBuild(ctx, pr, client.ImageBuildOptions{
+		Tags:        []string{ref},
+		Dockerfile:  filepath.ToSlash(s.Dockerfile),
+		Labels:      labels,
+		BuildArgs:   args,
+		Remove:      true,
+		ForceRemove: true, // no intermediate containers left behind by a failed step
+		Version:     build.BuilderV1,
+	})
+	if err != nil {
+		return "", err
+	}
+	defer res.Body.Close()
+
+	var tail []string
+	add := func(text string) {
+		for _, l := range strings.Split(text, "\n") {
+			if l = strings.TrimRight(l, "\r "); l != "" {
+				tail = append(tail, l)
+			}
+		}
+		if len(tail) > buildTail {
+			tail = tail[len(tail)-buildTail:]
+		}
+	}
+	var id, failure string
+	dec := json.NewDecoder(res.Body)
+	for {
+		var m buildMessage
+		if err := dec.Decode(&m); err == io.EOF {
+			break
+		} else if err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			return "", fmt.Errorf("read build output: %w%s", err, errTail(tail))
+		}
+		add(m.Stream)
+		add(m.Status)
+		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+			failure = m.ErrorDetail.Message
+		} else if m.Error != "" {
+			failure = m.Error
+		}
+		if len(m.Aux) > 0 {
+			var aux struct{ ID string }
+			if json.Unmarshal(m.Aux, &aux) == nil && aux.ID != "" {
+				id = aux.ID
+			}
+		}
+	}
+	if failure != "" {
+		return "", fmt.Errorf("%s%s", failure, errTail(tail))
+	}
+	if ctx.Err() != nil {
+		return "", ctx.Err()
+	}
+	if id == "" {
+		// Older engines print "Successfully built" without an aux ID.
+		got, err := e.ImageID(ctx, ref)
+		if err != nil {
+			return "", fmt.Errorf("build ended without an image: %w%s", err, errTail(tail))
+		}
+		id = got
+	}
+	return id, nil
+}
+
+// untag removes ref if a failed or cancelled build left it behind, so no
+// tag points at a partial build. It runs even when ctx is cancelled.
+func (e *Engine) untag(ctx context.Context, ref string) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	if _, err := e.API.ImageInspect(cctx, ref); err != nil {
+		return
+	}
+	_, _ = e.API.ImageRemove(cctx, ref, client.ImageRemoveOptions{})
+}

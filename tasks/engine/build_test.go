@@ -1,0 +1,281 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+func buildCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestBuildCachesByContentHash(t *testing.T) {
+	e := connect(t)
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, e, "hash")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile":    "FROM scratch\nCOPY hello.txt /hello.txt\n",
+		".dockerignore": "*.log\n",
+		"hello.txt":     "hello\n",
+	})
+	spec := BuildSpec{Service: "hello", Context: dir, Repo: repo, Labels: map[string]string{"org.example.team": "platform"}}
+	var out bytes.Buffer
+	opts := BuildOptions{Printer: ui.Plain(&out), StateDir: t.TempDir()}
+
+	n0 := imageBuilds.Load()
+	res, err := e.Build(ctx, []BuildSpec{spec}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := res[0]
+	if first.Cached || imageBuilds.Load() != n0+1 {
+		t.Fatalf("first build: cached=%v, ImageBuild calls=%d, want a real build", first.Cached, imageBuilds.Load()-n0)
+	}
+	if first.Ref != repo+":"+first.Hash[:12] || first.Service != "hello" {
+		t.Errorf("result = %+v", first)
+	}
+	img, err := e.API.ImageInspect(ctx, first.Ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.ID != first.ImageID || img.Config.Labels[LabelContextHash] != first.Hash || img.Config.Labels["org.example.team"] != "platform" {
+		t.Errorf("image %s labels %v, want hash %s and the spec's labels", img.ID, img.Config.Labels, first.Hash)
+	}
+	if id, _ := e.ImageID(ctx, repo+":latest"); id != first.ImageID {
+		t.Errorf("latest = %s, want %s", id, first.ImageID)
+	}
+	if !strings.Contains(out.String(), "built "+first.Ref) {
+		t.Errorf("no built line in %q", out.String())
+	}
+
+	// Unchanged (an ignored file changes nothing): no ImageBuild call.
+	writeFiles(t, dir, map[string]string{"noise.log": "x"})
+	out.Reset()
+	res, err = e.Build(ctx, []BuildSpec{spec}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Cached || res[0].ImageID != first.ImageID || imageBuilds.Load() != n0+1 {
+		t.Fatalf("second build: %+v, ImageBuild calls=%d, want cached", res[0], imageBuilds.Load()-n0)
+	}
+	if !strings.Contains(out.String(), "cached") {
+		t.Errorf("no cached line in %q", out.String())
+	}
+
+	// A changed file: rebuilt, latest moves, the old image keeps its hash tag.
+	writeFiles(t, dir, map[string]string{"hello.txt": "hello again\n"})
+	res, err = e.Build(ctx, []BuildSpec{spec}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second := res[0]
+	if second.Cached || second.Hash == first.Hash || second.ImageID == first.ImageID || imageBuilds.Load() != n0+2 {
+		t.Fatalf("after a change: %+v, want a new build", second)
+	}
+	if id, _ := e.ImageID(ctx, repo+":latest"); id != second.ImageID {
+		t.Errorf("latest = %s, want the new image %s", id, second.ImageID)
+	}
+
+	// Back to the first content: the first image is reused and latest
+	// moves back to it, still without a build.
+	writeFiles(t, dir, map[string]string{"hello.txt": "hello\n"})
+	res, err = e.Build(ctx, []BuildSpec{spec}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res[0].Cached || res[0].ImageID != first.ImageID || imageBuilds.Load() != n0+2 {
+		t.Fatalf("revert: %+v, want the first image, cached", res[0])
+	}
+	if id, _ := e.ImageID(ctx, repo+":latest"); id != first.ImageID {
+		t.Errorf("latest = %s after revert, want %s", id, first.ImageID)
+	}
+}
+
+func TestBuildFailureLeavesNoTag(t *testing.T) {
+	e := connect(t)
+	ctx := buildCtx(t)
+	badRepo := uniqueRepo(t, e, "bad")
+	slowRepo := uniqueRepo(t, e, "slow")
+	bad, slow := t.TempDir(), t.TempDir()
+	writeFiles(t, bad, map[string]string{"Dockerfile": "FROM scratch\nCOPY present.txt /p\nCOPY missing /x\n", "present.txt": "p"})
+	writeFiles(t, slow, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /a\n", "a.txt": "a"})
+	specs := []BuildSpec{
+		{Service: "broken", Context: bad, Repo: badRepo},
+		// The prebuild outlives the broken build: it must be cancelled.
+		{Service: "slow", Context: slow, Repo: slowRepo, Prebuild: []string{"sleep", "30"}},
+	}
+	var out bytes.Buffer
+	start := time.Now()
+	_, err := e.Build(ctx, specs, BuildOptions{Parallel: 2, Printer: ui.Plain(&out), StateDir: t.TempDir()})
+	if err == nil {
+		t.Fatal("a Dockerfile copying a missing file built")
+	}
+	if d := time.Since(start); d > 25*time.Second {
+		t.Errorf("failure took %v: the slow prebuild was not cancelled", d)
+	}
+	msg := err.Error()
+	t.Logf("error:\n%s\noutput:\n%s", msg, out.String())
+	for _, want := range []string{"build broken", "missing", "COPY missing /x", "cancelled because broken failed: slow"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("error does not contain %q:\n%s", want, msg)
+		}
+	}
+	if tags := repoTags(t, e, badRepo); len(tags) != 0 {
+		t.Errorf("failed build left tags %v", tags)
+	}
+	if tags := repoTags(t, e, slowRepo); len(tags) != 0 {
+		t.Errorf("cancelled build left tags %v", tags)
+	}
+	if !strings.Contains(out.String(), "broken") || !strings.Contains(out.String(), "failed after") {
+		t.Errorf("no failure line: %q", out.String())
+	}
+}
+
+func TestPrebuildRunsOnlyWhenInputsChange(t *testing.T) {
+	e := connect(t)
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, e, "pre")
+	root := t.TempDir()
+	src := filepath.Join(root, "src")
+	runs := filepath.Join(root, "runs")
+	writeFiles(t, src, map[string]string{
+		"Dockerfile":    "FROM scratch\nCOPY out.txt /out.txt\n",
+		".dockerignore": "*\n!out.txt\n",
+		"input.txt":     "v1",
+	})
+	spec := BuildSpec{Service: "pre", Context: src, Repo: repo,
+		// A test stand-in for `go build`: derives the output from the input
+		// and counts its runs outside the inputs.
+		Prebuild:        []string{"sh", "-c", `cp input.txt out.txt && echo "$MARK" >> "$RUNS"`},
+		PrebuildEnv:     map[string]string{"RUNS": runs, "MARK": "ran"},
+		PrebuildOutputs: []string{"out.txt"},
+	}
+	opts := BuildOptions{StateDir: t.TempDir()}
+	count := func() int {
+		b, _ := os.ReadFile(runs)
+		return strings.Count(string(b), "ran\n")
+	}
+	build := func() BuildResult {
+		t.Helper()
+		res, err := e.Build(ctx, []BuildSpec{spec}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res[0]
+	}
+
+	if r := build(); r.PrebuildSkipped || count() != 1 || r.Cached {
+		t.Fatalf("first: %+v runs=%d", r, count())
+	}
+	if r := build(); !r.PrebuildSkipped || count() != 1 || !r.Cached {
+		t.Fatalf("second: %+v runs=%d, want prebuild skipped and image cached", r, count())
+	}
+	// The output is not an input: rewriting it does not trigger a run.
+	writeFiles(t, src, map[string]string{"input.txt": "v2"})
+	if r := build(); r.PrebuildSkipped || count() != 2 || r.Cached {
+		t.Fatalf("after input change: %+v runs=%d, want a prebuild and a build", r, count())
+	}
+	os.Remove(filepath.Join(src, "out.txt"))
+	if r := build(); r.PrebuildSkipped || count() != 3 {
+		t.Fatalf("after output removed: %+v runs=%d, want the prebuild to run", r, count())
+	}
+	// A changed command runs again too.
+	spec.PrebuildEnv = map[string]string{"RUNS": runs, "MARK": "ran", "EXTRA": "1"}
+	if r := build(); r.PrebuildSkipped || count() != 4 {
+		t.Fatalf("after env change: %+v runs=%d", r, count())
+	}
+
+	// A failing prebuild: a clear error with its output, no build.
+	spec.Prebuild = []string{"sh", "-c", "echo compiling; echo 'main.go:3: undefined: nope' >&2; exit 7"}
+	n := imageBuilds.Load()
+	_, err := e.Build(ctx, []BuildSpec{spec}, opts)
+	if err == nil {
+		t.Fatal("failing prebuild succeeded")
+	}
+	t.Logf("error:\n%v", err)
+	for _, want := range []string{"build pre", "prebuild `sh -c", "exit status 7", "main.go:3: undefined: nope", "compiling"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not contain %q:\n%v", want, err)
+		}
+	}
+	if imageBuilds.Load() != n {
+		t.Error("an image was built after a failed prebuild")
+	}
+}
+
+func TestBuildRejectsBadSpecs(t *testing.T) {
+	e := &Engine{} // never reached: specs are checked first
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\n"})
+	for _, tt := range []struct {
+		spec BuildSpec
+		want string
+	}{
+		{BuildSpec{Service: "a", Context: "rel/path", Repo: "x/a"}, "not an absolute path"},
+		{BuildSpec{Service: "a", Context: dir}, "no image repository"},
+		{BuildSpec{Service: "a", Context: dir, Repo: "x/a:v1"}, "must not carry a tag"},
+		{BuildSpec{Service: "a", Context: dir, Repo: "x/a", Dockerfile: "nope"}, "no Dockerfile at"},
+		{BuildSpec{Service: "a", Context: dir, Repo: "x/a", Dockerfile: "/etc/passwd"}, "outside the context"},
+	} {
+		_, err := e.Build(context.Background(), []BuildSpec{tt.spec}, BuildOptions{StateDir: t.TempDir()})
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%+v: err = %v, want %q", tt.spec, err, tt.want)
+		}
+	}
+	_, err := e.Build(context.Background(), []BuildSpec{
+		{Service: "a", Context: dir, Repo: "x/same"}, {Service: "b", Context: dir, Repo: "x/same"}}, BuildOptions{StateDir: t.TempDir()})
+	if err == nil || !strings.Contains(err.Error(), "also used by a") {
+		t.Errorf("duplicate repo: err = %v", err)
+	}
+}
+
+// BenchmarkBuildNoop measures what an unchanged deployment pays for its
+// build step: prebuild stamps, context hashes of five services with a
+// sample-sized binary each, and one ImageList.
+func BenchmarkBuildNoop(b *testing.B) {
+	e := connect(b)
+	ctx := context.Background()
+	state := b.TempDir()
+	bin := bytes.Repeat([]byte("0123456789abcdef"), 8<<20/16) // about the size of a sample service binary
+	var specs []BuildSpec
+	for i := range 5 {
+		dir := b.TempDir()
+		writeFiles(b, dir, map[string]string{
+			"Dockerfile":    "FROM scratch\nCOPY app /app\n",
+			".dockerignore": "*\n!app\n",
+			"main.go":       "package main\n",
+		})
+		if err := os.WriteFile(filepath.Join(dir, "app"), append(bin, byte(i)), 0o755); err != nil {
+			b.Fatal(err)
+		}
+		specs = append(specs, BuildSpec{Service: "svc" + string(rune('a'+i)), Context: dir, Repo: uniqueRepo(b, e, "bench"),
+			Prebuild: []string{"true"}, PrebuildOutputs: []string{"app"}})
+	}
+	if _, err := e.Build(ctx, specs, BuildOptions{StateDir: state}); err != nil {
+		b.Fatal(err)
+	}
+	n := imageBuilds.Load()
+	for b.Loop() {
+		res, err := e.Build(ctx, specs, BuildOptions{StateDir: state})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if !slices.ContainsFunc(res, func(r BuildResult) bool { return r.Cached && r.PrebuildSkipped }) {
+			b.Fatal("noop build was not cached")
+		}
+	}
+	if imageBuilds.Load() != n {
+		b.Fatal("noop build called ImageBuild")
+	}
+}

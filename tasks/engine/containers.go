@@ -1,0 +1,130 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/client"
+)
+
+// Compose labels: containers are found by these, never by name, because
+// compose v1 names them project_service_1 and v2 project-service-1.
+const (
+	LabelProject = "com.docker.compose.project"
+	LabelService = "com.docker.compose.service"
+)
+
+// PortBinding is a container port published on the host.
+type PortBinding struct {
+	HostIP        string // "" or "0.0.0.0" for all addresses
+	HostPort      int    // 0 when not published
+	ContainerPort int
+	Proto         string // "tcp" or "udp"
+}
+
+// Container is one container of a compose project.
+type Container struct {
+	ID, Service, Project string
+	// State is the engine's state: "running", "exited", "restarting",
+	// "created", "paused", "dead".
+	State string
+	// Health is "healthy", "unhealthy", "starting", or "" without a
+	// healthcheck.
+	Health string
+	// Image is the reference the container was created from, ImageID
+	// what it resolved to.
+	Image, ImageID string
+	Ports          []PortBinding
+	// ExitCode is meaningful once State is "exited".
+	ExitCode           int
+	Created, StartedAt time.Time
+	Labels             map[string]string
+}
+
+// Containers returns every container (running or not) of the compose
+// project, sorted by service.
+func (e *Engine) Containers(ctx context.Context, project string) ([]Container, error) {
+	list, err := e.API.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", LabelProject+"="+project)})
+	if err != nil {
+		return nil, fmt.Errorf("list containers of %s on %s: %w", project, e.Host, err)
+	}
+	out := make([]Container, 0, len(list.Items))
+	for _, s := range list.Items {
+		c := Container{ID: s.ID, Project: s.Labels[LabelProject], Service: s.Labels[LabelService],
+			State: string(s.State), Image: s.Image, ImageID: s.ImageID, Labels: s.Labels,
+			Created: time.Unix(s.Created, 0)}
+		for _, p := range s.Ports {
+			b := PortBinding{HostPort: int(p.PublicPort), ContainerPort: int(p.PrivatePort), Proto: string(p.Type)}
+			if p.IP.IsValid() {
+				b.HostIP = p.IP.String()
+			}
+			c.Ports = append(c.Ports, b)
+		}
+		// The list has no health before API 1.52 and no start time at all.
+		in, err := e.API.ContainerInspect(ctx, s.ID, client.ContainerInspectOptions{})
+		if err != nil {
+			if IsNotFound(err) {
+				continue // removed since the list
+			}
+			return nil, fmt.Errorf("inspect container %s (%s): %w", short(s.ID), c.Service, err)
+		}
+		if st := in.Container.State; st != nil {
+			c.State = string(st.Status)
+			c.ExitCode = st.ExitCode
+			c.StartedAt, _ = time.Parse(time.RFC3339Nano, st.StartedAt)
+			if st.Health != nil {
+				c.Health = string(st.Health.Status)
+			}
+		}
+		out = append(out, c)
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		if out[i].Service != out[j].Service {
+			return out[i].Service < out[j].Service
+		}
+		return out[i].Created.Before(out[j].Created)
+	})
+	return out, nil
+}
+
+// Logs writes the container's output to w: the last tail lines (tail <= 0:
+// all of it), then, with follow, what it prints until ctx ends or the
+// container stops. stdout and stderr are merged.
+func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow bool, w io.Writer) error {
+	in, err := e.API.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("logs of %s: %w", short(containerID), err)
+	}
+	t := "all"
+	if tail > 0 {
+		t = strconv.Itoa(tail)
+	}
+	rc, err := e.API.ContainerLogs(ctx, containerID, client.ContainerLogsOptions{
+		ShowStdout: true, ShowStderr: true, Tail: t, Follow: follow})
+	if err != nil {
+		return fmt.Errorf("logs of %s: %w", short(containerID), err)
+	}
+	defer rc.Close()
+	if in.Container.Config != nil && in.Container.Config.Tty {
+		_, err = io.Copy(w, rc) // a TTY's output is not multiplexed
+	} else {
+		_, err = stdcopy.StdCopy(w, w, rc)
+	}
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("logs of %s: %w", short(containerID), err)
+	}
+	return nil
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,169 @@
+// Package engine talks to a Docker Engine through its API: connecting to a
+// local or remote (ssh://) engine, building images with content-hash
+// labels so unchanged services are never rebuilt, finding a compose
+// project's containers by their labels, waiting until they are healthy,
+// reading their logs and moving images from one engine to another.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/cli/cli/connhelper"
+	"github.com/moby/moby/client"
+)
+
+// PingTimeout bounds the first contact with an engine, so a dead daemon is
+// reported quickly instead of hanging the run.
+const PingTimeout = 5 * time.Second
+
+// Engine is a connected Docker Engine.
+type Engine struct {
+	// API is the moby client, for calls this package does not wrap.
+	API *client.Client
+	// Host is what was dialled, for messages: the ssh://, unix:// or tcp://
+	// address.
+	Host string
+}
+
+type options struct {
+	sshFlags    []string
+	pingTimeout time.Duration
+}
+
+// Option changes how Connect reaches the engine.
+type Option func(*options)
+
+// WithSSHFlags passes extra flags to ssh for ssh:// hosts, e.g.
+// "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=/path",
+// "-i", "/path/key". Each element is one ssh argument.
+func WithSSHFlags(flags []string) Option {
+	return func(o *options) { o.sshFlags = append(o.sshFlags, flags...) }
+}
+
+// WithPingTimeout replaces PingTimeout, e.g. for a slow ssh link.
+func WithPingTimeout(d time.Duration) Option {
+	return func(o *options) { o.pingTimeout = d }
+}
+
+// Connect reaches the engine at host, checks that it answers and agrees on
+// an API version. host is "" for DOCKER_HOST (or the default socket),
+// ssh://user@host[:port], unix:///path or tcp://host:port. ssh:// runs the
+// local ssh client with `docker system dial-stdio` on the remote host, so
+// the usual ssh configuration, agent and known_hosts apply.
+func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) {
+	o := options{pingTimeout: PingTimeout}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	fromEnv := host == ""
+	if fromEnv {
+		host = os.Getenv(client.EnvOverrideHost)
+	}
+	var copts []client.Opt
+	switch {
+	case strings.HasPrefix(host, "ssh://"):
+		h, err := connhelper.GetConnectionHelperWithSSHOpts(host, o.sshFlags)
+		if err != nil {
+			return nil, fmt.Errorf("docker host %s: %w", host, err)
+		}
+		copts = append(copts, client.WithHost(h.Host), client.WithDialContext(h.Dialer), client.WithAPIVersionFromEnv())
+	case host == "":
+		copts = append(copts, client.FromEnv)
+	case fromEnv:
+		copts = append(copts, client.FromEnv)
+	default:
+		// FromEnv first so DOCKER_CERT_PATH/DOCKER_TLS_VERIFY still apply to
+		// an explicit tcp:// host; the host itself is the one asked for.
+		copts = append(copts, client.FromEnv, client.WithHost(host))
+	}
+	api, err := client.New(copts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker host %s: %w", displayHost(host), err)
+	}
+	e := &Engine{API: api, Host: displayHost(host)}
+	if host == "" {
+		e.Host = api.DaemonHost()
+	}
+	pctx, cancel := context.WithTimeout(ctx, o.pingTimeout)
+	defer cancel()
+	if _, err := api.Ping(pctx, client.PingOptions{NegotiateAPIVersion: true}); err != nil {
+		_ = api.Close()
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("connect to docker at %s: %w", e.Host, ctx.Err())
+		}
+		return nil, unreachable(e.Host, fromEnv, err)
+	}
+	return e, nil
+}
+
+func displayHost(h string) string {
+	if h == "" {
+		return client.DefaultDockerHost
+	}
+	return h
+}
+
+// unreachable explains a failed ping with what to check for that kind of
+// host.
+func unreachable(host string, fromEnv bool, err error) error {
+	var hint string
+	switch {
+	case strings.HasPrefix(host, "ssh://"):
+		hint = fmt.Sprintf("check that `ssh %s docker version` works from this machine (host key in known_hosts, key authorised, docker installed and running there)",
+			strings.TrimPrefix(host, "ssh://"))
+	case strings.HasPrefix(host, "unix://"):
+		hint = "is the Docker daemon running? Start it with `systemctl start docker` (or `sudo dockerd`), and check that you may use the socket (group docker)"
+	default:
+		hint = "is the Docker daemon running and listening there?"
+	}
+	if fromEnv {
+		if v := os.Getenv(client.EnvOverrideHost); v != "" {
+			hint += fmt.Sprintf("; DOCKER_HOST=%s is set: unset it to use the local socket", v)
+		} else {
+			hint += "; set DOCKER_HOST to reach another engine"
+		}
+	}
+	return fmt.Errorf("cannot reach the Docker engine at %s: %v: %s", host, err, hint)
+}
+
+// Close releases the connection (and the ssh process of an ssh:// host).
+func (e *Engine) Close() error { return e.API.Close() }
+
+// Version returns the engine's version and API version (e.g. "20.10.24",
+// "1.41").
+func (e *Engine) Version(ctx context.Context) (server string, api string, err error) {
+	v, err := e.API.ServerVersion(ctx, client.ServerVersionOptions{})
+	if err != nil {
+		return "", "", fmt.Errorf("docker version on %s: %w", e.Host, err)
+	}
+	return v.Version, v.APIVersion, nil
+}
+
+// ImageID returns the ID ("sha256:...") of the image ref names. A missing
+// image gives an error for which IsNotFound is true.
+func (e *Engine) ImageID(ctx context.Context, ref string) (string, error) {
+	r, err := e.API.ImageInspect(ctx, ref)
+	if err != nil {
+		return "", fmt.Errorf("image %s on %s: %w", ref, e.Host, err)
+	}
+	return r.ID, nil
+}
+
+// IsNotFound reports whether err says an image or container does not exist.
+func IsNotFound(err error) bool { return cerrdefs.IsNotFound(err) }
+
+// errTail formats the end of some output under an error line.
+func errTail(lines []string) string {
+	if len(lines) == 0 {
+		return ""
+	}
+	return "\n    " + strings.Join(lines, "\n    ")
+}
+
+var errCancelled = errors.New("cancelled")

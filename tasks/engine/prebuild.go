@@ -1,0 +1,187 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// prebuildTail is how many lines of a failed prebuild's output the error
+// carries.
+const prebuildTail = 30
+
+// prebuildHash covers what decides a prebuild's result: its command, its
+// extra environment and every regular file of its inputs (path, mode,
+// content), leaving out its outputs and .git folders.
+func prebuildHash(s *BuildSpec) (string, error) {
+	h := sha256.New()
+	field(h, "prebuild-v1")
+	field(h, strconv.Itoa(len(s.Prebuild)))
+	for _, a := range s.Prebuild {
+		field(h, a)
+	}
+	field(h, strconv.Itoa(len(s.PrebuildEnv)))
+	for _, k := range sortedKeys(s.PrebuildEnv) {
+		field(h, k)
+		field(h, s.PrebuildEnv[k])
+	}
+	skip := map[string]bool{}
+	for _, o := range s.PrebuildOutputs {
+		skip[filepath.Join(s.Context, o)] = true
+	}
+	inputs := append([]string(nil), s.PrebuildInputs...)
+	if len(inputs) == 0 {
+		inputs = []string{s.Context}
+	}
+	for i, in := range inputs {
+		if !filepath.IsAbs(in) {
+			inputs[i] = filepath.Join(s.Context, in)
+		}
+	}
+	sort.Strings(inputs)
+	for _, in := range inputs {
+		err := filepath.WalkDir(in, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if skip[path] || (d.IsDir() && d.Name() == ".git") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+			switch {
+			case d.Type().IsRegular():
+				fi, err := d.Info()
+				if err != nil {
+					return err
+				}
+				field(h, path)
+				field(h, strconv.FormatUint(uint64(fi.Mode().Perm()), 8))
+				field(h, strconv.FormatInt(fi.Size(), 10))
+				return hashFile(h, path)
+			case d.Type()&fs.ModeSymlink != 0:
+				target, err := os.Readlink(path)
+				if err != nil {
+					return err
+				}
+				field(h, path)
+				field(h, "->"+target)
+			}
+			return nil
+		})
+		if err != nil {
+			return "", fmt.Errorf("prebuild inputs: %w", err)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// stampPath is where the hash of a service's last successful prebuild is
+// kept: keyed by service and by context folder, so two checkouts (or two
+// catalogs naming the same service) never share a stamp.
+func stampPath(stateDir string, s *BuildSpec) string {
+	sum := sha256.Sum256([]byte(s.Context))
+	return filepath.Join(stateDir, "prebuild", s.Service+"-"+hex.EncodeToString(sum[:6])+".stamp")
+}
+
+// prebuild runs s.Prebuild in s.Context unless its inputs are unchanged
+// since its last success and its outputs exist. It reports whether it was
+// skipped.
+func prebuild(ctx context.Context, s *BuildSpec, stateDir string) (skipped bool, err error) {
+	if len(s.Prebuild) == 0 {
+		return false, nil
+	}
+	sum, err := prebuildHash(s)
+	if err != nil {
+		return false, err
+	}
+	stamp := stampPath(stateDir, s)
+	if b, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(b)) == sum && outputsExist(s) {
+		return true, nil
+	}
+	cmd := exec.CommandContext(ctx, s.Prebuild[0], s.Prebuild[1:]...)
+	cmd.Dir = s.Context
+	cmd.Env = os.Environ()
+	for _, k := range sortedKeys(s.PrebuildEnv) {
+		cmd.Env = append(cmd.Env, k+"="+s.PrebuildEnv[k])
+	}
+	cmd.WaitDelay = 5 * time.Second
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return false, fmt.Errorf("prebuild `%s`: %w", strings.Join(s.Prebuild, " "), ctx.Err())
+		}
+		return false, fmt.Errorf("prebuild `%s` in %s: %w%s", strings.Join(s.Prebuild, " "), s.Context, err,
+			errTail(tailLines(out.String(), prebuildTail)))
+	}
+	if missing := missingOutputs(s); len(missing) > 0 {
+		return false, fmt.Errorf("prebuild `%s` succeeded but did not write %s (check prebuild_outputs)",
+			strings.Join(s.Prebuild, " "), strings.Join(missing, ", "))
+	}
+	// The hash from before the run: an input edited while the command ran
+	// then makes the next run build again, never the opposite.
+	if err := writeFileAtomic(stamp, []byte(sum+"\n")); err != nil {
+		return false, fmt.Errorf("save prebuild stamp: %w", err)
+	}
+	return false, nil
+}
+
+func outputsExist(s *BuildSpec) bool { return len(missingOutputs(s)) == 0 }
+
+func missingOutputs(s *BuildSpec) []string {
+	var missing []string
+	for _, o := range s.PrebuildOutputs {
+		if _, err := os.Stat(filepath.Join(s.Context, o)); err != nil {
+			missing = append(missing, o)
+		}
+	}
+	return missing
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// tailLines returns the last n non-empty lines of s.
+func tailLines(s string, n int) []string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimRight(l, "\r "); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
