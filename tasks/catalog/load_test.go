@@ -1,0 +1,368 @@
+package catalog_test
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+)
+
+// realCatalog is the repository's own services.toml.
+var realCatalog = filepath.Join("..", "..", "services.toml")
+
+func mustLoad(t *testing.T, path string) *catalog.Catalog {
+	t.Helper()
+	c, err := catalog.Load(path)
+	if err != nil {
+		t.Fatalf("Load(%s): %v", path, err)
+	}
+	return c
+}
+
+// headerLines returns the lines of each "[[header]]" in src, in order.
+func headerLines(src, header string) []int {
+	var out []int
+	for i, l := range strings.Split(src, "\n") {
+		if strings.HasPrefix(strings.TrimSpace(l), header) {
+			out = append(out, i+1)
+		}
+	}
+	return out
+}
+
+func TestLoadRealCatalog(t *testing.T) {
+	c := mustLoad(t, realCatalog)
+	abs, _ := filepath.Abs(realCatalog)
+	if c.File != abs {
+		t.Errorf("File = %q, want %q", c.File, abs)
+	}
+	root := filepath.Dir(abs)
+	home, err := os.UserHomeDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := catalog.Project{Name: "maestro", DeployDir: filepath.Join(home, "deployment"), Network: "platform"}
+	if c.Project != want {
+		t.Errorf("Project = %+v, want %+v (~ expanded)", c.Project, want)
+	}
+
+	// The platform team's table: dev / prod host ports, container port = prod.
+	ports := map[string][3]int{ // name -> port, dev, prod
+		"quality-fabric":        {8000, 9000, 8000},
+		"maestro-gateway":       {8080, 9080, 8080},
+		"automation-service":    {8003, 9003, 8003},
+		"k8s-execution-service": {8004, 9004, 8004},
+		"template-service":      {8005, 9005, 8005},
+	}
+	if len(c.Services) != 5 || len(c.Infrastructure) != 1 {
+		t.Fatalf("%d services and %d infrastructure, want 5 and 1", len(c.Services), len(c.Infrastructure))
+	}
+	src, _ := os.ReadFile(realCatalog)
+	svcLines := headerLines(string(src), "[[services]]")
+	for i, s := range c.Services {
+		p, ok := ports[s.Name]
+		if !ok {
+			t.Errorf("unexpected service %q", s.Name)
+			continue
+		}
+		if got := [3]int{s.Port, s.DevPort, s.ProdPort}; got != p {
+			t.Errorf("%s: port/dev/prod = %v, want %v", s.Name, got, p)
+		}
+		if hp, ok := s.HostPort("dev"); !ok || hp != p[1] {
+			t.Errorf("%s: HostPort(dev) = %d, %v", s.Name, hp, ok)
+		}
+		if s.Infra || s.Line != svcLines[i] {
+			t.Errorf("%s: Infra %v Line %d, want false and %d", s.Name, s.Infra, s.Line, svcLines[i])
+		}
+		if !filepath.IsAbs(s.Source) || !strings.HasPrefix(s.Source, filepath.Join(root, "examples")) {
+			t.Errorf("%s: Source %q is not an absolute path under examples/", s.Name, s.Source)
+		}
+		if fi, err := os.Stat(filepath.Join(s.Source, s.Dockerfile)); err != nil || fi.IsDir() {
+			t.Errorf("%s: no Dockerfile at %s/%s", s.Name, s.Source, s.Dockerfile)
+		}
+		if s.Dockerfile != "Dockerfile" || s.Health != "/health" || s.Replicas != 1 || s.Image != "" {
+			t.Errorf("%s: defaults Dockerfile %q Health %q Replicas %d Image %q", s.Name, s.Dockerfile, s.Health, s.Replicas, s.Image)
+		}
+		if !reflect.DeepEqual(s.Healthcheck, []string{"/app", "-healthcheck"}) {
+			t.Errorf("%s: Healthcheck %q", s.Name, s.Healthcheck)
+		}
+		if len(s.Prebuild) == 0 || s.Prebuild[0] != "go" || len(s.PrebuildInputs) != 2 {
+			t.Errorf("%s: Prebuild %q inputs %q", s.Name, s.Prebuild, s.PrebuildInputs)
+		}
+		for _, in := range s.PrebuildInputs {
+			if !filepath.IsAbs(in) {
+				t.Errorf("%s: prebuild input %q not absolute", s.Name, in)
+			}
+		}
+		if s.Env["SERVICE_NAME"] != s.Name || s.PrebuildEnv["CGO_ENABLED"] != "0" {
+			t.Errorf("%s: Env %v PrebuildEnv %v", s.Name, s.Env, s.PrebuildEnv)
+		}
+		if got := c.ImageRef(s); got != "maestro/"+s.Name+":latest" {
+			t.Errorf("%s: ImageRef %q", s.Name, got)
+		}
+		if len(s.Checks) == 0 || s.Checks[0].Name != "health" {
+			t.Errorf("%s: first check should be health, got %v", s.Name, s.Checks)
+		}
+	}
+
+	db := c.Infrastructure[0]
+	if db.Name != "state-store" || !db.Infra || db.Port != 6380 || db.DevPort != 0 || db.ProdPort != 0 ||
+		db.Title != "State Store" || !reflect.DeepEqual(db.Volumes, []string{"state-data:/data"}) {
+		t.Errorf("infrastructure: %+v", db)
+	}
+	if _, published := db.HostPort("dev"); published {
+		t.Error("state-store should not be published")
+	}
+	if got, ok := c.Service("state-store"); !ok || got != db {
+		t.Error(`Service("state-store") did not find the infrastructure entry`)
+	}
+	if all := c.All(); len(all) != 6 || all[0] != db {
+		t.Errorf("All() = %d entries starting with %s, want 6 starting with state-store", len(all), all[0].Name)
+	}
+
+	gw, _ := c.Service("maestro-gateway")
+	if !reflect.DeepEqual(gw.DependsOn, []string{"quality-fabric", "automation-service", "k8s-execution-service", "template-service"}) {
+		t.Errorf("gateway DependsOn %q", gw.DependsOn)
+	}
+	if gw.Secrets["GATEWAY_API_TOKEN"] == "" || gw.Env["GATEWAY_API_TOKEN"] != "" {
+		t.Errorf("gateway secret should be in Secrets only")
+	}
+	if len(gw.Checks) != 5 {
+		t.Errorf("gateway has %d checks, want 5", len(gw.Checks))
+	}
+
+	// Checks: defaults filled in, explicit values kept.
+	cars, _ := c.Service("automation-service")
+	health := cars.Checks[0]
+	wantHealth := catalog.Check{Name: "health", Kind: catalog.CheckHTTP, Path: "/health", Status: 200,
+		JSONField: "status", JSONEquals: "ok", Timeout: 2 * time.Second, Retries: 2, Line: health.Line}
+	if *health != wantHealth {
+		t.Errorf("automation-service health check = %+v, want %+v", *health, wantHealth)
+	}
+	reach := cars.Checks[1]
+	if reach.Kind != catalog.CheckNetwork || reach.Path != "/call/template-service" || reach.Contains != `"ok":true` ||
+		reach.Status != 200 || reach.Retries != 2 || reach.Timeout != 2*time.Second {
+		t.Errorf("automation-service network check = %+v", *reach)
+	}
+	checkLines := headerLines(string(src), "[[services.checks]]")
+	tmpl, _ := c.Service("template-service")
+	if tmpl.Checks[0].Line != checkLines[0] || tmpl.Checks[1].Line != checkLines[1] || health.Line != checkLines[2] {
+		t.Errorf("check lines %d %d %d, want %v...", tmpl.Checks[0].Line, tmpl.Checks[1].Line, health.Line, checkLines[:3])
+	}
+
+	if len(c.Environments) != 2 {
+		t.Errorf("environments %v, want dev and demo", c.Environments)
+	}
+	dev, err := c.Env("dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDev := catalog.Environment{Name: "dev", Ports: "dev", Dir: c.Project.DeployDir, Engine: catalog.EngineCompose,
+		Bind: "127.0.0.1", KeepReleases: 5, HealthTimeout: 2 * time.Minute, Line: headerLines(string(src), "[environments.dev]")[0]}
+	if *dev != wantDev || dev.Remote() {
+		t.Errorf("dev = %+v, want %+v", *dev, wantDev)
+	}
+	demo, err := c.Env("demo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantDemo := catalog.Environment{Name: "demo", Ports: "prod", Host: "ssh://ec2-user@demo.example.internal",
+		Dir: "/home/ec2-user/deployment", Engine: catalog.EngineCompose, Bind: "", KeepReleases: 5,
+		KnownHosts: filepath.Join(home, ".ssh", "known_hosts"), HealthTimeout: 3 * time.Minute,
+		Line: headerLines(string(src), "[environments.demo]")[0]}
+	if *demo != wantDemo || !demo.Remote() {
+		t.Errorf("demo = %+v, want %+v", *demo, wantDemo)
+	}
+	if _, err := c.Env("prod"); err == nil || !strings.Contains(err.Error(), "known environments: demo, dev") {
+		t.Errorf(`Env("prod") error = %v, want it to list demo, dev`, err)
+	}
+}
+
+// writeCatalog puts a catalog and a buildable source folder "app" into a
+// fresh folder and returns the catalog's path.
+func writeCatalog(t *testing.T, src string) string {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(dir, "app"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "services.toml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+func TestLoadDefaults(t *testing.T) {
+	path := writeCatalog(t, `
+[project]
+name = "shop"
+deploy_dir = "out"
+
+[environments.staging]
+ports = "metrics"
+host = "ssh://deploy@staging.example.internal:2222"
+dir = "/srv/shop/"
+engine = "swarm"
+
+[[infrastructure]]
+name = "cache"
+image = "redis:7"
+port = 6379
+ports = { metrics = 9121 }
+
+[[services]]
+name = "web"
+source = "app"
+port = 8080
+dev_port = 9080
+ports = { metrics = 9100 }
+prebuild = ["true"]
+replicas = 3
+
+  [[services.checks]]
+  kind = "network"
+  path = "/ready"
+  status = 204
+  timeout = "500ms"
+  retries = 0
+`)
+	c := mustLoad(t, path)
+	dir := filepath.Dir(path)
+	if c.Project.DeployDir != filepath.Join(dir, "out") || c.Project.Network != "platform" {
+		t.Errorf("Project = %+v: deploy_dir relative to the catalog, network default platform", c.Project)
+	}
+	dev := c.Environments["dev"]
+	if dev == nil {
+		t.Fatal("no dev environment added by default")
+	}
+	if dev.Ports != "dev" || dev.Bind != "127.0.0.1" || dev.Dir != c.Project.DeployDir || dev.Engine != catalog.EngineCompose ||
+		dev.HealthTimeout != 2*time.Minute || dev.KeepReleases != 5 || dev.Remote() || dev.Line != 0 {
+		t.Errorf("default dev = %+v", *dev)
+	}
+	st := c.Environments["staging"]
+	home, _ := os.UserHomeDir()
+	if st.Dir != "/srv/shop" || st.Engine != catalog.EngineSwarm || st.Bind != "" ||
+		st.KnownHosts != filepath.Join(home, ".ssh", "known_hosts") || !st.Remote() {
+		t.Errorf("staging = %+v", *st)
+	}
+
+	web := c.Services[0]
+	if web.Title != "web" || web.Dockerfile != "Dockerfile" || web.Source != filepath.Join(dir, "app") ||
+		web.Health != "/health" || web.Replicas != 3 || web.ProdPort != 0 {
+		t.Errorf("web = %+v", *web)
+	}
+	if !reflect.DeepEqual(web.PrebuildInputs, []string{web.Source}) {
+		t.Errorf("PrebuildInputs = %q, want the source folder by default", web.PrebuildInputs)
+	}
+	if p, ok := web.HostPort("metrics"); !ok || p != 9100 {
+		t.Errorf("HostPort(metrics) = %d, %v", p, ok)
+	}
+	if _, ok := web.HostPort("prod"); ok {
+		t.Error("HostPort(prod) reported a port that is not set")
+	}
+	ck := *web.Checks[0]
+	want := catalog.Check{Name: "network /ready", Kind: catalog.CheckNetwork, Path: "/ready", Status: 204,
+		Timeout: 500 * time.Millisecond, Retries: 0, Line: ck.Line}
+	if ck != want || ck.Line == 0 {
+		t.Errorf("check = %+v, want %+v", ck, want)
+	}
+	cache := c.Infrastructure[0]
+	if cache.Source != "" || cache.Dockerfile != "" || c.ImageRef(cache) != "redis:7" || c.ImageRef(web) != "shop/web:latest" {
+		t.Errorf("image entry: Source %q Dockerfile %q ImageRef %q", cache.Source, cache.Dockerfile, c.ImageRef(cache))
+	}
+}
+
+// A clash in a port column matters only where that column is published.
+func TestPortClashOnlyInEnvironmentsThatPublishIt(t *testing.T) {
+	const services = `
+[project]
+name = "shop"
+
+[[services]]
+name = "web"
+source = "app"
+port = 8080
+dev_port = 9080
+prod_port = 8080
+
+[[services]]
+name = "api"
+source = "app"
+port = 8081
+dev_port = 9081
+prod_port = 8080
+`
+	mustLoad(t, writeCatalog(t, services)) // only dev: the prod clash is harmless
+
+	path := writeCatalog(t, services+`
+[environments.demo]
+ports = "prod"
+host = "ssh://deploy@demo.example.internal"
+dir = "/srv/deployment"
+
+[environments.qa]
+ports = "prod"
+host = "ssh://deploy@qa.example.internal"
+dir = "/srv/deployment"
+`)
+	errs := loadErrors(t, path)
+	checkShape(t, path, errs)
+	var envs []string
+	for _, e := range errs {
+		if e.Key != "services[1].prod_port" || e.Line != 17 || !strings.Contains(e.Msg, "host port 8080 is used twice") {
+			t.Errorf("unexpected error %v", e)
+		}
+		envs = append(envs, e.Msg[strings.Index(e.Msg, "environment"):])
+	}
+	if len(envs) != 2 || !strings.Contains(envs[0], `"demo"`) || !strings.Contains(envs[1], `"qa"`) {
+		t.Errorf("want the clash once for demo and once for qa, got %q", envs)
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "nope.toml")
+	_, err := catalog.Load(path)
+	var e *catalog.Error
+	if !errors.As(err, &e) || e.File != path || !strings.Contains(e.Msg, "not found") || !strings.Contains(e.Hint, "DEPLOY_CATALOG") {
+		t.Fatalf("Load(missing) = %v, want a catalog.Error naming the file with a hint", err)
+	}
+}
+
+// Secret values must not leak through error messages, whatever is wrong
+// with them.
+func TestErrorsNeverPrintSecrets(t *testing.T) {
+	const secret = "hunter2-sekrit"
+	for name, body := range map[string]string{
+		"nul":        `secrets = { TOKEN = "` + secret + `\u0000" }`,
+		"both":       "env = { TOKEN = \"x\" }\nsecrets = { TOKEN = \"" + secret + "\" }",
+		"bad name":   `secrets = { "BAD-NAME" = "` + secret + `" }`,
+		"wrong type": `secrets = ["` + secret + `"]`,
+	} {
+		path := writeCatalog(t, "[project]\nname = \"shop\"\n[[services]]\nname = \"web\"\nsource = \"app\"\nport = 1\ndev_port = 2\n"+body+"\n")
+		errs := loadErrors(t, path)
+		checkShape(t, path, errs)
+		if strings.Contains(errs.Error(), secret) {
+			t.Errorf("%s: error prints the secret: %v", name, errs)
+		}
+	}
+}
+
+// Load's answer does not depend on the working directory: relative paths
+// are relative to the catalog file.
+func TestLoadRelativeToCatalogNotCwd(t *testing.T) {
+	path := writeCatalog(t, "[project]\nname = \"shop\"\n[[services]]\nname = \"web\"\nsource = \"app\"\nport = 1\ndev_port = 2\n")
+	t.Chdir(t.TempDir())
+	c := mustLoad(t, path)
+	if c.Services[0].Source != filepath.Join(filepath.Dir(path), "app") {
+		t.Errorf("Source = %q", c.Services[0].Source)
+	}
+}
