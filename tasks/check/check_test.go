@@ -149,9 +149,7 @@ func TestHTTPVerdicts(t *testing.T) {
 	cat := testCatalog(t, "verdicts", svcs)
 	var out bytes.Buffer
 	env, _ := cat.Env("dev")
-	start := time.Now()
 	rep, err := Run(context.Background(), cat, Target{Env: env}, Options{DeclaredOnly: true, Printer: ui.Plain(&out)})
-	elapsed := time.Since(start)
 	if err == nil {
 		t.Fatal("Run: want an error for the failing checks")
 	}
@@ -194,12 +192,6 @@ func TestHTTPVerdicts(t *testing.T) {
 	if rep.Passed != 2 || rep.Failed != 7 {
 		t.Errorf("passed %d failed %d, want 2 and 7", rep.Passed, rep.Failed)
 	}
-	// Concurrency: the slowest check here takes about 0.3 s (retries with
-	// backoff); run one after another they would take well over a second.
-	if elapsed > 1500*time.Millisecond {
-		t.Errorf("Run took %s: checks do not run concurrently", elapsed)
-	}
-
 	var junit, js bytes.Buffer
 	if err := rep.WriteJUnit(&junit); err != nil {
 		t.Fatal(err)
