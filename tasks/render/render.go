@@ -1,0 +1,653 @@
+// Package render turns a catalog environment into a deployment folder:
+// compose files for the whole stack, for each service and for the shared
+// infrastructure, .env files holding the settings and the secrets, the
+// deploy-all.sh and test-all.sh scripts for hosts without Go, a swarm stack
+// file for swarm environments, and a .manifest with a checksum of each file.
+//
+// Render is pure: it returns the files and checks every compose file with
+// compose-go first. Write puts a tree on disk atomically and refuses to
+// replace files edited by hand; Plan shows what Write would change.
+package render
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"net"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"text/template"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/templates"
+)
+
+// Names of the files and folders render writes.
+const (
+	ComposeFile  = "docker-compose.yml"
+	StackFile    = "docker-stack.yml" // swarm environments only
+	EnvFile      = ".env"
+	ManifestFile = ".manifest"
+	DeployScript = "deploy-all.sh"
+	TestScript   = "test-all.sh"
+	InfraDir     = "infrastructure"
+	// BackupDir holds, per Write with Overwrite, the hand-edited files it
+	// replaced: .backup/<UTC timestamp>/<path>.
+	BackupDir = ".backup"
+)
+
+// Labels set on every service of the rendered compose and stack files, next
+// to compose's own com.docker.compose.* labels.
+const (
+	LabelService     = "io.maestro.service"     // service name
+	LabelRole        = "io.maestro.role"        // "service" or "infrastructure"
+	LabelEnvironment = "io.maestro.environment" // catalog environment name
+	LabelRelease     = "io.maestro.release"     // Options.Release, when set
+	// LabelConfigHash is a sha256 of the service's rendered settings (image,
+	// build, ports, environment with secret references, healthcheck,
+	// volumes, network): equal in the unified and the per-service file.
+	LabelConfigHash = "io.maestro.config-hash"
+)
+
+// File is one file of a rendered deployment folder.
+type File struct {
+	// Path is slash-separated and relative to the folder.
+	Path string
+	Data []byte
+	Mode fs.FileMode
+}
+
+// Tree is a rendered deployment folder, sorted by Path.
+type Tree []File
+
+// File returns the file at path.
+func (t Tree) File(path string) (File, bool) {
+	i := sort.Search(len(t), func(i int) bool { return t[i].Path >= path })
+	if i < len(t) && t[i].Path == path {
+		return t[i], true
+	}
+	return File{}, false
+}
+
+// Options change what Render writes.
+type Options struct {
+	// Images pins the image reference of services by name (releases pin
+	// tested tags); a service not named runs catalog.ImageRef.
+	Images map[string]string
+	// Build adds build sections (absolute source folder and Dockerfile) and
+	// the pre-build and build steps of deploy-all.sh: for local renders.
+	// Releases and remote hosts run images that already exist.
+	Build bool
+	// Release is an id written into headers, labels, .env and the
+	// manifest: letters, digits, '.', '_', ':' and '-'.
+	Release string
+}
+
+// SecretVar is the .env variable that carries secret key of a service; the
+// compose files refer to it as ${SecretVar}. Service names become upper
+// case with '-' as '_'; the key is kept as written.
+func SecretVar(service, key string) string {
+	return "SECRET__" + envName(service) + "__" + key
+}
+
+// PortVar is the .env variable holding the published host port of a
+// service (informational: the compose files carry the number itself).
+func PortVar(service string) string { return "PORT_" + envName(service) }
+
+// NetworkName is the Docker network compose creates for the stack's shared
+// network under a project name: the same from every rendered file, so a
+// service started from its own folder joins the running stack.
+func NetworkName(project, network string) string { return project + "_" + network }
+
+func envName(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
+
+var (
+	releaseID   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+	projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+)
+
+type buildView struct{ Context, Dockerfile string }
+
+type envVar struct {
+	Key, Value string
+	// Ref marks a ${VAR} reference to .env: quoted without doubling '$'.
+	Ref bool
+}
+
+type depView struct{ Name, Condition string }
+
+type kv struct{ Key, Value string }
+
+type svcView struct {
+	Name        string
+	Image       string
+	Build       *buildView
+	Ports       []string
+	Env         []envVar
+	Healthcheck []string
+	DependsOn   []depView
+	Labels      []kv
+	Volumes     []string
+	Replicas    int
+
+	svc      *catalog.Service
+	hostPort int
+	secrets  []kv // .env name, value
+}
+
+type composeView struct {
+	Header   []string
+	Stack    bool
+	Services []*svcView
+	Network  string
+	Volumes  []string
+}
+
+type envSection struct {
+	Comment string
+	Vars    []kv
+}
+
+type envView struct {
+	Header   []string
+	Sections []envSection
+}
+
+type scriptSvc struct {
+	Name, Mode, Path string
+	Port             int
+}
+
+type prebuildView struct {
+	Service, Dir, Program string
+	Env, Args             []string
+}
+
+type checkView struct {
+	Service, Name, Path, Contains, Timeout string
+	Port, Status, Retries                  int
+}
+
+type scriptView struct {
+	Header     []string
+	Project    string
+	Host       string
+	Timeout    int
+	Build      bool
+	Services   []scriptSvc
+	Prebuilds  []prebuildView
+	Checks     []checkView
+}
+
+var (
+	tmplOnce sync.Once
+	tmplErr  error
+	yamlTmpl *template.Template
+	envTmpl  *template.Template
+	shTmpl   *template.Template
+)
+
+func loadTemplates() error {
+	tmplOnce.Do(func() {
+		funcs := template.FuncMap{"yq": yamlQuote, "cq": composeQuote, "envq": envQuote, "sh": shellQuote}
+		tfs := templates.FS()
+		if yamlTmpl, tmplErr = template.New("compose.yml.tmpl").Funcs(funcs).ParseFS(tfs, "compose.yml.tmpl"); tmplErr != nil {
+			return
+		}
+		if envTmpl, tmplErr = template.New("env.tmpl").Funcs(funcs).ParseFS(tfs, "env.tmpl"); tmplErr != nil {
+			return
+		}
+		shTmpl, tmplErr = template.New("sh").Delims("{%", "%}").Funcs(funcs).ParseFS(tfs, "deploy-all.sh.tmpl", "test-all.sh.tmpl")
+	})
+	return tmplErr
+}
+
+func execute(t *template.Template, name string, data any) ([]byte, error) {
+	var b bytes.Buffer
+	if err := t.ExecuteTemplate(&b, name, data); err != nil {
+		return nil, err
+	}
+	out := bytes.TrimLeft(b.Bytes(), "\n")
+	if len(out) == 0 || out[len(out)-1] != '\n' {
+		out = append(out, '\n')
+	}
+	return out, nil
+}
+
+// testHookRendered, when set, may change a compose file between rendering
+// and validation: tests make compose-go reject one.
+var testHookRendered func(path string, data []byte) []byte
+
+type renderer struct {
+	cat    *catalog.Catalog
+	env    *catalog.Environment
+	opts   Options
+	header []string
+	byName map[string]*svcView
+}
+
+// Render returns the deployment folder of one environment of the catalog.
+// It is pure (it reads no files and starts nothing) and deterministic: the
+// same input gives the same bytes. Every compose file is loaded back with
+// compose-go, and every .env file parsed back, before Render returns, so an
+// invalid or misquoted file is an error here and is never written.
+func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree, error) {
+	if cat == nil || env == nil {
+		return nil, fmt.Errorf("render: no catalog or environment")
+	}
+	if err := loadTemplates(); err != nil {
+		return nil, fmt.Errorf("render: templates: %w", err)
+	}
+	r := &renderer{cat: cat, env: env, opts: opts, byName: map[string]*svcView{}}
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	tree, checks, err := r.files()
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	if testHookRendered != nil {
+		for i := range checks {
+			checks[i].data = testHookRendered(checks[i].path, checks[i].data)
+		}
+	}
+	if err := validate(cat.Project.Name, checks); err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	sort.Slice(tree, func(i, j int) bool { return tree[i].Path < tree[j].Path })
+	m, err := newManifest(cat.Project.Name, env.Name, opts.Release, tree)
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	tree = append(tree, File{Path: ManifestFile, Data: m, Mode: 0o644})
+	sort.Slice(tree, func(i, j int) bool { return tree[i].Path < tree[j].Path })
+	return tree, nil
+}
+
+// check refuses what the templates could not carry; the catalog validates
+// most of it already, but Render also takes catalogs built in code.
+func (r *renderer) check() error {
+	if !projectName.MatchString(r.cat.Project.Name) {
+		return fmt.Errorf("invalid project name %q", r.cat.Project.Name)
+	}
+	if !dnsLabel.MatchString(r.cat.Project.Network) {
+		return fmt.Errorf("invalid network name %q", r.cat.Project.Network)
+	}
+	if !dnsLabel.MatchString(r.env.Name) {
+		return fmt.Errorf("invalid environment name %q", r.env.Name)
+	}
+	if r.opts.Release != "" && !releaseID.MatchString(r.opts.Release) {
+		return fmt.Errorf("invalid release id %q (letters, digits, '.', '_', ':' and '-', at most 128)", r.opts.Release)
+	}
+	if r.env.Bind != "" && net.ParseIP(r.env.Bind) == nil {
+		return fmt.Errorf("environment %s: bind %q is not an IP address", r.env.Name, r.env.Bind)
+	}
+	names := map[string]bool{}
+	secretVars := map[string]string{}
+	for _, s := range r.cat.All() {
+		if !dnsLabel.MatchString(s.Name) {
+			return fmt.Errorf("invalid service name %q", s.Name)
+		}
+		if names[s.Name] {
+			return fmt.Errorf("service %s is declared twice", s.Name)
+		}
+		names[s.Name] = true
+		if !s.Infra && s.Name == InfraDir {
+			return fmt.Errorf("service %s: the name is taken by the %s/ folder; rename the service", s.Name, InfraDir)
+		}
+		for k, v := range s.Secrets {
+			if _, err := envQuote(v); err != nil {
+				return fmt.Errorf("service %s: secret %s: %w; change the value or move it to env", s.Name, k, err)
+			}
+			sv := SecretVar(s.Name, k)
+			if other, dup := secretVars[sv]; dup {
+				return fmt.Errorf("service %s: secret %s and %s both map to the .env variable %s; rename one", s.Name, k, other, sv)
+			}
+			secretVars[sv] = s.Name + " " + k
+		}
+	}
+	for name := range r.opts.Images {
+		if !names[name] {
+			return fmt.Errorf("an image is pinned for %q, which the catalog does not declare", name)
+		}
+	}
+	r.header = []string{
+		fmt.Sprintf("Rendered by maestro-deploy for project %q, environment %q%s.", r.cat.Project.Name, r.env.Name, r.releaseNote()),
+		"Do not edit: `mage render` rewrites this file, and stops at hand edits",
+		"unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in " + BackupDir + "/.",
+	}
+	return nil
+}
+
+func (r *renderer) releaseNote() string {
+	if r.opts.Release == "" {
+		return ""
+	}
+	return fmt.Sprintf(", release %q", r.opts.Release)
+}
+
+func (r *renderer) service(s *catalog.Service) (*svcView, error) {
+	v := &svcView{Name: s.Name, Image: r.cat.ImageRef(s), svc: s, Replicas: max(s.Replicas, 1),
+		Healthcheck: s.Healthcheck, Volumes: s.Volumes}
+	if img, ok := r.opts.Images[s.Name]; ok {
+		v.Image = img
+	}
+	if v.Image == "" {
+		return nil, fmt.Errorf("service %s: empty image reference", s.Name)
+	}
+	if r.opts.Build && s.Source != "" {
+		df := s.Dockerfile
+		if df == "" {
+			df = "Dockerfile"
+		}
+		v.Build = &buildView{Context: s.Source, Dockerfile: df}
+	}
+	if p, ok := s.HostPort(r.env.Ports); ok {
+		v.hostPort = p
+		v.Ports = []string{portSpec(r.env.Bind, p, s.Port)}
+	}
+	for _, k := range sortedKeys(s.Env) {
+		v.Env = append(v.Env, envVar{Key: k, Value: s.Env[k]})
+	}
+	for _, k := range sortedKeys(s.Secrets) {
+		name := SecretVar(s.Name, k)
+		v.Env = append(v.Env, envVar{Key: k, Value: "${" + name + "}", Ref: true})
+		v.secrets = append(v.secrets, kv{name, s.Secrets[k]})
+	}
+	sort.SliceStable(v.Env, func(i, j int) bool { return v.Env[i].Key < v.Env[j].Key })
+	role := "service"
+	if s.Infra {
+		role = "infrastructure"
+	}
+	sum, err := json.Marshal(struct {
+		Image, Network, Role string
+		Build                *buildView
+		Ports, Healthcheck   []string
+		Volumes              []string
+		Env                  []envVar
+	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env})
+	if err != nil {
+		return nil, err
+	}
+	h := sha256.Sum256(sum)
+	v.Labels = []kv{
+		{LabelConfigHash, hex.EncodeToString(h[:])},
+		{LabelEnvironment, r.env.Name},
+	}
+	if r.opts.Release != "" {
+		v.Labels = append(v.Labels, kv{LabelRelease, r.opts.Release})
+	}
+	v.Labels = append(v.Labels, kv{LabelRole, role}, kv{LabelService, s.Name})
+	return v, nil
+}
+
+func portSpec(bind string, host, container int) string {
+	spec := strconv.Itoa(host) + ":" + strconv.Itoa(container)
+	if bind == "" {
+		return spec
+	}
+	if strings.Contains(bind, ":") {
+		bind = "[" + bind + "]"
+	}
+	return bind + ":" + spec
+}
+
+// withDeps returns a copy of v whose depends_on names only services in the
+// same file: each rendered file must stand alone.
+func (r *renderer) withDeps(v *svcView, in map[string]bool) *svcView {
+	c := *v
+	c.DependsOn = nil
+	for _, d := range v.svc.DependsOn {
+		if !in[d] {
+			continue
+		}
+		cond := "service_started"
+		if dep := r.byName[d]; dep != nil && len(dep.svc.Healthcheck) > 0 {
+			cond = "service_healthy"
+		}
+		c.DependsOn = append(c.DependsOn, depView{Name: d, Condition: cond})
+	}
+	return &c
+}
+
+// composeCheck is one rendered compose file with what it must load as.
+type composeCheck struct {
+	path    string
+	data    []byte
+	envPath string
+	envData []byte
+	env     map[string]string // the .env it is used with, as intended
+	// want is each service's environment as the container must see it.
+	want map[string]map[string]string
+}
+
+func (r *renderer) files() (Tree, []composeCheck, error) {
+	var all, infra, apps []*svcView
+	for _, s := range r.cat.All() {
+		v, err := r.service(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		r.byName[s.Name] = v
+		all = append(all, v)
+		if s.Infra {
+			infra = append(infra, v)
+		} else {
+			apps = append(apps, v)
+		}
+	}
+	var tree Tree
+	var checks []composeCheck
+	add := func(dir string, svcs []*svcView) error {
+		in := map[string]bool{}
+		for _, v := range svcs {
+			in[v.Name] = true
+		}
+		cv := composeView{Header: r.header, Network: r.cat.Project.Network}
+		for _, v := range svcs {
+			cv.Services = append(cv.Services, r.withDeps(v, in))
+		}
+		cv.Volumes = volumeNames(svcs)
+		compose, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
+		if err != nil {
+			return err
+		}
+		ev, vars := r.envFile(svcs)
+		envData, err := execute(envTmpl, "env.tmpl", ev)
+		if err != nil {
+			return err
+		}
+		tree = append(tree, File{Path: join(dir, ComposeFile), Data: compose, Mode: 0o644},
+			File{Path: join(dir, EnvFile), Data: envData, Mode: 0o600})
+		checks = append(checks, composeCheck{path: join(dir, ComposeFile), data: compose,
+			envPath: join(dir, EnvFile), envData: envData, env: vars, want: wantEnv(svcs)})
+		return nil
+	}
+	if err := add("", all); err != nil {
+		return nil, nil, err
+	}
+	if err := add(InfraDir, infra); err != nil {
+		return nil, nil, err
+	}
+	for _, v := range apps {
+		if err := add(v.Name, []*svcView{v}); err != nil {
+			return nil, nil, err
+		}
+	}
+	if r.env.Engine == catalog.EngineSwarm {
+		cv := composeView{Header: r.header, Stack: true, Network: r.cat.Project.Network, Volumes: volumeNames(all)}
+		for _, v := range all {
+			c := r.withDeps(v, r.names(all))
+			c.Build = nil
+			cv.Services = append(cv.Services, c)
+		}
+		stack, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
+		if err != nil {
+			return nil, nil, err
+		}
+		tree = append(tree, File{Path: StackFile, Data: stack, Mode: 0o644})
+		checks = append(checks, composeCheck{path: StackFile, data: stack, env: checks[0].env, want: checks[0].want})
+	}
+	for _, s := range []struct{ name, tmpl string }{{DeployScript, "deploy-all.sh.tmpl"}, {TestScript, "test-all.sh.tmpl"}} {
+		data, err := execute(shTmpl, s.tmpl, r.scriptView(all))
+		if err != nil {
+			return nil, nil, err
+		}
+		tree = append(tree, File{Path: s.name, Data: data, Mode: 0o755})
+	}
+	return tree, checks, nil
+}
+
+func (r *renderer) names(svcs []*svcView) map[string]bool {
+	in := map[string]bool{}
+	for _, v := range svcs {
+		in[v.Name] = true
+	}
+	return in
+}
+
+func join(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+func volumeNames(svcs []*svcView) []string {
+	set := map[string]bool{}
+	for _, v := range svcs {
+		for _, vol := range v.Volumes {
+			name, _, _ := strings.Cut(vol, ":")
+			set[name] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+func wantEnv(svcs []*svcView) map[string]map[string]string {
+	out := map[string]map[string]string{}
+	for _, v := range svcs {
+		m := map[string]string{}
+		for k, val := range v.svc.Env {
+			m[k] = val
+		}
+		for k, val := range v.svc.Secrets {
+			m[k] = val
+		}
+		out[v.Name] = m
+	}
+	return out
+}
+
+func (r *renderer) envFile(svcs []*svcView) (envView, map[string]string) {
+	vars := map[string]string{}
+	settings := []kv{{"COMPOSE_PROJECT_NAME", r.cat.Project.Name}, {"DEPLOY_ENVIRONMENT", r.env.Name}}
+	if r.opts.Release != "" {
+		settings = append(settings, kv{"DEPLOY_RELEASE", r.opts.Release})
+	}
+	var ports, secrets []kv
+	for _, v := range svcs {
+		if v.hostPort != 0 {
+			ports = append(ports, kv{PortVar(v.Name), strconv.Itoa(v.hostPort)})
+		}
+		secrets = append(secrets, v.secrets...)
+	}
+	for _, list := range [][]kv{settings, ports, secrets} {
+		for _, e := range list {
+			vars[e.Key] = e.Value
+		}
+	}
+	return envView{Header: r.header, Sections: []envSection{
+		{"Compose reads COMPOSE_PROJECT_NAME from here: pass the same name as -p.", settings},
+		{"Published host ports, for scripts (the compose files carry the numbers themselves).", ports},
+		{"Secrets: the compose files refer to them as ${NAME}; their values live only here.", secrets},
+	}}, vars
+}
+
+func (r *renderer) scriptView(all []*svcView) scriptView {
+	host := r.env.Bind
+	switch host {
+	case "", "0.0.0.0", "::":
+		host = "127.0.0.1"
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	sv := scriptView{Header: r.header, Project: r.cat.Project.Name, Host: host, Build: r.opts.Build,
+		Timeout: max(int(r.env.HealthTimeout.Seconds()), 1)}
+	if r.env.HealthTimeout == 0 {
+		sv.Timeout = 120
+	}
+	for _, v := range all {
+		s := v.svc
+		mode := "running"
+		switch {
+		case len(s.Healthcheck) > 0:
+			mode = "container"
+		case v.hostPort != 0:
+			mode = "http"
+		}
+		health := s.Health
+		if health == "" {
+			health = "/health"
+		}
+		sv.Services = append(sv.Services, scriptSvc{Name: s.Name, Mode: mode, Port: v.hostPort, Path: health})
+		if r.opts.Build && s.Source != "" && len(s.Prebuild) > 0 {
+			pv := prebuildView{Service: s.Name, Dir: s.Source, Program: s.Prebuild[0], Args: s.Prebuild}
+			for _, k := range sortedKeys(s.PrebuildEnv) {
+				pv.Env = append(pv.Env, k+"="+s.PrebuildEnv[k])
+			}
+			sv.Prebuilds = append(sv.Prebuilds, pv)
+		}
+		healthChecked := false
+		var cks []checkView
+		for _, c := range s.Checks {
+			if c.Kind != catalog.CheckHTTP {
+				continue
+			}
+			path := c.Path
+			if path == "" {
+				path = health
+			}
+			if path == health {
+				healthChecked = true
+			}
+			status := c.Status
+			if status == 0 {
+				status = 200
+			}
+			cks = append(cks, checkView{Service: s.Name, Name: c.Name, Port: v.hostPort, Path: path,
+				Status: status, Contains: c.Contains, Retries: max(c.Retries, 0), Timeout: seconds(c.Timeout)})
+		}
+		if !healthChecked && v.hostPort != 0 {
+			sv.Checks = append(sv.Checks, checkView{Service: s.Name, Name: "health", Port: v.hostPort,
+				Path: health, Status: 200, Retries: 2, Timeout: "2"})
+		}
+		sv.Checks = append(sv.Checks, cks...)
+	}
+	return sv
+}
+
+func seconds(d interface{ Seconds() float64 }) string {
+	s := d.Seconds()
+	if s <= 0 {
+		return "2"
+	}
+	return strconv.FormatFloat(s, 'f', -1, 64)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,305 @@
+package render_test
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/render"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata/golden")
+
+// fakeRoot stands in for the repository folder in goldens, so that they do
+// not depend on where the repository is checked out.
+const fakeRoot = "/src/maestro"
+
+func repoRoot(t testing.TB) string {
+	t.Helper()
+	root, err := filepath.Abs("../..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+func loadRepo(t testing.TB) *catalog.Catalog {
+	t.Helper()
+	cat, err := catalog.Load(filepath.Join(repoRoot(t), "services.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cat
+}
+
+func mustRender(t testing.TB, cat *catalog.Catalog, env string, opts render.Options) render.Tree {
+	t.Helper()
+	e, err := cat.Env(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tree, err := render.Render(cat, e, opts)
+	if err != nil {
+		t.Fatalf("render %s: %v", env, err)
+	}
+	return tree
+}
+
+// snapshot is every entry under dir: path -> mode and content.
+func snapshot(t testing.TB, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		fi, err := d.Info()
+		if err != nil {
+			return err
+		}
+		v := fi.Mode().String()
+		if fi.Mode().IsRegular() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			v += " " + string(b)
+		}
+		out[rel] = v
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func sameSnapshot(t *testing.T, what string, a, b map[string]string) {
+	t.Helper()
+	var diffs []string
+	for k, v := range a {
+		if w, ok := b[k]; !ok {
+			diffs = append(diffs, "gone: "+k)
+		} else if v != w {
+			diffs = append(diffs, "changed: "+k)
+		}
+	}
+	for k := range b {
+		if _, ok := a[k]; !ok {
+			diffs = append(diffs, "new: "+k)
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		t.Fatalf("%s: folder changed: %s", what, strings.Join(diffs, "; "))
+	}
+}
+
+func TestGolden(t *testing.T) {
+	root := repoRoot(t)
+	for _, env := range []string{"dev", "demo"} {
+		t.Run(env, func(t *testing.T) {
+			cat := loadRepo(t)
+			for _, s := range cat.All() {
+				s.Source = strings.Replace(s.Source, root, fakeRoot, 1)
+			}
+			tree := mustRender(t, cat, env, render.Options{Build: env == "dev"})
+			dir := filepath.Join("testdata", "golden", env)
+			if *update {
+				if err := os.RemoveAll(dir); err != nil {
+					t.Fatal(err)
+				}
+				for _, f := range tree {
+					p := filepath.Join(dir, filepath.FromSlash(f.Path))
+					if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(p, f.Data, 0o644); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			want := map[string][]byte{}
+			err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return err
+				}
+				rel, _ := filepath.Rel(dir, p)
+				b, err := os.ReadFile(p)
+				want[filepath.ToSlash(rel)] = b
+				return err
+			})
+			if err != nil {
+				t.Fatalf("%v (run go test ./tasks/render -update to create the goldens)", err)
+			}
+			for _, f := range tree {
+				w, ok := want[f.Path]
+				if !ok {
+					t.Errorf("%s rendered but not in the goldens (review it, then -update)", f.Path)
+					continue
+				}
+				if !bytes.Equal(w, f.Data) {
+					t.Errorf("%s differs from its golden (review, then -update):\n%s", f.Path, firstDiff(string(w), string(f.Data)))
+				}
+				delete(want, f.Path)
+			}
+			for p := range want {
+				t.Errorf("golden %s is no longer rendered", p)
+			}
+		})
+	}
+}
+
+func firstDiff(a, b string) string {
+	al, bl := strings.Split(a, "\n"), strings.Split(b, "\n")
+	for i := 0; i < len(al) || i < len(bl); i++ {
+		var x, y string
+		if i < len(al) {
+			x = al[i]
+		}
+		if i < len(bl) {
+			y = bl[i]
+		}
+		if x != y {
+			return fmt.Sprintf("line %d:\n  golden:   %q\n  rendered: %q", i+1, x, y)
+		}
+	}
+	return ""
+}
+
+func TestBuildSectionsAndModes(t *testing.T) {
+	cat := loadRepo(t)
+	dev := mustRender(t, cat, "dev", render.Options{Build: true})
+	demo := mustRender(t, cat, "demo", render.Options{Images: map[string]string{"quality-fabric": "maestro/quality-fabric:r42"}, Release: "r42"})
+	for _, s := range cat.All() {
+		f := composeOf(t, dev, s)
+		want := fmt.Sprintf("    build:\n      context: %q\n      dockerfile: \"Dockerfile\"\n", s.Source)
+		if !strings.Contains(string(f.Data), want) {
+			t.Errorf("%s: no build section for %s with its absolute source:\n%s", f.Path, s.Name, f.Data)
+		}
+		if g := composeOf(t, demo, s); strings.Contains(string(g.Data), "build:") {
+			t.Errorf("demo %s has a build section", g.Path)
+		}
+	}
+	qf, _ := demo.File("quality-fabric/docker-compose.yml")
+	if !strings.Contains(string(qf.Data), `image: "maestro/quality-fabric:r42"`) || !strings.Contains(string(qf.Data), `"io.maestro.release": "r42"`) {
+		t.Errorf("pinned image or release label missing:\n%s", qf.Data)
+	}
+	for _, tree := range []render.Tree{dev, demo} {
+		for _, f := range tree {
+			var want fs.FileMode = 0o644
+			switch filepath.Base(f.Path) {
+			case ".env":
+				want = 0o600
+			case "deploy-all.sh", "test-all.sh":
+				want = 0o755
+			}
+			if f.Mode != want {
+				t.Errorf("%s mode %v, want %v", f.Path, f.Mode, want)
+			}
+		}
+	}
+	if _, err := render.Render(cat, cat.Environments["dev"], render.Options{Images: map[string]string{"nope": "x"}}); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("pinning an image for an unknown service: %v", err)
+	}
+}
+
+func composeOf(t *testing.T, tree render.Tree, s *catalog.Service) render.File {
+	t.Helper()
+	p := s.Name + "/docker-compose.yml"
+	if s.Infra {
+		p = "infrastructure/docker-compose.yml"
+	}
+	f, ok := tree.File(p)
+	if !ok {
+		t.Fatalf("%s not rendered", p)
+	}
+	return f
+}
+
+// composeCLIs are the compose command lines present on this machine; v1 is
+// required (it is what the platform runs), v2 is used when installed.
+func composeCLIs(t *testing.T) [][]string {
+	t.Helper()
+	testenv.RequireCommand(t, "docker-compose")
+	clis := [][]string{{"docker-compose"}}
+	if exec.Command("docker", "compose", "version").Run() == nil {
+		clis = append(clis, []string{"docker", "compose"})
+	}
+	return clis
+}
+
+// cleanEnv is the process environment without COMPOSE_* and SECRET__*
+// variables, which would override the rendered .env.
+func cleanEnv() []string {
+	var out []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "COMPOSE_") || strings.HasPrefix(kv, "SECRET__") || strings.HasPrefix(kv, "DOCKER_HOST=") {
+			continue
+		}
+		out = append(out, kv)
+	}
+	return out
+}
+
+func runIn(t *testing.T, dir string, argv ...string) []byte {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Dir = dir
+	cmd.Env = cleanEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s in %s: %v\n%s", strings.Join(argv, " "), dir, err, stderr.String())
+	}
+	return out
+}
+
+func TestComposeCLIAcceptsEveryFile(t *testing.T) {
+	clis := composeCLIs(t)
+	cat := loadRepo(t)
+	cat.Environments["demo"].Engine = catalog.EngineSwarm
+	for _, env := range []string{"dev", "demo"} {
+		dir := filepath.Join(t.TempDir(), "deployment")
+		tree := mustRender(t, cat, env, render.Options{Build: env == "dev"})
+		if _, err := render.Write(dir, tree, render.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, f := range tree {
+			if filepath.Base(f.Path) != "docker-compose.yml" {
+				continue
+			}
+			for _, cli := range clis {
+				runIn(t, filepath.Join(dir, filepath.Dir(f.Path)), append(cli, "config", "-q")...)
+			}
+			n++
+		}
+		if n != 2+len(cat.Services) {
+			t.Errorf("%s: %d compose files checked, want %d", env, n, 2+len(cat.Services))
+		}
+		if env == "demo" {
+			if _, ok := tree.File("docker-stack.yml"); !ok {
+				t.Fatal("swarm environment without docker-stack.yml")
+			}
+			if exec.Command("docker", "stack", "config", "--help").Run() == nil {
+				runIn(t, dir, "docker", "stack", "config", "-c", "docker-stack.yml")
+			}
+		}
+	}
+}
