@@ -1,0 +1,359 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/ui"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// sampleImage builds the sample quality-fabric service (a static HTTP
+// server with -healthcheck and FAIL_HEALTH) into a scratch image, with
+// Build and its prebuild, as the catalog does.
+func sampleImage(t *testing.T, e *Engine) string {
+	t.Helper()
+	testenv.RequireCommand(t, "go")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile":    "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
+		".dockerignore": "*\n!app\n",
+	})
+	repo := uniqueRepo(t, e, "svc")
+	root, err := filepath.Abs("../..") // the module, from this package's folder
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.Build(buildCtx(t), []BuildSpec{{Service: "sample", Context: dir, Repo: repo,
+		Prebuild: []string{"go", "build", "-C", root, "-trimpath", "-o", filepath.Join(dir, "app"),
+			"./examples/maestro-platform/quality-fabric"},
+		PrebuildEnv:     map[string]string{"CGO_ENABLED": "0", "GOOS": "linux"},
+		PrebuildInputs:  []string{dir},
+		PrebuildOutputs: []string{"app"},
+	}}, BuildOptions{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return repo + ":latest"
+}
+
+type run struct {
+	service  string
+	env      []string
+	cmd      []string
+	hostPort int
+	health   bool
+}
+
+// start creates and starts a container labelled like compose's, and
+// removes it when the test ends.
+func start(t *testing.T, e *Engine, project, image string, r run) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cfg := &container.Config{Image: image, Cmd: r.cmd,
+		Env:    append([]string{"SERVICE_NAME=" + r.service, "PORT=8080"}, r.env...),
+		Labels: map[string]string{LabelProject: project, LabelService: r.service}}
+	if r.health {
+		cfg.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "/app", "-healthcheck"},
+			Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 2}
+	}
+	// A network of its own, as compose gives a project: the engine's
+	// default bridge is not reachable from the host on every machine.
+	hc := &container.HostConfig{NetworkMode: container.NetworkMode(projectNetwork(t, e, project))}
+	if r.hostPort > 0 {
+		port := network.MustParsePort("8080/tcp")
+		cfg.ExposedPorts = network.PortSet{port: {}}
+		hc.PortBindings = network.PortMap{port: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(r.hostPort)}}}
+	}
+	c, err := e.API.ContainerCreate(ctx, client.ContainerCreateOptions{Config: cfg, HostConfig: hc,
+		Name: project + "-" + r.service})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := e.API.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+			t.Logf("cleanup %s: %v", r.service, err)
+		}
+	})
+	if _, err := e.API.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return c.ID
+}
+
+var networks sync.Map // project -> network name
+
+func projectNetwork(t *testing.T, e *Engine, project string) string {
+	if n, ok := networks.Load(project); ok {
+		return n.(string)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	name := project + "_default"
+	if _, err := e.API.NetworkCreate(ctx, name, client.NetworkCreateOptions{
+		Labels: map[string]string{LabelProject: project}}); err != nil {
+		t.Fatal(err)
+	}
+	networks.Store(project, name)
+	// Registered before any container's cleanup, so it runs after them.
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := e.API.NetworkRemove(ctx, name, client.NetworkRemoveOptions{}); err != nil {
+			t.Logf("cleanup network %s: %v", name, err)
+		}
+	})
+	return name
+}
+
+func TestWaitHealthy(t *testing.T) {
+	e := connect(t)
+	image := sampleImage(t, e)
+	project := testenv.ProjectName(t, "wait")
+	ports := testenv.FreePorts(t, 3)
+	ids := map[string]string{
+		"web":     start(t, e, project, image, run{service: "web", hostPort: ports[0]}),
+		"checked": start(t, e, project, image, run{service: "checked", health: true}),
+		"sick":    start(t, e, project, image, run{service: "sick", hostPort: ports[1], env: []string{"FAIL_HEALTH=1"}}),
+		"crash":   start(t, e, project, image, run{service: "crash", cmd: []string{"-no-such-flag"}}),
+		"sickhc":  start(t, e, project, image, run{service: "sickhc", health: true, env: []string{"FAIL_HEALTH=1"}}),
+	}
+	ctx := context.Background()
+
+	t.Run("containers by compose labels", func(t *testing.T) {
+		cs, err := e.Containers(ctx, project)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]Container{}
+		for _, c := range cs {
+			got[c.Service] = c
+		}
+		if len(cs) != len(ids) {
+			t.Fatalf("got %d containers, want %d: %+v", len(cs), len(ids), cs)
+		}
+		web := got["web"]
+		if web.ID != ids["web"] || web.Project != project || web.Image != image || !strings.HasPrefix(web.ImageID, "sha256:") {
+			t.Errorf("web = %+v", web)
+		}
+		if len(web.Ports) != 1 || web.Ports[0].HostPort != ports[0] || web.Ports[0].ContainerPort != 8080 || web.Ports[0].Proto != "tcp" {
+			t.Errorf("web ports = %+v, want %d->8080/tcp", web.Ports, ports[0])
+		}
+		if web.StartedAt.IsZero() || web.Created.IsZero() {
+			t.Errorf("web times = %v, %v", web.Created, web.StartedAt)
+		}
+		if other, err := e.Containers(ctx, project+"-other"); err != nil || len(other) != 0 {
+			t.Errorf("another project: %v, %v", other, err)
+		}
+	})
+
+	t.Run("healthy over HTTP and by healthcheck", func(t *testing.T) {
+		var out bytes.Buffer
+		res, err := e.WaitHealthy(ctx, project, "127.0.0.1", []WaitTarget{
+			{Service: "web", HealthPath: "/health", HostPort: ports[0]},
+			{Service: "checked", HasHealthcheck: true},
+		}, 60*time.Second, ui.Plain(&out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if !r.Healthy || r.ContainerID != ids[r.Service] {
+				t.Errorf("%+v", r)
+			}
+		}
+		if c := strings.Count(out.String(), "healthy after"); c != 2 {
+			t.Errorf("want two healthy lines:\n%s", out.String())
+		}
+		if cs, _ := e.Containers(ctx, project); !containsHealth(cs, "checked", "healthy") {
+			t.Errorf("Containers does not report checked as healthy: %+v", cs)
+		}
+	})
+
+	t.Run("exited fails fast with its log", func(t *testing.T) {
+		t0 := time.Now()
+		_, err := e.WaitHealthy(ctx, project, "127.0.0.1", []WaitTarget{
+			{Service: "web", HealthPath: "/health", HostPort: ports[0]},
+			{Service: "crash", HealthPath: "/health", HostPort: ports[2]},
+		}, 2*time.Minute, nil)
+		if err == nil {
+			t.Fatal("an exited container was healthy")
+		}
+		if d := time.Since(t0); d > 20*time.Second {
+			t.Errorf("took %v: exited containers must fail fast", d)
+		}
+		t.Logf("%v", err)
+		for _, want := range []string{"not healthy: crash", "crash: exited (exit code 2)", "flag provided but not defined: -no-such-flag"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q:\n%v", want, err)
+			}
+		}
+		if strings.Contains(err.Error(), "web:") {
+			t.Errorf("the healthy service is blamed:\n%v", err)
+		}
+	})
+
+	t.Run("unhealthy by healthcheck fails fast", func(t *testing.T) {
+		t0 := time.Now()
+		_, err := e.WaitHealthy(ctx, project, "", []WaitTarget{{Service: "sickhc", HasHealthcheck: true}}, 2*time.Minute, nil)
+		if err == nil || !strings.Contains(err.Error(), "sickhc: unhealthy") {
+			t.Fatalf("err = %v, want sickhc unhealthy", err)
+		}
+		if d := time.Since(t0); d > 30*time.Second {
+			t.Errorf("took %v", d)
+		}
+	})
+
+	t.Run("never healthy ends at the deadline", func(t *testing.T) {
+		var out bytes.Buffer
+		t0 := time.Now()
+		res, err := e.WaitHealthy(ctx, project, "127.0.0.1", []WaitTarget{
+			{Service: "sick", HealthPath: "/health", HostPort: ports[1]},
+			{Service: "ghost", HealthPath: "/health", HostPort: ports[2]},
+		}, 3*time.Second, ui.Plain(&out))
+		if err == nil {
+			t.Fatal("FAIL_HEALTH=1 was healthy")
+		}
+		d := time.Since(t0)
+		if d < 3*time.Second || d > 20*time.Second {
+			t.Errorf("took %v, want about the 3s deadline", d)
+		}
+		t.Logf("%v", err)
+		for _, want := range []string{"not healthy: sick, ghost", "503", "sick listening on :8080", "ghost: no container", "deadline"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error lacks %q:\n%v", want, err)
+			}
+		}
+		if res[0].Healthy || res[0].ContainerID != ids["sick"] {
+			t.Errorf("result = %+v", res[0])
+		}
+	})
+
+	t.Run("logs", func(t *testing.T) {
+		var buf bytes.Buffer
+		if err := e.Logs(ctx, ids["crash"], 5, false, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "-no-such-flag") {
+			t.Errorf("logs = %q", buf.String())
+		}
+		lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+		if len(lines) > 5 {
+			t.Errorf("tail 5 gave %d lines", len(lines))
+		}
+		// follow ends when the context does.
+		fctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		defer cancel()
+		buf.Reset()
+		if err := e.Logs(fctx, ids["web"], 0, true, &buf); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(buf.String(), "web listening") {
+			t.Errorf("follow logs = %q", buf.String())
+		}
+	})
+}
+
+func containsHealth(cs []Container, service, health string) bool {
+	for _, c := range cs {
+		if c.Service == service && c.Health == health {
+			return true
+		}
+	}
+	return false
+}
+
+func TestConnectDeadDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "nonexistent.sock")
+	t0 := time.Now()
+	_, err := Connect(context.Background(), "unix://"+sock)
+	if err == nil {
+		t.Fatal("connected to a socket that does not exist")
+	}
+	if d := time.Since(t0); d > PingTimeout+time.Second {
+		t.Errorf("took %v", d)
+	}
+	for _, want := range []string{"unix://" + sock, "is the Docker daemon running", "systemctl start docker"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+// A socket that accepts but never answers: the ping timeout must end it.
+func TestConnectHungDaemon(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "hung.sock")
+	l, err := listenUnix(sock)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer l.Close()
+	t0 := time.Now()
+	_, err = Connect(context.Background(), "unix://"+sock, WithPingTimeout(time.Second))
+	if err == nil || !strings.Contains(err.Error(), sock) {
+		t.Fatalf("err = %v", err)
+	}
+	if d := time.Since(t0); d > 3*time.Second {
+		t.Errorf("took %v with a 1s ping timeout", d)
+	}
+}
+
+func TestConnectFromDockerHost(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "env.sock")
+	t.Setenv("DOCKER_HOST", "unix://"+sock)
+	_, err := Connect(context.Background(), "")
+	if err == nil || !strings.Contains(err.Error(), "DOCKER_HOST=unix://"+sock+" is set") {
+		t.Fatalf("err = %v, want it to point at DOCKER_HOST", err)
+	}
+}
+
+func TestConnectSSHUnreachable(t *testing.T) {
+	testenv.RequireCommand(t, "ssh")
+	port := testenv.FreePorts(t, 1)[0] // nothing listens there
+	host := fmt.Sprintf("ssh://nobody@127.0.0.1:%d", port)
+	t0 := time.Now()
+	_, err := Connect(context.Background(), host,
+		WithSSHFlags([]string{"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + filepath.Join(t.TempDir(), "kh")}))
+	if err == nil {
+		t.Fatal("connected to a closed port")
+	}
+	if d := time.Since(t0); d > PingTimeout+2*time.Second {
+		t.Errorf("took %v", d)
+	}
+	for _, want := range []string{host, "ssh nobody@127.0.0.1:" + strconv.Itoa(port) + " docker version"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+}
+
+func TestConnectLocal(t *testing.T) {
+	e := connect(t)
+	v, api, err := e.Version(context.Background())
+	if err != nil || v == "" || api == "" {
+		t.Fatalf("Version = %q, %q, %v", v, api, err)
+	}
+	if e.Host == "" {
+		t.Error("no Host")
+	}
+	if _, err := e.ImageID(context.Background(), "enginetest/none:"+strconv.Itoa(os.Getpid())); !IsNotFound(err) {
+		t.Errorf("ImageID of a missing image: %v, want not found", err)
+	}
+}
+
+func listenUnix(path string) (net.Listener, error) { return net.Listen("unix", path) }
