@@ -99,7 +99,7 @@ func envBare(s string) bool {
 }
 
 // shellQuote single-quotes s for bash: nothing inside is special except
-// the quote itself, written as '\''.
+// the quote itself, written as '\”.
 func shellQuote(s string) (string, error) {
 	if strings.ContainsRune(s, 0) {
 		return "", fmt.Errorf("value %q holds a NUL byte, which no shell argument can carry", s)

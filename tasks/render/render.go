@@ -176,14 +176,14 @@ type checkView struct {
 }
 
 type scriptView struct {
-	Header     []string
-	Project    string
-	Host       string
-	Timeout    int
-	Build      bool
-	Services   []scriptSvc
-	Prebuilds  []prebuildView
-	Checks     []checkView
+	Header    []string
+	Project   string
+	Host      string
+	Timeout   int
+	Build     bool
+	Services  []scriptSvc
+	Prebuilds []prebuildView
+	Checks    []checkView
 }
 
 var (

@@ -77,9 +77,9 @@ func TestWriteCarriesUnmanagedAndRemovesOld(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "deployment")
 	writeDev(t, cat, dir)
 	user := map[string]string{
-		"README.md":                    "my notes\n",
-		"reports/run-1/report.json":    `{"ok":true}`,
-		".state/images":                "x",
+		"README.md":                     "my notes\n",
+		"reports/run-1/report.json":     `{"ok":true}`,
+		".state/images":                 "x",
 		"template-service/NOTES.txt":    "kept beside a managed file\n",
 		"quality-fabric/extra/conf.ini": "a=1\n",
 	}
@@ -264,7 +264,7 @@ func TestCrashLeavesOldFolder(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Join(res.Written, ",") != ".manifest,template-service/docker-compose.yml" && !contains(res.Written, "docker-compose.yml") {
+		if !contains(res.Written, "template-service/docker-compose.yml") || contains(res.Written, "quality-fabric/docker-compose.yml") {
 			t.Errorf("written %v", res.Written)
 		}
 		if b, err := os.ReadFile(filepath.Join(dir, "README.md")); err != nil || string(b) != "mine\n" {

@@ -1,0 +1,178 @@
+package render_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/render"
+)
+
+// FuzzLoadRender feeds catalog sources through catalog.Parse and Render:
+// whatever loads must render or fail with an error, never panic, and every
+// compose file rendered must load in compose-go. Relative source folders
+// resolve against the repository, whose sample services have Dockerfiles.
+func FuzzLoadRender(f *testing.F) {
+	root := repoRoot(f)
+	repo, err := os.ReadFile(filepath.Join(root, "services.toml"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(repo)
+	f.Add([]byte(strings.Replace(string(repo), "[environments.demo]", "[environments.demo]\nengine = \"swarm\"", 1)))
+	f.Add([]byte(`[project]
+name = "p"
+[[services]]
+name = "a"
+image = "busybox:1"
+port = 80
+dev_port = 8080
+env = { A = "$x ${y} $$ #z 'q' \"d\" \\ yes", B = "line\nbreak", C = "  " }
+secrets = { S = "it's \"fine\" \\ here", T = "$dollar only" }
+`))
+	f.Add([]byte(`[project]
+name = "p"
+network = "net"
+[environments.swarm]
+ports = "prod"
+engine = "swarm"
+bind = "::1"
+[[infrastructure]]
+name = "db"
+image = "db:1"
+port = 5432
+volumes = ["data:/var/lib/data", "logs:/logs:ro"]
+healthcheck = ["/bin/check", "--deep"]
+[[services]]
+name = "null"
+image = "x"
+port = 1
+dev_port = 2
+prod_port = 3
+replicas = 3
+depends_on = ["db"]
+[[services.checks]]
+name = "body's \"check\""
+path = "/a b?c=$d"
+contains = "it's\nmulti"
+`))
+	f.Add([]byte(`[project]
+name = "p"
+[[services]]
+name = "infrastructure"
+image = "x"
+port = 1
+`))
+	f.Add([]byte(`[project]
+name = "p"
+[[services]]
+name = "a"
+image = "x"
+port = 1
+secrets = { K = "${X}" }
+`))
+	f.Fuzz(func(t *testing.T, src []byte) {
+		cat, err := catalog.Parse("fuzz.toml", filepath.Join(root, "services.toml"), src)
+		if err != nil {
+			return
+		}
+		names := make([]string, 0, len(cat.Environments))
+		for n := range cat.Environments {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			for _, build := range []bool{false, true} {
+				tree, err := render.Render(cat, cat.Environments[n], render.Options{Build: build, Release: "r1"})
+				if err != nil {
+					if tree != nil {
+						t.Fatalf("%s: error with files: %v", n, err)
+					}
+					continue
+				}
+				checkComposeGo(t, cat.Project.Name, tree)
+			}
+		}
+	})
+}
+
+// checkComposeGo loads every compose file of tree with its .env, as compose
+// v2 would, independently of Render's own check.
+func checkComposeGo(t *testing.T, project string, tree render.Tree) {
+	t.Helper()
+	for _, f := range tree {
+		base := filepath.Base(f.Path)
+		if base != render.ComposeFile && base != render.StackFile {
+			continue
+		}
+		envFile, ok := tree.File(strings.TrimPrefix(filepath.Dir(f.Path)+"/", "./") + render.EnvFile)
+		if !ok {
+			t.Fatalf("%s has no .env beside it", f.Path)
+		}
+		env, err := dotenv.ParseWithLookup(bytes.NewReader(envFile.Data), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", envFile.Path, err)
+		}
+		_, err = loader.LoadWithContext(context.Background(), types.ConfigDetails{
+			WorkingDir:  "/",
+			ConfigFiles: []types.ConfigFile{{Filename: f.Path, Content: f.Data}},
+			Environment: env,
+		}, func(o *loader.Options) { o.SetProjectName(project, true) })
+		if err != nil {
+			t.Fatalf("%s rejected by compose-go: %v\n%s", f.Path, err, f.Data)
+		}
+	}
+}
+
+// benchCatalog is a generated catalog of n services, each with a source
+// folder, environment, a secret, a healthcheck, a volume and a dependency.
+func benchCatalog(n int) (*catalog.Catalog, *catalog.Environment) {
+	cat := &catalog.Catalog{File: "/src/services.toml",
+		Project:      catalog.Project{Name: "bench", Network: "platform", DeployDir: "/tmp/bench"},
+		Environments: map[string]*catalog.Environment{}}
+	env := &catalog.Environment{Name: "dev", Ports: "dev", Bind: "127.0.0.1", Engine: catalog.EngineCompose, HealthTimeout: time.Minute}
+	cat.Environments["dev"] = env
+	for i := range n {
+		s := &catalog.Service{
+			Name: fmt.Sprintf("svc-%d", i), Source: fmt.Sprintf("/src/services/svc-%d", i), Dockerfile: "Dockerfile",
+			Port: 8080, DevPort: 20000 + i, Health: "/health", Replicas: 1,
+			Healthcheck: []string{"/app", "-healthcheck"},
+			Env: map[string]string{"SERVICE_NAME": fmt.Sprintf("svc-%d", i), "PORT": "8080", "LOG_LEVEL": "info",
+				"UPSTREAMS": "svc-0=http://svc-0:8080"},
+			Secrets:  map[string]string{"TOKEN": "t0k3n"},
+			Volumes:  []string{fmt.Sprintf("data-%d:/data", i)},
+			Prebuild: []string{"go", "build", "-o", "app", "."},
+			Checks:   []*catalog.Check{{Name: "health", Kind: catalog.CheckHTTP, Path: "/health", Status: 200, Timeout: 2 * time.Second, Retries: 2}},
+		}
+		if i > 0 {
+			s.DependsOn = []string{"svc-0"}
+		}
+		cat.Services = append(cat.Services, s)
+	}
+	return cat, env
+}
+
+func BenchmarkRender(b *testing.B) {
+	for _, n := range []int{10, 100, 1000} {
+		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
+			cat, env := benchCatalog(n)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := render.Render(cat, env, render.Options{Build: true}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
