@@ -96,7 +96,8 @@ var imageBuilds atomic.Int64
 // then either reuse of the image carrying that hash or a build. Repo:latest
 // ends up on each service's image. When one service fails the others are
 // cancelled; the error names every failed service with its output tail.
-// Results are in spec order; a failed or cancelled spec has a zero result.
+// Results are in spec order; a failed or cancelled spec's result holds only
+// what was known before it stopped (Service, maybe Hash and Ref).
 func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions) ([]BuildResult, error) {
 	if err := checkSpecs(specs); err != nil {
 		return nil, err
@@ -259,7 +260,7 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 				}
 			}
 		}
-		p.Line(ui.Skip, s.Service, "cached %s%s", r.Ref, prebuildNote(r.PrebuildSkipped, s))
+		p.Line(ui.Skip, s.Service, "cached %s%s", r.Ref, prebuildNote(r.PrebuildSkipped))
 		return r, nil
 	}
 
@@ -277,7 +278,7 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	return r, nil
 }
 
-func prebuildNote(skipped bool, s *BuildSpec) string {
+func prebuildNote(skipped bool) string {
 	if skipped {
 		return " (prebuild up to date)"
 	}
@@ -358,7 +359,7 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 			tail = tail[len(tail)-buildTail:]
 		}
 	}
-	var id, failure string
+	var id, failure, layer string
 	dec := json.NewDecoder(res.Body)
 	for {
 		var m buildMessage
@@ -372,6 +373,9 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		}
 		add(m.Stream)
 		add(m.Status)
+		if l := strings.TrimSpace(m.Stream); strings.HasPrefix(l, "---> ") && isHexID(l[5:]) {
+			layer = l[5:]
+		}
 		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
 			failure = m.ErrorDetail.Message
 		} else if m.Error != "" {
@@ -385,6 +389,7 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		}
 	}
 	if failure != "" {
+		e.removeIntermediate(ctx, layer)
 		return "", fmt.Errorf("%s%s", failure, errTail(tail))
 	}
 	if ctx.Err() != nil {
@@ -410,4 +415,32 @@ func (e *Engine) untag(ctx context.Context, ref string) {
 		return
 	}
 	_, _ = e.API.ImageRemove(cctx, ref, client.ImageRemoveOptions{})
+}
+
+// removeIntermediate drops the untagged image a failed classic build left
+// after its last good step, with its untagged parents. It is best effort:
+// the engine refuses while another image or a container uses it.
+func (e *Engine) removeIntermediate(ctx context.Context, id string) {
+	if id == "" {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+	defer cancel()
+	img, err := e.API.ImageInspect(cctx, id)
+	if err != nil || len(img.RepoTags) > 0 {
+		return
+	}
+	_, _ = e.API.ImageRemove(cctx, id, client.ImageRemoveOptions{PruneChildren: true})
+}
+
+func isHexID(s string) bool {
+	if len(s) < 12 {
+		return false
+	}
+	for _, c := range s {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
 }

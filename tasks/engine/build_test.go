@@ -134,6 +134,13 @@ func TestBuildFailureLeavesNoTag(t *testing.T) {
 	if tags := repoTags(t, e, badRepo); len(tags) != 0 {
 		t.Errorf("failed build left tags %v", tags)
 	}
+	if !strings.Contains(msg, "---> ") {
+		t.Fatalf("no intermediate layer in the output tail:\n%s", msg)
+	}
+	layer := msg[strings.LastIndex(msg, "---> ")+5:][:12]
+	if _, err := e.ImageID(ctx, layer); !IsNotFound(err) {
+		t.Errorf("the failed build's intermediate image %s is left behind (%v)", layer, err)
+	}
 	if tags := repoTags(t, e, slowRepo); len(tags) != 0 {
 		t.Errorf("cancelled build left tags %v", tags)
 	}

@@ -7,7 +7,6 @@ package engine
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -165,5 +164,3 @@ func errTail(lines []string) string {
 	}
 	return "\n    " + strings.Join(lines, "\n    ")
 }
-
-var errCancelled = errors.New("cancelled")

@@ -21,6 +21,9 @@ import (
 // pollInterval is how often WaitHealthy looks at containers again.
 const pollInterval = 250 * time.Millisecond
 
+// DefaultHealthDeadline is WaitHealthy's deadline when none is given.
+const DefaultHealthDeadline = 2 * time.Minute
+
 // LogTail is how many log lines WaitHealthy's error carries per failing
 // service.
 const LogTail = 50
@@ -54,7 +57,7 @@ type WaitResult struct {
 // HTTP GET of http://httpHost:HostPort/HealthPath answering 2xx, else just
 // running. It prints a line per service as it becomes healthy. A container
 // that exited, is restarting or is unhealthy fails at once; otherwise the
-// wait ends at deadline. The error names each failing service, its state
+// wait ends at deadline (DefaultHealthDeadline when <= 0). The error names each failing service, its state
 // and the last LogTail lines of its log.
 func (e *Engine) WaitHealthy(ctx context.Context, project, httpHost string, targets []WaitTarget, deadline time.Duration, p *ui.Printer) ([]WaitResult, error) {
 	if p == nil {
@@ -62,6 +65,9 @@ func (e *Engine) WaitHealthy(ctx context.Context, project, httpHost string, targ
 	}
 	if httpHost == "" {
 		httpHost = "127.0.0.1"
+	}
+	if deadline <= 0 {
+		deadline = DefaultHealthDeadline
 	}
 	t0 := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, deadline)

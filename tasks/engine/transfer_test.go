@@ -1,0 +1,136 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/ui"
+	"github.com/moby/moby/client"
+)
+
+// secondEngine starts a separate dockerd (own data, socket and no bridge,
+// so it touches neither the machine's docker0 nor its iptables) and stops
+// it, by its pid, when the test ends.
+func secondEngine(t *testing.T) *Engine {
+	t.Helper()
+	testenv.RequireCommand(t, "dockerd")
+	if os.Geteuid() != 0 {
+		if testenv.InCI() {
+			t.Fatal("a second dockerd needs root")
+		}
+		t.Skip("a second dockerd needs root")
+	}
+	dir, err := os.MkdirTemp("/tmp", "e2-") // short: unix socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := filepath.Join(dir, "daemon.json")
+	if err := os.WriteFile(cfg, []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := "unix://" + filepath.Join(dir, "d.sock")
+	cmd := exec.Command("dockerd", "--config-file", cfg, "--data-root", filepath.Join(dir, "data"),
+		"--exec-root", filepath.Join(dir, "x"), "--pidfile", filepath.Join(dir, "pid"), "-H", sock,
+		"--bridge", "none", "--iptables=false", "--ip-masq=false", "--storage-driver", "vfs")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		logf.Close()
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("cleanup %s: %v", dir, err)
+		}
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		e, err := Connect(context.Background(), sock, WithPingTimeout(2*time.Second))
+		if err == nil {
+			t.Cleanup(func() { e.Close() })
+			return e
+		}
+		if time.Now().After(deadline) || cmd.ProcessState != nil {
+			b, _ := os.ReadFile(logf.Name())
+			t.Fatalf("second dockerd did not start: %v\n%s", err, tailLines(string(b), 20))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func TestTransfer(t *testing.T) {
+	src := connect(t)
+	dst := secondEngine(t)
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, src, "xfer")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\nCOPY f.txt /f.txt\n", "f.txt": "payload"})
+	res, err := src.Build(ctx, []BuildSpec{{Service: "x", Context: dir, Repo: repo}}, BuildOptions{StateDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref, id := res[0].Ref, res[0].ImageID
+
+	var out bytes.Buffer
+	rep, err := Transfer(ctx, src, dst, []string{ref, repo + ":latest"}, ui.Plain(&out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(rep.Sent, []string{ref, repo + ":latest"}) || len(rep.Present) != 0 || rep.Bytes < 512 {
+		t.Fatalf("first transfer: %+v", rep)
+	}
+	for _, r := range []string{ref, repo + ":latest"} {
+		if got, err := dst.ImageID(ctx, r); err != nil || got != id {
+			t.Errorf("dst %s = %s, %v; want %s", r, got, err, id)
+		}
+	}
+	if !strings.Contains(out.String(), "sent 2 image(s)") {
+		t.Errorf("output: %q", out.String())
+	}
+
+	// Already there: nothing is streamed.
+	rep, err = Transfer(ctx, src, dst, []string{ref}, nil)
+	if err != nil || len(rep.Sent) != 0 || !slices.Equal(rep.Present, []string{ref}) || rep.Bytes != 0 {
+		t.Fatalf("second transfer: %+v, %v", rep, err)
+	}
+
+	// A new tag of an image dst has: re-tagged there, not sent.
+	extra := repo + ":release-1"
+	if _, err := src.API.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: extra}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err = Transfer(ctx, src, dst, []string{extra}, nil)
+	if err != nil || rep.Bytes != 0 || !slices.Equal(rep.Present, []string{extra}) {
+		t.Fatalf("tag transfer: %+v, %v", rep, err)
+	}
+	if got, _ := dst.ImageID(ctx, extra); got != id {
+		t.Errorf("dst %s = %q, want %s", extra, got, id)
+	}
+
+	// A ref the source does not have.
+	_, err = Transfer(ctx, src, dst, []string{repo + ":nope"}, nil)
+	if err == nil || !strings.Contains(err.Error(), repo+":nope") || !strings.Contains(err.Error(), "not on the source") {
+		t.Errorf("missing ref: %v", err)
+	}
+}
