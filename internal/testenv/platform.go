@@ -1,0 +1,102 @@
+package testenv
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"strings"
+	"testing"
+)
+
+// Platform is a private copy of the sample Maestro platform: its sources,
+// a catalog with a unique project name and free dev ports, and an empty
+// deployment folder. Tests may change its sources freely.
+type Platform struct {
+	// Root holds go.mod, services.toml and examples/.
+	Root string
+	// Catalog is the path of the copy's services.toml.
+	Catalog string
+	// Deploy is the deployment folder (not created).
+	Deploy string
+	// Project is the unique compose project name.
+	Project string
+	// DevPorts maps each published service to its dev host port.
+	DevPorts map[string]int
+}
+
+// RepoRoot is the root of this repository.
+func RepoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+}
+
+var devPortLine = regexp.MustCompile(`(?m)^dev_port = (\d+)`)
+
+// SamplePlatform copies the repository's services.toml and sample services
+// into a temporary folder, renaming the project and moving the dev ports to
+// free ones so that several tests and packages can deploy at once.
+func SamplePlatform(t testing.TB, prefix string) *Platform {
+	t.Helper()
+	root := t.TempDir()
+	repo := RepoRoot()
+	src := filepath.Join(repo, "examples", "maestro-platform")
+	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(repo, p)
+		dst := filepath.Join(root, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if d.Name() == "app" { // a binary left by an earlier build
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		t.Fatalf("copy sample platform: %v", err)
+	}
+	mod := "module github.com/maestro-platform/deploy\n\ngo 1.26\n"
+	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte(mod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := os.ReadFile(filepath.Join(repo, "services.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &Platform{Root: root, Catalog: filepath.Join(root, "services.toml"),
+		Deploy: filepath.Join(root, "deployment"), Project: ProjectName(t, prefix), DevPorts: map[string]int{}}
+	text := strings.Replace(string(cat), `name = "maestro"`, fmt.Sprintf("name = %q", p.Project), 1)
+	text = strings.Replace(text, `deploy_dir = "~/deployment"`, fmt.Sprintf("deploy_dir = %q", p.Deploy), 1)
+	matches := devPortLine.FindAllStringSubmatchIndex(text, -1)
+	ports := FreePorts(t, len(matches))
+	names := regexp.MustCompile(`(?m)^name = "([a-z0-9-]+)"`).FindAllStringSubmatchIndex(text, -1)
+	var b strings.Builder
+	last := 0
+	for i, m := range matches {
+		// The service a dev_port belongs to is the last name = "..." before it.
+		svc := ""
+		for _, n := range names {
+			if n[0] < m[0] {
+				svc = text[n[2]:n[3]]
+			}
+		}
+		p.DevPorts[svc] = ports[i]
+		b.WriteString(text[last:m[2]])
+		fmt.Fprint(&b, ports[i])
+		last = m[3]
+	}
+	b.WriteString(text[last:])
+	if err := os.WriteFile(p.Catalog, []byte(b.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,66 @@
+package stack
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/render"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+func (s *Stack) tree() (render.Tree, error) {
+	tree, err := render.Render(s.Cat, s.Env, render.Options{Build: true})
+	if err != nil {
+		return nil, fmt.Errorf("render %s: %w", s.Env.Name, err)
+	}
+	return tree, nil
+}
+
+// Render writes the deployment folder for the stack's environment.
+func (s *Stack) Render(ctx context.Context) error {
+	start := time.Now()
+	s.Out.Header("render %s -> %s", s.Env.Name, s.Dir)
+	tree, err := s.tree()
+	if err != nil {
+		return err
+	}
+	res, err := render.Write(s.Dir, tree, render.WriteOptions{Overwrite: s.cfg.Overwrite})
+	if err != nil {
+		return err
+	}
+	for _, f := range res.BackedUp {
+		s.Out.Line(ui.Warn, f, "edited by hand: replaced, backup kept")
+	}
+	for _, f := range res.Written {
+		s.Out.Line(ui.OK, f, "written")
+	}
+	for _, f := range res.Removed {
+		s.Out.Line(ui.Info, f, "removed (no longer in the catalog)")
+	}
+	if len(res.Written)+len(res.Removed) == 0 {
+		s.Out.Line(ui.OK, "render", "nothing changed: %d files up to date (%s)", len(res.Unchanged), since(start))
+		return nil
+	}
+	s.Out.Line(ui.OK, "render", "%d written, %d unchanged, %d removed (%s)", len(res.Written), len(res.Unchanged), len(res.Removed), since(start))
+	return nil
+}
+
+// Plan prints what Render would change as a unified diff. It returns
+// ErrPlanChanged when there is something to change.
+func (s *Stack) Plan(ctx context.Context) error {
+	tree, err := s.tree()
+	if err != nil {
+		return err
+	}
+	diff, changed, err := render.Plan(s.Dir, tree)
+	if err != nil {
+		return err
+	}
+	if !changed {
+		s.Out.Line(ui.OK, "plan", "%s is up to date", s.Dir)
+		return nil
+	}
+	fmt.Fprint(s.Out.Writer(), diff)
+	return ErrPlanChanged
+}

@@ -1,0 +1,144 @@
+// Package stack runs the local side of the pipeline for one environment of
+// the catalog (dev by default): render the deployment folder, build the
+// images, bring the stack up, test it, and inspect or remove it. Each step
+// is a method of Stack; the Mage targets in package tasks call them.
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/render"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+// Config says which catalog, environment and folder a Stack works on.
+type Config struct {
+	// Catalog is the services.toml path (DEPLOY_CATALOG, default ./services.toml).
+	Catalog string
+	// DeployDir overrides the environment's folder (DEPLOY_DIR).
+	DeployDir string
+	// Env is the environment to work on (default dev).
+	Env string
+	// Overwrite lets render replace hand-edited files, keeping backups
+	// (DEPLOY_OVERWRITE=1).
+	Overwrite bool
+	// Out receives status lines (default: coloured standard output).
+	Out *ui.Printer
+}
+
+// FromEnv reads the Config every target honours from the environment.
+func FromEnv() Config {
+	c := Config{Catalog: os.Getenv("DEPLOY_CATALOG"), DeployDir: os.Getenv("DEPLOY_DIR"),
+		Env: os.Getenv("DEPLOY_ENV")}
+	switch strings.ToLower(os.Getenv("DEPLOY_OVERWRITE")) {
+	case "1", "true", "yes":
+		c.Overwrite = true
+	}
+	return c
+}
+
+// Stack is one environment of a loaded catalog and its deployment folder.
+type Stack struct {
+	Cat *catalog.Catalog
+	Env *catalog.Environment
+	// Dir is the deployment folder.
+	Dir string
+	Out *ui.Printer
+	cfg Config
+}
+
+// Open loads and validates the catalog named by cfg.
+func Open(cfg Config) (*Stack, error) {
+	if cfg.Catalog == "" {
+		cfg.Catalog = catalog.DefaultFile
+	}
+	if cfg.Env == "" {
+		cfg.Env = "dev"
+	}
+	if cfg.Out == nil {
+		cfg.Out = ui.Stdout()
+	}
+	cat, err := catalog.Load(cfg.Catalog)
+	if err != nil {
+		return nil, err
+	}
+	env, err := cat.Env(cfg.Env)
+	if err != nil {
+		return nil, err
+	}
+	if env.Remote() {
+		return nil, &UsageError{Msg: fmt.Sprintf("environment %q lives on %s: use `mage promote -env=%s` for it", env.Name, env.Host, env.Name)}
+	}
+	dir := env.Dir
+	if cfg.DeployDir != "" {
+		dir = cfg.DeployDir
+	}
+	return &Stack{Cat: cat, Env: env, Dir: dir, Out: cfg.Out, cfg: cfg}, nil
+}
+
+// Project is the compose project name of the stack.
+func (s *Stack) Project() string { return s.Cat.Project.Name }
+
+// HTTPHost is the address health checks reach published ports on.
+func (s *Stack) HTTPHost() string {
+	if b := s.Env.Bind; b != "" && b != "0.0.0.0" && b != "::" {
+		return b
+	}
+	return "127.0.0.1"
+}
+
+func (s *Stack) engine(ctx context.Context) (*engine.Engine, error) {
+	return engine.Connect(ctx, s.Env.Host)
+}
+
+// UsageError is a mistake in how the tool was called or configured.
+type UsageError struct{ Msg string }
+
+func (e *UsageError) Error() string { return e.Msg }
+
+// ErrPlanChanged is returned by Plan when render would change the folder.
+var ErrPlanChanged = errors.New("render would change the deployment folder (run `mage render` to apply)")
+
+// Exit statuses by kind of error, so scripts can tell a bad catalog from a
+// failed deployment.
+const (
+	ExitFailure     = 1
+	ExitUsage       = 2
+	ExitPlanChanged = 3
+)
+
+// ExitCode maps an error to the process exit status.
+func ExitCode(err error) int {
+	var ce catalog.Errors
+	var ue *UsageError
+	var de *render.DriftError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, ErrPlanChanged):
+		return ExitPlanChanged
+	case errors.As(err, &ce), errors.As(err, &ue), errors.As(err, &de):
+		return ExitUsage
+	}
+	return ExitFailure
+}
+
+// SplitList splits a comma-separated argument, dropping empty items.
+func SplitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func since(t time.Time) string { return ui.Seconds(time.Since(t)) }

@@ -1,0 +1,271 @@
+package stack_test
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/stack"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+// deployed opens a private copy of the sample platform and runs the whole
+// pipeline on it, as deployAll does.
+func open(t *testing.T, p *testenv.Platform) (*stack.Stack, *bytes.Buffer) {
+	t.Helper()
+	var out bytes.Buffer
+	s, err := stack.Open(stack.Config{Catalog: p.Catalog, Out: ui.Plain(&out)})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	return s, &out
+}
+
+func deployAll(t *testing.T, ctx context.Context, s *stack.Stack) {
+	t.Helper()
+	for _, step := range []struct {
+		name string
+		fn   func(context.Context) error
+	}{{"render", s.Render}, {"build", s.Build}, {"up", s.Up}, {"testAll", s.TestAll}, {"summary", s.Summary}} {
+		if err := step.fn(ctx); err != nil {
+			t.Fatalf("%s: %v", step.name, err)
+		}
+	}
+}
+
+func containerIDs(t *testing.T, ctx context.Context, project string) map[string]string {
+	t.Helper()
+	eng, err := engine.Connect(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	cs, err := eng.Containers(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{}
+	for _, c := range cs {
+		ids[c.Service] = c.ID
+	}
+	return ids
+}
+
+// cleanup removes everything the project left: containers, network,
+// volumes, images.
+func cleanup(t *testing.T, s *stack.Stack, p *testenv.Platform) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		_ = s.Down(ctx, true)
+		out, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+p.Project+"/*").Output()
+		for _, ref := range strings.Fields(string(out)) {
+			_ = exec.CommandContext(ctx, "docker", "rmi", "-f", ref).Run()
+		}
+	})
+}
+
+func TestDeployAllNoopRebuildDown(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "stk")
+	s, out := open(t, p)
+	cleanup(t, s, p)
+
+	deployAll(t, ctx, s)
+	for svc, port := range p.DevPorts {
+		resp, err := httpGet(ctx, port, "/health")
+		if err != nil || !strings.Contains(resp, `"status":"ok"`) {
+			t.Errorf("%s on %d: %q %v", svc, port, resp, err)
+		}
+	}
+	first := containerIDs(t, ctx, p.Project)
+	if len(first) != 6 {
+		t.Fatalf("want 6 containers, got %v", first)
+	}
+
+	// A second deployAll changes nothing.
+	out.Reset()
+	s2, out2 := open(t, p)
+	deployAll(t, ctx, s2)
+	if !strings.Contains(out2.String(), "nothing to build") || !strings.Contains(out2.String(), "nothing changed: 6 services") {
+		t.Errorf("second deployAll was not a noop:\n%s", out2)
+	}
+	if again := containerIDs(t, ctx, p.Project); !equal(first, again) {
+		t.Errorf("noop recreated containers: %v -> %v", first, again)
+	}
+
+	// One service's source changes: only it is rebuilt and recreated.
+	mainGo := filepath.Join(p.Root, "examples/maestro-platform/services/k8s-execution-service/main.go")
+	b, _ := os.ReadFile(mainGo)
+	if err := os.WriteFile(mainGo, append(b, []byte("\n// changed by the test\nvar _ = 1\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s3, out3 := open(t, p)
+	deployAll(t, ctx, s3)
+	if !strings.Contains(out3.String(), "1 built, 5 reused") {
+		t.Errorf("want exactly one image rebuilt:\n%s", out3)
+	}
+	after := containerIDs(t, ctx, p.Project)
+	for svc, id := range first {
+		changed := after[svc] != id
+		if changed != (svc == "k8s-execution-service") {
+			t.Errorf("%s: container changed=%v", svc, changed)
+		}
+	}
+
+	if err := s3.Down(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if left := containerIDs(t, ctx, p.Project); len(left) != 0 {
+		t.Errorf("down left containers: %v", left)
+	}
+	nets, _ := exec.CommandContext(ctx, "docker", "network", "ls", "-q", "--filter", "label=com.docker.compose.project="+p.Project).Output()
+	if strings.TrimSpace(string(nets)) != "" {
+		t.Errorf("down left networks: %s", nets)
+	}
+}
+
+func equal(a, b map[string]string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if b[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+func imageID(ctx context.Context, ref string) string {
+	out, _ := exec.CommandContext(ctx, "docker", "image", "inspect", "-f", "{{.Id}}", ref).Output()
+	return strings.TrimSpace(string(out))
+}
+
+func httpGet(ctx context.Context, port int, path string) (string, error) {
+	out, err := exec.CommandContext(ctx, "curl", "-fsS", "--max-time", "5", "http://127.0.0.1:"+strconv.Itoa(port)+path).CombinedOutput()
+	return string(out), err
+}
+
+func TestDeadEngine(t *testing.T) {
+	p := testenv.SamplePlatform(t, "dead")
+	t.Setenv("DOCKER_HOST", "unix:///tmp/no-such-docker.sock")
+	s, _ := open(t, p)
+	start := time.Now()
+	err := s.Build(context.Background())
+	if err == nil {
+		t.Fatal("build against a dead engine succeeded")
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("took %s to fail", time.Since(start))
+	}
+	if !strings.Contains(err.Error(), "/tmp/no-such-docker.sock") {
+		t.Errorf("error does not name the socket: %v", err)
+	}
+	var out bytes.Buffer
+	s2, err := stack.Open(stack.Config{Catalog: p.Catalog, Out: ui.Plain(&out)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Doctor(context.Background()); err == nil || !strings.Contains(out.String(), "no-such-docker.sock") {
+		t.Errorf("doctor: %v\n%s", err, out.String())
+	}
+}
+
+func TestPortTaken(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "port")
+	port := p.DevPorts["quality-fabric"]
+	l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	s, out := open(t, p)
+	cleanup(t, s, p)
+	if err := s.Doctor(ctx); err == nil {
+		t.Error("doctor passed with a taken port")
+	}
+	want := "port " + strconv.Itoa(port)
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), "quality-fabric") {
+		t.Errorf("doctor output does not name %s and the service:\n%s", want, out)
+	}
+	for _, step := range []func(context.Context) error{s.Render, s.Build} {
+		if err := step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err = s.Up(ctx)
+	if err == nil || !strings.Contains(err.Error(), strconv.Itoa(port)) || !strings.Contains(err.Error(), "quality-fabric") {
+		t.Errorf("up: want an error naming port %d and quality-fabric, got %v", port, err)
+	}
+	if time.Since(start) > 5*time.Second {
+		t.Errorf("up took %s to refuse", time.Since(start))
+	}
+}
+
+func TestNeverHealthyAndBuildFailure(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "sick")
+	cat, _ := os.ReadFile(p.Catalog)
+	text := strings.Replace(string(cat), `env = { SERVICE_NAME = "maestro-gateway",`, `env = { FAIL_HEALTH = "1", SERVICE_NAME = "maestro-gateway",`, 1)
+	text = strings.Replace(text, `health_timeout = "2m"`, `health_timeout = "25s"`, 1)
+	if err := os.WriteFile(p.Catalog, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := open(t, p)
+	cleanup(t, s, p)
+	for _, step := range []func(context.Context) error{s.Render, s.Build} {
+		if err := step(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	start := time.Now()
+	err := s.Up(ctx)
+	if err == nil {
+		t.Fatal("up succeeded with a service that never gets healthy")
+	}
+	if d := time.Since(start); d > 60*time.Second {
+		t.Errorf("up took %s, past its 25s deadline", d)
+	}
+	for _, want := range []string{"maestro-gateway", "listening on"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q (service name and log tail):\n%v", want, err)
+		}
+	}
+
+	// A broken Dockerfile: the build names the service, and the last good
+	// image keeps its tag: nothing points at the failed build.
+	latest := p.Project + "/quality-fabric:latest"
+	before := imageID(ctx, latest)
+	df := filepath.Join(p.Root, "examples/maestro-platform/quality-fabric/Dockerfile")
+	if err := os.WriteFile(df, []byte("FROM scratch\nCOPY app /app\nCOPY no-such-file /x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err = s.BuildServices(ctx, []string{"quality-fabric"})
+	if err == nil || !strings.Contains(err.Error(), "quality-fabric") || !strings.Contains(err.Error(), "no-such-file") {
+		t.Fatalf("build failure: want an error naming the service and the missing file, got %v", err)
+	}
+	if after := imageID(ctx, latest); before == "" || after != before {
+		t.Errorf("%s moved from %q to %q after a failed build", latest, before, after)
+	}
+}

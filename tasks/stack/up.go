@@ -1,0 +1,197 @@
+package stack
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/compose"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+// upState is what the last successful up saw, kept in .state/last-up.json:
+// when the rendered files and every image are the same and each container
+// is running healthy on that image, up has nothing to do and skips compose.
+type upState struct {
+	Files  string            `json:"files_sha256"`
+	Images map[string]string `json:"images"`
+	At     time.Time         `json:"at"`
+}
+
+const composeFile = "docker-compose.yml"
+
+func (s *Stack) statePath(name string) string { return filepath.Join(s.Dir, ".state", name) }
+
+// filesSum hashes what compose reads: the unified file and its .env.
+func (s *Stack) filesSum() (string, error) {
+	h := sha256.New()
+	for _, name := range []string{composeFile, ".env"} {
+		b, err := os.ReadFile(filepath.Join(s.Dir, name))
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && name == composeFile {
+				return "", &UsageError{Msg: fmt.Sprintf("%s has no %s: run `mage render` (or `mage deployAll`) first", s.Dir, composeFile)}
+			}
+			if !errors.Is(err, fs.ErrNotExist) {
+				return "", err
+			}
+		}
+		fmt.Fprintf(h, "%s %d\n", name, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// wantImages resolves the image each service must run now.
+func (s *Stack) wantImages(ctx context.Context, eng *engine.Engine) (map[string]string, error) {
+	out := map[string]string{}
+	for _, svc := range s.Cat.All() {
+		ref := s.Cat.ImageRef(svc)
+		id, err := eng.ImageID(ctx, ref)
+		if err != nil {
+			return nil, fmt.Errorf("%s: image %s: %w (run `mage build`)", svc.Name, ref, err)
+		}
+		out[svc.Name] = id
+	}
+	return out, nil
+}
+
+// upToDate reports whether the running stack already is what up would make.
+func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, images map[string]string) (bool, error) {
+	b, err := os.ReadFile(s.statePath("last-up.json"))
+	if err != nil {
+		return false, nil
+	}
+	var st upState
+	if json.Unmarshal(b, &st) != nil || st.Files != sum || len(st.Images) != len(images) {
+		return false, nil
+	}
+	for k, v := range images {
+		if st.Images[k] != v {
+			return false, nil
+		}
+	}
+	cs, err := eng.Containers(ctx, s.Project())
+	if err != nil {
+		return false, err
+	}
+	byService := map[string][]engine.Container{}
+	for _, c := range cs {
+		byService[c.Service] = append(byService[c.Service], c)
+	}
+	for _, svc := range s.Cat.All() {
+		c := byService[svc.Name]
+		if len(c) != 1 || c[0].State != "running" || c[0].ImageID != images[svc.Name] {
+			return false, nil
+		}
+		if len(svc.Healthcheck) > 0 && c[0].Health != "healthy" {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+func (s *Stack) waitTargets() []engine.WaitTarget {
+	var ts []engine.WaitTarget
+	for _, svc := range s.Cat.All() {
+		port, _ := svc.HostPort(s.Env.Ports)
+		ts = append(ts, engine.WaitTarget{Service: svc.Name, HealthPath: svc.Health, HostPort: port,
+			HasHealthcheck: len(svc.Healthcheck) > 0})
+	}
+	return ts
+}
+
+// Up starts the rendered stack and waits until every service is healthy.
+func (s *Stack) Up(ctx context.Context) error {
+	start := time.Now()
+	s.Out.Header("up %s (project %s)", s.Env.Name, s.Project())
+	sum, err := s.filesSum()
+	if err != nil {
+		return err
+	}
+	eng, err := s.engine(ctx)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	images, err := s.wantImages(ctx, eng)
+	if err != nil {
+		return err
+	}
+	if ok, err := s.upToDate(ctx, eng, sum, images); err != nil {
+		return err
+	} else if ok {
+		session.recordWaits(nil, true)
+		s.Out.Line(ui.OK, "up", "nothing changed: %d services running and healthy (%s)", len(images), since(start))
+		return nil
+	}
+	if err := s.checkPorts(ctx, eng); err != nil {
+		return err
+	}
+	cli, err := compose.Detect(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := cli.Run(ctx, s.Dir, nil, cli.UpStackArgs(s.Project(), []string{composeFile})); err != nil {
+		return fmt.Errorf("compose up in %s: %w", s.Dir, err)
+	}
+	res, err := eng.WaitHealthy(ctx, s.Project(), s.HTTPHost(), s.waitTargets(), s.Env.HealthTimeout, s.Out)
+	session.recordWaits(res, false)
+	if err != nil {
+		return err
+	}
+	st, _ := json.MarshalIndent(upState{Files: sum, Images: images, At: time.Now().UTC()}, "", "  ")
+	if err := writeState(s.statePath("last-up.json"), st); err != nil {
+		return err
+	}
+	s.Out.Line(ui.OK, "up", "%d services healthy (%s)", len(res), since(start))
+	return nil
+}
+
+// writeState replaces a state file atomically.
+func writeState(path string, data []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// Down removes the stack's containers and network, and its volumes when asked.
+func (s *Stack) Down(ctx context.Context, volumes bool) error {
+	if _, err := s.filesSum(); err != nil {
+		return err
+	}
+	cli, err := compose.Detect(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := cli.Run(ctx, s.Dir, nil, cli.DownArgs(s.Project(), []string{composeFile}, volumes)); err != nil {
+		return fmt.Errorf("compose down in %s: %w", s.Dir, err)
+	}
+	_ = os.Remove(s.statePath("last-up.json"))
+	what := "containers and network removed, volumes kept"
+	if volumes {
+		what = "containers, network and volumes removed"
+	}
+	s.Out.Line(ui.OK, "down", "%s: %s", s.Project(), what)
+	return nil
+}

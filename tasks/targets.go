@@ -1,0 +1,101 @@
+// Package tasks holds the Mage targets of the deployment runner. A magefile
+// pulls them in with
+//
+//	//mage:import
+//	_ "github.com/maestro-platform/deploy/tasks"
+//
+// and may add targets of its own that call into the packages below tasks/
+// (catalog, render, engine, compose, check, release, stack, ui) or register
+// steps with stack.AfterUp. Every target reads its settings from the
+// environment: DEPLOY_CATALOG (default ./services.toml), DEPLOY_DIR (default:
+// the catalog's deploy_dir), NO_COLOR, DEPLOY_OVERWRITE=1.
+package tasks
+
+import (
+	"context"
+
+	"github.com/magefile/mage/mg"
+
+	"github.com/maestro-platform/deploy/tasks/release"
+	"github.com/maestro-platform/deploy/tasks/stack"
+)
+
+// Render writes the deployment folder (compose files, .env, scripts) for dev from services.toml.
+//
+// The folder is swapped in whole or not at all. Files edited by hand since
+// the last render stop it; DEPLOY_OVERWRITE=1 replaces them, keeping a backup.
+func Render(ctx context.Context) error { return run(ctx, (*stack.Stack).Render) }
+
+// Plan shows, as a unified diff, what render would change in the deployment folder; writes nothing.
+//
+// Exit status 0 means no changes; 3 (1 under `go run mage.go`) means render
+// would change something; 2 means a bad catalog.
+func Plan(ctx context.Context) error { return run(ctx, (*stack.Stack).Plan) }
+
+// Build builds every service image through the Docker Engine, in parallel, reusing unchanged ones.
+//
+// An image is labelled with a content hash of its build context; when an
+// image with that hash exists it is reused, and a service's prebuild command
+// runs only when its inputs changed.
+func Build(ctx context.Context) error { return run(ctx, (*stack.Stack).Build) }
+
+// BuildOne builds the images of the named services only (comma separated).
+func BuildOne(ctx context.Context, services string) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		return s.BuildServices(ctx, stack.SplitList(services))
+	})
+}
+
+// Up starts the rendered stack on its dev ports and waits until every service is healthy.
+func Up(ctx context.Context) error { return run(ctx, (*stack.Stack).Up) }
+
+// TestAll checks every service's health and that the services reach each other; writes JUnit and JSON reports.
+func TestAll(ctx context.Context) error { return run(ctx, (*stack.Stack).TestAll) }
+
+// DeployAll renders, builds, starts and tests the whole platform on dev ports: the one command.
+func DeployAll(ctx context.Context) error {
+	mg.SerialCtxDeps(ctx, Render, Build, Up, TestAll)
+	return run(ctx, (*stack.Stack).Summary)
+}
+
+// Status shows each container of the dev stack: state, health, ports, image and uptime.
+func Status(ctx context.Context) error { return run(ctx, (*stack.Stack).Status) }
+
+// Logs prints the last 100 log lines of one service of the dev stack.
+func Logs(ctx context.Context, service string) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error { return s.Logs(ctx, service, 100) })
+}
+
+// Down stops and removes the dev stack's containers and network; volumes are kept unless -volumes is given.
+func Down(ctx context.Context, volumes *bool) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error { return s.Down(ctx, volumes != nil && *volumes) })
+}
+
+// Doctor checks the engine, the compose CLI, free dev ports, sources and toolchains, one line each.
+func Doctor(ctx context.Context) error { return run(ctx, (*stack.Stack).Doctor) }
+
+// Promote ships the tested images with production ports to an environment's host (default demo), health-gated, with rollback.
+//
+// It refuses unless the last testAll on dev passed for the same images and
+// configuration; -force skips that gate, loudly.
+func Promote(ctx context.Context, env *string, force *bool) error {
+	return runRelease(ctx, env, force != nil && *force, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+		_, err := release.Promote(ctx, s.Cat, o)
+		return err
+	})
+}
+
+// Rollback puts the previous release of an environment (default demo) back and waits until it is healthy.
+func Rollback(ctx context.Context, env *string) error {
+	return runRelease(ctx, env, false, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+		return release.Rollback(ctx, s.Cat, o)
+	})
+}
+
+// Releases lists the releases kept on an environment's host (default demo), the current one marked.
+func Releases(ctx context.Context, env *string) error {
+	return runRelease(ctx, env, false, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+		_, err := release.Releases(ctx, s.Cat, o)
+		return err
+	})
+}
