@@ -12,7 +12,8 @@
 //     application service that declares no http check).
 //   - "network": a GET from inside the stack's network to the service by
 //     its DNS name and container port, made by a probe container (see
-//     EnsureProbe): what another service sees. An application service
+//     EnsureProbe; kept running between runs with Target.ReuseProbe):
+//     what another service sees. An application service
 //     whose health would be an http check but that is not published in
 //     the environment gets its implicit health check this way.
 package check
@@ -56,6 +57,15 @@ type Target struct {
 	// API is the engine the stack runs on (local, or remote over ssh). It
 	// may be nil only with Options.DeclaredOnly and no network checks.
 	API *client.Client
+	// ReuseProbe keeps the network probe running between runs: a probe
+	// server container of the project (see RemoveProbe), published on
+	// 127.0.0.1 of the engine's host on a port the engine picks, answers
+	// the network checks in a few milliseconds instead of the second a
+	// one-shot probe container costs. It applies only when the engine is
+	// local (see LocalEngine); on a remote engine the one-shot probe runs
+	// and nothing is published. Meant for the dev stack, where testAll
+	// runs again and again.
+	ReuseProbe bool
 }
 
 // Result is the outcome of one check.

@@ -32,8 +32,9 @@ func projectContainers(ctx context.Context, api *client.Client, project string) 
 	}
 	out := map[string][]string{}
 	for _, c := range res.Items {
-		// `compose run` leaves one-off containers that are not the service.
-		if strings.EqualFold(c.Labels[labelOneOff], "true") {
+		// `compose run` leaves one-off containers that are not the service;
+		// the probe server carries the project label but is no service.
+		if strings.EqualFold(c.Labels[labelOneOff], "true") || c.Labels[labelProbe] != "" {
 			continue
 		}
 		out[c.Labels[labelService]] = append(out[c.Labels[labelService]], c.ID)

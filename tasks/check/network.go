@@ -34,7 +34,7 @@ import (
 // building it needs nothing but a Go toolchain: no module download, no
 // checkout of this repository.
 //
-//go:embed probe/probe.go probe/cmd/probe/main.go
+//go:embed probe/probe.go probe/serve.go probe/cmd/probe/main.go
 var probeSource embed.FS
 
 // probeModule is the module path the embedded files import each other by.
@@ -239,7 +239,8 @@ func ProjectNetwork(ctx context.Context, api *client.Client, project, name strin
 }
 
 // runNetwork performs the network checks in one probe container on the
-// stack's network.
+// stack's network: a one-shot container, or with Target.ReuseProbe on a
+// local engine the project's long-running probe server.
 func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job, results []Result) {
 	fail := func(detail string) {
 		for _, j := range jobs {
@@ -273,7 +274,11 @@ func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job
 	// checks themselves.
 	pctx, cancel := context.WithTimeout(ctx, longest+time.Minute)
 	defer cancel()
-	outcomes, err := runProbe(pctx, t.API, ref, netName, t.Project, specs)
+	run := runProbe
+	if t.ReuseProbe && LocalEngine(t.API) {
+		run = runServed
+	}
+	outcomes, err := run(pctx, t.API, ref, netName, t.Project, specs)
 	if err != nil {
 		fail(err.Error())
 		return

@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/check/probe"
+	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -31,7 +34,7 @@ type stackService struct {
 
 // buildSample compiles a sample service and builds it into a FROM scratch
 // image tagged ref.
-func buildSample(t *testing.T, api *client.Client, src, ref string) {
+func buildSample(t testing.TB, api *client.Client, src, ref string) {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	dir := filepath.Join(filepath.Dir(file), "..", "..", "examples", "maestro-platform", src)
@@ -67,26 +70,51 @@ func buildSample(t *testing.T, api *client.Client, src, ref string) {
 	}
 }
 
-// TestStack brings up a gateway and two backends the way compose would
-// (labels, one network, aliases, published ports, healthchecks) and runs
-// the checks against it: green first, then with a backend stopped.
-func TestStack(t *testing.T) {
-	testenv.RequireDocker(t)
-	testenv.RequireCommand(t, "go")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+// testStack is a gateway and two backends brought up the way compose would
+// (labels, one network, aliases, published ports, healthchecks).
+type testStack struct {
+	api              *client.Client
+	project, netName string
+	probeRef         string
+	ports            []int
+	ids              map[string]string // service -> container ID
+}
+
+// catalog returns the stack's catalog; extra are more checks of the
+// gateway.
+func (s *testStack) catalog(tb testing.TB, extra ...string) *catalog.Catalog {
+	gatewayChecks := []string{
+		`name = "health"` + "\n" + `json_field = "status"` + "\n" + `json_equals = "ok"`,
+		`name = "gateway -> template-service"` + "\n" + `kind = "network"` + "\n" + `path = "/call/template-service"` + "\n" + `contains = "\"ok\":true"`,
+		`name = "gateway -> k8s-execution-service"` + "\n" + `kind = "network"` + "\n" + `path = "/call/k8s-execution-service"` + "\n" + `json_field = "ok"` + "\n" + `json_equals = "true"`,
+	}
+	return testCatalog(tb, s.project, []svcSpec{
+		{name: "template-service", port: 8005, dev: s.ports[0]},
+		{name: "k8s-execution-service", port: 8004, dev: s.ports[1]},
+		{name: "maestro-gateway", port: 8080, dev: s.ports[2], extra: `secrets = { API_KEY = "` + testSecret + `" }`,
+			checks: append(gatewayChecks, extra...)},
+	})
+}
+
+// startTestStack builds the images (and a probe image of the test's own)
+// and starts the stack; cleanup removes all of it, and every probe
+// container of the project.
+func startTestStack(tb testing.TB, ctx context.Context) *testStack {
+	tb.Helper()
+	testenv.RequireDocker(tb)
+	testenv.RequireCommand(tb, "go")
 	api, err := client.New(client.FromEnv)
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer api.Close()
+	tb.Cleanup(func() { api.Close() })
 	bg := context.Background()
 
-	project := testenv.ProjectName(t, "checkt")
+	project := testenv.ProjectName(tb, "checkt")
 	// The probe image of this test is ours to remove: give it our own
 	// repository instead of the shared cache.
 	probeRepo = project + "/probe"
-	t.Cleanup(func() { probeRepo = ProbeRepo })
+	tb.Cleanup(func() { probeRepo = ProbeRepo })
 
 	svcs := []stackService{
 		{name: "template-service", src: "services/template-service", port: 8005},
@@ -96,41 +124,49 @@ func TestStack(t *testing.T) {
 			// What the rendered .env would hand the container: the secret.
 			"API_KEY=" + testSecret}},
 	}
-	ports := testenv.FreePorts(t, len(svcs))
-	var images, containers []string
-	t.Cleanup(func() {
-		for _, id := range containers {
+	st := &testStack{api: api, project: project, netName: project + "_platform",
+		ports: testenv.FreePorts(tb, len(svcs)), ids: map[string]string{}}
+	var images []string
+	tb.Cleanup(func() {
+		for _, id := range st.ids {
 			_, _ = api.ContainerRemove(bg, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
 		}
-		_, _ = api.NetworkRemove(bg, project+"_platform", client.NetworkRemoveOptions{})
+		_ = RemoveProbe(bg, api, project)
+		_, _ = api.NetworkRemove(bg, st.netName, client.NetworkRemoveOptions{})
 		for _, ref := range images {
 			_, _ = api.ImageRemove(bg, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+		}
+		// Tags a test added to the probe image.
+		res, _ := api.ImageList(bg, client.ImageListOptions{Filters: make(client.Filters).Add("reference", project+"/*")})
+		for _, im := range res.Items {
+			for _, tag := range im.RepoTags {
+				_, _ = api.ImageRemove(bg, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+			}
 		}
 	})
 
 	for _, s := range svcs {
 		ref := project + "/" + s.name + ":test"
 		images = append(images, ref)
-		buildSample(t, api, s.src, ref)
+		buildSample(tb, api, s.src, ref)
 	}
 	probeRef, err := EnsureProbe(ctx, api)
 	if err != nil {
-		t.Fatalf("EnsureProbe: %v", err)
+		tb.Fatalf("EnsureProbe: %v", err)
 	}
 	images = append(images, probeRef)
+	st.probeRef = probeRef
 	if !strings.HasPrefix(probeRef, project+"/probe:") {
-		t.Fatalf("probe ref %s", probeRef)
+		tb.Fatalf("probe ref %s", probeRef)
 	}
 	if again, err := EnsureProbe(ctx, api); err != nil || again != probeRef {
-		t.Fatalf("EnsureProbe again: %s, %v (want the cached %s)", again, err, probeRef)
+		tb.Fatalf("EnsureProbe again: %s, %v (want the cached %s)", again, err, probeRef)
 	}
 
-	netName := project + "_platform"
-	if _, err := api.NetworkCreate(ctx, netName, client.NetworkCreateOptions{Driver: "bridge",
+	if _, err := api.NetworkCreate(ctx, st.netName, client.NetworkCreateOptions{Driver: "bridge",
 		Labels: map[string]string{labelProject: project, "com.docker.compose.network": "platform"}}); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	ids := map[string]string{}
 	for i, s := range svcs {
 		cport := network.MustParsePort(strconv.Itoa(s.port) + "/tcp")
 		hostIP, _ := netipLoopback()
@@ -142,38 +178,35 @@ func TestStack(t *testing.T) {
 				Labels:       map[string]string{labelProject: project, labelService: s.name, labelOneOff: "False"},
 				Healthcheck: &container.HealthConfig{Test: []string{"CMD", "/app", "-healthcheck"},
 					Interval: 500 * time.Millisecond, Timeout: 2 * time.Second, Retries: 3}},
-			HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(netName),
-				PortBindings: network.PortMap{cport: {{HostIP: hostIP, HostPort: strconv.Itoa(ports[i])}}}},
+			HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(st.netName),
+				PortBindings: network.PortMap{cport: {{HostIP: hostIP, HostPort: strconv.Itoa(st.ports[i])}}}},
 			NetworkingConfig: &network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{
-				netName: {Aliases: []string{s.name}}}},
+				st.netName: {Aliases: []string{s.name}}}},
 		})
 		if err != nil {
-			t.Fatalf("create %s: %v", s.name, err)
+			tb.Fatalf("create %s: %v", s.name, err)
 		}
-		containers = append(containers, res.ID)
-		ids[s.name] = res.ID
+		st.ids[s.name] = res.ID
 		if _, err := api.ContainerStart(ctx, res.ID, client.ContainerStartOptions{}); err != nil {
-			t.Fatalf("start %s: %v", s.name, err)
+			tb.Fatalf("start %s: %v", s.name, err)
 		}
 	}
-	waitHealthy(t, ctx, api, ids)
+	waitHealthy(tb, ctx, api, st.ids)
+	return st
+}
 
-	gatewayChecks := []string{
-		`name = "health"` + "\n" + `json_field = "status"` + "\n" + `json_equals = "ok"`,
-		`name = "gateway -> template-service"` + "\n" + `kind = "network"` + "\n" + `path = "/call/template-service"` + "\n" + `contains = "\"ok\":true"`,
-		`name = "gateway -> k8s-execution-service"` + "\n" + `kind = "network"` + "\n" + `path = "/call/k8s-execution-service"` + "\n" + `json_field = "ok"` + "\n" + `json_equals = "true"`,
-	}
-	catalogOf := func(extra ...string) []svcSpec {
-		return []svcSpec{
-			{name: "template-service", port: 8005, dev: ports[0]},
-			{name: "k8s-execution-service", port: 8004, dev: ports[1]},
-			{name: "maestro-gateway", port: 8080, dev: ports[2], extra: `secrets = { API_KEY = "` + testSecret + `" }`,
-				checks: append(append([]string{}, gatewayChecks...), extra...)},
-		}
-	}
+// TestStack runs the checks against a test stack: green first, with the
+// one-shot probe and with a reused probe server, then with a backend
+// stopped, then takes the stack down with compose.
+func TestStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	st := startTestStack(t, ctx)
+	api, project, netName, ids := st.api, st.project, st.netName, st.ids
+	catalogOf := func(extra ...string) *catalog.Catalog { return st.catalog(t, extra...) }
 
 	t.Run("green", func(t *testing.T) {
-		cat := testCatalog(t, project, catalogOf())
+		cat := catalogOf()
 		env, _ := cat.Env("dev")
 		var out bytes.Buffer
 		start := time.Now()
@@ -208,7 +241,7 @@ func TestStack(t *testing.T) {
 		if _, err := ProjectNetwork(ctx, api, project+"-none", "platform"); err == nil || !strings.Contains(err.Error(), project+"-none") {
 			t.Errorf("ProjectNetwork of a missing project: %v", err)
 		}
-		cat := testCatalog(t, project, catalogOf())
+		cat := catalogOf()
 		env, _ := cat.Env("dev")
 		rep, err := Run(ctx, cat, Target{Env: env, Project: project, Network: project + "_nowhere", API: api}, Options{DeclaredOnly: true})
 		if err == nil || rep.Failed != 2 || rep.Passed != 1 {
@@ -222,72 +255,222 @@ func TestStack(t *testing.T) {
 		assertNoProbeLeft(t, api, project)
 	})
 
+	t.Run("reuse", func(t *testing.T) {
+		cat := catalogOf()
+		env, _ := cat.Env("dev")
+		target := Target{Env: env, Project: project, API: api, ReuseProbe: true}
+		run := func(t *testing.T) string {
+			t.Helper()
+			rep, err := Run(ctx, cat, target, Options{})
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			got := byName(rep)
+			for _, name := range []string{"maestro-gateway/gateway -> template-service", "maestro-gateway/gateway -> k8s-execution-service"} {
+				if r := got[name]; r.Kind != "network" || r.Status != 200 || !r.OK || r.Attempts != 1 {
+					t.Errorf("%s: %+v", name, r)
+				}
+			}
+			return servedProbe(t, api, project)
+		}
+		first := run(t)
+		if again := run(t); again != first {
+			t.Errorf("second run used probe server %s, want the first one %s again", shortID(again), shortID(first))
+		}
+		// What compose and the up-to-date checks see of it.
+		in, err := api.ContainerInspect(ctx, first, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		labels := in.Container.Config.Labels
+		if labels[labelProject] != project || labels[labelOneOff] != "False" || labels[labelService] != "" {
+			t.Errorf("probe server labels %v: want the project, oneoff=False and no service", labels)
+		}
+		for port, bs := range in.Container.HostConfig.PortBindings {
+			for _, b := range bs {
+				if !b.HostIP.IsLoopback() {
+					t.Errorf("probe server publishes %s on %s, want loopback only", port, b.HostIP)
+				}
+			}
+		}
+		if groups, err := projectContainers(ctx, api, project); err != nil || len(groups) != 3 {
+			t.Errorf("project containers with a probe server running: %v, %v (want the 3 services)", groups, err)
+		}
+
+		t.Run("dead", func(t *testing.T) {
+			if _, err := api.ContainerKill(ctx, first, client.ContainerKillOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			next := run(t)
+			if next == first {
+				t.Fatalf("a killed probe server %s was used again", shortID(first))
+			}
+			if _, err := api.ContainerInspect(ctx, first, client.ContainerInspectOptions{}); err == nil {
+				t.Errorf("the killed probe server %s was not removed", shortID(first))
+			}
+			first = next
+		})
+		t.Run("missing", func(t *testing.T) {
+			if _, err := api.ContainerRemove(ctx, first, client.ContainerRemoveOptions{Force: true}); err != nil {
+				t.Fatal(err)
+			}
+			if next := run(t); next == first {
+				t.Fatalf("removed probe server %s reported again", shortID(first))
+			}
+		})
+		t.Run("image changed", func(t *testing.T) {
+			old := servedProbe(t, api, project)
+			// Another probe version: same binary, other reference, which is
+			// all the server's label records.
+			other := project + "/probe:other"
+			if _, err := api.ImageTag(ctx, client.ImageTagOptions{Source: st.probeRef, Target: other}); err != nil {
+				t.Fatal(err)
+			}
+			srv, reused, err := ensureServer(ctx, api, other, netName, project, "")
+			if err != nil || reused || srv.id == old {
+				t.Fatalf("ensureServer with a new image: %+v reused=%v err=%v (old %s)", srv, reused, err, shortID(old))
+			}
+			if now := servedProbe(t, api, project); now != srv.id {
+				t.Errorf("probe server %s, want the new %s only", shortID(now), shortID(srv.id))
+			}
+			// And back: Run replaces it with one of the current image.
+			if back := run(t); back == srv.id {
+				t.Errorf("Run kept the server of %s, want one of %s", other, st.probeRef)
+			}
+		})
+		t.Run("RemoveProbe", func(t *testing.T) {
+			if !LocalEngine(api) {
+				t.Fatalf("LocalEngine(%s) = false", api.DaemonHost())
+			}
+			before := servedProbe(t, api, project)
+			if err := RemoveProbe(ctx, api, project); err != nil {
+				t.Fatalf("RemoveProbe: %v", err)
+			}
+			assertNoProbeLeft(t, api, project)
+			if _, err := api.ContainerInspect(ctx, before, client.ContainerInspectOptions{}); err == nil {
+				t.Errorf("RemoveProbe left %s", shortID(before))
+			}
+		})
+	})
+
 	t.Run("backend stopped", func(t *testing.T) {
 		timeout := 2
 		if _, err := api.ContainerStop(ctx, ids["k8s-execution-service"], client.ContainerStopOptions{Timeout: &timeout}); err != nil {
 			t.Fatal(err)
 		}
-		// A check that would print the secret: the service echoes API_KEY,
-		// and the failure detail quotes the body.
-		cat := testCatalog(t, project, catalogOf(`name = "echo"`+"\n"+`path = "/env/API_KEY"`+"\n"+`contains = "never there"`+"\n"+`retries = 0`))
-		env, _ := cat.Env("dev")
-		var out bytes.Buffer
-		rep, err := Run(ctx, cat, Target{Env: env, Project: project, Network: netName, API: api}, Options{Printer: ui.Plain(&out)})
-		t.Logf("\n%s", out.String())
-		if err == nil {
-			t.Fatal("Run: want an error")
-		}
-		wantFailed := map[string]bool{
-			"k8s-execution-service/container":                  true,
-			"k8s-execution-service/health":                     true,
-			"maestro-gateway/gateway -> k8s-execution-service": true,
-			"maestro-gateway/echo":                             true,
-		}
-		for _, r := range rep.Results {
-			name := r.Service + "/" + r.Check
-			if r.OK == wantFailed[name] {
-				t.Errorf("%s: ok=%v, want %v (%s)", name, r.OK, !wantFailed[name], r.Detail)
+		for _, reuse := range []bool{false, true} {
+			mode := "one-shot"
+			if reuse {
+				mode = "reused"
 			}
-			if strings.Contains(err.Error(), name+" (") != wantFailed[name] {
-				t.Errorf("error names %s: %v, want %v", name, !wantFailed[name], wantFailed[name])
+			t.Run(mode, func(t *testing.T) {
+				// A check that would print the secret: the service echoes API_KEY,
+				// and the failure detail quotes the body.
+				cat := catalogOf(`name = "echo"` + "\n" + `path = "/env/API_KEY"` + "\n" + `contains = "never there"` + "\n" + `retries = 0`)
+				env, _ := cat.Env("dev")
+				var out bytes.Buffer
+				rep, err := Run(ctx, cat, Target{Env: env, Project: project, Network: netName, API: api, ReuseProbe: reuse}, Options{Printer: ui.Plain(&out)})
+				t.Logf("\n%s", out.String())
+				if err == nil {
+					t.Fatal("Run: want an error")
+				}
+				wantFailed := map[string]bool{
+					"k8s-execution-service/container":                  true,
+					"k8s-execution-service/health":                     true,
+					"maestro-gateway/gateway -> k8s-execution-service": true,
+					"maestro-gateway/echo":                             true,
+				}
+				for _, r := range rep.Results {
+					name := r.Service + "/" + r.Check
+					if r.OK == wantFailed[name] {
+						t.Errorf("%s: ok=%v, want %v (%s)", name, r.OK, !wantFailed[name], r.Detail)
+					}
+					if strings.Contains(err.Error(), name+" (") != wantFailed[name] {
+						t.Errorf("error names %s: %v, want %v", name, !wantFailed[name], wantFailed[name])
+					}
+				}
+				if rep.Failed != len(wantFailed) || rep.Passed != 5 {
+					t.Errorf("failed %d passed %d, want %d and 5", rep.Failed, rep.Passed, len(wantFailed))
+				}
+				got := byName(rep)
+				if d := got["k8s-execution-service/container"].Detail; !strings.Contains(d, "exited") {
+					t.Errorf("stopped container detail %q", d)
+				}
+				if d := got["k8s-execution-service/health"].Detail; d != "connection refused" {
+					t.Errorf("stopped service health detail %q", d)
+				}
+				if d := got["maestro-gateway/gateway -> k8s-execution-service"].Detail; !strings.HasPrefix(d, "status 502 (want 200)") {
+					t.Errorf("gateway -> stopped backend detail %q", d)
+				}
+				if d := got["maestro-gateway/echo"].Detail; !strings.Contains(d, "***") {
+					t.Errorf("echo detail %q: the secret should show redacted", d)
+				}
+				var junit, js bytes.Buffer
+				if err := rep.WriteJUnit(&junit); err != nil {
+					t.Fatal(err)
+				}
+				if err := rep.WriteJSON(&js); err != nil {
+					t.Fatal(err)
+				}
+				for what, s := range map[string]string{"printed output": out.String(), "JUnit": junit.String(),
+					"JSON": js.String(), "error": err.Error()} {
+					if strings.Contains(s, testSecret) {
+						t.Errorf("the secret appears in the %s", what)
+					}
+				}
+				checkJUnit(t, junit.Bytes(), rep)
+				checkJSON(t, js.Bytes(), rep)
+				if !reuse {
+					assertNoProbeLeft(t, api, project)
+					return
+				}
+				// Straight from the probe server to the stopped backend.
+				srv, reused, err := ensureServer(ctx, api, st.probeRef, netName, project, "")
+				if err != nil || !reused {
+					t.Fatalf("ensureServer: reused=%v %v", reused, err)
+				}
+				outs, err := postSpecs(ctx, srv, []probe.Spec{{ID: "down", URL: "http://k8s-execution-service:8004/health", TimeoutMS: 2000},
+					{ID: "up", URL: "http://template-service:8005/health"}})
+				if err != nil || len(outs) != 2 {
+					t.Fatalf("postSpecs: %v %+v", err, outs)
+				}
+				if o := outs[0]; o.OK || o.ID != "down" || (!strings.HasPrefix(o.Detail, "no such host") && o.Detail != "connection refused") {
+					t.Errorf("stopped backend from inside the network: %+v", o)
+				}
+				if o := outs[1]; !o.OK || o.ID != "up" || o.Status != 200 {
+					t.Errorf("running backend from inside the network: %+v", o)
+				}
+			})
+		}
+	})
+
+	// Last: compose takes the project down, probe server and all.
+	t.Run("compose down", func(t *testing.T) {
+		cli, err := compose.Detect(ctx)
+		if err != nil {
+			if testenv.InCI() {
+				t.Fatalf("compose CLI: %v", err)
 			}
+			t.Skipf("no compose CLI: %v", err)
 		}
-		if rep.Failed != len(wantFailed) || rep.Passed != 5 {
-			t.Errorf("failed %d passed %d, want %d and 5", rep.Failed, rep.Passed, len(wantFailed))
-		}
-		got := byName(rep)
-		if d := got["k8s-execution-service/container"].Detail; !strings.Contains(d, "exited") {
-			t.Errorf("stopped container detail %q", d)
-		}
-		if d := got["k8s-execution-service/health"].Detail; d != "connection refused" {
-			t.Errorf("stopped service health detail %q", d)
-		}
-		if d := got["maestro-gateway/gateway -> k8s-execution-service"].Detail; !strings.HasPrefix(d, "status 502 (want 200)") {
-			t.Errorf("gateway -> stopped backend detail %q", d)
-		}
-		if d := got["maestro-gateway/echo"].Detail; !strings.Contains(d, "***") {
-			t.Errorf("echo detail %q: the secret should show redacted", d)
-		}
-		var junit, js bytes.Buffer
-		if err := rep.WriteJUnit(&junit); err != nil {
+		servedProbe(t, api, project) // left running by "backend stopped"
+		dir := t.TempDir()
+		file := filepath.Join(dir, "docker-compose.yml")
+		yml := "services:\n  template-service:\n    image: " + project + "/template-service:test\n    networks: [platform]\nnetworks:\n  platform: {}\n"
+		if err := os.WriteFile(file, []byte(yml), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := rep.WriteJSON(&js); err != nil {
-			t.Fatal(err)
+		if out, err := cli.Run(ctx, dir, nil, cli.DownArgs(project, []string{file}, false)); err != nil {
+			t.Fatalf("compose down: %v\n%s", err, out)
 		}
-		for what, s := range map[string]string{"printed output": out.String(), "JUnit": junit.String(),
-			"JSON": js.String(), "error": err.Error()} {
-			if strings.Contains(s, testSecret) {
-				t.Errorf("the secret appears in the %s", what)
-			}
-		}
-		checkJUnit(t, junit.Bytes(), rep)
-		checkJSON(t, js.Bytes(), rep)
 		assertNoProbeLeft(t, api, project)
+		if _, err := api.NetworkInspect(ctx, netName, client.NetworkInspectOptions{}); err == nil {
+			t.Errorf("compose down left the network %s", netName)
+		}
 	})
 }
 
-func waitHealthy(t *testing.T, ctx context.Context, api *client.Client, ids map[string]string) {
+func waitHealthy(t testing.TB, ctx context.Context, api *client.Client, ids map[string]string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for name, id := range ids {
@@ -318,6 +501,24 @@ func assertNoProbeLeft(t *testing.T, api *client.Client, project string) {
 	if len(res.Items) != 0 {
 		t.Errorf("%d probe containers left behind", len(res.Items))
 	}
+}
+
+// servedProbe returns the ID of the project's only probe server, failing
+// when there is none or more than one.
+func servedProbe(t *testing.T, api *client.Client, project string) string {
+	t.Helper()
+	res, err := api.ContainerList(context.Background(), client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", labelProbe+"="+project, labelProbeMode+"=serve")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Items) != 1 {
+		t.Fatalf("%d probe servers of %s, want 1", len(res.Items), project)
+	}
+	if c := res.Items[0]; c.State != "running" {
+		t.Fatalf("probe server %s is %s", shortID(c.ID), c.State)
+	}
+	return res.Items[0].ID
 }
 
 func netipLoopback() (netip.Addr, error) { return netip.ParseAddr("127.0.0.1") }

@@ -1,0 +1,341 @@
+package check
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/maestro-platform/deploy/tasks/check/probe"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+)
+
+// ProbeLabel marks every probe container (one-shot and server) with the
+// project it checks; probe images carry it with their source hash.
+const ProbeLabel = labelProbe
+
+// Labels of a probe server container, on top of ProbeLabel.
+const (
+	labelProbeMode  = "maestro-deploy.probe.mode"  // "serve"
+	labelProbeImage = "maestro-deploy.probe.image" // the image reference it runs
+	labelProbeToken = "maestro-deploy.probe.token" // what the server expects
+)
+
+// ProbeIdle is how long a probe server waits for a request before it exits
+// by itself. An exited probe no longer holds the stack's network, so even
+// a plain `compose down` (without --remove-orphans) succeeds after it.
+const ProbeIdle = 30 * time.Minute
+
+// probeServePort is the port the server listens on inside its container.
+const probeServePort = 8099
+
+// probeServerName names a project's probe server container. One fixed name
+// per project makes the engine settle a race between two runs that both
+// found no server: the second create fails with a conflict.
+func probeServerName(project string) string { return project + "-testall-probe" }
+
+// LocalEngine reports whether api talks to an engine on this machine (a
+// unix socket or named pipe, or tcp to a loopback address): only there is
+// a port the engine publishes on 127.0.0.1 reachable from here. An engine
+// reached over ssh is never local.
+func LocalEngine(api *client.Client) bool {
+	if api == nil {
+		return false
+	}
+	u, err := url.Parse(api.DaemonHost())
+	if err != nil {
+		return false
+	}
+	switch u.Scheme {
+	case "unix", "npipe":
+		return true
+	case "tcp", "http", "https":
+		h := u.Hostname()
+		if h == "localhost" {
+			return true
+		}
+		ip, err := netip.ParseAddr(h)
+		return err == nil && ip.IsLoopback()
+	}
+	return false
+}
+
+// RemoveProbe removes every probe container of project (servers and any
+// one-shot probe left by a crash), running or not. Compose v1 removes the
+// server too on `down --remove-orphans` (it carries the project label); a
+// `down` without that flag fails while a running server holds the
+// network, so call this before it.
+func RemoveProbe(ctx context.Context, api *client.Client, project string) error {
+	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", labelProbe+"="+project)})
+	if err != nil {
+		return fmt.Errorf("remove probe of %s: list: %w", project, err)
+	}
+	var errs []error
+	for _, c := range res.Items {
+		if err := removeContainer(ctx, api, c.ID); err != nil {
+			errs = append(errs, fmt.Errorf("remove probe %s of %s: %w", shortID(c.ID), project, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeContainer force-removes id; one that is gone already, or being
+// removed by someone else, is not an error.
+func removeContainer(ctx context.Context, api *client.Client, id string) error {
+	_, err := api.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true})
+	if err == nil || cerrdefs.IsNotFound(err) || (cerrdefs.IsConflict(err) && strings.Contains(err.Error(), "already in progress")) {
+		return nil
+	}
+	return err
+}
+
+// probeServer is a running probe server and how to reach it.
+type probeServer struct {
+	id, base, token string
+}
+
+// runServed performs specs through the project's probe server, starting
+// one when there is none fit for use. A reused server that does not answer
+// (it died, or exited idle, since it was listed) is replaced once.
+func runServed(ctx context.Context, api *client.Client, ref, netName, project string, specs []probe.Spec) ([]probe.Outcome, error) {
+	srv, reused, err := ensureServer(ctx, api, ref, netName, project, "")
+	if err != nil {
+		return nil, err
+	}
+	out, err := postSpecs(ctx, srv, specs)
+	var te *transportError
+	if err != nil && reused && errors.As(err, &te) && ctx.Err() == nil {
+		if srv, _, err = ensureServer(ctx, api, ref, netName, project, srv.id); err != nil {
+			return nil, err
+		}
+		out, err = postSpecs(ctx, srv, specs)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("probe server %s on network %s: %w", shortID(srv.id), netName, err)
+	}
+	return out, nil
+}
+
+// ensureServer returns the project's probe server on netName running ref,
+// reused when there is one (unless it is drop), else started afresh; any
+// other probe server of the project (old image, other network, stopped)
+// is removed.
+func ensureServer(ctx context.Context, api *client.Client, ref, netName, project, drop string) (probeServer, bool, error) {
+	for attempt := 0; ; attempt++ {
+		res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", labelProbe+"="+project, labelProbeMode+"=serve")})
+		if err != nil {
+			return probeServer{}, false, fmt.Errorf("probe server of %s: list: %w", project, err)
+		}
+		var stale []string
+		busy := false
+		for _, c := range res.Items {
+			if c.ID != drop {
+				if srv, ok := usableServer(c, ref, netName); ok {
+					return srv, true, nil
+				}
+				// Another run has just created it and is about to start it.
+				if c.State == container.StateCreated && time.Since(time.Unix(c.Created, 0)) < 30*time.Second {
+					busy = true
+					continue
+				}
+			}
+			stale = append(stale, c.ID)
+		}
+		for _, id := range stale {
+			if err := removeContainer(ctx, api, id); err != nil {
+				return probeServer{}, false, fmt.Errorf("probe server of %s: remove old %s: %w", project, shortID(id), err)
+			}
+		}
+		if !busy {
+			srv, err := startServer(ctx, api, ref, netName, project)
+			if err == nil {
+				return srv, false, nil
+			}
+			if !cerrdefs.IsConflict(err) {
+				return probeServer{}, false, err
+			}
+		}
+		// Another run holds the name: use its server once it is up.
+		if attempt == 50 {
+			return probeServer{}, false, fmt.Errorf("probe server of %s: another run is starting one and it did not come up", project)
+		}
+		select {
+		case <-ctx.Done():
+			return probeServer{}, false, fmt.Errorf("probe server of %s: %w", project, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// usableServer says whether a listed probe server runs ref, on netName,
+// published on loopback, and how to reach it. Everything it needs is in
+// the list entry: reuse costs one API call.
+func usableServer(c container.Summary, ref, netName string) (probeServer, bool) {
+	if c.State != container.StateRunning || c.Labels[labelProbeImage] != ref || c.Labels[labelProbeToken] == "" {
+		return probeServer{}, false
+	}
+	if c.NetworkSettings == nil || c.NetworkSettings.Networks[netName] == nil {
+		return probeServer{}, false
+	}
+	for _, p := range c.Ports {
+		if p.PrivatePort == probeServePort && p.PublicPort != 0 && p.IP.IsLoopback() {
+			return probeServer{id: c.ID, token: c.Labels[labelProbeToken],
+				base: "http://" + net.JoinHostPort(p.IP.String(), strconv.Itoa(int(p.PublicPort)))}, true
+		}
+	}
+	return probeServer{}, false
+}
+
+// startServer creates and starts a probe server and waits until it
+// answers.
+func startServer(ctx context.Context, api *client.Client, ref, netName, project string) (probeServer, error) {
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return probeServer{}, err
+	}
+	token := hex.EncodeToString(tok)
+	cport := network.MustParsePort(strconv.Itoa(probeServePort) + "/tcp")
+	created, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: probeServerName(project),
+		Config: &container.Config{Image: ref,
+			Cmd:          []string{"-serve", ":" + strconv.Itoa(probeServePort), "-idle", ProbeIdle.String()},
+			Env:          []string{"PROBE_TOKEN=" + token},
+			ExposedPorts: network.PortSet{cport: {}},
+			Labels: map[string]string{
+				labelProbe: project, labelProbeMode: "serve", labelProbeImage: ref, labelProbeToken: token,
+				// The project label (and oneoff=False, which compose v1
+				// filters on) makes the server an orphan of the project:
+				// `compose down --remove-orphans` removes it with the
+				// stack. No service label: it is no service of the
+				// catalog, so up-to-date checks do not see it.
+				labelProject: project, labelOneOff: "False"}},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(netName),
+			// Loopback only, on a port the engine picks: nothing outside
+			// this machine reaches into the stack's network through it.
+			PortBindings: network.PortMap{cport: {{HostIP: netip.AddrFrom4([4]byte{127, 0, 0, 1}), HostPort: ""}}}},
+		NetworkingConfig: &network.NetworkingConfig{
+			EndpointsConfig: map[string]*network.EndpointSettings{netName: {}}},
+	})
+	if err != nil {
+		return probeServer{}, fmt.Errorf("probe server on network %s: create: %w", netName, err)
+	}
+	srv := probeServer{id: created.ID, token: token}
+	fail := func(err error) (probeServer, error) {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = removeContainer(rctx, api, created.ID)
+		return probeServer{}, fmt.Errorf("probe server on network %s: %w", netName, err)
+	}
+	if _, err := api.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		return fail(fmt.Errorf("start: %w", err))
+	}
+	in, err := api.ContainerInspect(ctx, created.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return fail(fmt.Errorf("inspect: %w", err))
+	}
+	if in.Container.NetworkSettings != nil {
+		for _, b := range in.Container.NetworkSettings.Ports[cport] {
+			if b.HostPort != "" {
+				srv.base = "http://" + net.JoinHostPort("127.0.0.1", b.HostPort)
+				break
+			}
+		}
+	}
+	if srv.base == "" {
+		return fail(errors.New("the engine published no port for it"))
+	}
+	if err := waitServer(ctx, srv); err != nil {
+		return fail(err)
+	}
+	return srv, nil
+}
+
+// waitServer polls the server's ping path until it answers: the published
+// port accepts connections (the engine's proxy) before the probe listens.
+func waitServer(ctx context.Context, srv probeServer) error {
+	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		rctx, cancel := context.WithTimeout(ctx, time.Second)
+		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, srv.base+probe.PathPing, nil)
+		resp, err := c.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+		cancel()
+		if err == nil && resp.StatusCode == http.StatusOK {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return fmt.Errorf("not answering on %s: %w", srv.base, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// transportError is a POST that got no HTTP answer: the server may be gone.
+type transportError struct{ err error }
+
+func (e *transportError) Error() string { return e.err.Error() }
+func (e *transportError) Unwrap() error { return e.err }
+
+// serverClient talks to probe servers. It ignores proxy settings: the
+// server is on loopback.
+var serverClient = &http.Client{Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: 4,
+	IdleConnTimeout: 30 * time.Second}}
+
+// postSpecs sends specs to the server and returns its outcomes sorted by
+// ID.
+func postSpecs(ctx context.Context, srv probeServer, specs []probe.Spec) ([]probe.Outcome, error) {
+	body, err := json.Marshal(specs)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, srv.base+probe.PathRun, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+srv.token)
+	resp, err := serverClient.Do(req)
+	if err != nil {
+		return nil, &transportError{err}
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	if err != nil {
+		return nil, &transportError{err}
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, shorten(strings.TrimSpace(string(data)), 200))
+	}
+	var out []probe.Outcome
+	if err := json.Unmarshal(data, &out); err != nil {
+		return nil, fmt.Errorf("bad answer: %w", err)
+	}
+	return out, nil
+}
