@@ -21,3 +21,10 @@ func SetTestHookRendered(f func(path string, data []byte) []byte) func() {
 	testHookRendered = f
 	return func() { testHookRendered = nil }
 }
+
+// SetTestHookValidated sets the hook called with the path of every compose
+// file validated.
+func SetTestHookValidated(f func(path string)) func() {
+	testHookValidated = f
+	return func() { testHookValidated = nil }
+}

@@ -14,12 +14,17 @@ import (
 // whether it would change anything. It writes nothing. Secret values in
 // .env files are never shown: their lines read <redacted>. Files edited by
 // hand since the last render are named first, as Write would refuse them.
+// Like Write, it runs the deferred checks of the compose files it would
+// change, and fails as Write would.
 func Plan(dir string, tree Tree) (diff string, changed bool, err error) {
 	if err := checkTree(tree); err != nil {
 		return "", false, fmt.Errorf("plan %s: %w", dir, err)
 	}
 	st, err := inspect(dir, tree, false)
 	if err != nil {
+		return "", false, fmt.Errorf("plan %s: %w", dir, err)
+	}
+	if err := validateChanged(tree, st); err != nil {
 		return "", false, fmt.Errorf("plan %s: %w", dir, err)
 	}
 	var b strings.Builder

@@ -5,8 +5,10 @@
 // file for swarm environments, and a .manifest with a checksum of each file.
 //
 // Render is pure: it returns the files and checks every compose file with
-// compose-go first. Write puts a tree on disk atomically and refuses to
-// replace files edited by hand; Plan shows what Write would change.
+// compose-go first (or, with Options.DeferValidation, leaves that to Write
+// and Plan, which check the files they change). Write puts a tree on disk
+// atomically and refuses to replace files edited by hand; Plan shows what
+// Write would change.
 package render
 
 import (
@@ -61,6 +63,10 @@ type File struct {
 	Path string
 	Data []byte
 	Mode fs.FileMode
+
+	// check is set on a compose file whose validation Render deferred to
+	// Write and Plan.
+	check *composeCheck
 }
 
 // Tree is a rendered deployment folder, sorted by Path.
@@ -87,6 +93,13 @@ type Options struct {
 	// Release is an id written into headers, labels, .env and the
 	// manifest: letters, digits, '.', '_', ':' and '-'.
 	Release string
+	// DeferValidation leaves the compose-go check of the compose files to
+	// Write and Plan, which check only the files they would change (a
+	// compose file is checked again when it or its .env changes): a render
+	// onto an up-to-date folder then checks nothing. Use it only for trees
+	// that reach disk through Write; Render alone then returns unchecked
+	// compose files.
+	DeferValidation bool
 }
 
 // SecretVar is the .env variable that carries secret key of a service; the
@@ -221,8 +234,8 @@ func execute(t *template.Template, name string, data any) ([]byte, error) {
 	return out, nil
 }
 
-// testHookRendered, when set, may change a compose file between rendering
-// and validation: tests make compose-go reject one.
+// testHookRendered, when set, may change a compose file of the tree between
+// rendering and validation: tests make compose-go reject one.
 var testHookRendered func(path string, data []byte) []byte
 
 type renderer struct {
@@ -237,7 +250,9 @@ type renderer struct {
 // It is pure (it reads no files and starts nothing) and deterministic: the
 // same input gives the same bytes. Every compose file is loaded back with
 // compose-go, and every .env file parsed back, before Render returns, so an
-// invalid or misquoted file is an error here and is never written.
+// invalid or misquoted file is an error here and is never written. With
+// opts.DeferValidation that check moves to Write and Plan, for the files
+// they would change.
 func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree, error) {
 	if cat == nil || env == nil {
 		return nil, fmt.Errorf("render: no catalog or environment")
@@ -249,19 +264,26 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	if err := r.check(); err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	tree, checks, err := r.files()
+	tree, err := r.files()
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
 	if testHookRendered != nil {
-		for i := range checks {
-			checks[i].data = testHookRendered(checks[i].path, checks[i].data)
+		for i := range tree {
+			if tree[i].check != nil {
+				tree[i].Data = testHookRendered(tree[i].Path, tree[i].Data)
+			}
 		}
 	}
-	if err := validate(cat.Project.Name, checks); err != nil {
-		return nil, fmt.Errorf("render %s: %w", env.Name, err)
-	}
 	sort.Slice(tree, func(i, j int) bool { return tree[i].Path < tree[j].Path })
+	if !opts.DeferValidation {
+		if err := validateTree(tree, nil); err != nil {
+			return nil, fmt.Errorf("render %s: %w", env.Name, err)
+		}
+		for i := range tree {
+			tree[i].check = nil
+		}
+	}
 	m, err := newManifest(cat.Project.Name, env.Name, opts.Release, tree)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
@@ -417,23 +439,12 @@ func (r *renderer) withDeps(v *svcView, in map[string]bool) *svcView {
 	return &c
 }
 
-// composeCheck is one rendered compose file with what it must load as.
-type composeCheck struct {
-	path    string
-	data    []byte
-	envPath string
-	envData []byte
-	env     map[string]string // the .env it is used with, as intended
-	// want is each service's environment as the container must see it.
-	want map[string]map[string]string
-}
-
-func (r *renderer) files() (Tree, []composeCheck, error) {
+func (r *renderer) files() (Tree, error) {
 	var all, infra, apps []*svcView
 	for _, s := range r.cat.All() {
 		v, err := r.service(s)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		r.byName[s.Name] = v
 		all = append(all, v)
@@ -444,7 +455,6 @@ func (r *renderer) files() (Tree, []composeCheck, error) {
 		}
 	}
 	var tree Tree
-	var checks []composeCheck
 	add := func(dir string, svcs []*svcView) error {
 		in := map[string]bool{}
 		for _, v := range svcs {
@@ -464,21 +474,20 @@ func (r *renderer) files() (Tree, []composeCheck, error) {
 		if err != nil {
 			return err
 		}
-		tree = append(tree, File{Path: join(dir, ComposeFile), Data: compose, Mode: 0o644},
-			File{Path: join(dir, EnvFile), Data: envData, Mode: 0o600})
-		checks = append(checks, composeCheck{path: join(dir, ComposeFile), data: compose,
-			envPath: join(dir, EnvFile), envData: envData, env: vars, want: wantEnv(svcs)})
+		c := &composeCheck{path: join(dir, ComposeFile), envPath: join(dir, EnvFile), env: vars, want: wantEnv(svcs)}
+		tree = append(tree, File{Path: c.path, Data: compose, Mode: 0o644, check: c},
+			File{Path: c.envPath, Data: envData, Mode: 0o600})
 		return nil
 	}
 	if err := add("", all); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	if err := add(InfraDir, infra); err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, v := range apps {
 		if err := add(v.Name, []*svcView{v}); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 	}
 	if r.env.Engine == catalog.EngineSwarm {
@@ -490,19 +499,22 @@ func (r *renderer) files() (Tree, []composeCheck, error) {
 		}
 		stack, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		tree = append(tree, File{Path: StackFile, Data: stack, Mode: 0o644})
-		checks = append(checks, composeCheck{path: StackFile, data: stack, env: checks[0].env, want: checks[0].want})
+		// Checked with the variables of the top .env, which carries every
+		// service's secrets.
+		top := tree[0].check
+		tree = append(tree, File{Path: StackFile, Data: stack, Mode: 0o644,
+			check: &composeCheck{path: StackFile, env: top.env, want: top.want}})
 	}
 	for _, s := range []struct{ name, tmpl string }{{DeployScript, "deploy-all.sh.tmpl"}, {TestScript, "test-all.sh.tmpl"}} {
 		data, err := execute(shTmpl, s.tmpl, r.scriptView(all))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		tree = append(tree, File{Path: s.name, Data: data, Mode: 0o755})
 	}
-	return tree, checks, nil
+	return tree, nil
 }
 
 func (r *renderer) names(svcs []*svcView) map[string]bool {

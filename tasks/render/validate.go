@@ -2,39 +2,83 @@ package render
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"runtime"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/compose-spec/compose-go/v2/format"
 	interp "github.com/compose-spec/compose-go/v2/interpolation"
-	"github.com/compose-spec/compose-go/v2/loader"
+	"github.com/compose-spec/compose-go/v2/schema"
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
+	"go.yaml.in/yaml/v4"
 )
 
-// validate loads every rendered compose file back the way compose v2
-// would, with its .env, and checks that each container would see exactly
-// the catalog's environment: a quoting mistake is caught here, not in a
-// running container.
-func validate(project string, checks []composeCheck) error {
-	errs := make([]error, len(checks))
-	workers := min(runtime.GOMAXPROCS(0), len(checks))
+// composeCheck is what a rendered compose file must load as. The bytes are
+// taken from the tree when the check runs, so that what is checked is what
+// gets written.
+type composeCheck struct {
+	path    string
+	envPath string            // the .env beside it in the tree; "" for the stack file
+	env     map[string]string // that .env's variables, as intended
+	// want is each service's environment as the container must see it.
+	want map[string]map[string]string
+}
+
+// testHookValidated, when set, is called with the path of every compose
+// file validated: tests count what a write checks.
+var testHookValidated func(path string)
+
+// validateTree checks the compose files of tree that carry a check and for
+// which need returns true, in parallel; it returns every failure.
+func validateTree(tree Tree, need func(c *composeCheck) bool) error {
+	var todo []*File
+	for i := range tree {
+		if c := tree[i].check; c != nil && (need == nil || need(c)) {
+			todo = append(todo, &tree[i])
+		}
+	}
+	if len(todo) == 0 {
+		return nil
+	}
+	errs := make([]error, len(todo))
+	run := func(i int) {
+		f := todo[i]
+		var envData []byte
+		if f.check.envPath != "" {
+			e, ok := tree.File(f.check.envPath)
+			if !ok {
+				errs[i] = fmt.Errorf("%s: the tree has no %s beside it", f.Path, f.check.envPath)
+				return
+			}
+			envData = e.Data
+		}
+		errs[i] = validateOne(f.check, f.Data, envData)
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(todo))
+	if workers <= 1 {
+		for i := range todo {
+			run(i)
+		}
+		return errors.Join(errs...)
+	}
 	next := make(chan int)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for i := range next {
-				errs[i] = validateOne(project, &checks[i])
+				run(i)
 			}
 		})
 	}
-	for i := range checks {
+	for i := range todo {
 		next <- i
 	}
 	close(next)
@@ -42,14 +86,25 @@ func validate(project string, checks []composeCheck) error {
 	return errors.Join(errs...)
 }
 
-// stackVersion is the one line a stack file has that compose-go only warns
-// about (on stderr, once per process); it is dropped before loading.
-const stackVersion = "version: \"3.8\"\n"
-
-func validateOne(project string, c *composeCheck) error {
+// validateOne reads a rendered compose file back the way compose v2 does
+// up to its compose-spec schema check (YAML, interpolation with the .env
+// beside it, compose-go's schema.Validate), then makes the checks of
+// compose-go's loader that the schema leaves out for what render writes:
+// port and volume syntax, durations, healthcheck form, and that every
+// network, volume and dependency named is declared. Last it checks that
+// each container would see exactly the catalog's environment, so a quoting
+// mistake is caught here and not in a running container.
+//
+// The full loader (normalisation, canonical form, mapstructure decoding)
+// costs some twenty times more and finds nothing more in these files; the
+// tests hold this check to it on every rendered file and on broken ones.
+func validateOne(c *composeCheck, data, envData []byte) error {
+	if testHookValidated != nil {
+		testHookValidated(c.path)
+	}
 	env := c.env
-	if c.envData != nil {
-		got, err := dotenv.ParseWithLookup(bytes.NewReader(c.envData), nil)
+	if c.envPath != "" {
+		got, err := dotenv.ParseWithLookup(bytes.NewReader(envData), nil)
 		if err != nil {
 			return fmt.Errorf("%s: compose cannot read it: %w", c.envPath, err)
 		}
@@ -58,43 +113,228 @@ func validateOne(project string, c *composeCheck) error {
 		}
 		env = got
 	}
-	data := c.data
-	if c.path == StackFile {
-		data = bytes.Replace(data, []byte(stackVersion), nil, 1)
-	}
-	p, err := loader.LoadWithContext(context.Background(), types.ConfigDetails{
-		WorkingDir:  "/",
-		ConfigFiles: []types.ConfigFile{{Filename: c.path, Content: data}},
-		Environment: env,
-	}, func(o *loader.Options) {
-		o.SetProjectName(project, true)
-		// Render puts no variable where compose casts a type (ports,
-		// counts, booleans), so the per-node cast lookup, which costs
-		// more than the rest of the load, has nothing to do.
-		o.Interpolate = &interp.Options{Substitute: template.Substitute, LookupValue: lookup(env)}
-		// Build contexts are absolute already; resolving paths only costs.
-		o.ResolvePaths = false
-	})
-	if err != nil {
+	reject := func(err error) error {
 		return fmt.Errorf("%s: compose-go rejects the rendered file: %w", c.path, err)
 	}
+	dict, err := decodeYAML(data)
+	if err != nil {
+		return reject(err)
+	}
+	dict, err = interp.Interpolate(dict, interp.Options{Substitute: template.Substitute, LookupValue: lookup(env)})
+	if err != nil {
+		return reject(err)
+	}
+	if err := schema.Validate(dict); err != nil {
+		return reject(err)
+	}
+	if err := checkModel(dict); err != nil {
+		return reject(err)
+	}
+	services, _ := dict["services"].(map[string]any)
+	if len(services) != len(c.want) {
+		return fmt.Errorf("%s: %d services after loading, rendered %d", c.path, len(services), len(c.want))
+	}
 	for name, want := range c.want {
-		svc, ok := p.Services[name]
+		svc, ok := services[name].(map[string]any)
 		if !ok {
 			return fmt.Errorf("%s: service %s missing after loading", c.path, name)
 		}
-		got := map[string]string{}
-		for k, v := range svc.Environment {
-			if v == nil {
-				return fmt.Errorf("%s: service %s: %s has no value after loading", c.path, name, k)
-			}
-			got[k] = *v
+		got, err := environment(svc["environment"])
+		if err != nil {
+			return fmt.Errorf("%s: service %s: %w", c.path, name, err)
 		}
 		if !maps.Equal(got, want) {
 			return fmt.Errorf("%s: service %s: the container would see other environment values than the catalog's (keys %s)", c.path, name, diffKeys(got, want))
 		}
 	}
 	return nil
+}
+
+// decodeYAML parses one YAML document into the plain maps and slices that
+// compose-go's schema check takes.
+func decodeYAML(data []byte) (map[string]any, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var raw any
+	if err := dec.Decode(&raw); err != nil {
+		return nil, err
+	}
+	var more any
+	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
+		// compose merges further documents in; render writes one.
+		return nil, errors.New("more than one YAML document")
+	}
+	v, err := stringKeys(raw, "")
+	if err != nil {
+		return nil, err
+	}
+	dict, ok := v.(map[string]any)
+	if !ok {
+		return nil, errors.New("top-level object must be a mapping")
+	}
+	return dict, nil
+}
+
+func stringKeys(v any, at string) (any, error) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			c, err := stringKeys(e, at+"."+k)
+			if err != nil {
+				return nil, err
+			}
+			v[k] = c
+		}
+		return v, nil
+	case map[any]any:
+		out := make(map[string]any, len(v))
+		for k, e := range v {
+			s, ok := k.(string)
+			if !ok {
+				return nil, fmt.Errorf("%s: non-string key %v", strings.TrimPrefix(at, "."), k)
+			}
+			c, err := stringKeys(e, at+"."+s)
+			if err != nil {
+				return nil, err
+			}
+			out[s] = c
+		}
+		return out, nil
+	case []any:
+		for i, e := range v {
+			c, err := stringKeys(e, fmt.Sprintf("%s[%d]", at, i))
+			if err != nil {
+				return nil, err
+			}
+			v[i] = c
+		}
+		return v, nil
+	}
+	return v, nil
+}
+
+// checkModel makes the checks of compose-go's loader (canonical transform
+// and consistency check) that the schema does not make, on the kinds of
+// values render writes. It runs after schema.Validate, so shapes are known.
+func checkModel(dict map[string]any) error {
+	services, _ := dict["services"].(map[string]any)
+	networks, _ := dict["networks"].(map[string]any)
+	volumes, _ := dict["volumes"].(map[string]any)
+	for _, name := range sortedKeys(services) {
+		s, ok := services[name].(map[string]any)
+		if !ok {
+			return fmt.Errorf("services.%s must be a mapping", name)
+		}
+		at := "services." + name
+		if s["image"] == nil && s["build"] == nil {
+			return fmt.Errorf("service %q has neither an image nor a build context specified", name)
+		}
+		ports, _ := s["ports"].([]any)
+		for i, p := range ports {
+			if spec, ok := p.(string); ok {
+				if _, err := types.ParsePortConfig(spec); err != nil {
+					return fmt.Errorf("%s.ports[%d]: %w", at, i, err)
+				}
+			}
+		}
+		vols, _ := s["volumes"].([]any)
+		for i, v := range vols {
+			spec, ok := v.(string)
+			if !ok {
+				continue
+			}
+			vol, err := format.ParseVolume(spec)
+			if err != nil {
+				return fmt.Errorf("%s.volumes[%d]: %w", at, i, err)
+			}
+			if vol.Type == types.VolumeTypeVolume && vol.Source != "" {
+				if _, ok := volumes[vol.Source]; !ok {
+					return fmt.Errorf("service %q refers to undefined volume %s", name, vol.Source)
+				}
+			}
+		}
+		for _, n := range names(s["networks"]) {
+			if _, ok := networks[n]; !ok {
+				return fmt.Errorf("service %q refers to undefined network %s", name, n)
+			}
+		}
+		for _, d := range names(s["depends_on"]) {
+			if _, ok := services[d]; !ok {
+				return fmt.Errorf("service %q depends on undefined service %q", name, d)
+			}
+		}
+		if hc, ok := s["healthcheck"].(map[string]any); ok {
+			if test, ok := hc["test"].([]any); ok && len(test) > 0 {
+				switch test[0] {
+				case "CMD", "CMD-SHELL", "NONE":
+				default:
+					return fmt.Errorf(`%s.healthcheck.test must start either by "CMD", "CMD-SHELL" or "NONE"`, at)
+				}
+			}
+			for _, k := range []string{"interval", "timeout", "start_period", "start_interval"} {
+				if d, ok := hc[k].(string); ok {
+					if _, err := time.ParseDuration(d); err != nil {
+						return fmt.Errorf("%s.healthcheck.%s: %w", at, k, err)
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// names returns the names of a compose list-or-mapping of references
+// (networks, depends_on).
+func names(v any) []string {
+	var out []string
+	switch v := v.(type) {
+	case []any:
+		for _, e := range v {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+	case map[string]any:
+		out = sortedKeys(v)
+	}
+	return out
+}
+
+// environment reads a service's environment, mapping or "KEY=value" list,
+// as compose hands it to the container.
+func environment(v any) (map[string]string, error) {
+	got := map[string]string{}
+	set := func(k string, val any) error {
+		switch val := val.(type) {
+		case nil:
+			return fmt.Errorf("%s has no value after loading", k)
+		case string:
+			got[k] = val
+		default:
+			got[k] = fmt.Sprint(val)
+		}
+		return nil
+	}
+	switch v := v.(type) {
+	case nil:
+	case map[string]any:
+		for k, val := range v {
+			if err := set(k, val); err != nil {
+				return nil, err
+			}
+		}
+	case []any:
+		for _, e := range v {
+			s, _ := e.(string)
+			k, val, ok := strings.Cut(s, "=")
+			if !ok {
+				return nil, fmt.Errorf("%s has no value after loading", k)
+			}
+			got[k] = val
+		}
+	default:
+		return nil, fmt.Errorf("environment is a %T", v)
+	}
+	return got, nil
 }
 
 // diffKeys names the keys whose values differ, never the values: they may

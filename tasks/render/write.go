@@ -122,6 +122,11 @@ var testHookWriteFile func(path string) error
 // manage (a README, reports/, .state/) are carried over untouched. A
 // managed file edited by hand stops Write with a *DriftError unless
 // opts.Overwrite. When nothing differs, Write touches nothing.
+//
+// A compose file whose check Render deferred (Options.DeferValidation) is
+// checked here when it or its .env is to be written; a file already on
+// disk as rendered was checked when it was written. A failed check changes
+// nothing.
 func Write(dir string, tree Tree, opts WriteOptions) (*WriteResult, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -150,6 +155,9 @@ func Write(dir string, tree Tree, opts WriteOptions) (*WriteResult, error) {
 	}
 	if len(st.drift) > 0 && !opts.Overwrite {
 		return nil, &DriftError{Dir: dir, Files: st.drift}
+	}
+	if err := validateChanged(tree, st); err != nil {
+		return nil, fmt.Errorf("write %s: %w", dir, err)
 	}
 	res := &WriteResult{Written: st.written, Unchanged: st.unchanged, Removed: st.removed}
 	if !res.Changed() && len(st.drift) == 0 && st.dirExists {
@@ -213,6 +221,16 @@ func Write(dir string, tree Tree, opts WriteOptions) (*WriteResult, error) {
 		}
 	}
 	return res, nil
+}
+
+// validateChanged runs the deferred checks of the compose files that are to
+// be written, or whose .env is.
+func validateChanged(tree Tree, st *state) error {
+	written := make(map[string]bool, len(st.written))
+	for _, p := range st.written {
+		written[p] = true
+	}
+	return validateTree(tree, func(c *composeCheck) bool { return written[c.path] || written[c.envPath] })
 }
 
 func checkTree(tree Tree) error {

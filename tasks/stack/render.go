@@ -10,7 +10,9 @@ import (
 )
 
 func (s *Stack) tree() (render.Tree, error) {
-	tree, err := render.Render(s.Cat, s.Env, render.Options{Build: true})
+	// Write and Plan check the compose files they change: a noop render
+	// checks nothing.
+	tree, err := render.Render(s.Cat, s.Env, render.Options{Build: true, DeferValidation: true})
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", s.Env.Name, err)
 	}
