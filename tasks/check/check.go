@@ -178,7 +178,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, t Target, opts Options) (*Re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			runNetwork(ctx, cat, t, js, results)
+			runNetwork(ctx, cat, t, js, results, opts.Printer)
 		}()
 	}
 	if js := byKind[KindContainer]; len(js) > 0 {

@@ -24,6 +24,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
+	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -241,7 +242,7 @@ func ProjectNetwork(ctx context.Context, api *client.Client, project, name strin
 // runNetwork performs the network checks in one probe container on the
 // stack's network: a one-shot container, or with Target.ReuseProbe on a
 // local engine the project's long-running probe server.
-func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job, results []Result) {
+func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job, results []Result, printer *ui.Printer) {
 	fail := func(detail string) {
 		for _, j := range jobs {
 			results[j.idx].Detail = detail
@@ -274,11 +275,21 @@ func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job
 	// checks themselves.
 	pctx, cancel := context.WithTimeout(ctx, longest+time.Minute)
 	defer cancel()
-	run := runProbe
+	var outcomes []probe.Outcome
 	if t.ReuseProbe && LocalEngine(t.API) {
-		run = runServed
+		outcomes, err = runServed(pctx, t.API, ref, netName, t.Project, specs)
+		// A server that cannot be started or reached (a local engine whose
+		// published ports are not on this machine's loopback, say) costs
+		// speed, not the checks.
+		if err != nil && pctx.Err() == nil {
+			if printer != nil {
+				printer.Line(ui.Warn, "probe server", "%v; using a one-shot probe", err)
+			}
+			outcomes, err = runProbe(pctx, t.API, ref, netName, t.Project, specs)
+		}
+	} else {
+		outcomes, err = runProbe(pctx, t.API, ref, netName, t.Project, specs)
 	}
-	outcomes, err := run(pctx, t.API, ref, netName, t.Project, specs)
 	if err != nil {
 		fail(err.Error())
 		return

@@ -19,6 +19,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
+	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
@@ -42,6 +43,12 @@ const ProbeIdle = 30 * time.Minute
 
 // probeServePort is the port the server listens on inside its container.
 const probeServePort = 8099
+
+// serverCmd is the probe server's command line; tests swap it for one
+// that fails.
+var serverCmd = func() []string {
+	return []string{"-serve", ":" + strconv.Itoa(probeServePort), "-idle", ProbeIdle.String()}
+}
 
 // probeServerName names a project's probe server container. One fixed name
 // per project makes the engine settle a race between two runs that both
@@ -214,7 +221,7 @@ func startServer(ctx context.Context, api *client.Client, ref, netName, project 
 	created, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: probeServerName(project),
 		Config: &container.Config{Image: ref,
-			Cmd:          []string{"-serve", ":" + strconv.Itoa(probeServePort), "-idle", ProbeIdle.String()},
+			Cmd:          serverCmd(),
 			Env:          []string{"PROBE_TOKEN=" + token},
 			ExposedPorts: network.PortSet{cport: {}},
 			Labels: map[string]string{
@@ -260,7 +267,7 @@ func startServer(ctx context.Context, api *client.Client, ref, netName, project 
 	if srv.base == "" {
 		return fail(errors.New("the engine published no port for it"))
 	}
-	if err := waitServer(ctx, srv); err != nil {
+	if err := waitServer(ctx, api, srv); err != nil {
 		return fail(err)
 	}
 	return srv, nil
@@ -268,10 +275,11 @@ func startServer(ctx context.Context, api *client.Client, ref, netName, project 
 
 // waitServer polls the server's ping path until it answers: the published
 // port accepts connections (the engine's proxy) before the probe listens.
-func waitServer(ctx context.Context, srv probeServer) error {
+// A server that has exited fails at once, with what it said.
+func waitServer(ctx context.Context, api *client.Client, srv probeServer) error {
 	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	deadline := time.Now().Add(5 * time.Second)
+	for n := 1; ; n++ {
 		rctx, cancel := context.WithTimeout(ctx, time.Second)
 		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, srv.base+probe.PathPing, nil)
 		resp, err := c.Do(req)
@@ -283,10 +291,16 @@ func waitServer(ctx context.Context, srv probeServer) error {
 		if err == nil && resp.StatusCode == http.StatusOK {
 			return nil
 		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("status %d", resp.StatusCode)
+		if err == nil {
+			err = fmt.Errorf("status %d", resp.StatusCode)
+		}
+		if n%5 == 0 || time.Now().After(deadline) {
+			if in, ierr := api.ContainerInspect(ctx, srv.id, client.ContainerInspectOptions{}); ierr == nil &&
+				in.Container.State != nil && !in.Container.State.Running {
+				return fmt.Errorf("exited %d: %s", in.Container.State.ExitCode, lastLogLine(ctx, api, srv.id))
 			}
+		}
+		if time.Now().After(deadline) {
 			return fmt.Errorf("not answering on %s: %w", srv.base, err)
 		}
 		select {
@@ -295,6 +309,19 @@ func waitServer(ctx context.Context, srv probeServer) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// lastLogLine is the last line a container wrote, for an error message.
+func lastLogLine(ctx context.Context, api *client.Client, id string) string {
+	logs, err := api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: "5"})
+	if err != nil {
+		return "(no logs: " + err.Error() + ")"
+	}
+	defer logs.Close()
+	var out bytes.Buffer
+	_, _ = stdcopy.StdCopy(&out, &out, io.LimitReader(logs, 64<<10))
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	return shorten(lines[len(lines)-1], 200)
 }
 
 // transportError is a POST that got no HTTP answer: the server may be gone.

@@ -351,6 +351,29 @@ func TestStack(t *testing.T) {
 				t.Errorf("RemoveProbe left %s", shortID(before))
 			}
 		})
+		t.Run("server fails, one-shot runs", func(t *testing.T) {
+			// A server that cannot listen exits at once.
+			serverCmd = func() []string { return []string{"-serve", ":99999"} }
+			defer func() {
+				serverCmd = func() []string {
+					return []string{"-serve", ":" + strconv.Itoa(probeServePort), "-idle", ProbeIdle.String()}
+				}
+			}()
+			var out bytes.Buffer
+			start := time.Now()
+			rep, err := Run(ctx, cat, target, Options{Printer: ui.Plain(&out)})
+			if err != nil || rep.Passed != len(rep.Results) {
+				t.Fatalf("Run: %v\n%s", err, out.String())
+			}
+			if d := time.Since(start); d > 4*time.Second {
+				t.Errorf("a probe server that exited was waited for: the run took %s", d)
+			}
+			if !strings.Contains(out.String(), "using a one-shot probe") || !strings.Contains(out.String(), "exited 1") ||
+				!strings.Contains(out.String(), "invalid port") {
+				t.Errorf("no warning that says why the server failed:\n%s", out.String())
+			}
+			assertNoProbeLeft(t, api, project)
+		})
 	})
 
 	t.Run("backend stopped", func(t *testing.T) {
