@@ -27,7 +27,7 @@ func (s *Stack) TestAll(ctx context.Context) error {
 		return err
 	}
 	rep, runErr := check.Run(ctx, s.Cat, check.Target{Env: s.Env, Project: s.Project(),
-		HostAddr: s.HTTPHost(), API: eng.API},
+		HostAddr: s.HTTPHost(), API: eng.API, ReuseProbe: true},
 		check.Options{Printer: s.Out, Secrets: check.Secrets(s.Cat)})
 	if rep == nil {
 		return runErr
@@ -71,9 +71,9 @@ func (s *Stack) Summary(ctx context.Context) error {
 		case session.noop:
 			timing = "unchanged"
 		case cached:
-			timing = "cached, healthy in " + ui.Seconds(healthy)
+			timing = "cached, healthy after " + ui.Seconds(healthy)
 		case build > 0 || healthy > 0:
-			timing = "built " + ui.Seconds(build) + ", healthy in " + ui.Seconds(healthy)
+			timing = "built " + ui.Seconds(build) + ", healthy after " + ui.Seconds(healthy)
 		}
 		rows = append(rows, []string{svc.Name, s.Cat.ImageRef(svc), port, s.state(c), timing})
 	}
@@ -116,6 +116,9 @@ func (s *Stack) Status(ctx context.Context) error {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Service < cs[j].Service })
 	var rows [][]string
 	for _, c := range cs {
+		if c.Labels[check.ProbeLabel] != "" {
+			continue // testAll's probe, not a service
+		}
 		health := c.Health
 		if health == "" {
 			health = "-"

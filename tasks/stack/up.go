@@ -142,7 +142,13 @@ func (s *Stack) Up(ctx context.Context) error {
 	if _, err := cli.Run(ctx, s.Dir, nil, cli.UpStackArgs(s.Project(), []string{composeFile})); err != nil {
 		return fmt.Errorf("compose up in %s: %w", s.Dir, err)
 	}
+	composeTook := time.Since(start)
 	res, err := eng.WaitHealthy(ctx, s.Project(), s.HTTPHost(), s.waitTargets(), s.Env.HealthTimeout, s.Out)
+	for i := range res {
+		// compose itself waits for dependencies to be healthy: count from
+		// the start of up, not from the start of the wait.
+		res[i].After += composeTook
+	}
 	session.recordWaits(res, false)
 	if err != nil {
 		return err
