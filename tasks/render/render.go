@@ -16,10 +16,12 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"net"
 	"regexp"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -264,26 +266,11 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	if err := r.check(); err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	tree, err := r.files()
+	tree, err := r.files(!opts.DeferValidation)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	if testHookRendered != nil {
-		for i := range tree {
-			if tree[i].check != nil {
-				tree[i].Data = testHookRendered(tree[i].Path, tree[i].Data)
-			}
-		}
-	}
 	sort.Slice(tree, func(i, j int) bool { return tree[i].Path < tree[j].Path })
-	if !opts.DeferValidation {
-		if err := validateTree(tree, nil); err != nil {
-			return nil, fmt.Errorf("render %s: %w", env.Name, err)
-		}
-		for i := range tree {
-			tree[i].check = nil
-		}
-	}
 	m, err := newManifest(cat.Project.Name, env.Name, opts.Release, tree)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
@@ -439,7 +426,12 @@ func (r *renderer) withDeps(v *svcView, in map[string]bool) *svcView {
 	return &c
 }
 
-func (r *renderer) files() (Tree, error) {
+// part renders some files of the folder; the parts run in parallel.
+type part func() ([]File, error)
+
+// files renders the folder. With validate, each compose file is checked as
+// soon as it is rendered; otherwise it carries its check for Write.
+func (r *renderer) files(validate bool) (Tree, error) {
 	var all, infra, apps []*svcView
 	for _, s := range r.cat.All() {
 		v, err := r.service(s)
@@ -454,67 +446,115 @@ func (r *renderer) files() (Tree, error) {
 			apps = append(apps, v)
 		}
 	}
-	var tree Tree
-	add := func(dir string, svcs []*svcView) error {
-		in := map[string]bool{}
-		for _, v := range svcs {
-			in[v.Name] = true
+	// finish applies the test hook, then checks f now or leaves the check
+	// on it.
+	finish := func(f File, c *composeCheck, envData []byte) (File, error) {
+		if testHookRendered != nil {
+			f.Data = testHookRendered(f.Path, f.Data)
 		}
-		cv := composeView{Header: r.header, Network: r.cat.Project.Network}
-		for _, v := range svcs {
-			cv.Services = append(cv.Services, r.withDeps(v, in))
+		f.check = c
+		if validate {
+			if err := validateOne(c, f.Data, envData); err != nil {
+				return File{}, err
+			}
+			f.check = nil
 		}
-		cv.Volumes = volumeNames(svcs)
-		compose, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
-		if err != nil {
-			return err
-		}
-		ev, vars := r.envFile(svcs)
-		envData, err := execute(envTmpl, "env.tmpl", ev)
-		if err != nil {
-			return err
-		}
-		c := &composeCheck{path: join(dir, ComposeFile), envPath: join(dir, EnvFile), env: vars, want: wantEnv(svcs)}
-		tree = append(tree, File{Path: c.path, Data: compose, Mode: 0o644, check: c},
-			File{Path: c.envPath, Data: envData, Mode: 0o600})
-		return nil
+		return f, nil
 	}
-	if err := add("", all); err != nil {
-		return nil, err
-	}
-	if err := add(InfraDir, infra); err != nil {
-		return nil, err
-	}
-	for _, v := range apps {
-		if err := add(v.Name, []*svcView{v}); err != nil {
-			return nil, err
+	compose := func(dir string, svcs []*svcView) part {
+		return func() ([]File, error) {
+			in := r.names(svcs)
+			cv := composeView{Header: r.header, Network: r.cat.Project.Network}
+			for _, v := range svcs {
+				cv.Services = append(cv.Services, r.withDeps(v, in))
+			}
+			cv.Volumes = volumeNames(svcs)
+			data, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
+			if err != nil {
+				return nil, err
+			}
+			ev, vars := r.envFile(svcs)
+			envData, err := execute(envTmpl, "env.tmpl", ev)
+			if err != nil {
+				return nil, err
+			}
+			c := &composeCheck{path: join(dir, ComposeFile), envPath: join(dir, EnvFile), env: vars, want: wantEnv(svcs)}
+			f, err := finish(File{Path: c.path, Data: data, Mode: 0o644}, c, envData)
+			if err != nil {
+				return nil, err
+			}
+			return []File{f, {Path: c.envPath, Data: envData, Mode: 0o600}}, nil
 		}
 	}
+	// The whole-stack files are the largest: they go first.
+	parts := []part{compose("", all)}
 	if r.env.Engine == catalog.EngineSwarm {
-		cv := composeView{Header: r.header, Stack: true, Network: r.cat.Project.Network, Volumes: volumeNames(all)}
-		for _, v := range all {
-			c := r.withDeps(v, r.names(all))
-			c.Build = nil
-			cv.Services = append(cv.Services, c)
-		}
-		stack, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
-		if err != nil {
-			return nil, err
-		}
-		// Checked with the variables of the top .env, which carries every
-		// service's secrets.
-		top := tree[0].check
-		tree = append(tree, File{Path: StackFile, Data: stack, Mode: 0o644,
-			check: &composeCheck{path: StackFile, env: top.env, want: top.want}})
+		parts = append(parts, func() ([]File, error) {
+			cv := composeView{Header: r.header, Stack: true, Network: r.cat.Project.Network, Volumes: volumeNames(all)}
+			in := r.names(all)
+			for _, v := range all {
+				c := r.withDeps(v, in)
+				c.Build = nil
+				cv.Services = append(cv.Services, c)
+			}
+			data, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
+			if err != nil {
+				return nil, err
+			}
+			// Checked with the variables of the top .env, which carries
+			// every service's secrets.
+			_, vars := r.envFile(all)
+			f, err := finish(File{Path: StackFile, Data: data, Mode: 0o644},
+				&composeCheck{path: StackFile, env: vars, want: wantEnv(all)}, nil)
+			return []File{f}, err
+		})
 	}
 	for _, s := range []struct{ name, tmpl string }{{DeployScript, "deploy-all.sh.tmpl"}, {TestScript, "test-all.sh.tmpl"}} {
-		data, err := execute(shTmpl, s.tmpl, r.scriptView(all))
-		if err != nil {
-			return nil, err
-		}
-		tree = append(tree, File{Path: s.name, Data: data, Mode: 0o755})
+		parts = append(parts, func() ([]File, error) {
+			data, err := execute(shTmpl, s.tmpl, r.scriptView(all))
+			return []File{{Path: s.name, Data: data, Mode: 0o755}}, err
+		})
+	}
+	parts = append(parts, compose(InfraDir, infra))
+	for _, v := range apps {
+		parts = append(parts, compose(v.Name, []*svcView{v}))
+	}
+	out := make([][]File, len(parts))
+	errs := make([]error, len(parts))
+	parallel(len(parts), func(i int) { out[i], errs[i] = parts[i]() })
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	var tree Tree
+	for _, files := range out {
+		tree = append(tree, files...)
 	}
 	return tree, nil
+}
+
+// parallel runs fn(0..n-1) on as many goroutines as there are processors.
+func parallel(n int, fn func(i int)) {
+	workers := min(runtime.GOMAXPROCS(0), n)
+	if workers <= 1 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	next := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range next {
+				fn(i)
+			}
+		})
+	}
+	for i := range n {
+		next <- i
+	}
+	close(next)
+	wg.Wait()
 }
 
 func (r *renderer) names(svcs []*svcView) map[string]bool {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"maps"
-	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -18,6 +17,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/schema"
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/santhosh-tekuri/jsonschema/v6"
 	"go.yaml.in/yaml/v4"
 )
 
@@ -41,7 +41,7 @@ var testHookValidated func(path string)
 func validateTree(tree Tree, need func(c *composeCheck) bool) error {
 	var todo []*File
 	for i := range tree {
-		if c := tree[i].check; c != nil && (need == nil || need(c)) {
+		if c := tree[i].check; c != nil && need(c) {
 			todo = append(todo, &tree[i])
 		}
 	}
@@ -49,7 +49,7 @@ func validateTree(tree Tree, need func(c *composeCheck) bool) error {
 		return nil
 	}
 	errs := make([]error, len(todo))
-	run := func(i int) {
+	parallel(len(todo), func(i int) {
 		f := todo[i]
 		var envData []byte
 		if f.check.envPath != "" {
@@ -61,28 +61,7 @@ func validateTree(tree Tree, need func(c *composeCheck) bool) error {
 			envData = e.Data
 		}
 		errs[i] = validateOne(f.check, f.Data, envData)
-	}
-	workers := min(runtime.GOMAXPROCS(0), len(todo))
-	if workers <= 1 {
-		for i := range todo {
-			run(i)
-		}
-		return errors.Join(errs...)
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				run(i)
-			}
-		})
-	}
-	for i := range todo {
-		next <- i
-	}
-	close(next)
-	wg.Wait()
+	})
 	return errors.Join(errs...)
 }
 
@@ -116,7 +95,7 @@ func validateOne(c *composeCheck, data, envData []byte) error {
 	reject := func(err error) error {
 		return fmt.Errorf("%s: compose-go rejects the rendered file: %w", c.path, err)
 	}
-	dict, err := decodeYAML(data)
+	dict, plain, err := decodeYAML(data)
 	if err != nil {
 		return reject(err)
 	}
@@ -124,7 +103,7 @@ func validateOne(c *composeCheck, data, envData []byte) error {
 	if err != nil {
 		return reject(err)
 	}
-	if err := schema.Validate(dict); err != nil {
+	if err := validateSchema(dict, plain); err != nil {
 		return reject(err)
 	}
 	if err := checkModel(dict); err != nil {
@@ -151,34 +130,36 @@ func validateOne(c *composeCheck, data, envData []byte) error {
 }
 
 // decodeYAML parses one YAML document into the plain maps and slices that
-// compose-go's schema check takes.
-func decodeYAML(data []byte) (map[string]any, error) {
+// compose-go's schema check takes. plain reports that every value is of a
+// JSON type already (see validateSchema).
+func decodeYAML(data []byte) (dict map[string]any, plain bool, err error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	var raw any
 	if err := dec.Decode(&raw); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var more any
 	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
 		// compose merges further documents in; render writes one.
-		return nil, errors.New("more than one YAML document")
+		return nil, false, errors.New("more than one YAML document")
 	}
-	v, err := stringKeys(raw, "")
+	plain = true
+	v, err := stringKeys(raw, "", &plain)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	dict, ok := v.(map[string]any)
 	if !ok {
-		return nil, errors.New("top-level object must be a mapping")
+		return nil, false, errors.New("top-level object must be a mapping")
 	}
-	return dict, nil
+	return dict, plain, nil
 }
 
-func stringKeys(v any, at string) (any, error) {
+func stringKeys(v any, at string, plain *bool) (any, error) {
 	switch v := v.(type) {
 	case map[string]any:
 		for k, e := range v {
-			c, err := stringKeys(e, at+"."+k)
+			c, err := stringKeys(e, at+"."+k, plain)
 			if err != nil {
 				return nil, err
 			}
@@ -192,7 +173,7 @@ func stringKeys(v any, at string) (any, error) {
 			if !ok {
 				return nil, fmt.Errorf("%s: non-string key %v", strings.TrimPrefix(at, "."), k)
 			}
-			c, err := stringKeys(e, at+"."+s)
+			c, err := stringKeys(e, at+"."+s, plain)
 			if err != nil {
 				return nil, err
 			}
@@ -201,15 +182,65 @@ func stringKeys(v any, at string) (any, error) {
 		return out, nil
 	case []any:
 		for i, e := range v {
-			c, err := stringKeys(e, fmt.Sprintf("%s[%d]", at, i))
+			c, err := stringKeys(e, at+"[]", plain)
 			if err != nil {
 				return nil, err
 			}
 			v[i] = c
 		}
 		return v, nil
+	case nil, bool, int, float64, string:
+	default:
+		*plain = false // a timestamp, binary, big number: JSON would change it
 	}
 	return v, nil
+}
+
+var (
+	specOnce sync.Once
+	spec     *jsonschema.Schema
+	specErr  error
+)
+
+// compiledSpec is compose-go's compose-spec schema (schema.Schema),
+// compiled once the way compose-go compiles it.
+func compiledSpec() (*jsonschema.Schema, error) {
+	specOnce.Do(func() {
+		doc, err := jsonschema.UnmarshalJSON(strings.NewReader(schema.Schema))
+		if err != nil {
+			specErr = err
+			return
+		}
+		c := jsonschema.NewCompiler()
+		if specErr = c.AddResource("compose-spec.json", doc); specErr != nil {
+			return
+		}
+		c.RegisterFormat(&jsonschema.Format{Name: "duration", Validate: func(v any) error {
+			s, ok := v.(string)
+			if !ok {
+				return errors.New("expected string")
+			}
+			_, err := time.ParseDuration(s)
+			return err
+		}})
+		spec, specErr = c.Compile("compose-spec.json")
+	})
+	return spec, specErr
+}
+
+// validateSchema checks dict against the compose-spec schema. compose-go's
+// schema.Validate first turns the model into JSON and back, as the
+// validator takes JSON types only; that costs as much as the check itself.
+// A plain document (JSON types only, as rendered files decode to) goes to
+// the same validator with the same schema as it is. Anything else, and any
+// failure, goes through schema.Validate, whose verdict and words count.
+func validateSchema(dict map[string]any, plain bool) error {
+	if plain {
+		if s, err := compiledSpec(); err == nil && s.Validate(dict) == nil {
+			return nil
+		}
+	}
+	return schema.Validate(dict)
 }
 
 // checkModel makes the checks of compose-go's loader (canonical transform
