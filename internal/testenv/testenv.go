@@ -78,3 +78,26 @@ func FreePorts(t testing.TB, n int) []int {
 	}
 	return ports
 }
+
+// ComposeV2 returns the command that runs compose v2: the path in
+// MAESTRO_COMPOSE_V2 (.ci/run builds one there), else "docker compose" when
+// the plugin answers. Without either it fails under CI and skips elsewhere.
+func ComposeV2(t testing.TB) string {
+	t.Helper()
+	if p := os.Getenv("MAESTRO_COMPOSE_V2"); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("MAESTRO_COMPOSE_V2=%s: %v", p, err)
+		}
+		return p
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if exec.CommandContext(ctx, "docker", "compose", "version").Run() == nil {
+		return "docker compose"
+	}
+	if InCI() {
+		t.Fatal("compose v2 not found: set MAESTRO_COMPOSE_V2 or install the plugin (CI=true: .ci/run builds it)")
+	}
+	t.Skip("compose v2 not installed (set MAESTRO_COMPOSE_V2)")
+	return ""
+}

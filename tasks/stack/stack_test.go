@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/stack"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -55,7 +56,9 @@ func containerIDs(t *testing.T, ctx context.Context, project string) map[string]
 	}
 	ids := map[string]string{}
 	for _, c := range cs {
-		ids[c.Service] = c.ID
+		if c.Labels[check.ProbeLabel] == "" { // testAll's probe server is not a service
+			ids[c.Service] = c.ID
+		}
 	}
 	return ids
 }
@@ -267,5 +270,33 @@ func TestNeverHealthyAndBuildFailure(t *testing.T) {
 	}
 	if after := imageID(ctx, latest); before == "" || after != before {
 		t.Errorf("%s moved from %q to %q after a failed build", latest, before, after)
+	}
+}
+
+// The same deployment works with compose v2: deployAll, a noop second
+// run, and down.
+func TestDeployAllComposeV2(t *testing.T) {
+	testenv.RequireDocker(t)
+	t.Setenv("DEPLOY_COMPOSE", testenv.ComposeV2(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "v2")
+	s, _ := open(t, p)
+	cleanup(t, s, p)
+	deployAll(t, ctx, s)
+	first := containerIDs(t, ctx, p.Project)
+	if len(first) != 6 {
+		t.Fatalf("want 6 containers, got %v", first)
+	}
+	s2, out := open(t, p)
+	deployAll(t, ctx, s2)
+	if !strings.Contains(out.String(), "nothing changed: 6 services") {
+		t.Errorf("second deployAll under v2 was not a noop:\n%s", out)
+	}
+	if err := s2.Down(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	if left := containerIDs(t, ctx, p.Project); len(left) != 0 {
+		t.Errorf("down left containers: %v", left)
 	}
 }
