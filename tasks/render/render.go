@@ -151,10 +151,20 @@ type svcView struct {
 	Labels      []kv
 	Volumes     []string
 	Replicas    int
+	// Head and Tail are the service's block before and after depends_on,
+	// rendered once for every file that holds the service.
+	Head, Tail string
 
 	svc      *catalog.Service
 	hostPort int
 	secrets  []kv // .env name, value
+}
+
+// blockView is what the service-head and service-tail templates get.
+type blockView struct {
+	Svc     *svcView
+	Stack   bool
+	Network string
 }
 
 type composeView struct {
@@ -222,6 +232,22 @@ func loadTemplates() error {
 		shTmpl, tmplErr = template.New("sh").Delims("{%", "%}").Funcs(funcs).ParseFS(tfs, "deploy-all.sh.tmpl", "test-all.sh.tmpl")
 	})
 	return tmplErr
+}
+
+// blocks renders the head and tail of v's service block.
+func (r *renderer) blocks(v *svcView, stack bool) error {
+	var b strings.Builder
+	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network}
+	if err := yamlTmpl.ExecuteTemplate(&b, "service-head", bv); err != nil {
+		return err
+	}
+	v.Head = b.String()
+	b.Reset()
+	if err := yamlTmpl.ExecuteTemplate(&b, "service-tail", bv); err != nil {
+		return err
+	}
+	v.Tail = b.String()
+	return nil
 }
 
 func execute(t *template.Template, name string, data any) ([]byte, error) {
@@ -446,6 +472,11 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			apps = append(apps, v)
 		}
 	}
+	errs := make([]error, len(all))
+	parallel(len(all), func(i int) { errs[i] = r.blocks(all[i], false) })
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
 	// finish applies the test hook, then checks f now or leaves the check
 	// on it.
 	finish := func(f File, c *composeCheck, envData []byte) (File, error) {
@@ -495,6 +526,9 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			for _, v := range all {
 				c := r.withDeps(v, in)
 				c.Build = nil
+				if err := r.blocks(c, true); err != nil {
+					return nil, err
+				}
 				cv.Services = append(cv.Services, c)
 			}
 			data, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
@@ -520,7 +554,7 @@ func (r *renderer) files(validate bool) (Tree, error) {
 		parts = append(parts, compose(v.Name, []*svcView{v}))
 	}
 	out := make([][]File, len(parts))
-	errs := make([]error, len(parts))
+	errs = make([]error, len(parts))
 	parallel(len(parts), func(i int) { out[i], errs[i] = parts[i]() })
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

@@ -109,14 +109,20 @@ func sameSnapshot(t *testing.T, what string, a, b map[string]string) {
 
 func TestGolden(t *testing.T) {
 	root := repoRoot(t)
-	for _, env := range []string{"dev", "demo"} {
-		t.Run(env, func(t *testing.T) {
+	// swarm is demo on a swarm engine: it adds the stack file.
+	for _, golden := range []string{"dev", "demo", "swarm"} {
+		t.Run(golden, func(t *testing.T) {
 			cat := loadRepo(t)
 			for _, s := range cat.All() {
 				s.Source = strings.Replace(s.Source, root, fakeRoot, 1)
 			}
+			env := golden
+			if golden == "swarm" {
+				env = "demo"
+				cat.Environments[env].Engine = catalog.EngineSwarm
+			}
 			tree := mustRender(t, cat, env, render.Options{Build: env == "dev"})
-			dir := filepath.Join("testdata", "golden", env)
+			dir := filepath.Join("testdata", "golden", golden)
 			if *update {
 				if err := os.RemoveAll(dir); err != nil {
 					t.Fatal(err)
