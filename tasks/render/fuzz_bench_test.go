@@ -173,13 +173,23 @@ func benchCatalog(n int) (*catalog.Catalog, *catalog.Environment) {
 	return cat, env
 }
 
-func BenchmarkRender(b *testing.B) {
+// BenchmarkRender renders and checks every file: what a first render
+// costs before the files are written.
+func BenchmarkRender(b *testing.B) { benchRender(b, render.Options{Build: true}) }
+
+// BenchmarkRenderDeferred renders as tasks/stack does, leaving the checks
+// to Write, which makes them only for the files it changes.
+func BenchmarkRenderDeferred(b *testing.B) {
+	benchRender(b, render.Options{Build: true, DeferValidation: true})
+}
+
+func benchRender(b *testing.B, opts render.Options) {
 	for _, n := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("services=%d", n), func(b *testing.B) {
 			cat, env := benchCatalog(n)
 			b.ReportAllocs()
 			for b.Loop() {
-				if _, err := render.Render(cat, env, render.Options{Build: true}); err != nil {
+				if _, err := render.Render(cat, env, opts); err != nil {
 					b.Fatal(err)
 				}
 			}

