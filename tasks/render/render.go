@@ -151,9 +151,12 @@ type svcView struct {
 	Labels      []kv
 	Volumes     []string
 	Replicas    int
-	// Head and Tail are the service's block before and after depends_on,
-	// rendered once for every file that holds the service.
-	Head, Tail string
+	// Block is the service's block in the file at hand, made of the
+	// pieces rendered once: head, depends_on and tail.
+	Block string
+
+	head, allDeps, tail string
+	stack               bool // the pieces are for a stack file
 
 	svc      *catalog.Service
 	hostPort int
@@ -234,19 +237,23 @@ func loadTemplates() error {
 	return tmplErr
 }
 
-// blocks renders the head and tail of v's service block.
+// blocks renders the pieces of v's service block (see compose.yml.tmpl),
+// the depends_on piece with every dependency.
 func (r *renderer) blocks(v *svcView, stack bool) error {
 	var b strings.Builder
+	v.DependsOn = r.deps(v, nil)
 	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network}
-	if err := yamlTmpl.ExecuteTemplate(&b, "service-head", bv); err != nil {
-		return err
+	for _, p := range []struct {
+		name string
+		out  *string
+	}{{"service-head", &v.head}, {"service-deps", &v.allDeps}, {"service-tail", &v.tail}} {
+		b.Reset()
+		if err := yamlTmpl.ExecuteTemplate(&b, p.name, bv); err != nil {
+			return err
+		}
+		*p.out = b.String()
 	}
-	v.Head = b.String()
-	b.Reset()
-	if err := yamlTmpl.ExecuteTemplate(&b, "service-tail", bv); err != nil {
-		return err
-	}
-	v.Tail = b.String()
+	v.stack = stack
 	return nil
 }
 
@@ -434,22 +441,39 @@ func portSpec(bind string, host, container int) string {
 	return bind + ":" + spec
 }
 
-// withDeps returns a copy of v whose depends_on names only services in the
-// same file: each rendered file must stand alone.
-func (r *renderer) withDeps(v *svcView, in map[string]bool) *svcView {
-	c := *v
-	c.DependsOn = nil
+// deps returns the dependencies of v among the services in (all when in
+// is nil): each rendered file must stand alone.
+func (r *renderer) deps(v *svcView, in map[string]bool) []depView {
+	var out []depView
 	for _, d := range v.svc.DependsOn {
-		if !in[d] {
+		if in != nil && !in[d] {
 			continue
 		}
 		cond := "service_started"
 		if dep := r.byName[d]; dep != nil && len(dep.svc.Healthcheck) > 0 {
 			cond = "service_healthy"
 		}
-		c.DependsOn = append(c.DependsOn, depView{Name: d, Condition: cond})
+		out = append(out, depView{Name: d, Condition: cond})
 	}
-	return &c
+	return out
+}
+
+// inFile returns a copy of v, whose pieces blocks has rendered, for a file
+// holding the services in: its Block names only those as dependencies.
+func (r *renderer) inFile(v *svcView, in map[string]bool) (*svcView, error) {
+	c := *v
+	c.DependsOn = r.deps(v, in)
+	deps := v.allDeps
+	if len(c.DependsOn) != len(v.DependsOn) {
+		var b strings.Builder
+		bv := blockView{Svc: &c, Stack: v.stack, Network: r.cat.Project.Network}
+		if err := yamlTmpl.ExecuteTemplate(&b, "service-deps", bv); err != nil {
+			return nil, err
+		}
+		deps = b.String()
+	}
+	c.Block = v.head + deps + v.tail
+	return &c, nil
 }
 
 // part renders some files of the folder; the parts run in parallel.
@@ -497,7 +521,11 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			in := r.names(svcs)
 			cv := composeView{Header: r.header, Network: r.cat.Project.Network}
 			for _, v := range svcs {
-				cv.Services = append(cv.Services, r.withDeps(v, in))
+				c, err := r.inFile(v, in)
+				if err != nil {
+					return nil, err
+				}
+				cv.Services = append(cv.Services, c)
 			}
 			cv.Volumes = volumeNames(svcs)
 			data, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
@@ -524,9 +552,13 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			cv := composeView{Header: r.header, Stack: true, Network: r.cat.Project.Network, Volumes: volumeNames(all)}
 			in := r.names(all)
 			for _, v := range all {
-				c := r.withDeps(v, in)
-				c.Build = nil
-				if err := r.blocks(c, true); err != nil {
+				sv := *v
+				sv.Build = nil
+				if err := r.blocks(&sv, true); err != nil {
+					return nil, err
+				}
+				c, err := r.inFile(&sv, in)
+				if err != nil {
 					return nil, err
 				}
 				cv.Services = append(cv.Services, c)
