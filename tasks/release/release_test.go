@@ -1,0 +1,591 @@
+package release_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/release"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+// examples is the sample platform the test catalog builds from.
+func examples(t *testing.T) string {
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(wd, "..", "..", "examples", "maestro-platform")
+}
+
+const catalogTmpl = `
+[project]
+name = %[1]q
+deploy_dir = %[2]q
+
+[environments.dev]
+ports = "dev"
+bind = "127.0.0.1"
+
+[environments.e2e]
+ports = "e2e"
+host = %[3]q
+dir = %[4]q
+known_hosts = %[5]q
+identity = %[6]q
+bind = ""
+keep_releases = 2
+health_timeout = "30s"
+
+[environments.sw]
+ports = "sw"
+engine = "swarm"
+host = %[3]q
+dir = %[7]q
+known_hosts = %[5]q
+identity = %[6]q
+bind = ""
+health_timeout = "90s"
+
+[[infrastructure]]
+name = "state-store"
+source = "%[8]s/infrastructure/state-store"
+port = 6380
+healthcheck = ["/app", "-healthcheck"]
+volumes = ["state-data:/data"]
+prebuild = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "app", "."]
+prebuild_env = { CGO_ENABLED = "0", GOOS = "linux" }
+prebuild_inputs = ["%[8]s/infrastructure/state-store", "%[8]s/internal"]
+prebuild_outputs = ["app"]
+env = { SERVICE_NAME = "state-store", PORT = "6380", DATA_DIR = "/data" }
+
+[[services]]
+name = "template-service"
+source = "%[8]s/services/template-service"
+port = 8005
+dev_port = %[9]d
+ports = { e2e = %[10]d, sw = %[11]d }
+healthcheck = ["/app", "-healthcheck"]
+depends_on = ["state-store"]
+prebuild = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "app", "."]
+prebuild_env = { CGO_ENABLED = "0", GOOS = "linux" }
+prebuild_inputs = ["%[8]s/services/template-service", "%[8]s/internal"]
+prebuild_outputs = ["app"]
+env = { SERVICE_NAME = "template-service", PORT = "8005", UPSTREAMS = "state-store=http://state-store:6380" }
+secrets = { API_TOKEN = "s3cret-release-token" }
+
+  [[services.checks]]
+  name = "reaches state-store"
+  kind = "network"
+  path = "/call/state-store"
+  contains = "\"ok\":true"
+
+[[services]]
+name = "quality-fabric"
+source = "%[8]s/quality-fabric"
+port = 8000
+dev_port = %[12]d
+ports = { e2e = %[13]d, sw = %[14]d }
+healthcheck = ["/app", "-healthcheck"]
+depends_on = ["template-service"]
+replicas = 2
+prebuild = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "app", "."]
+prebuild_env = { CGO_ENABLED = "0", GOOS = "linux" }
+prebuild_inputs = ["%[8]s/quality-fabric", "%[8]s/internal"]
+prebuild_outputs = ["app"]
+env = { SERVICE_NAME = "quality-fabric", PORT = "8000", UPSTREAMS = "template-service=http://template-service:8005" }
+
+  [[services.checks]]
+  name = "health"
+  json_field = "status"
+  json_equals = "ok"
+`
+
+type fixture struct {
+	t       *testing.T
+	r       *testenv.Remote
+	cat     *catalog.Catalog
+	local   *engine.Engine
+	remote  *client.Client
+	project string
+	deploy  string // local deployment folder (test record)
+	state   string // build stamps
+	ports   map[string]int
+	out     bytes.Buffer
+	clock   time.Time
+}
+
+func newFixture(t *testing.T) *fixture {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	f := &fixture{t: t, r: testenv.StartRemote(t), project: testenv.ProjectName(t, "rel")}
+	tmp := t.TempDir()
+	f.deploy = filepath.Join(tmp, "deployment")
+	f.state = filepath.Join(tmp, "state")
+	p := testenv.FreePorts(t, 6)
+	src := fmt.Sprintf(catalogTmpl, f.project, f.deploy, f.r.Host, f.r.Dir, f.r.KnownHosts, f.r.Identity,
+		filepath.Join(f.r.Root, "swarm-deploy"), examples(t), p[0], p[1], p[2], p[3], p[4], p[5])
+	file := filepath.Join(tmp, "services.toml")
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cat, err := catalog.Load(file)
+	if err != nil {
+		t.Fatalf("test catalog: %v", err)
+	}
+	f.cat = cat
+	f.ports = map[string]int{"template-service": p[1], "quality-fabric": p[4], "sw/template-service": p[2], "sw/quality-fabric": p[5]}
+	ctx := context.Background()
+	f.local, err = engine.Connect(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.removeLocalImages() })
+	f.remote, err = client.New(client.WithHost(f.r.Socket))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.remote.Close() })
+	f.clock = time.Date(2026, 11, 27, 18, 0, 0, 0, time.UTC)
+	return f
+}
+
+// opts returns promote options with a clock that moves a minute per call,
+// so that every release gets its own id.
+func (f *fixture) opts(env string) release.Options {
+	f.clock = f.clock.Add(time.Minute)
+	now := f.clock
+	f.out.Reset()
+	return release.Options{Env: env, Printer: ui.Plain(&f.out), LocalDeployDir: f.deploy, Now: func() time.Time { return now }}
+}
+
+// build builds every image of the catalog; labels vary one service's image.
+func (f *fixture) build(ctx context.Context, labels map[string]map[string]string) map[string]string {
+	f.t.Helper()
+	var specs []engine.BuildSpec
+	for _, s := range f.cat.All() {
+		specs = append(specs, engine.BuildSpec{Service: s.Name, Context: s.Source, Dockerfile: s.Dockerfile,
+			Repo: f.cat.ImageRepo(s), Prebuild: s.Prebuild, PrebuildEnv: s.PrebuildEnv,
+			PrebuildInputs: s.PrebuildInputs, PrebuildOutputs: s.PrebuildOutputs, Labels: labels[s.Name]})
+	}
+	res, err := f.local.Build(ctx, specs, engine.BuildOptions{Parallel: 2, StateDir: f.state})
+	if err != nil {
+		f.t.Fatalf("build: %v", err)
+	}
+	ids := map[string]string{}
+	for _, r := range res {
+		ids[r.Service] = r.ImageID
+	}
+	return ids
+}
+
+// passTestAll records a passing testAll of the images now on :latest, as
+// the testAll target would.
+func (f *fixture) passTestAll(ctx context.Context) {
+	f.t.Helper()
+	rec := release.TestRecord{Env: "dev", Project: f.project, Images: map[string]string{},
+		ConfigHash: release.ConfigHash(f.cat), Passed: true, At: time.Now()}
+	for _, s := range f.cat.All() {
+		id, err := f.local.ImageID(ctx, f.cat.ImageRef(s))
+		if err != nil {
+			f.t.Fatal(err)
+		}
+		rec.Images[s.Name] = id
+	}
+	if err := release.WriteTestRecord(f.deploy, rec); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func (f *fixture) removeLocalImages() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	list, err := f.local.API.ImageList(ctx, client.ImageListOptions{All: true})
+	if err != nil {
+		f.t.Logf("cleanup: %v", err)
+		return
+	}
+	for _, img := range list.Items {
+		for _, tag := range img.RepoTags {
+			if strings.HasPrefix(tag, f.project+"/") {
+				_, _ = f.local.API.ImageRemove(ctx, tag, client.ImageRemoveOptions{Force: true, PruneChildren: true})
+			}
+		}
+	}
+	f.local.Close()
+}
+
+func (f *fixture) current() string {
+	target, err := os.Readlink(filepath.Join(f.r.Dir, "current"))
+	if err != nil {
+		return ""
+	}
+	return target
+}
+
+// running returns, per service, the image IDs of the project's running
+// containers on the remote engine, and fails on any that is not healthy.
+func (f *fixture) running(ctx context.Context, t *testing.T) map[string][]string {
+	t.Helper()
+	list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{
+		Filters: client.Filters{}.Add("label", "com.docker.compose.project="+f.project)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, c := range list.Items {
+		svc := c.Labels["com.docker.compose.service"]
+		if !strings.Contains(c.Status, "(healthy)") {
+			t.Errorf("%s on the remote: %s, want healthy", svc, c.Status)
+		}
+		out[svc] = append(out[svc], c.ImageID)
+	}
+	return out
+}
+
+func (f *fixture) get(t *testing.T, port int, path string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://%s:%d%s", f.r.Addr, port, path))
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func TestPromote(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	defer cancel()
+	ids := f.build(ctx, nil)
+
+	t.Run("gate refuses without a passing testAll", func(t *testing.T) {
+		_, err := release.Promote(ctx, f.cat, f.opts("e2e"))
+		var ge *release.GateError
+		if !errors.As(err, &ge) || !strings.Contains(err.Error(), "no testAll has been recorded") ||
+			!strings.Contains(err.Error(), "mage testAll") || !strings.Contains(err.Error(), "force") {
+			t.Fatalf("err = %v, want a GateError saying no testAll was recorded, how to fix it, and that force exists", err)
+		}
+		// A failed run, and a run of other images, are refused too.
+		f.passTestAll(ctx)
+		rec, _ := release.ReadTestRecord(f.deploy)
+		rec.Passed = false
+		rec.Images["quality-fabric"] = "sha256:0123456789abcdef"
+		if err := release.WriteTestRecord(f.deploy, rec); err != nil {
+			t.Fatal(err)
+		}
+		_, err = release.Promote(ctx, f.cat, f.opts("e2e"))
+		if !errors.As(err, &ge) || !strings.Contains(err.Error(), "failed") ||
+			!strings.Contains(err.Error(), "quality-fabric: image") {
+			t.Fatalf("err = %v, want a refusal naming the failed run and quality-fabric's image", err)
+		}
+		if _, err := os.Stat(filepath.Join(f.r.Dir, "releases")); !os.IsNotExist(err) {
+			t.Fatalf("a refused promote left releases/ on the host (%v)", err)
+		}
+	})
+
+	t.Run("wrong host key is refused", func(t *testing.T) {
+		f.passTestAll(ctx)
+		other := filepath.Join(t.TempDir(), "k")
+		if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", other).CombinedOutput(); err != nil {
+			t.Fatalf("ssh-keygen: %v: %s", err, out)
+		}
+		pub, _ := os.ReadFile(other + ".pub")
+		fields := strings.Fields(string(pub))
+		wrong := filepath.Join(t.TempDir(), "known_hosts")
+		line := fmt.Sprintf("[%s]:%d %s %s\n", f.r.Addr, f.r.SSHPort, fields[0], fields[1])
+		if err := os.WriteFile(wrong, []byte(line), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		env := *f.cat.Environments["e2e"]
+		env.Name, env.KnownHosts = "badkey", wrong
+		f.cat.Environments["badkey"] = &env
+		defer delete(f.cat.Environments, "badkey")
+		_, err := release.Promote(ctx, f.cat, f.opts("badkey"))
+		var hk *release.HostKeyError
+		want := fmt.Sprintf("host key for %s:%d does not match %s", f.r.Addr, f.r.SSHPort, wrong)
+		if !errors.As(err, &hk) || !hk.Changed || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "refusing") {
+			t.Fatalf("err = %v, want %q ... refusing", err, want)
+		}
+		// An empty known_hosts: an unknown host is refused as well.
+		if err := os.WriteFile(wrong, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		_, err = release.Promote(ctx, f.cat, f.opts("badkey"))
+		if !errors.As(err, &hk) || hk.Changed || !strings.Contains(err.Error(), "is not in "+wrong) {
+			t.Fatalf("err = %v, want an unknown host key refusal", err)
+		}
+		if entries, _ := os.ReadDir(f.r.Dir); len(entries) != 0 {
+			t.Fatalf("the host's folder changed after a refused connection: %v", entries)
+		}
+		imgs, err := f.remote.ImageList(ctx, client.ImageListOptions{})
+		if err != nil || len(imgs.Items) != 0 {
+			t.Fatalf("images reached the host after a refused connection: %v %v", imgs.Items, err)
+		}
+	})
+
+	var first, second, third string
+	t.Run("first promote ships every image and goes live", func(t *testing.T) {
+		res, err := release.Promote(ctx, f.cat, f.opts("e2e"))
+		if err != nil {
+			t.Fatalf("promote: %v\n%s", err, f.out.String())
+		}
+		t.Logf("output:\n%s", f.out.String())
+		first = res.Release
+		if got := len(res.Transfer.Sent); got != 3 || res.Transfer.Bytes == 0 {
+			t.Fatalf("sent %v (%d bytes), want all 3 images", res.Transfer.Sent, res.Transfer.Bytes)
+		}
+		if res.Checks == nil || res.Checks.Failed != 0 || res.Checks.Passed == 0 {
+			t.Fatalf("checks: %+v", res.Checks)
+		}
+		if got, want := f.current(), "releases/"+first; got != want {
+			t.Fatalf("current -> %q, want %q", got, want)
+		}
+		compose, err := os.ReadFile(filepath.Join(f.r.Dir, "releases", first, "docker-compose.yml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for svc, ref := range res.Images {
+			if strings.HasSuffix(ref, ":latest") || !strings.Contains(string(compose), ref) {
+				t.Errorf("%s: pinned %q, want an immutable tag named in the compose file", svc, ref)
+			}
+		}
+		if strings.Contains(string(compose), "s3cret-release-token") || strings.Contains(f.out.String(), "s3cret-release-token") {
+			t.Error("a secret reached the compose file or the output")
+		}
+		run := f.running(ctx, t)
+		for svc, id := range ids {
+			if !slices.Equal(run[svc], []string{id}) {
+				t.Errorf("%s runs %v on the host, want the tested %s", svc, run[svc], id)
+			}
+		}
+		if code, body := f.get(t, f.ports["quality-fabric"], "/health"); code != 200 {
+			t.Errorf("quality-fabric /health on the host: %d %s", code, body)
+		}
+		for _, want := range []string{"gate", "images", "sent 3 image(s)", "current", "is live"} {
+			if !strings.Contains(f.out.String(), want) {
+				t.Errorf("output lacks %q:\n%s", want, f.out.String())
+			}
+		}
+	})
+	if first == "" {
+		t.FailNow()
+	}
+
+	t.Run("second promote with no change sends nothing", func(t *testing.T) {
+		res, err := release.Promote(ctx, f.cat, f.opts("e2e"))
+		if err != nil {
+			t.Fatalf("promote: %v\n%s", err, f.out.String())
+		}
+		second = res.Release
+		if len(res.Transfer.Sent) != 0 || res.Transfer.Bytes != 0 || len(res.Transfer.Present) != 3 {
+			t.Fatalf("transfer %+v, want nothing sent and 3 present", res.Transfer)
+		}
+		if res.Previous != first || f.current() != "releases/"+second {
+			t.Fatalf("previous %q current %q", res.Previous, f.current())
+		}
+	})
+
+	t.Run("one changed service sends one image; pruning keeps current and previous", func(t *testing.T) {
+		ids = f.build(ctx, map[string]map[string]string{"quality-fabric": {"test.variant": f.project}})
+		f.passTestAll(ctx)
+		res, err := release.Promote(ctx, f.cat, f.opts("e2e"))
+		if err != nil {
+			t.Fatalf("promote: %v\n%s", err, f.out.String())
+		}
+		third = res.Release
+		if len(res.Transfer.Sent) != 1 || !strings.HasPrefix(res.Transfer.Sent[0], f.project+"/quality-fabric:") {
+			t.Fatalf("sent %v, want only quality-fabric", res.Transfer.Sent)
+		}
+		if run := f.running(ctx, t); !slices.Equal(run["quality-fabric"], []string{ids["quality-fabric"]}) {
+			t.Fatalf("quality-fabric runs %v, want the new %s", run["quality-fabric"], ids["quality-fabric"])
+		}
+		// keep_releases = 2: the first release goes, the previous stays.
+		if !slices.Equal(res.Pruned, []string{first}) {
+			t.Fatalf("pruned %v, want [%s]", res.Pruned, first)
+		}
+		if _, err := os.Stat(filepath.Join(f.r.Dir, "releases", first)); !os.IsNotExist(err) {
+			t.Fatalf("pruned release still on the host: %v", err)
+		}
+	})
+	if third == "" {
+		t.FailNow()
+	}
+
+	t.Run("a release failing its health check is rolled back", func(t *testing.T) {
+		before := f.running(ctx, t)
+		qf, _ := f.cat.Service("quality-fabric")
+		qf.Env["FAIL_HEALTH"] = "1"
+		defer delete(qf.Env, "FAIL_HEALTH")
+		o := f.opts("e2e")
+		o.Force = true
+		_, err := release.Promote(ctx, f.cat, o)
+		var re *release.Error
+		if !errors.As(err, &re) || !re.Restored || re.Previous != third {
+			t.Fatalf("err = %v, want a release.Error with %s restored\n%s", err, third, f.out.String())
+		}
+		for _, want := range []string{"FORCED", "rolled back", third} {
+			if !strings.Contains(f.out.String()+err.Error(), want) {
+				t.Errorf("output and error lack %q:\n%s\n%v", want, f.out.String(), err)
+			}
+		}
+		if got := f.current(); got != "releases/"+third {
+			t.Fatalf("current -> %q after a failed release, want releases/%s", got, third)
+		}
+		after := f.running(ctx, t)
+		if !slices.Equal(after["quality-fabric"], before["quality-fabric"]) {
+			t.Fatalf("quality-fabric runs %v after rollback, want %v", after["quality-fabric"], before["quality-fabric"])
+		}
+		list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{Filters: client.Filters{}.
+			Add("label", "com.docker.compose.project="+f.project, "com.docker.compose.service=quality-fabric")})
+		if err != nil || len(list.Items) != 1 {
+			t.Fatalf("quality-fabric containers: %v %v", list.Items, err)
+		}
+		c, err := f.remote.ContainerInspect(ctx, list.Items[0].ID, client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if slices.Contains(c.Container.Config.Env, "FAIL_HEALTH=1") {
+			t.Fatalf("quality-fabric still runs the failed release's configuration: %v", c.Container.Config.Env)
+		}
+		entries, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases"))
+		if len(entries) != 2 {
+			t.Fatalf("releases on the host: %v, want the failed one removed", entries)
+		}
+	})
+
+	t.Run("releases lists them with current marked", func(t *testing.T) {
+		rels, err := release.Releases(ctx, f.cat, f.opts("e2e"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rels) != 2 || rels[0].ID != second || rels[1].ID != third || rels[0].Current || !rels[1].Current {
+			t.Fatalf("releases %+v, want [%s, %s*]", rels, second, third)
+		}
+		if rels[1].At.IsZero() || !strings.Contains(f.out.String(), "current") {
+			t.Fatalf("release time %v, output:\n%s", rels[1].At, f.out.String())
+		}
+	})
+
+	t.Run("rollback goes to the previous release", func(t *testing.T) {
+		if err := release.Rollback(ctx, f.cat, f.opts("e2e")); err != nil {
+			t.Fatalf("rollback: %v\n%s", err, f.out.String())
+		}
+		if got := f.current(); got != "releases/"+second {
+			t.Fatalf("current -> %q, want releases/%s", got, second)
+		}
+		run := f.running(ctx, t)
+		qf, _ := f.cat.Service("quality-fabric")
+		old, err := f.local.API.ImageInspect(ctx, pinnedRef(f, qf))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(run["quality-fabric"], []string{old.ID}) {
+			t.Fatalf("quality-fabric runs %v after rollback, want the earlier image %s", run["quality-fabric"], old.ID)
+		}
+		// Nothing before the oldest release: a clear refusal.
+		err = release.Rollback(ctx, f.cat, f.opts("e2e"))
+		if err == nil || !strings.Contains(err.Error(), "oldest release") {
+			t.Fatalf("second rollback: %v, want a refusal", err)
+		}
+	})
+
+	t.Run("swarm", func(t *testing.T) {
+		f.swarm(ctx, t)
+	})
+}
+
+// pinnedRef is the pinned reference of the service in the current release,
+// as written in its compose file on the host.
+func pinnedRef(f *fixture, s *catalog.Service) string {
+	b, err := os.ReadFile(filepath.Join(f.r.Dir, "current", "docker-compose.yml"))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		l = strings.TrimSpace(l)
+		if v, ok := strings.CutPrefix(l, "image: "); ok && strings.Contains(v, "/"+s.Name+":") {
+			return strings.Trim(v, `"`)
+		}
+	}
+	f.t.Fatalf("no image of %s in the current compose file", s.Name)
+	return ""
+}
+
+func (f *fixture) swarm(ctx context.Context, t *testing.T) {
+	// The compose stack and the swarm stack share the project name: take
+	// the compose one down first.
+	down := exec.CommandContext(ctx, "docker-compose", "-p", f.project, "-f",
+		filepath.Join(f.r.Dir, "current", "docker-compose.yml"), "down", "--remove-orphans")
+	down.Env = append(os.Environ(), "DOCKER_HOST="+f.r.Socket)
+	if out, err := down.CombinedOutput(); err != nil {
+		t.Fatalf("compose down: %v: %s", err, out)
+	}
+	init := exec.CommandContext(ctx, "docker", "-H", f.r.Socket, "swarm", "init", "--advertise-addr", f.r.Addr,
+		"--default-addr-pool", "10.203.0.0/16")
+	if out, err := init.CombinedOutput(); err != nil {
+		t.Fatalf("swarm init: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("docker", "-H", f.r.Socket, "swarm", "leave", "--force").CombinedOutput(); err != nil {
+			t.Logf("swarm leave: %v: %s", err, out)
+		}
+	})
+	res, err := release.Promote(ctx, f.cat, f.opts("sw"))
+	if err != nil {
+		t.Fatalf("promote to swarm: %v\n%s", err, f.out.String())
+	}
+	if len(res.Transfer.Sent) != 0 {
+		t.Errorf("sent %v to a host that has every image", res.Transfer.Sent)
+	}
+	svcs, err := f.remote.ServiceList(ctx, client.ServiceListOptions{
+		Filters: client.Filters{}.Add("label", "com.docker.stack.namespace="+f.project)})
+	if err != nil || len(svcs.Items) != 3 {
+		t.Fatalf("stack services: %v %v", svcs.Items, err)
+	}
+	for _, s := range svcs.Items {
+		if s.Spec.Name != f.project+"_quality-fabric" {
+			continue
+		}
+		tasks, err := f.remote.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.Add("service", s.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		running := 0
+		for _, tk := range tasks.Items {
+			if tk.DesiredState == swarm.TaskStateRunning && tk.Status.State == swarm.TaskStateRunning {
+				running++
+			}
+		}
+		if running != 2 {
+			t.Fatalf("quality-fabric runs %d tasks, want 2 replicas", running)
+		}
+	}
+	if code, body := f.get(t, f.ports["sw/quality-fabric"], "/health"); code != 200 {
+		t.Fatalf("quality-fabric through the ingress: %d %s", code, body)
+	}
+	if !strings.Contains(f.out.String(), "2/2 running") {
+		t.Errorf("output lacks the replica count:\n%s", f.out.String())
+	}
+	if out, err := exec.CommandContext(ctx, "docker", "-H", f.r.Socket, "stack", "rm", f.project).CombinedOutput(); err != nil {
+		t.Logf("stack rm: %v: %s", err, out)
+	}
+}

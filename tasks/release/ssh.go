@@ -1,0 +1,271 @@
+package release
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/docker/cli/cli/connhelper"
+	"github.com/maestro-platform/deploy/tasks/catalog"
+)
+
+// sshTimeout bounds the host key preflight.
+const sshTimeout = 30 * time.Second
+
+// knownHostsFile is the environment's known_hosts, with ~ expanded and a
+// relative path taken from the catalog's folder.
+func knownHostsFile(cat *catalog.Catalog, env *catalog.Environment) string {
+	return localPath(cat, env.KnownHosts, "~/.ssh/known_hosts")
+}
+
+func localPath(cat *catalog.Catalog, p, def string) string {
+	if p == "" {
+		p = def
+	}
+	if p == "" {
+		return ""
+	}
+	if p == "~" || strings.HasPrefix(p, "~/") {
+		if home, err := os.UserHomeDir(); err == nil {
+			p = filepath.Join(home, strings.TrimPrefix(p, "~"))
+		}
+	}
+	if !filepath.IsAbs(p) && cat.File != "" {
+		p = filepath.Join(filepath.Dir(cat.File), p)
+	}
+	return p
+}
+
+// SSHFlags are the ssh options every connection to env's host uses: the
+// host key must be in the environment's known_hosts file (and only there:
+// the system-wide file is not consulted), unknown or changed keys are
+// refused, and ssh never prompts.
+func SSHFlags(cat *catalog.Catalog, env *catalog.Environment) []string {
+	flags := []string{
+		"-o", "StrictHostKeyChecking=yes",
+		"-o", "UserKnownHostsFile=" + knownHostsFile(cat, env),
+		"-o", "GlobalKnownHostsFile=/dev/null",
+		"-o", "BatchMode=yes",
+		"-o", "ConnectTimeout=15",
+	}
+	if env.Identity != "" {
+		flags = append(flags, "-o", "IdentitiesOnly=yes", "-i", localPath(cat, env.Identity, ""))
+	}
+	return flags
+}
+
+// HostKeyError is an ssh host whose key is not the one on record, or not
+// on record at all: the connection was refused.
+type HostKeyError struct {
+	Host       string // host[:port]
+	KnownHosts string
+	Changed    bool // a different key is on record (else none is)
+	Detail     string
+}
+
+func (e *HostKeyError) Error() string {
+	if e.Changed {
+		return fmt.Sprintf("host key for %s does not match %s: %s; refusing to connect. "+
+			"If the host was really reinstalled, check its new key's fingerprint out of band, then replace the entry "+
+			"(ssh-keygen -R '%s' -f %s, and add the checked key)", e.Host, e.KnownHosts, e.Detail, knownHostsName(e.Host), e.KnownHosts)
+	}
+	return fmt.Sprintf("host key for %s is not in %s: %s; refusing to trust an unknown host. "+
+		"Check the host's key fingerprint out of band, then add it to %s (ssh-keyscan gives the line to add)",
+		e.Host, e.KnownHosts, e.Detail, e.KnownHosts)
+}
+
+// knownHostsName is how known_hosts names host[:port].
+func knownHostsName(hostport string) string {
+	h, p, err := net.SplitHostPort(hostport)
+	if err != nil || p == "22" {
+		return strings.Trim(hostport, "[]")
+	}
+	return "[" + h + "]:" + p
+}
+
+// sshTarget splits ssh://user@host:port into ssh's arguments.
+func sshTarget(host string) (args []string, display string, err error) {
+	u, err := url.Parse(host)
+	if err != nil || u.Scheme != "ssh" || u.Hostname() == "" {
+		return nil, "", fmt.Errorf("not an ssh host: %q", host)
+	}
+	if u.Port() != "" {
+		args = append(args, "-p", u.Port())
+		display = net.JoinHostPort(u.Hostname(), u.Port())
+	} else {
+		display = u.Hostname()
+	}
+	if u.User != nil && u.User.Username() != "" {
+		args = append(args, "-l", u.User.Username())
+	}
+	// "--" ends ssh's options: a host name can never be read as one.
+	return append(args, "--", u.Hostname()), display, nil
+}
+
+// checkHostKey connects once with the environment's ssh options and runs
+// `docker version` there, so that a wrong or unknown host key, a refused
+// login or a missing docker is reported plainly before anything is sent.
+func checkHostKey(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment, flags []string) error {
+	target, display, err := sshTarget(env.Host)
+	if err != nil {
+		return err
+	}
+	kh := knownHostsFile(cat, env)
+	if _, err := os.Stat(kh); err != nil {
+		return fmt.Errorf("environment %s: known_hosts file %s: %w; host keys are always checked: add the host's key there "+
+			"(after checking its fingerprint) or set known_hosts in [environments.%s]", env.Name, kh, err, env.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, sshTimeout)
+	defer cancel()
+	args := append(append([]string(nil), flags...), target...)
+	// A fixed remote command: nothing from the catalog reaches the remote shell.
+	args = append(args, "docker", "version", "--format", "'{{.Server.Version}}'")
+	cmd := exec.CommandContext(ctx, "ssh", args...)
+	// Files, not pipes: this ssh may leave a connection master behind
+	// (ControlPersist), and a pipe it inherited would keep Wait waiting.
+	errf, err := os.CreateTemp("", "maestro-ssh-")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(errf.Name())
+	defer errf.Close()
+	cmd.Stderr = errf
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		b, _ := os.ReadFile(errf.Name())
+		msg := string(b)
+		if hk := classifyHostKey(msg, display, kh); hk != nil {
+			return hk
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("ssh %s: no answer within %s", display, sshTimeout)
+		}
+		return fmt.Errorf("ssh %s: `docker version` there failed: %v: %s", display, err, lastLine(msg))
+	}
+	return nil
+}
+
+// classifyHostKey recognises ssh's host key refusals in its stderr.
+func classifyHostKey(stderr, host, kh string) *HostKeyError {
+	switch {
+	case strings.Contains(stderr, "REMOTE HOST IDENTIFICATION HAS CHANGED"),
+		strings.Contains(stderr, "Host key for") && strings.Contains(stderr, "has changed"):
+		return &HostKeyError{Host: host, KnownHosts: kh, Changed: true, Detail: "ssh says the remote host identification has changed"}
+	case strings.Contains(stderr, "host key is known for"), strings.Contains(stderr, "No matching host key"),
+		strings.Contains(stderr, "Host key verification failed"):
+		detail := "ssh found no key on record for it"
+		for _, l := range strings.Split(stderr, "\n") {
+			if strings.Contains(l, "host key is known for") {
+				detail = "ssh: " + strings.TrimSpace(l)
+			}
+		}
+		return &HostKeyError{Host: host, KnownHosts: kh, Detail: detail}
+	}
+	return nil
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimSpace(lines[len(lines)-1])
+}
+
+// sshSession is the private folder (0700) of one run's ssh traffic to a
+// host: the connection master's control socket and the proxy socket.
+// Sharing one ssh connection matters: compose opens many API
+// connections, and a fresh ssh handshake costs about half a second each.
+type sshSession struct {
+	dir   string
+	flags []string
+	host  string
+}
+
+func newSSHSession(cat *catalog.Catalog, env *catalog.Environment) (*sshSession, error) {
+	dir, err := os.MkdirTemp("", "maestro-ssh-")
+	if err != nil {
+		return nil, err
+	}
+	flags := append(SSHFlags(cat, env),
+		"-o", "ControlMaster=auto", "-o", "ControlPath="+filepath.Join(dir, "cm"), "-o", "ControlPersist=60")
+	return &sshSession{dir: dir, flags: flags, host: env.Host}, nil
+}
+
+// Close ends the connection master and removes the folder.
+func (s *sshSession) Close() error {
+	if target, _, err := sshTarget(s.host); err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		args := append(append(append([]string(nil), s.flags...), "-O", "exit"), target...)
+		cmd := exec.CommandContext(ctx, "ssh", args...)
+		_ = cmd.Run()
+	}
+	return os.RemoveAll(s.dir)
+}
+
+// proxy is a local unix socket that serves the Docker API of a remote
+// engine, reached through `ssh ... docker system dial-stdio` with the
+// environment's ssh options. The compose CLI and `docker stack deploy` are
+// pointed at it so that they never do ssh on their own: compose v1's
+// paramiko accepts an unknown host key with a mere warning.
+//
+// It forwards HTTP requests, not bytes: compose v1 opens dozens of short
+// connections, and each new ssh channel starts a docker process on the
+// host; requests ride a few kept-alive channels instead. Upgraded
+// connections (attach, exec) are passed through as they are.
+type proxy struct {
+	// Host is the DOCKER_HOST value to give the tools: unix:///...
+	Host string
+	srv  *http.Server
+	tr   *http.Transport
+	done chan struct{}
+}
+
+func startProxy(s *sshSession) (*proxy, error) {
+	h, err := connhelper.GetConnectionHelperWithSSHOpts(s.host, s.flags)
+	if err != nil {
+		return nil, fmt.Errorf("docker host %s: %w", s.host, err)
+	}
+	if h == nil {
+		return nil, fmt.Errorf("docker host %s: not an ssh host", s.host)
+	}
+	sock := filepath.Join(s.dir, "docker.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return nil, fmt.Errorf("proxy socket: %w", err)
+	}
+	tr := &http.Transport{DialContext: h.Dialer, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute,
+		DisableCompression: true}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.Out.URL.Scheme, r.Out.URL.Host = "http", "docker"
+			r.Out.Host = r.In.Host
+		},
+		Transport:     tr,
+		FlushInterval: -1, // stream build output, events and logs as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			http.Error(w, fmt.Sprintf("ssh tunnel to %s: %v", s.host, err), http.StatusBadGateway)
+		},
+	}
+	p := &proxy{Host: "unix://" + sock, tr: tr, done: make(chan struct{}),
+		srv: &http.Server{Handler: rp, ReadHeaderTimeout: 30 * time.Second}}
+	go func() {
+		defer close(p.done)
+		_ = p.srv.Serve(ln)
+	}()
+	return p, nil
+}
+
+// Close stops the socket, ends open tunnels and their ssh channels.
+func (p *proxy) Close() error {
+	err := p.srv.Close()
+	<-p.done
+	p.tr.CloseIdleConnections()
+	return err
+}
