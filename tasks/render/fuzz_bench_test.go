@@ -20,8 +20,9 @@ import (
 )
 
 // FuzzLoadRender feeds catalog sources through catalog.Parse and Render:
-// whatever loads must render or fail with an error, never panic, and every
-// compose file rendered must load in compose-go. Relative source folders
+// whatever loads must render or fail with an error, never panic, every
+// compose file rendered must load in compose-go's loader, and Render's own
+// check must not reject what that loader accepts. Relative source folders
 // resolve against the repository, whose sample services have Dockerfiles.
 func FuzzLoadRender(f *testing.F) {
 	root := repoRoot(f)
@@ -94,10 +95,19 @@ secrets = { K = "${X}" }
 		sort.Strings(names)
 		for _, n := range names {
 			for _, build := range []bool{false, true} {
-				tree, err := render.Render(cat, cat.Environments[n], render.Options{Build: build, Release: "r1"})
+				opts := render.Options{Build: build, Release: "r1"}
+				tree, err := render.Render(cat, cat.Environments[n], opts)
 				if err != nil {
 					if tree != nil {
 						t.Fatalf("%s: error with files: %v", n, err)
+					}
+					if strings.Contains(err.Error(), "compose-go rejects") {
+						// Render's check must not be stricter than the
+						// loader it stands in for.
+						opts.DeferValidation = true
+						if tree, derr := render.Render(cat, cat.Environments[n], opts); derr == nil && loadAll(cat.Project.Name, tree) == nil {
+							t.Fatalf("%s: render rejects what compose-go's loader accepts: %v", n, err)
+						}
 					}
 					continue
 				}
@@ -120,6 +130,18 @@ func checkComposeGo(t *testing.T, project string, tree render.Tree) {
 			t.Fatalf("%v\n%s", err, f.Data)
 		}
 	}
+}
+
+// loadAll loads every compose file of tree with loadFull.
+func loadAll(project string, tree render.Tree) error {
+	for _, f := range tree {
+		if base := filepath.Base(f.Path); base == render.ComposeFile || base == render.StackFile {
+			if err := loadFull(project, tree, f.Path, f.Data); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // loadFull loads data as the compose file at path of tree, with the .env

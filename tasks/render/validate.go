@@ -74,9 +74,12 @@ func validateTree(tree Tree, need func(c *composeCheck) bool) error {
 // each container would see exactly the catalog's environment, so a quoting
 // mistake is caught here and not in a running container.
 //
-// The full loader (normalisation, canonical form, mapstructure decoding)
-// costs some twenty times more and finds nothing more in these files; the
-// tests hold this check to it on every rendered file and on broken ones.
+// compose-go's full loader (includes, extends, normalisation, canonical
+// form, decoding into its types) costs some twenty times more; what it
+// checks beyond this concerns keys render does not write. The tests hold
+// this check to the loader: every file Render accepts loads there, files
+// broken in each of the ways above are refused by both, and the fuzz
+// target fails when Render refuses what the loader accepts.
 func validateOne(c *composeCheck, data, envData []byte) error {
 	if testHookValidated != nil {
 		testHookValidated(c.path)

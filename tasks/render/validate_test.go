@@ -35,6 +35,8 @@ func TestValidationAgreesWithLoader(t *testing.T) {
 		{name: "schema type", old: "restart: unless-stopped", new: "restart: 12"},
 		{name: "unknown key", old: "restart: unless-stopped", new: "restart: unless-stopped\n    restart_always: true"},
 		{name: "port syntax", old: `"127.0.0.1:9005:8005"`, new: `"127.0.0.1:90x5:8005"`},
+		{name: "port range", old: `"127.0.0.1:9005:8005"`, new: `"127.0.0.1:99005:8005"`},
+		{name: "port address", old: `"127.0.0.1:9005:8005"`, new: `"127.0.0.256:9005:8005"`},
 		{name: "undefined network", old: "    networks:\n      - \"platform\"", new: "    networks:\n      - \"elsewhere\""},
 		{name: "undefined volume", old: "restart: unless-stopped", new: "restart: unless-stopped\n    volumes:\n      - \"ghost:/data\""},
 		{name: "volume syntax", old: "restart: unless-stopped", new: "restart: unless-stopped\n    volumes:\n      - \"\""},
