@@ -163,7 +163,7 @@ type svcView struct {
 	secrets  []kv // .env name, value
 }
 
-// blockView is what the service-head and service-tail templates get.
+// blockView is what the service-head, -deps and -tail templates get.
 type blockView struct {
 	Svc     *svcView
 	Stack   bool

@@ -1,6 +1,8 @@
 package render_test
 
 import (
+	"encoding/json"
+	"os"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -139,6 +141,31 @@ func TestDeferredValidation(t *testing.T) {
 		}
 		if got := seen.take(); len(got) != 0 {
 			t.Errorf("noop write and plan validated %v", got)
+		}
+	})
+	t.Run("file not recorded in the manifest", func(t *testing.T) {
+		const target = "template-service/docker-compose.yml"
+		m, err := render.ReadManifest(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := false
+		for i := range m.Files {
+			if m.Files[i].Path == target {
+				m.Files[i].SHA256 = strings.Repeat("0", 64)
+				found = true
+			}
+		}
+		b, _ := json.Marshal(m)
+		if err := os.WriteFile(filepath.Join(dir, render.ManifestFile), b, 0o644); err != nil || !found {
+			t.Fatalf("tamper with the manifest: %v (found %v)", err, found)
+		}
+		res, err := render.Write(dir, mustRender(t, cat, "dev", lazy), render.WriteOptions{})
+		if err != nil || strings.Join(res.Written, ",") != render.ManifestFile {
+			t.Fatalf("write: %+v %v", res, err)
+		}
+		if got := seen.take(); strings.Join(got, ",") != target {
+			t.Errorf("validated %v, want only %s, which the manifest did not record", got, target)
 		}
 	})
 	t.Run("one service and a secret change", func(t *testing.T) {

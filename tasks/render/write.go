@@ -124,9 +124,9 @@ var testHookWriteFile func(path string) error
 // opts.Overwrite. When nothing differs, Write touches nothing.
 //
 // A compose file whose check Render deferred (Options.DeferValidation) is
-// checked here when it or its .env is to be written; a file already on
-// disk as rendered was checked when it was written. A failed check changes
-// nothing.
+// checked here when it or its .env is to be written; one already on disk
+// as rendered, and recorded so in the manifest, was checked when it was
+// written. A failed check changes nothing.
 func Write(dir string, tree Tree, opts WriteOptions) (*WriteResult, error) {
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -224,13 +224,16 @@ func Write(dir string, tree Tree, opts WriteOptions) (*WriteResult, error) {
 }
 
 // validateChanged runs the deferred checks of the compose files that are to
-// be written, or whose .env is.
+// be written, or whose .env is, or that the manifest does not record as
+// they are.
 func validateChanged(tree Tree, st *state) error {
-	written := make(map[string]bool, len(st.written))
-	for _, p := range st.written {
-		written[p] = true
+	unchanged := make(map[string]bool, len(st.unchanged))
+	for _, p := range st.unchanged {
+		unchanged[p] = true
 	}
-	return validateTree(tree, func(c *composeCheck) bool { return written[c.path] || written[c.envPath] })
+	return validateTree(tree, func(c *composeCheck) bool {
+		return !st.recorded[c.path] || (c.envPath != "" && !unchanged[c.envPath])
+	})
 }
 
 func checkTree(tree Tree) error {
@@ -274,10 +277,13 @@ type state struct {
 	managed                     map[string]bool
 	drift                       []string
 	written, unchanged, removed []string
+	// recorded are the files on disk as rendered and as the manifest of
+	// the Write that put them there says: checked when they were written.
+	recorded map[string]bool
 }
 
 func inspect(dir string, tree Tree, overwrite bool) (*state, error) {
-	st := &state{managed: map[string]bool{}}
+	st := &state{managed: map[string]bool{}, recorded: map[string]bool{}}
 	fi, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -320,6 +326,9 @@ func inspect(dir string, tree Tree, overwrite bool) (*state, error) {
 		}
 		if bytes.Equal(cur, f.Data) && mode == f.Mode.Perm() {
 			st.unchanged = append(st.unchanged, f.Path)
+			if e, ok := old[f.Path]; ok && f.check != nil && e.SHA256 == sha(cur) {
+				st.recorded[f.Path] = true
+			}
 		} else {
 			st.written = append(st.written, f.Path)
 		}
