@@ -567,11 +567,15 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			if err != nil {
 				return nil, err
 			}
-			// Checked with the variables of the top .env, which carries
-			// every service's secrets.
-			_, vars := r.envFile(all)
+			// Checked with the top .env, which carries every service's
+			// secrets: the unified file's part renders the same bytes.
+			ev, vars := r.envFile(all)
+			envData, err := execute(envTmpl, "env.tmpl", ev)
+			if err != nil {
+				return nil, err
+			}
 			f, err := finish(File{Path: StackFile, Data: data, Mode: 0o644},
-				&composeCheck{path: StackFile, env: vars, want: wantEnv(all)}, nil)
+				&composeCheck{path: StackFile, envPath: EnvFile, env: vars, want: wantEnv(all)}, envData)
 			return []File{f}, err
 		})
 	}

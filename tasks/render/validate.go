@@ -26,7 +26,7 @@ import (
 // gets written.
 type composeCheck struct {
 	path    string
-	envPath string            // the .env beside it in the tree; "" for the stack file
+	envPath string            // the .env it is used with, in the tree
 	env     map[string]string // that .env's variables, as intended
 	// want is each service's environment as the container must see it.
 	want map[string]map[string]string
@@ -51,23 +51,19 @@ func validateTree(tree Tree, need func(c *composeCheck) bool) error {
 	errs := make([]error, len(todo))
 	parallel(len(todo), func(i int) {
 		f := todo[i]
-		var envData []byte
-		if f.check.envPath != "" {
-			e, ok := tree.File(f.check.envPath)
-			if !ok {
-				errs[i] = fmt.Errorf("%s: the tree has no %s beside it", f.Path, f.check.envPath)
-				return
-			}
-			envData = e.Data
+		env, ok := tree.File(f.check.envPath)
+		if !ok {
+			errs[i] = fmt.Errorf("%s: the tree has no %s to go with it", f.Path, f.check.envPath)
+			return
 		}
-		errs[i] = validateOne(f.check, f.Data, envData)
+		errs[i] = validateOne(f.check, f.Data, env.Data)
 	})
 	return errors.Join(errs...)
 }
 
 // validateOne reads a rendered compose file back the way compose v2 does
 // up to its compose-spec schema check (YAML, interpolation with the .env
-// beside it, compose-go's schema.Validate), then makes the checks of
+// it is used with, compose-go's schema.Validate), then makes the checks of
 // compose-go's loader that the schema leaves out for what render writes:
 // port and volume syntax, durations, healthcheck form, and that every
 // network, volume and dependency named is declared. Last it checks that
@@ -84,16 +80,12 @@ func validateOne(c *composeCheck, data, envData []byte) error {
 	if testHookValidated != nil {
 		testHookValidated(c.path)
 	}
-	env := c.env
-	if c.envPath != "" {
-		got, err := dotenv.ParseWithLookup(bytes.NewReader(envData), nil)
-		if err != nil {
-			return fmt.Errorf("%s: compose cannot read it: %w", c.envPath, err)
-		}
-		if !maps.Equal(got, c.env) {
-			return fmt.Errorf("%s: compose would read back other values than rendered (keys %s)", c.envPath, diffKeys(got, c.env))
-		}
-		env = got
+	env, err := dotenv.ParseWithLookup(bytes.NewReader(envData), nil)
+	if err != nil {
+		return fmt.Errorf("%s: compose cannot read it: %w", c.envPath, err)
+	}
+	if !maps.Equal(env, c.env) {
+		return fmt.Errorf("%s: compose would read back other values than rendered (keys %s)", c.envPath, diffKeys(env, c.env))
 	}
 	reject := func(err error) error {
 		return fmt.Errorf("%s: compose-go rejects the rendered file: %w", c.path, err)

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/render"
 )
 
@@ -181,6 +182,27 @@ func TestDeferredValidation(t *testing.T) {
 		sort.Strings(want)
 		if got := seen.take(); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("validated %v, want %v", got, want)
+		}
+	})
+	t.Run("swarm stack file goes with the top .env", func(t *testing.T) {
+		cat := loadRepo(t)
+		cat.Environments["demo"].Engine = catalog.EngineSwarm
+		dir := filepath.Join(t.TempDir(), "deployment")
+		if _, err := render.Write(dir, mustRender(t, cat, "demo", lazy), render.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := seen.take(); !contains(got, render.StackFile) {
+			t.Errorf("first write validated %v, not the stack file", got)
+		}
+		gw := cat.Services[len(cat.Services)-1]
+		gw.Secrets["GATEWAY_API_TOKEN"] = "rotated"
+		if _, err := render.Write(dir, mustRender(t, cat, "demo", lazy), render.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		want := []string{"docker-compose.yml", render.StackFile, gw.Name + "/docker-compose.yml"}
+		sort.Strings(want)
+		if got := seen.take(); strings.Join(got, ",") != strings.Join(want, ",") {
+			t.Errorf("after a secret change validated %v, want %v", got, want)
 		}
 	})
 	t.Run("invalid file", func(t *testing.T) {

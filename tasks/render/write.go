@@ -232,7 +232,7 @@ func validateChanged(tree Tree, st *state) error {
 		unchanged[p] = true
 	}
 	return validateTree(tree, func(c *composeCheck) bool {
-		return !st.recorded[c.path] || (c.envPath != "" && !unchanged[c.envPath])
+		return !st.recorded[c.path] || !unchanged[c.envPath]
 	})
 }
 
