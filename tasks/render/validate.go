@@ -71,7 +71,7 @@ func validateTree(tree Tree, need func(c *composeCheck) bool) error {
 // mistake is caught here and not in a running container.
 //
 // compose-go's full loader (includes, extends, normalisation, canonical
-// form, decoding into its types) costs some twenty times more; what it
+// form, decoding into its types) costs over ten times more; what it
 // checks beyond this concerns keys render does not write. The tests hold
 // this check to the loader: every file Render accepts loads there, files
 // broken in each of the ways above are refused by both, and the fuzz
