@@ -235,14 +235,21 @@ func composeOf(t *testing.T, tree render.Tree, s *catalog.Service) render.File {
 	return f
 }
 
-// composeCLIs are the compose command lines present on this machine; v1 is
-// required (it is what the platform runs), v2 is used when installed.
+// composeCLIs are the compose command lines to check files with: v1 is
+// required (it is what this machine runs), v2 is the one in
+// MAESTRO_COMPOSE_V2 (.ci/run builds it) or the docker plugin, and is
+// required under CI.
 func composeCLIs(t *testing.T) [][]string {
 	t.Helper()
 	testenv.RequireCommand(t, "docker-compose")
 	clis := [][]string{{"docker-compose"}}
-	if exec.Command("docker", "compose", "version").Run() == nil {
+	switch {
+	case os.Getenv("MAESTRO_COMPOSE_V2") != "":
+		clis = append(clis, []string{os.Getenv("MAESTRO_COMPOSE_V2")})
+	case exec.Command("docker", "compose", "version").Run() == nil:
 		clis = append(clis, []string{"docker", "compose"})
+	case testenv.InCI():
+		t.Fatal("compose v2 not found (CI=true: .ci/run builds it into MAESTRO_COMPOSE_V2)")
 	}
 	return clis
 }
