@@ -43,17 +43,34 @@ func (s *Stack) TestAll(ctx context.Context) error {
 	return runErr
 }
 
+// containers connects to the engine and lists the stack's service
+// containers (testAll's probe left out). The caller closes the engine.
+func (s *Stack) containers(ctx context.Context) (*engine.Engine, []engine.Container, error) {
+	eng, err := s.engine(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	all, err := eng.Containers(ctx, s.Project())
+	if err != nil {
+		eng.Close()
+		return nil, nil, err
+	}
+	cs := all[:0]
+	for _, c := range all {
+		if c.Labels[check.ProbeLabel] == "" {
+			cs = append(cs, c)
+		}
+	}
+	return eng, cs, nil
+}
+
 // Summary prints deployAll's closing table: one row per service.
 func (s *Stack) Summary(ctx context.Context) error {
-	eng, err := s.engine(ctx)
+	eng, cs, err := s.containers(ctx)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	cs, err := eng.Containers(ctx, s.Project())
-	if err != nil {
-		return err
-	}
 	byService := map[string]engine.Container{}
 	for _, c := range cs {
 		byService[c.Service] = c
@@ -100,15 +117,11 @@ func (s *Stack) state(c engine.Container) string {
 
 // Status prints every container of the stack.
 func (s *Stack) Status(ctx context.Context) error {
-	eng, err := s.engine(ctx)
+	eng, cs, err := s.containers(ctx)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	cs, err := eng.Containers(ctx, s.Project())
-	if err != nil {
-		return err
-	}
 	if len(cs) == 0 {
 		s.Out.Line(ui.Info, s.Project(), "no containers: the stack is not running (`mage up`)")
 		return nil
@@ -116,9 +129,6 @@ func (s *Stack) Status(ctx context.Context) error {
 	sort.Slice(cs, func(i, j int) bool { return cs[i].Service < cs[j].Service })
 	var rows [][]string
 	for _, c := range cs {
-		if c.Labels[check.ProbeLabel] != "" {
-			continue // testAll's probe, not a service
-		}
 		health := c.Health
 		if health == "" {
 			health = "-"
@@ -144,15 +154,11 @@ func (s *Stack) Logs(ctx context.Context, service string, tail int) error {
 	if _, ok := s.Cat.Service(service); !ok {
 		return &UsageError{Msg: fmt.Sprintf("no service %q in %s", service, s.Cat.File)}
 	}
-	eng, err := s.engine(ctx)
+	eng, cs, err := s.containers(ctx)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	cs, err := eng.Containers(ctx, s.Project())
-	if err != nil {
-		return err
-	}
 	for _, c := range cs {
 		if c.Service == service {
 			return eng.Logs(ctx, c.ID, tail, false, s.Out.Writer())
