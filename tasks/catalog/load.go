@@ -41,6 +41,8 @@ type rawEnv struct {
 	KnownHosts    string  `toml:"known_hosts"`
 	Identity      string  `toml:"identity"`
 	HealthTimeout string  `toml:"health_timeout"`
+	EndpointMode  *string `toml:"endpoint_mode"`
+	PublishMode   *string `toml:"publish_mode"`
 }
 
 type rawService struct {

@@ -213,6 +213,12 @@ host = "ssh://deploy@staging.example.internal:2222"
 dir = "/srv/shop/"
 engine = "swarm"
 
+[environments.edge]
+ports = "metrics"
+engine = "swarm"
+endpoint_mode = "dnsrr"
+publish_mode = "host"
+
 [[infrastructure]]
 name = "cache"
 image = "redis:7"
@@ -245,7 +251,8 @@ replicas = 3
 		t.Fatal("no dev environment added by default")
 	}
 	if dev.Ports != "dev" || dev.Bind != "127.0.0.1" || dev.Dir != c.Project.DeployDir || dev.Engine != catalog.EngineCompose ||
-		dev.HealthTimeout != 2*time.Minute || dev.KeepReleases != 5 || dev.Remote() || dev.Line != 0 {
+		dev.HealthTimeout != 2*time.Minute || dev.KeepReleases != 5 || dev.Remote() || dev.Line != 0 ||
+		dev.EndpointMode != "" || dev.PublishMode != "" {
 		t.Errorf("default dev = %+v", *dev)
 	}
 	st := c.Environments["staging"]
@@ -253,6 +260,13 @@ replicas = 3
 	if st.Dir != "/srv/shop" || st.Engine != catalog.EngineSwarm || st.Bind != "" ||
 		st.KnownHosts != filepath.Join(home, ".ssh", "known_hosts") || !st.Remote() {
 		t.Errorf("staging = %+v", *st)
+	}
+	// Swarm's own defaults, and a swarm environment that needs no IPVS.
+	if st.EndpointMode != catalog.EndpointVIP || st.PublishMode != catalog.PublishIngress {
+		t.Errorf("staging modes = %q, %q, want vip, ingress", st.EndpointMode, st.PublishMode)
+	}
+	if edge := c.Environments["edge"]; edge.EndpointMode != catalog.EndpointDNSRR || edge.PublishMode != catalog.PublishHost {
+		t.Errorf("edge modes = %q, %q, want dnsrr, host", edge.EndpointMode, edge.PublishMode)
 	}
 
 	web := c.Services[0]

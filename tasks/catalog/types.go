@@ -41,6 +41,27 @@ const (
 	EngineSwarm   = "swarm"
 )
 
+// Endpoint modes of a swarm environment (Environment.EndpointMode).
+const (
+	// EndpointVIP gives each service one virtual IP that the kernel's IPVS
+	// balances over its tasks: swarm's default, and it needs IPVS.
+	EndpointVIP = "vip"
+	// EndpointDNSRR makes a service's DNS name answer with the addresses of
+	// its running tasks, in turn: no IPVS needed, and what an external load
+	// balancer in front of the nodes expects.
+	EndpointDNSRR = "dnsrr"
+)
+
+// Publish modes of a swarm environment (Environment.PublishMode).
+const (
+	// PublishIngress publishes a port on every node through swarm's routing
+	// mesh (which needs IPVS), whichever node runs the task.
+	PublishIngress = "ingress"
+	// PublishHost binds the port on the node that runs the task only: one
+	// task of a published service per node, no IPVS needed.
+	PublishHost = "host"
+)
+
 // Environment is one place the stack runs: the local engine (dev) or a
 // remote host (demo).
 type Environment struct {
@@ -67,6 +88,13 @@ type Environment struct {
 	Identity string
 	// HealthTimeout bounds how long up and promote wait for health (default 2m).
 	HealthTimeout time.Duration
+	// EndpointMode is how services find each other inside a swarm stack's
+	// network: EndpointVIP (default) or EndpointDNSRR. Empty for compose
+	// environments, where it does not apply.
+	EndpointMode string
+	// PublishMode is how a swarm stack publishes ports: PublishIngress
+	// (default) or PublishHost. Empty for compose environments.
+	PublishMode string
 	// Line is the line of the [environments.NAME] header.
 	Line int
 }

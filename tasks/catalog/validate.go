@@ -111,6 +111,7 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	} else if e.Engine != EngineCompose && e.Engine != EngineSwarm {
 		v.add(key+".engine", `use "compose" or "swarm"`, "unknown engine %q", e.Engine)
 	}
+	v.swarmModes(key, r, e)
 	const hostHint = "write ssh://user@host[:port], unix:///path/to/docker.sock or tcp://host:port"
 	if e.Host != "" {
 		u, err := url.Parse(e.Host)
@@ -166,6 +167,53 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	}
 	e.HealthTimeout = v.duration(key+".health_timeout", r.HealthTimeout, 2*time.Minute)
 	return e
+}
+
+// swarmModes sets and checks endpoint_mode and publish_mode. They mean
+// nothing to compose, so writing them on a compose environment is a
+// mistake worth saying rather than a setting silently ignored.
+func (v *validator) swarmModes(key string, r *rawEnv, e *Environment) {
+	const (
+		endpointHint = `use "vip" (the default: one virtual IP per service, balanced by the kernel's IPVS) or "dnsrr" (DNS answers with the tasks' addresses: no IPVS needed, suits an external load balancer)`
+		publishHint  = `use "ingress" (the default: every node answers through swarm's routing mesh, which needs IPVS) or "host" (the port is bound on the node running the task)`
+	)
+	if e.Engine != EngineSwarm {
+		if e.Engine != EngineCompose {
+			return // the unknown engine is reported already
+		}
+		if r.EndpointMode != nil {
+			v.add(key+".endpoint_mode", `add engine = "swarm" to this environment, or remove endpoint_mode: compose reaches services by container name`,
+				"endpoint_mode applies to swarm environments only, and %q deploys with compose", e.Name)
+		}
+		if r.PublishMode != nil {
+			v.add(key+".publish_mode", `add engine = "swarm" to this environment, or remove publish_mode: compose publishes ports on the host that runs the container`,
+				"publish_mode applies to swarm environments only, and %q deploys with compose", e.Name)
+		}
+		return
+	}
+	e.EndpointMode, e.PublishMode = EndpointVIP, PublishIngress
+	if r.EndpointMode != nil {
+		e.EndpointMode = *r.EndpointMode
+		if e.EndpointMode != EndpointVIP && e.EndpointMode != EndpointDNSRR {
+			v.add(key+".endpoint_mode", endpointHint, "unknown endpoint_mode %q", e.EndpointMode)
+		}
+	}
+	if r.PublishMode != nil {
+		e.PublishMode = *r.PublishMode
+		if e.PublishMode != PublishIngress && e.PublishMode != PublishHost {
+			v.add(key+".publish_mode", publishHint, "unknown publish_mode %q", e.PublishMode)
+		}
+	}
+	if e.EndpointMode == EndpointDNSRR && e.PublishMode == PublishIngress {
+		// Swarm refuses the service at deploy time ("port published with
+		// ingress mode can't be used with dnsrr mode"): say so now.
+		k, how := key+".endpoint_mode", "publish_mode is not set, and defaults to \"ingress\""
+		if r.PublishMode != nil {
+			k, how = key+".publish_mode", `publish_mode = "ingress"`
+		}
+		v.add(k, `add publish_mode = "host" (each port is bound on the node running the task), or use endpoint_mode = "vip"`,
+			`endpoint_mode = "dnsrr" cannot go with ingress-published ports (%s): swarm refuses that combination`, how)
+	}
 }
 
 func (v *validator) columnExists(cat *Catalog, col string) bool {
