@@ -138,6 +138,8 @@ type envVar struct {
 
 type depView struct{ Name, Condition string }
 
+type publishView struct{ Target, Published int }
+
 type kv struct{ Key, Value string }
 
 type svcView struct {
@@ -151,6 +153,9 @@ type svcView struct {
 	Labels      []kv
 	Volumes     []string
 	Replicas    int
+	// Publish is the published port (nil = none), for the long port
+	// syntax of a stack file.
+	Publish *publishView
 	// Block is the service's block in the file at hand, made of the
 	// pieces rendered once: head, depends_on and tail.
 	Block string
@@ -164,10 +169,13 @@ type svcView struct {
 }
 
 // blockView is what the service-head, -deps and -tail templates get.
+// EndpointMode and PublishMode are the swarm environment's (stack files
+// only).
 type blockView struct {
-	Svc     *svcView
-	Stack   bool
-	Network string
+	Svc                       *svcView
+	Stack                     bool
+	Network                   string
+	EndpointMode, PublishMode string
 }
 
 type composeView struct {
@@ -242,7 +250,7 @@ func loadTemplates() error {
 func (r *renderer) blocks(v *svcView, stack bool) error {
 	var b strings.Builder
 	v.DependsOn = r.deps(v, nil)
-	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network}
+	bv := r.blockView(v, stack)
 	for _, p := range []struct {
 		name string
 		out  *string
@@ -255,6 +263,27 @@ func (r *renderer) blocks(v *svcView, stack bool) error {
 	}
 	v.stack = stack
 	return nil
+}
+
+func (r *renderer) blockView(v *svcView, stack bool) blockView {
+	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network}
+	if stack {
+		bv.EndpointMode, bv.PublishMode = swarmModes(r.env)
+	}
+	return bv
+}
+
+// swarmModes are the environment's endpoint and publish modes, with
+// swarm's defaults for a catalog built in code that leaves them empty.
+func swarmModes(env *catalog.Environment) (endpoint, publish string) {
+	endpoint, publish = env.EndpointMode, env.PublishMode
+	if endpoint == "" {
+		endpoint = catalog.EndpointVIP
+	}
+	if publish == "" {
+		publish = catalog.PublishIngress
+	}
+	return endpoint, publish
 }
 
 func execute(t *template.Template, name string, data any) ([]byte, error) {
@@ -331,6 +360,16 @@ func (r *renderer) check() error {
 	if r.env.Bind != "" && net.ParseIP(r.env.Bind) == nil {
 		return fmt.Errorf("environment %s: bind %q is not an IP address", r.env.Name, r.env.Bind)
 	}
+	if r.env.Engine == catalog.EngineSwarm {
+		switch endpoint, publish := swarmModes(r.env); {
+		case endpoint != catalog.EndpointVIP && endpoint != catalog.EndpointDNSRR:
+			return fmt.Errorf("environment %s: unknown endpoint mode %q (vip or dnsrr)", r.env.Name, endpoint)
+		case publish != catalog.PublishIngress && publish != catalog.PublishHost:
+			return fmt.Errorf("environment %s: unknown publish mode %q (ingress or host)", r.env.Name, publish)
+		case endpoint == catalog.EndpointDNSRR && publish == catalog.PublishIngress:
+			return fmt.Errorf("environment %s: endpoint mode dnsrr cannot go with ingress-published ports, which swarm refuses; publish in host mode", r.env.Name)
+		}
+	}
 	names := map[string]bool{}
 	secretVars := map[string]string{}
 	for _, s := range r.cat.All() {
@@ -394,6 +433,7 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 	if p, ok := s.HostPort(r.env.Ports); ok {
 		v.hostPort = p
 		v.Ports = []string{portSpec(r.env.Bind, p, s.Port)}
+		v.Publish = &publishView{Target: s.Port, Published: p}
 	}
 	for _, k := range sortedKeys(s.Env) {
 		v.Env = append(v.Env, envVar{Key: k, Value: s.Env[k]})
@@ -466,7 +506,7 @@ func (r *renderer) inFile(v *svcView, in map[string]bool) (*svcView, error) {
 	deps := v.allDeps
 	if len(c.DependsOn) != len(v.DependsOn) {
 		var b strings.Builder
-		bv := blockView{Svc: &c, Stack: v.stack, Network: r.cat.Project.Network}
+		bv := r.blockView(&c, v.stack)
 		if err := yamlTmpl.ExecuteTemplate(&b, "service-deps", bv); err != nil {
 			return nil, err
 		}

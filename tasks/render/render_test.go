@@ -109,17 +109,22 @@ func sameSnapshot(t *testing.T, what string, a, b map[string]string) {
 
 func TestGolden(t *testing.T) {
 	root := repoRoot(t)
-	// swarm is demo on a swarm engine: it adds the stack file.
-	for _, golden := range []string{"dev", "demo", "swarm"} {
+	// swarm is demo on a swarm engine: it adds the stack file. swarm-dnsrr
+	// is the swarm that needs no IPVS: DNS round robin, ports bound in host
+	// mode, and two replicas of the unpublished state-store.
+	for _, golden := range []string{"dev", "demo", "swarm", "swarm-dnsrr"} {
 		t.Run(golden, func(t *testing.T) {
 			cat := loadRepo(t)
 			for _, s := range cat.All() {
 				s.Source = strings.Replace(s.Source, root, fakeRoot, 1)
 			}
 			env := golden
-			if golden == "swarm" {
+			if strings.HasPrefix(golden, "swarm") {
 				env = "demo"
 				cat.Environments[env].Engine = catalog.EngineSwarm
+			}
+			if golden == "swarm-dnsrr" {
+				dnsrr(t, cat)
 			}
 			tree := mustRender(t, cat, env, render.Options{Build: env == "dev"})
 			dir := filepath.Join("testdata", "golden", golden)
@@ -166,6 +171,19 @@ func TestGolden(t *testing.T) {
 			}
 		})
 	}
+}
+
+// dnsrr makes demo the swarm environment that needs no IPVS, with two
+// replicas of state-store.
+func dnsrr(t *testing.T, cat *catalog.Catalog) {
+	t.Helper()
+	demo := cat.Environments["demo"]
+	demo.Engine, demo.EndpointMode, demo.PublishMode = catalog.EngineSwarm, catalog.EndpointDNSRR, catalog.PublishHost
+	ss, ok := cat.Service("state-store")
+	if !ok {
+		t.Fatal("services.toml has no state-store")
+	}
+	ss.Replicas = 2
 }
 
 func firstDiff(a, b string) string {
@@ -314,5 +332,65 @@ func TestComposeCLIAcceptsEveryFile(t *testing.T) {
 				runIn(t, dir, "docker", "stack", "config", "-c", "docker-stack.yml")
 			}
 		}
+	}
+}
+
+// TestSwarmModes: the stack file of a swarm environment carries its
+// endpoint and publish modes in a form both docker stack (legacy v3
+// schema) and compose-go's loader accept; Render refuses combinations
+// swarm would refuse at deploy time, for catalogs built in code.
+func TestSwarmModes(t *testing.T) {
+	cat := loadRepo(t)
+	dnsrr(t, cat)
+	tree := mustRender(t, cat, "demo", render.Options{})
+	stack, ok := tree.File(render.StackFile)
+	if !ok {
+		t.Fatal("swarm environment without docker-stack.yml")
+	}
+	if err := loadFull(cat.Project.Name, tree, stack.Path, stack.Data); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(string(stack.Data), "endpoint_mode: dnsrr"); n != len(cat.All()) {
+		t.Errorf("endpoint_mode: dnsrr on %d services, want all %d", n, len(cat.All()))
+	}
+	if n := strings.Count(string(stack.Data), "mode: host"); n != len(cat.Services) {
+		t.Errorf("%d host-mode ports, want one per published service (%d)", n, len(cat.Services))
+	}
+	if exec.Command("docker", "stack", "config", "--help").Run() == nil {
+		dir := filepath.Join(t.TempDir(), "deployment")
+		if _, err := render.Write(dir, tree, render.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		out := string(runIn(t, dir, "docker", "stack", "config", "-c", render.StackFile))
+		for _, want := range []string{"endpoint_mode: dnsrr", "mode: host", "published: 8005", "replicas: 2"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("docker stack config output lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "mode: ingress") {
+			t.Errorf("docker stack config reads an ingress port:\n%s", out)
+		}
+	} else if testenv.InCI() {
+		t.Fatal("docker stack config is not available (CI=true)")
+	}
+
+	demo := cat.Environments["demo"]
+	for _, tc := range []struct{ endpoint, publish, want string }{
+		{catalog.EndpointDNSRR, catalog.PublishIngress, "dnsrr cannot go with ingress"},
+		{catalog.EndpointDNSRR, "", "dnsrr cannot go with ingress"},
+		{"round-robin", catalog.PublishHost, `unknown endpoint mode "round-robin"`},
+		{catalog.EndpointVIP, "mesh", `unknown publish mode "mesh"`},
+	} {
+		demo.EndpointMode, demo.PublishMode = tc.endpoint, tc.publish
+		if _, err := render.Render(cat, demo, render.Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("endpoint %q publish %q: %v, want %q", tc.endpoint, tc.publish, err, tc.want)
+		}
+	}
+	// Empty modes are swarm's defaults.
+	demo.EndpointMode, demo.PublishMode = "", ""
+	tree = mustRender(t, cat, "demo", render.Options{})
+	stack, _ = tree.File(render.StackFile)
+	if !strings.Contains(string(stack.Data), "endpoint_mode: vip") || strings.Contains(string(stack.Data), "mode: host") {
+		t.Errorf("empty modes did not render vip with ingress ports:\n%s", stack.Data)
 	}
 }
