@@ -1,29 +1,19 @@
 package check
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"embed"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"io/fs"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
+	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
@@ -53,169 +43,28 @@ var probeRepo = ProbeRepo
 // labelProbe marks probe images and containers.
 const labelProbe = "maestro-deploy.probe"
 
-var probeBuilds sync.Map // ref -> *sync.Mutex: one build per image at a time
-
 // EnsureProbe returns the reference of the network probe image on the
 // engine api talks to, building it there first when it is missing.
 //
 // The probe is compiled here (CGO_ENABLED=0, GOOS=linux, GOARCH of that
 // engine) by the Go toolchain in PATH, and sent to the engine as a FROM
-// scratch build context through ImageBuild. This works the same on a
-// remote engine reached over ssh: the image is built on that host from the
-// context sent through the API, with no registry and no ImageSave/Load
-// step. Run calls it; release code may call it ahead of time.
+// scratch build context through ImageBuild (engine.EnsureGoImage). This
+// works the same on a remote engine reached over ssh: the image is built on
+// that host from the context sent through the API, with no registry and no
+// ImageSave/Load step. Run calls it; release code may call it ahead of time.
 func EnsureProbe(ctx context.Context, api *client.Client) (string, error) {
-	ver, err := api.ServerVersion(ctx, client.ServerVersionOptions{})
-	if err != nil {
-		return "", fmt.Errorf("probe image: engine version: %w", err)
-	}
-	if ver.Os != "" && ver.Os != "linux" {
-		return "", fmt.Errorf("probe image: engine runs %s containers; the probe needs linux", ver.Os)
-	}
-	arch := ver.Arch
-	if arch == "" {
-		arch = "amd64"
-	}
-	hash, err := probeHash(arch)
-	if err != nil {
-		return "", err
-	}
-	ref := probeRepo + ":" + hash[:12]
-	mu, _ := probeBuilds.LoadOrStore(ref, &sync.Mutex{})
-	mu.(*sync.Mutex).Lock()
-	defer mu.(*sync.Mutex).Unlock()
-	if _, err := api.ImageInspect(ctx, ref); err == nil {
-		return ref, nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("probe image %s: %w", ref, err)
-	}
-	tarball, err := buildProbe(ctx, arch)
-	if err != nil {
-		return "", fmt.Errorf("probe image %s: %w", ref, err)
-	}
-	res, err := api.ImageBuild(ctx, bytes.NewReader(tarball), client.ImageBuildOptions{
-		Tags: []string{ref}, Remove: true, ForceRemove: true,
-		Labels: map[string]string{labelProbe: hash}})
-	if err != nil {
-		return "", fmt.Errorf("probe image %s: build: %w", ref, err)
-	}
-	defer res.Body.Close()
-	if err := buildStreamError(res.Body); err != nil {
-		return "", fmt.Errorf("probe image %s: build: %w", ref, err)
-	}
-	return ref, nil
-}
-
-// buildStreamError reads an ImageBuild response to its end and returns the
-// error the engine reported in it, if any: a failed build still answers
-// 200 and says so in the stream.
-func buildStreamError(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if m.Error != "" {
-			return errors.New(strings.TrimSpace(m.Error))
-		}
-	}
-}
-
-func probeHash(arch string) (string, error) {
-	h := sha256.New()
-	fmt.Fprintf(h, "linux/%s\n", arch)
-	err := fs.WalkDir(probeSource, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := probeSource.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(h, "%s %d\n", p, len(b))
-		h.Write(b)
-		return nil
+	return engine.EnsureGoImage(ctx, api, engine.GoImage{
+		Name:    "network probe",
+		Repo:    probeRepo,
+		Source:  probeSource,
+		Dir:     "probe",
+		Module:  probeModule,
+		Package: "./cmd/probe",
+		Binary:  "probe",
+		// The probe only makes requests: nobody, not root.
+		User:      "65534",
+		HashLabel: labelProbe,
 	})
-	if err != nil {
-		return "", fmt.Errorf("probe source: %w", err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// buildProbe compiles the probe and returns a build context tar holding
-// it and its Dockerfile.
-func buildProbe(ctx context.Context, arch string) ([]byte, error) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return nil, errors.New("building the network probe needs the Go toolchain, and go is not in PATH")
-	}
-	dir, err := os.MkdirTemp("", "maestro-probe-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	err = fs.WalkDir(probeSource, "probe", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		b, err := probeSource.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(dir, filepath.FromSlash(strings.TrimPrefix(p, "probe/")))
-		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o644)
-	})
-	if err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module "+probeModule+"\n\ngo 1.22\n"), 0o644); err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(dir, "probe.bin")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/probe")
-	cmd.Dir = dir
-	// The throwaway module has no dependencies: nothing from the caller's
-	// workspace, vendor folder or toolchain switching may apply to it.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch,
-		"GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build probe: %w: %s", err, strings.TrimSpace(string(out)))
-	}
-	binary, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	files := []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY probe /probe\nUSER 65534\nENTRYPOINT [\"/probe\"]\n")},
-		{"probe", 0o755, binary},
-	}
-	for _, f := range files {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)),
-			ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}); err != nil {
-			return nil, err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
 }
 
 // ProjectNetwork finds the network the services of a compose project (or

@@ -19,6 +19,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
 	"github.com/maestro-platform/deploy/tasks/compose"
+	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
@@ -65,7 +66,7 @@ func buildSample(t testing.TB, api *client.Client, src, ref string) {
 		t.Fatalf("build %s: %v", ref, err)
 	}
 	defer res.Body.Close()
-	if err := buildStreamError(res.Body); err != nil {
+	if err := engine.StreamError(res.Body); err != nil {
 		t.Fatalf("build %s: %v", ref, err)
 	}
 }

@@ -319,6 +319,14 @@ type buildMessage struct {
 	Aux         json.RawMessage           `json:"aux"`
 }
 
+// failure is the error the message reports, "" when it reports none.
+func (m *buildMessage) failure() string {
+	if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
+		return m.ErrorDetail.Message
+	}
+	return m.Error
+}
+
 // imageBuild sends the context and follows the build to its end, returning
 // the new image's ID.
 func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, ref string, labels map[string]string) (string, error) {
@@ -376,10 +384,8 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		if l := strings.TrimSpace(m.Stream); strings.HasPrefix(l, "---> ") && isHexID(l[5:]) {
 			layer = l[5:]
 		}
-		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			failure = m.ErrorDetail.Message
-		} else if m.Error != "" {
-			failure = m.Error
+		if f := m.failure(); f != "" {
+			failure = f
 		}
 		if len(m.Aux) > 0 {
 			var aux struct{ ID string }

@@ -2,8 +2,6 @@ package engine
 
 import (
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"slices"
@@ -76,7 +74,7 @@ func Transfer(ctx context.Context, src, dst *Engine, refs []string, p *ui.Printe
 		rep.Bytes = cr.n.Load()
 		return rep, fmt.Errorf("transfer: load on %s: %w", dst.Host, err)
 	}
-	lerr := readLoad(loaded)
+	lerr := StreamError(loaded)
 	loaded.Close()
 	rep.Bytes = cr.n.Load()
 	if lerr != nil {
@@ -91,26 +89,6 @@ func Transfer(ctx context.Context, src, dst *Engine, refs []string, p *ui.Printe
 	}
 	p.Line(ui.OK, "images", "sent %d image(s), %s in %s", len(rep.Sent), ui.Bytes(rep.Bytes), ui.Seconds(time.Since(t0)))
 	return rep, nil
-}
-
-// readLoad reads the load's JSON stream to its end: a failure is reported
-// inside it.
-func readLoad(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m buildMessage
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if m.ErrorDetail != nil && m.ErrorDetail.Message != "" {
-			return errors.New(m.ErrorDetail.Message)
-		}
-		if m.Error != "" {
-			return errors.New(m.Error)
-		}
-	}
 }
 
 type countingReader struct {

@@ -4,22 +4,17 @@ import (
 	"archive/tar"
 	"bytes"
 	"context"
-	"crypto/sha256"
-	_ "embed"
-	"encoding/hex"
+	"embed"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path"
 	"path/filepath"
 	"strings"
-	"sync"
 	"time"
 
-	cerrdefs "github.com/containerd/errdefs"
+	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -30,7 +25,7 @@ import (
 // host needs nothing but Docker, and no shell command is ever composed.
 //
 //go:embed hosttool/main.go
-var hostToolSource []byte
+var hostToolSource embed.FS
 
 // HostToolRepo is the repository of the host tool image on deployment
 // hosts; its tag is a hash of the tool's source and the host's
@@ -39,8 +34,6 @@ const HostToolRepo = "maestro-deploy/release-tool"
 
 // labelTool marks the tool's images and containers.
 const labelTool = "maestro-deploy.release-tool"
-
-var toolBuilds sync.Mutex
 
 // hostFS does file work in an environment's folder on its host, through
 // that host's Docker API: a short-lived container of the host tool image
@@ -68,107 +61,21 @@ func newHostFS(ctx context.Context, api *client.Client, dir string) (*hostFS, er
 	return &hostFS{api: api, dir: dir, image: ref}, nil
 }
 
+// ensureTool builds the host tool image on the host's engine when it is
+// missing and returns its reference.
 func ensureTool(ctx context.Context, api *client.Client) (string, error) {
-	ver, err := api.ServerVersion(ctx, client.ServerVersionOptions{})
-	if err != nil {
-		return "", fmt.Errorf("release tool: engine version: %w", err)
-	}
-	arch := ver.Arch
-	if arch == "" {
-		arch = "amd64"
-	}
-	sum := sha256.Sum256(append([]byte("linux/"+arch+"\n"), hostToolSource...))
-	ref := HostToolRepo + ":" + hex.EncodeToString(sum[:])[:12]
-	toolBuilds.Lock()
-	defer toolBuilds.Unlock()
-	if _, err := api.ImageInspect(ctx, ref); err == nil {
-		return ref, nil
-	} else if !cerrdefs.IsNotFound(err) {
-		return "", fmt.Errorf("release tool %s: %w", ref, err)
-	}
-	bin, err := compileTool(ctx, arch)
-	if err != nil {
-		return "", fmt.Errorf("release tool: %w", err)
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, f := range []struct {
-		name string
-		mode int64
-		data []byte
-	}{
-		{"Dockerfile", 0o644, []byte("FROM scratch\nCOPY hosttool /hosttool\nENTRYPOINT [\"/hosttool\"]\n")},
-		{"hosttool", 0o755, bin},
-	} {
-		if err := tw.WriteHeader(&tar.Header{Name: f.name, Mode: f.mode, Size: int64(len(f.data)),
-			ModTime: time.Unix(0, 0), Typeflag: tar.TypeReg}); err != nil {
-			return "", err
-		}
-		if _, err := tw.Write(f.data); err != nil {
-			return "", err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return "", err
-	}
-	res, err := api.ImageBuild(ctx, &buf, client.ImageBuildOptions{Tags: []string{ref}, Remove: true,
-		ForceRemove: true, Labels: map[string]string{labelTool: "1"}})
-	if err != nil {
-		return "", fmt.Errorf("release tool %s: build: %w", ref, err)
-	}
-	defer res.Body.Close()
-	if err := streamError(res.Body); err != nil {
-		return "", fmt.Errorf("release tool %s: build: %w", ref, err)
-	}
-	return ref, nil
-}
-
-// compileTool builds the tool as a static linux binary in a throwaway
-// module: nothing of the caller's workspace applies to it.
-func compileTool(ctx context.Context, arch string) ([]byte, error) {
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		return nil, errors.New("building the release tool needs the Go toolchain, and go is not in PATH")
-	}
-	dir, err := os.MkdirTemp("", "maestro-release-tool-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	if err := os.WriteFile(filepath.Join(dir, "main.go"), hostToolSource, 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module hosttool\n\ngo 1.22\n"), 0o644); err != nil {
-		return nil, err
-	}
-	out := filepath.Join(dir, "hosttool.bin")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", out, ".")
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch,
-		"GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build: %w: %s", err, strings.TrimSpace(string(b)))
-	}
-	return os.ReadFile(out)
-}
-
-// streamError reads a build or load response to its end and returns the
-// error the engine reported inside it: such calls answer 200 regardless.
-func streamError(r io.Reader) error {
-	dec := json.NewDecoder(r)
-	for {
-		var m struct {
-			Error string `json:"error"`
-		}
-		if err := dec.Decode(&m); err == io.EOF {
-			return nil
-		} else if err != nil {
-			return err
-		}
-		if m.Error != "" {
-			return errors.New(strings.TrimSpace(m.Error))
-		}
-	}
+	return engine.EnsureGoImage(ctx, api, engine.GoImage{
+		Name:    "release tool",
+		Repo:    HostToolRepo,
+		Source:  hostToolSource,
+		Dir:     "hosttool",
+		Module:  "hosttool",
+		Package: ".",
+		Binary:  "hosttool",
+		// Root: the tool writes into the environment's folder as its owner
+		// on the host.
+		Labels: map[string]string{labelTool: "1"},
+	})
 }
 
 // container creates a tool container with the folder mounted; the caller
