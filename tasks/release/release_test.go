@@ -53,9 +53,13 @@ bind = ""
 keep_releases = 2
 health_timeout = "30s"
 
+# A swarm that needs no IPVS in the kernel: DNS round robin inside the
+# stack, ports bound on the node that runs the task.
 [environments.sw]
 ports = "sw"
 engine = "swarm"
+endpoint_mode = "dnsrr"
+publish_mode = "host"
 host = %[3]q
 dir = %[7]q
 known_hosts = %[5]q
@@ -63,10 +67,24 @@ identity = %[6]q
 bind = ""
 health_timeout = "90s"
 
+# Swarm's defaults (virtual IPs, the ingress routing mesh): needs IPVS.
+[environments.swvip]
+ports = "sw"
+engine = "swarm"
+host = %[3]q
+dir = %[15]q
+known_hosts = %[5]q
+identity = %[6]q
+bind = ""
+health_timeout = "90s"
+
+# Two replicas: unpublished, so host-mode ports do not limit it to one per
+# node; template-service's network check reaches it by name.
 [[infrastructure]]
 name = "state-store"
 source = "%[8]s/infrastructure/state-store"
 port = 6380
+replicas = 2
 healthcheck = ["/app", "-healthcheck"]
 volumes = ["state-data:/data"]
 prebuild = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "app", "."]
@@ -104,7 +122,6 @@ dev_port = %[12]d
 ports = { e2e = %[13]d, sw = %[14]d }
 healthcheck = ["/app", "-healthcheck"]
 depends_on = ["template-service"]
-replicas = 2
 prebuild = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "app", "."]
 prebuild_env = { CGO_ENABLED = "0", GOOS = "linux" }
 prebuild_inputs = ["%[8]s/quality-fabric", "%[8]s/internal"]
@@ -140,7 +157,8 @@ func newFixture(t *testing.T) *fixture {
 	f.state = filepath.Join(tmp, "state")
 	p := testenv.FreePorts(t, 6)
 	src := fmt.Sprintf(catalogTmpl, f.project, f.deploy, f.r.Host, f.r.Dir, f.r.KnownHosts, f.r.Identity,
-		filepath.Join(f.r.Root, "swarm-deploy"), examples(t), p[0], p[1], p[2], p[3], p[4], p[5])
+		filepath.Join(f.r.Root, "swarm-deploy"), examples(t), p[0], p[1], p[2], p[3], p[4], p[5],
+		filepath.Join(f.r.Root, "swarm-vip"))
 	file := filepath.Join(tmp, "services.toml")
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
@@ -530,6 +548,17 @@ func pinnedRef(f *fixture, s *catalog.Service) string {
 	return ""
 }
 
+// ipvs reports whether this kernel has IPVS, which swarm's virtual IPs and
+// ingress routing mesh are built on.
+func ipvs() bool {
+	_, err := os.Stat("/proc/sys/net/ipv4/vs")
+	return err == nil
+}
+
+// swarm turns the remote host into a single-node swarm, promotes to it,
+// and leaves the swarm afterwards. The dnsrr environment needs nothing
+// from the kernel beyond what compose needs, so it runs everywhere; the
+// vip one needs IPVS.
 func (f *fixture) swarm(ctx context.Context, t *testing.T) {
 	// The compose stack and the swarm stack share the project name: take
 	// the compose one down first.
@@ -544,70 +573,208 @@ func (f *fixture) swarm(ctx context.Context, t *testing.T) {
 	if out, err := init.CombinedOutput(); err != nil {
 		t.Fatalf("swarm init: %v: %s", err, out)
 	}
+	left := false
+	leave := func() error {
+		out, err := exec.Command("docker", "-H", f.r.Socket, "swarm", "leave", "--force").CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("swarm leave: %v: %s", err, out)
+		}
+		left = true
+		return nil
+	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("docker", "-H", f.r.Socket, "swarm", "leave", "--force").CombinedOutput(); err != nil {
-			t.Logf("swarm leave: %v: %s", err, out)
+		if !left {
+			if err := leave(); err != nil {
+				t.Log(err)
+			}
 		}
 	})
-	res, err := release.Promote(ctx, f.cat, f.opts("sw"))
-	if _, statErr := os.Stat("/proc/sys/net/ipv4/vs"); statErr != nil {
-		// This kernel has no IPVS: swarm's service VIPs and ingress ports
-		// cannot route, whatever the stack file says. What can be shown:
-		// the stack converges (2/2 replicas healthy), the checks fail, and
-		// with no previous release the stack is taken down again.
-		var re *release.Error
-		if !errors.As(err, &re) || re.Step != "checks" || !re.Removed {
-			t.Fatalf("err = %v, want checks to fail without IPVS and the stack removed\n%s", err, f.out.String())
+
+	t.Run("dnsrr with host-mode ports: 2 healthy replicas, checks green, no IPVS needed", func(t *testing.T) {
+		f.swarmPromote(ctx, t, "sw", swarm.ResolutionModeDNSRR, swarm.PortConfigPublishModeHost)
+	})
+	t.Run("vip with ingress ports (only on kernels with IPVS)", func(t *testing.T) {
+		if !ipvs() {
+			t.Skip("this kernel has no IPVS (/proc/sys/net/ipv4/vs), which swarm's virtual IPs and ingress routing mesh need; the dnsrr subtest is what runs here")
 		}
-		if !strings.Contains(f.out.String(), "2/2 running and healthy") {
-			t.Fatalf("the stack did not converge before the checks:\n%s", f.out.String())
-		}
-		svcs, err := f.remote.ServiceList(ctx, client.ServiceListOptions{
-			Filters: client.Filters{}.Add("label", "com.docker.stack.namespace="+f.project)})
-		if err != nil || len(svcs.Items) != 0 {
-			t.Fatalf("stack services left after a failed first release: %v %v", svcs.Items, err)
-		}
-		if _, err := os.Stat(filepath.Join(f.r.Root, "swarm-deploy", "current")); !os.IsNotExist(err) {
-			t.Fatalf("current exists after a failed first release: %v", err)
-		}
-		t.Skip("kernel without IPVS (/proc/sys/net/ipv4/vs): swarm routing cannot work here; convergence and failure handling verified")
+		f.swarmPromote(ctx, t, "swvip", swarm.ResolutionModeVIP, swarm.PortConfigPublishModeIngress)
+	})
+
+	if err := leave(); err != nil {
+		t.Fatal(err)
 	}
+	info, err := f.remote.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := info.Info.Swarm.LocalNodeState; st != swarm.LocalNodeStateInactive {
+		t.Fatalf("swarm state %q after leaving, want inactive", st)
+	}
+}
+
+// swarmPromote promotes to swarm environment env and proves it: checks
+// green (template-service's network check reaches state-store by name),
+// state-store running 2 tasks whose containers are healthy, each published
+// service answering on the host with one task, the services carrying the
+// environment's endpoint and publish modes, and the replica count in the
+// output. It removes the stack afterwards.
+func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, endpoint swarm.ResolutionMode, publish swarm.PortConfigPublishMode) {
+	res, err := release.Promote(ctx, f.cat, f.opts(env))
+	t.Cleanup(func() { f.removeStack(t) })
 	if err != nil {
 		t.Fatalf("promote to swarm: %v\n%s", err, f.out.String())
 	}
+	t.Logf("output:\n%s", f.out.String())
 	if len(res.Transfer.Sent) != 0 {
 		t.Errorf("sent %v to a host that has every image", res.Transfer.Sent)
 	}
+	if res.Checks == nil || res.Checks.Failed != 0 || res.Checks.Passed == 0 {
+		t.Fatalf("checks: %+v", res.Checks)
+	}
+	reached := false
+	for _, r := range res.Checks.Results {
+		if r.Service == "template-service" && r.Check == "reaches state-store" && r.Kind == "network" && r.OK {
+			reached = true
+		}
+	}
+	if !reached {
+		t.Errorf("template-service's network check did not reach state-store: %+v", res.Checks.Results)
+	}
+
 	svcs, err := f.remote.ServiceList(ctx, client.ServiceListOptions{
-		Filters: client.Filters{}.Add("label", "com.docker.stack.namespace="+f.project)})
+		Filters: client.Filters{}.Add("label", release.LabelStackNamespace+"="+f.project)})
 	if err != nil || len(svcs.Items) != 3 {
 		t.Fatalf("stack services: %v %v", svcs.Items, err)
 	}
+	want := map[string]int{"state-store": 2, "template-service": 1, "quality-fabric": 1}
 	for _, s := range svcs.Items {
-		if s.Spec.Name != f.project+"_quality-fabric" {
+		name := strings.TrimPrefix(s.Spec.Name, f.project+"_")
+		n, ok := want[name]
+		if !ok {
+			t.Errorf("unexpected service %s", s.Spec.Name)
 			continue
 		}
-		tasks, err := f.remote.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.Add("service", s.ID)})
+		if es := s.Spec.EndpointSpec; es == nil || es.Mode != endpoint {
+			t.Errorf("%s: endpoint spec %+v, want mode %s", name, es, endpoint)
+		} else if name != "state-store" && (len(es.Ports) != 1 || es.Ports[0].PublishMode != publish ||
+			int(es.Ports[0].PublishedPort) != f.ports["sw/"+name]) {
+			t.Errorf("%s: ports %+v, want %d published in %s mode", name, es.Ports, f.ports["sw/"+name], publish)
+		}
+		if got := f.healthyTasks(ctx, t, s.ID, name); got != n {
+			t.Errorf("%s runs %d healthy tasks, want %d", name, got, n)
+		}
+	}
+	for _, svc := range []string{"template-service", "quality-fabric"} {
+		if code, body := f.get(t, f.ports["sw/"+svc], "/health"); code != 200 {
+			t.Errorf("%s on the host's published port: %d %s", svc, code, body)
+		}
+	}
+	counted := false
+	for _, l := range strings.Split(f.out.String(), "\n") {
+		if strings.Contains(l, "state-store") && strings.Contains(l, "2/2 running and healthy") {
+			counted = true
+		}
+	}
+	if !counted {
+		t.Errorf("output lacks state-store's replica count (2/2 running and healthy):\n%s", f.out.String())
+	}
+	if strings.Contains(f.out.String(), "s3cret-release-token") {
+		t.Error("a secret reached the output")
+	}
+	stack, err := os.ReadFile(filepath.Join(f.r.Root, map[string]string{"sw": "swarm-deploy", "swvip": "swarm-vip"}[env], "current", "docker-stack.yml"))
+	if err != nil {
+		t.Fatalf("the live release has no stack file: %v", err)
+	}
+	if strings.Contains(string(stack), "s3cret-release-token") {
+		t.Error("a secret reached the stack file")
+	}
+	if t.Failed() {
+		return
+	}
+
+	// A second release changes quality-fabric's spec: swarm rolls it over
+	// to a new task, which must get its published port back (in host mode
+	// the old task has to stop first).
+	qf, _ := f.cat.Service("quality-fabric")
+	qf.Env["RELEASE_NOTE"] = "second"
+	defer delete(qf.Env, "RELEASE_NOTE")
+	o := f.opts(env)
+	o.Force = true // the configuration is no longer what testAll passed
+	res2, err := release.Promote(ctx, f.cat, o)
+	if err != nil {
+		t.Fatalf("second promote to swarm: %v\n%s", err, f.out.String())
+	}
+	if res2.Previous != res.Release || res2.Checks == nil || res2.Checks.Failed != 0 {
+		t.Fatalf("second promote: previous %q (want %q), checks %+v", res2.Previous, res.Release, res2.Checks)
+	}
+	svc, err := f.remote.ServiceInspect(ctx, f.project+"_quality-fabric", client.ServiceInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(svc.Service.Spec.TaskTemplate.ContainerSpec.Env, "RELEASE_NOTE=second") {
+		t.Errorf("quality-fabric was not updated: env %v", svc.Service.Spec.TaskTemplate.ContainerSpec.Env)
+	}
+	if got := f.healthyTasks(ctx, t, svc.Service.ID, "quality-fabric"); got != 1 {
+		t.Errorf("quality-fabric runs %d healthy tasks after the update, want 1", got)
+	}
+	if code, body := f.get(t, f.ports["sw/quality-fabric"], "/env/RELEASE_NOTE"); code != 200 || !strings.Contains(body, "second") {
+		t.Errorf("quality-fabric on the host after the update: %d %s, want the new task answering", code, body)
+	}
+}
+
+// healthyTasks counts the service's tasks that swarm wants running and
+// runs, whose containers the engine reports healthy; each must have its
+// own container.
+func (f *fixture) healthyTasks(ctx context.Context, t *testing.T, serviceID, name string) int {
+	t.Helper()
+	tasks, err := f.remote.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.
+		Add("service", serviceID).Add("desired-state", "running")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, tk := range tasks.Items {
+		if tk.Status.State != swarm.TaskStateRunning || tk.Status.ContainerStatus == nil {
+			t.Errorf("%s task %s: %s %s", name, tk.ID, tk.Status.State, tk.Status.Err)
+			continue
+		}
+		id := tk.Status.ContainerStatus.ContainerID
+		c, err := f.remote.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if err != nil {
-			t.Fatal(err)
+			t.Errorf("%s task %s: container %s: %v", name, tk.ID, id, err)
+			continue
 		}
-		running := 0
-		for _, tk := range tasks.Items {
-			if tk.DesiredState == swarm.TaskStateRunning && tk.Status.State == swarm.TaskStateRunning {
-				running++
-			}
+		if h := c.Container.State.Health; h == nil || h.Status != "healthy" {
+			t.Errorf("%s task %s: container health %+v, want healthy", name, tk.ID, h)
+			continue
 		}
-		if running != 2 {
-			t.Fatalf("quality-fabric runs %d tasks, want 2 replicas", running)
-		}
+		seen[id] = true
 	}
-	if code, body := f.get(t, f.ports["sw/quality-fabric"], "/health"); code != 200 {
-		t.Fatalf("quality-fabric through the ingress: %d %s", code, body)
-	}
-	if !strings.Contains(f.out.String(), "2/2 running") {
-		t.Errorf("output lacks the replica count:\n%s", f.out.String())
-	}
+	return len(seen)
+}
+
+// removeStack removes the project's stack and waits until its containers
+// and network are gone, so that the next stack can bind the same ports
+// and create the same network.
+func (f *fixture) removeStack(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	if out, err := exec.CommandContext(ctx, "docker", "-H", f.r.Socket, "stack", "rm", f.project).CombinedOutput(); err != nil {
-		t.Logf("stack rm: %v: %s", err, out)
+		t.Errorf("stack rm: %v: %s", err, out)
+		return
+	}
+	label := client.Filters{}.Add("label", release.LabelStackNamespace+"="+f.project)
+	for {
+		cs, cerr := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: label})
+		ns, nerr := f.remote.NetworkList(ctx, client.NetworkListOptions{Filters: label})
+		if cerr == nil && nerr == nil && len(cs.Items) == 0 && len(ns.Items) == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Errorf("stack %s not gone after docker stack rm: containers %v (%v), networks %v (%v)", f.project, cs.Items, cerr, ns.Items, nerr)
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
 	}
 }

@@ -178,9 +178,14 @@ func (t *target) stackState(ctx context.Context, reported map[string]bool, t0 ti
 			if tk.Spec.ContainerSpec != nil && image != "" && tk.Spec.ContainerSpec.Image != image {
 				continue
 			}
-			if tk.Status.State == swarm.TaskStateRunning {
+			switch {
+			case tk.Status.State == swarm.TaskStateRunning:
 				running++
-			} else {
+			case tk.Status.Err != "":
+				// Why a task waits, e.g. "no suitable node (host-mode port
+				// already in use on 1 node)".
+				states = append(states, string(tk.Status.State)+": "+tk.Status.Err)
+			default:
 				states = append(states, string(tk.Status.State))
 			}
 		}
