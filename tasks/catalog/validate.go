@@ -146,10 +146,16 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	}
 	if r.Bind != nil {
 		e.Bind = *r.Bind
-		if e.Bind != "" && net.ParseIP(e.Bind) == nil {
+		switch {
+		case e.Bind != "" && net.ParseIP(e.Bind) == nil:
 			v.add(key+".bind", `an IP address such as "127.0.0.1", or "" for every address`, "bind %q is not an IP address", e.Bind)
+		case e.Bind != "" && e.Engine == EngineSwarm:
+			// Swarm publishes on every address of the node and has no
+			// field for an address: a bind would be dropped silently.
+			v.add(key+".bind", `remove bind and restrict access with a firewall or security group`,
+				"swarm publishes ports on every address of the node; bind %q cannot be honoured", e.Bind)
 		}
-	} else if !e.Remote() {
+	} else if !e.Remote() && e.Engine != EngineSwarm {
 		e.Bind = "127.0.0.1"
 	}
 	if r.KeepReleases != nil {
