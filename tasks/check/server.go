@@ -265,6 +265,11 @@ func startServer(ctx context.Context, api *client.Client, ref, netName, project 
 		}
 	}
 	if srv.base == "" {
+		// A server that exited at once has no port by the time of the
+		// inspect: say why it exited rather than that no port exists.
+		if st := in.Container.State; st != nil && !st.Running {
+			return fail(fmt.Errorf("exited %d: %s", st.ExitCode, lastLogLine(ctx, api, created.ID)))
+		}
 		return fail(errors.New("the engine published no port for it"))
 	}
 	if err := waitServer(ctx, api, srv); err != nil {
