@@ -77,9 +77,14 @@ type BuildResult struct {
 
 // BuildOptions tune Build.
 type BuildOptions struct {
-	// Parallel bounds how many services are prebuilt and built at once
-	// (default runtime.NumCPU()).
+	// Parallel bounds how many services are built at once (default
+	// 4*runtime.NumCPU()). An image build waits on the engine rather than
+	// on this machine's CPUs (measured here: three classic builds at once
+	// take as long as one), so it is bounded more loosely than Prebuilds.
 	Parallel int
+	// Prebuilds bounds how many prebuild commands run at once (default
+	// runtime.NumCPU()): they compile, so they compete for CPUs.
+	Prebuilds int
 	// Printer receives one status line per service (nil: silent).
 	Printer *ui.Printer
 	// StateDir holds the prebuild stamps (default
@@ -114,8 +119,12 @@ func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions
 		opts.StateDir = filepath.Join(dir, "mage-deploy")
 	}
 	if opts.Parallel <= 0 {
-		opts.Parallel = runtime.NumCPU()
+		opts.Parallel = 4 * runtime.NumCPU()
 	}
+	if opts.Prebuilds <= 0 {
+		opts.Prebuilds = runtime.NumCPU()
+	}
+	cpus := make(chan struct{}, opts.Prebuilds)
 
 	// One ImageList for every service: the noop case costs this call and
 	// the hashing, nothing else.
@@ -138,7 +147,7 @@ func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions
 				errs[i] = gctx.Err()
 				return errs[i]
 			}
-			r, err := e.buildOne(gctx, &specs[i], opts.StateDir, images, p)
+			r, err := e.buildOne(gctx, &specs[i], opts.StateDir, images, cpus, p)
 			results[i] = r
 			if err != nil {
 				errs[i] = err
@@ -215,13 +224,19 @@ func joinBuildErrors(ctx context.Context, specs []BuildSpec, errs []error, resul
 	return errors.Join(all...)
 }
 
-func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, images func() ([]image.Summary, error), p *ui.Printer) (r BuildResult, err error) {
+func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, images func() ([]image.Summary, error), cpus chan struct{}, p *ui.Printer) (r BuildResult, err error) {
 	t0 := time.Now()
 	r.Service = s.Service
 	defer func() { r.Duration = time.Since(t0) }()
 
 	if len(s.Prebuild) > 0 {
+		select {
+		case cpus <- struct{}{}:
+		case <-ctx.Done():
+			return r, ctx.Err()
+		}
 		skipped, err := prebuild(ctx, s, stateDir)
+		<-cpus
 		if err != nil {
 			return r, fmt.Errorf("build %s: %w", s.Service, err)
 		}
