@@ -327,6 +327,7 @@ func findImage(list []image.Summary, sum, repo string) (image.Summary, bool) {
 // buildMessage is one line of the build's JSON stream. The classic builder
 // reports a failure in the stream (error/errorDetail), with HTTP 200.
 type buildMessage struct {
+	ID          string                    `json:"id"`
 	Stream      string                    `json:"stream"`
 	Status      string                    `json:"status"`
 	Error       string                    `json:"error"`
@@ -357,15 +358,25 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		}
 	}
 	imageBuilds.Add(1)
-	res, err := e.API.ImageBuild(ctx, pr, client.ImageBuildOptions{
+	opts := client.ImageBuildOptions{
 		Tags:        []string{ref},
 		Dockerfile:  filepath.ToSlash(s.Dockerfile),
 		Labels:      labels,
 		BuildArgs:   args,
 		Remove:      true,
 		ForceRemove: true, // no intermediate containers left behind by a failed step
-		Version:     build.BuilderV1,
-	})
+		Version:     builderVersion(),
+	}
+	res, err := e.API.ImageBuild(ctx, pr, opts)
+	if err != nil && opts.Version == build.BuilderBuildKit && buildkitRefused(err) {
+		// The context stream was consumed: send it again to the classic builder.
+		classicOnly.Store(true)
+		pr2, pw2 := io.Pipe()
+		defer pr2.Close()
+		go func() { pw2.CloseWithError(writeTar(pw2, entries)) }()
+		opts.Version = build.BuilderV1
+		res, err = e.API.ImageBuild(ctx, pr2, opts)
+	}
 	if err != nil {
 		return "", err
 	}
@@ -383,6 +394,7 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		}
 	}
 	var id, failure, layer string
+	steps := map[string]bool{}
 	dec := json.NewDecoder(res.Body)
 	for {
 		var m buildMessage
@@ -396,6 +408,11 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		}
 		add(m.Stream)
 		add(m.Status)
+		if m.ID == "moby.buildkit.trace" {
+			for _, l := range traceLines(m.Aux, steps) {
+				add(l)
+			}
+		}
 		if l := strings.TrimSpace(m.Stream); strings.HasPrefix(l, "---> ") && isHexID(l[5:]) {
 			layer = l[5:]
 		}
