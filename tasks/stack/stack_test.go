@@ -131,6 +131,10 @@ func TestDeployAllNoopRebuildDown(t *testing.T) {
 	if err := s3.Down(ctx, false); err != nil {
 		t.Fatal(err)
 	}
+	vol := p.Project + "_state-data"
+	if err := exec.CommandContext(ctx, "docker", "volume", "inspect", vol).Run(); err != nil {
+		t.Errorf("down without -volumes removed volume %s: %v", vol, err)
+	}
 	if left := containerIDs(t, ctx, p.Project); len(left) != 0 {
 		t.Errorf("down left containers: %v", left)
 	}
@@ -298,5 +302,45 @@ func TestDeployAllComposeV2(t *testing.T) {
 	}
 	if left := containerIDs(t, ctx, p.Project); len(left) != 0 {
 		t.Errorf("down left containers: %v", left)
+	}
+}
+
+// The rendered scripts work with docker and a compose CLI alone:
+// deploy-all.sh builds and starts the stack and waits until it is healthy,
+// test-all.sh checks it with curl, and both fail when a service is down.
+func TestRenderedScripts(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	testenv.RequireCommand(t, "curl")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "sh")
+	s, _ := open(t, p)
+	cleanup(t, s, p)
+	if err := s.Render(ctx); err != nil {
+		t.Fatal(err)
+	}
+	run := func(script string) (string, error) {
+		cmd := exec.CommandContext(ctx, "bash", filepath.Join(s.Dir, script))
+		cmd.Env = append(os.Environ(), "DEPLOY_HEALTH_TIMEOUT=120")
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	out, err := run("deploy-all.sh")
+	if err != nil || !strings.Contains(out, "deploy-all: OK: 6 services healthy") {
+		t.Fatalf("deploy-all.sh: %v\n%s", err, out)
+	}
+	out, err = run("test-all.sh")
+	if err != nil || !strings.Contains(out, "test-all: 5 PASS, 0 FAIL") {
+		t.Fatalf("test-all.sh: %v\n%s", err, out)
+	}
+	// Stop one service: test-all.sh names it and fails.
+	stop := exec.CommandContext(ctx, "docker-compose", "-p", p.Project, "-f", filepath.Join(s.Dir, "docker-compose.yml"), "stop", "quality-fabric")
+	if b, err := stop.CombinedOutput(); err != nil {
+		t.Fatalf("stop: %v\n%s", err, b)
+	}
+	out, err = run("test-all.sh")
+	if err == nil || !strings.Contains(out, "1 FAIL") || !strings.Contains(out, "quality-fabric") {
+		t.Errorf("test-all.sh with quality-fabric stopped: %v\n%s", err, out)
 	}
 }
