@@ -135,13 +135,7 @@ func TestDeployAllNoopRebuildDown(t *testing.T) {
 	if err := exec.CommandContext(ctx, "docker", "volume", "inspect", vol).Run(); err != nil {
 		t.Errorf("down without -volumes removed volume %s: %v", vol, err)
 	}
-	if left := containerIDs(t, ctx, p.Project); len(left) != 0 {
-		t.Errorf("down left containers: %v", left)
-	}
-	nets, _ := exec.CommandContext(ctx, "docker", "network", "ls", "-q", "--filter", "label=com.docker.compose.project="+p.Project).Output()
-	if strings.TrimSpace(string(nets)) != "" {
-		t.Errorf("down left networks: %s", nets)
-	}
+	assertNothingLeft(t, ctx, p.Project)
 }
 
 func equal(a, b map[string]string) bool {
@@ -300,8 +294,24 @@ func TestDeployAllComposeV2(t *testing.T) {
 	if err := s2.Down(ctx, true); err != nil {
 		t.Fatal(err)
 	}
-	if left := containerIDs(t, ctx, p.Project); len(left) != 0 {
-		t.Errorf("down left containers: %v", left)
+	assertNothingLeft(t, ctx, p.Project)
+}
+
+// assertNothingLeft fails when any container (testAll's probe included) or
+// network of the project is still there.
+func assertNothingLeft(t *testing.T, ctx context.Context, project string) {
+	t.Helper()
+	for _, what := range [][]string{
+		{"ps", "-aq", "--filter", "label=com.docker.compose.project=" + project},
+		{"network", "ls", "-q", "--filter", "name=" + project + "_"},
+	} {
+		out, err := exec.CommandContext(ctx, "docker", what...).Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if left := strings.TrimSpace(string(out)); left != "" {
+			t.Errorf("down left %s: %s", what[0], left)
+		}
 	}
 }
 

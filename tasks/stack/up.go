@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -189,6 +190,16 @@ func (s *Stack) Down(ctx context.Context, volumes bool) error {
 	cli, err := compose.Detect(ctx)
 	if err != nil {
 		return err
+	}
+	// testAll's probe server sits on the stack's network without being a
+	// compose service: compose v2 does not count it as an orphan, and the
+	// network cannot go while it is attached.
+	if eng, err := s.engine(ctx); err == nil {
+		err := check.RemoveProbe(ctx, eng.API, s.Project())
+		eng.Close()
+		if err != nil {
+			return fmt.Errorf("down %s: %w", s.Project(), err)
+		}
 	}
 	if _, err := cli.Run(ctx, s.Dir, nil, cli.DownArgs(s.Project(), []string{composeFile}, volumes)); err != nil {
 		return fmt.Errorf("compose down in %s: %w", s.Dir, err)
