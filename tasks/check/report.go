@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/maestro-platform/deploy/internal/atomicfile"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -210,33 +211,9 @@ func WriteReports(dir string, r *Report) error {
 		name  string
 		write func(io.Writer) error
 	}{{"testall.xml", r.WriteJUnit}, {"testall.json", r.WriteJSON}} {
-		if err := writeAtomic(filepath.Join(out, f.name), f.write); err != nil {
+		if err := atomicfile.WriteFunc(filepath.Join(out, f.name), 0o644, f.write); err != nil {
 			return fmt.Errorf("reports: %w", err)
 		}
 	}
 	return nil
-}
-
-func writeAtomic(path string, write func(io.Writer) error) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if err := write(tmp); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := tmp.Chmod(0o644); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/maestro-platform/deploy/internal/atomicfile"
 )
 
 // prebuildTail is how many lines of a failed prebuild's output the error
@@ -133,7 +134,7 @@ func prebuild(ctx context.Context, s *BuildSpec, stateDir string) (skipped bool,
 	}
 	// The hash from before the run: an input edited while the command ran
 	// then makes the next run build again, never the opposite.
-	if err := writeFileAtomic(stamp, []byte(sum+"\n")); err != nil {
+	if err := atomicfile.Write(stamp, []byte(sum+"\n"), 0o644); err != nil {
 		return false, fmt.Errorf("save prebuild stamp: %w", err)
 	}
 	return false, nil
@@ -149,27 +150,6 @@ func missingOutputs(s *BuildSpec) []string {
 		}
 	}
 	return missing
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	_, werr := f.Write(data)
-	cerr := f.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		os.Remove(f.Name())
-		return err
-	}
-	return nil
 }
 
 // tailLines returns the last n non-empty lines of s.

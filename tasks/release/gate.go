@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/internal/atomicfile"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 )
 
@@ -37,26 +38,12 @@ type TestRecord struct {
 // atomically (temp file + rename), so promote never reads half a record.
 func WriteTestRecord(deployDir string, rec TestRecord) error {
 	p := filepath.Join(deployDir, filepath.FromSlash(TestRecordFile))
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("test record: %w", err)
-	}
 	b, err := json.MarshalIndent(rec, "", "  ")
 	if err != nil {
 		return fmt.Errorf("test record: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(p), ".last-testall-*")
-	if err != nil {
+	if err := atomicfile.Write(p, append(b, '\n'), 0o644); err != nil {
 		return fmt.Errorf("test record: %w", err)
-	}
-	_, werr := tmp.Write(append(b, '\n'))
-	cerr := tmp.Close()
-	if err := errors.Join(werr, cerr); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("test record %s: %w", p, err)
-	}
-	if err := os.Rename(tmp.Name(), p); err != nil {
-		os.Remove(tmp.Name())
-		return fmt.Errorf("test record %s: %w", p, err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/maestro-platform/deploy/internal/atomicfile"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
@@ -155,31 +156,11 @@ func (s *Stack) Up(ctx context.Context) error {
 		return err
 	}
 	st, _ := json.MarshalIndent(upState{Files: sum, Images: images, At: time.Now().UTC()}, "", "  ")
-	if err := writeState(s.statePath("last-up.json"), st); err != nil {
+	if err := atomicfile.Write(s.statePath("last-up.json"), st, 0o644); err != nil {
 		return err
 	}
 	s.Out.Line(ui.OK, "up", "%d services healthy (%s)", len(res), since(start))
 	return nil
-}
-
-// writeState replaces a state file atomically.
-func writeState(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }
 
 // Down removes the stack's containers and network, and its volumes when asked.
