@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
@@ -61,7 +62,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 			Hint: `add a [[services]] table with at least name, source and port; see services.toml in the repository for a full example`})
 	}
 
-	names := sortedKeys(raw.Environments)
+	names := slices.Sorted(maps.Keys(raw.Environments))
 	for _, n := range names {
 		re := raw.Environments[n]
 		cat.Environments[n] = v.environment(n, &re, cat, false)
@@ -72,7 +73,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 	}
 
 	v.dependencies(cat)
-	for _, n := range sortedKeys(cat.Environments) {
+	for _, n := range slices.Sorted(maps.Keys(cat.Environments)) {
 		v.portClashes(cat, cat.Environments[n])
 	}
 	return cat
@@ -346,7 +347,7 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 			v.port(key+"."+k, k, *p, fmt.Sprintf("; to leave it unpublished in %s, remove %s", col, k))
 		}
 	}
-	for _, col := range sortedKeys(s.ExtraPorts) {
+	for _, col := range slices.Sorted(maps.Keys(s.ExtraPorts)) {
 		ck := key + ".ports." + col
 		switch {
 		case col == "dev" || col == "prod":
@@ -368,7 +369,7 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	v.envTable(key+".env", s.Env)
 	v.envTable(key+".secrets", s.Secrets)
 	v.envTable(key+".prebuild_env", s.PrebuildEnv)
-	for _, k := range sortedKeys(s.Secrets) {
+	for _, k := range slices.Sorted(maps.Keys(s.Secrets)) {
 		if _, both := s.Env[k]; both {
 			v.add(key+".secrets."+k, "keep it in secrets only, so that its value never reaches a compose file or the output",
 				"%s is both in env and in secrets", k)
@@ -422,17 +423,8 @@ func (v *validator) port(key, name string, p int, unpublish string) {
 	}
 }
 
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
-
 func (v *validator) envTable(key string, m map[string]string) {
-	for _, k := range sortedKeys(m) {
+	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !envVarName.MatchString(k) {
 			v.add(key+"."+k, "a variable name is letters, digits and '_', not starting with a digit, e.g. LOG_LEVEL", "invalid variable name %q", k)
 		}

@@ -9,9 +9,10 @@ import (
 	"hash"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -130,7 +131,7 @@ func contextHash(entries []entry, dockerfile string, buildArgs, labels map[strin
 	field(h, filepath.ToSlash(dockerfile))
 	for _, m := range []map[string]string{buildArgs, labels} {
 		field(h, strconv.Itoa(len(m)))
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			field(h, k)
 			field(h, m[k])
 		}
@@ -166,15 +167,6 @@ func hashFile(h hash.Hash, path string) error {
 	defer f.Close()
 	_, err = io.Copy(h, f)
 	return err
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // writeTar writes entries as the build context tar. Owners are root, as

@@ -7,9 +7,11 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -33,7 +35,7 @@ func prebuildHash(s *BuildSpec) (string, error) {
 		field(h, a)
 	}
 	field(h, strconv.Itoa(len(s.PrebuildEnv)))
-	for _, k := range sortedKeys(s.PrebuildEnv) {
+	for _, k := range slices.Sorted(maps.Keys(s.PrebuildEnv)) {
 		field(h, k)
 		field(h, s.PrebuildEnv[k])
 	}
@@ -115,7 +117,7 @@ func prebuild(ctx context.Context, s *BuildSpec, stateDir string) (skipped bool,
 	cmd := exec.CommandContext(ctx, s.Prebuild[0], s.Prebuild[1:]...)
 	cmd.Dir = s.Context
 	cmd.Env = os.Environ()
-	for _, k := range sortedKeys(s.PrebuildEnv) {
+	for _, k := range slices.Sorted(maps.Keys(s.PrebuildEnv)) {
 		cmd.Env = append(cmd.Env, k+"="+s.PrebuildEnv[k])
 	}
 	cmd.WaitDelay = 5 * time.Second

@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -166,7 +168,7 @@ func (h *hostFS) Upload(ctx context.Context, id string, files map[string]fileDat
 		return nil
 	}
 	base := path.Join(".incoming", id)
-	for _, name := range sortedKeys(files) {
+	for _, name := range slices.Sorted(maps.Keys(files)) {
 		f := files[name]
 		full := path.Join(base, name)
 		if err := mkdir(path.Dir(full)); err != nil {
@@ -281,13 +283,4 @@ func writeLocal(dir string, files map[string]fileData) error {
 		}
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sortStrings(out)
-	return out
 }

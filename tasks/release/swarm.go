@@ -4,9 +4,11 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -63,7 +65,7 @@ func (t *target) deployStack(ctx context.Context, dir string) error {
 	}
 	env := append([]string(nil), t.dockerEnv...)
 	if vars, err := dotenv.Read(filepath.Join(dir, render.EnvFile)); err == nil {
-		for _, k := range sortedKeys(vars) {
+		for _, k := range slices.Sorted(maps.Keys(vars)) {
 			env = append(env, k+"="+vars[k])
 		}
 	} else if !os.IsNotExist(err) {

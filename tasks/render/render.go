@@ -19,9 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"net"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -435,10 +437,10 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 		v.Ports = []string{portSpec(r.env.Bind, p, s.Port)}
 		v.Publish = &publishView{Target: s.Port, Published: p}
 	}
-	for _, k := range sortedKeys(s.Env) {
+	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		v.Env = append(v.Env, envVar{Key: k, Value: s.Env[k]})
 	}
-	for _, k := range sortedKeys(s.Secrets) {
+	for _, k := range slices.Sorted(maps.Keys(s.Secrets)) {
 		name := SecretVar(s.Name, k)
 		v.Env = append(v.Env, envVar{Key: k, Value: "${" + name + "}", Ref: true})
 		v.secrets = append(v.secrets, kv{name, s.Secrets[k]})
@@ -690,7 +692,7 @@ func volumeNames(svcs []*svcView) []string {
 			set[name] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 func wantEnv(svcs []*svcView) map[string]map[string]string {
@@ -763,7 +765,7 @@ func (r *renderer) scriptView(all []*svcView) scriptView {
 		sv.Services = append(sv.Services, scriptSvc{Name: s.Name, Mode: mode, Port: v.hostPort, Path: health})
 		if r.opts.Build && s.Source != "" && len(s.Prebuild) > 0 {
 			pv := prebuildView{Service: s.Name, Dir: s.Source, Program: s.Prebuild[0], Args: s.Prebuild}
-			for _, k := range sortedKeys(s.PrebuildEnv) {
+			for _, k := range slices.Sorted(maps.Keys(s.PrebuildEnv)) {
 				pv.Env = append(pv.Env, k+"="+s.PrebuildEnv[k])
 			}
 			sv.Prebuilds = append(sv.Prebuilds, pv)
@@ -803,13 +805,4 @@ func seconds(d interface{ Seconds() float64 }) string {
 		return "2"
 	}
 	return strconv.FormatFloat(s, 'f', -1, 64)
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -245,7 +246,7 @@ func checkModel(dict map[string]any) error {
 	services, _ := dict["services"].(map[string]any)
 	networks, _ := dict["networks"].(map[string]any)
 	volumes, _ := dict["volumes"].(map[string]any)
-	for _, name := range sortedKeys(services) {
+	for _, name := range slices.Sorted(maps.Keys(services)) {
 		s, ok := services[name].(map[string]any)
 		if !ok {
 			return fmt.Errorf("services.%s must be a mapping", name)
@@ -320,7 +321,7 @@ func names(v any) []string {
 			}
 		}
 	case map[string]any:
-		out = sortedKeys(v)
+		out = slices.Sorted(maps.Keys(v))
 	}
 	return out
 }
