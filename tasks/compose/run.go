@@ -33,12 +33,18 @@ func (e *RunError) Error() string {
 func (e *RunError) Unwrap() error { return e.Err }
 
 // Run runs argv, a full command line as returned by Args, UpArgs and the
-// other builders (it starts with c.Argv), in dir. env is added to the
-// process environment; a key set there wins over the inherited one. It
-// returns the combined output. On failure the error is a *RunError carrying
-// the command and the last TailLines lines of output. Values in env are
-// never put in the error.
+// other builders (it starts with c.Argv), in dir, as Exec does.
 func (c *CLI) Run(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
+	return Exec(ctx, dir, env, argv)
+}
+
+// Exec runs any command line of the compose family (compose itself, or
+// `docker stack` for swarm) in dir. env is added to the process
+// environment; a key set there wins over the inherited one. It returns the
+// combined output. On failure the error is a *RunError carrying the
+// command and the last TailLines lines of output. Values in env are never
+// put in the error.
+func Exec(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("compose: empty command line")
 	}

@@ -1,12 +1,10 @@
 package release
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/maestro-platform/deploy/tasks/check"
+	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/types/swarm"
@@ -79,17 +78,8 @@ func (t *target) removeStack(ctx context.Context) error {
 }
 
 func runDocker(ctx context.Context, dir string, env, argv []string) error {
-	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
-	cmd.WaitDelay = 5 * time.Second
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("`%s`: %v\n    %s", strings.Join(argv, " "), err,
-			strings.ReplaceAll(strings.TrimSpace(out.String()), "\n", "\n    "))
-	}
-	return nil
+	_, err := compose.Exec(ctx, dir, env, argv)
+	return err
 }
 
 // waitStack waits until every service of the stack runs as many tasks of
