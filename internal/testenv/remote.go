@@ -3,8 +3,6 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -76,13 +74,14 @@ func StartRemote(t testing.TB) *Remote {
 		}
 		t.Skip("StartRemote needs root")
 	}
-	root, err := os.MkdirTemp("/tmp", "mr-")
+	seq := remoteSeq.Add(1)
+	root, err := os.MkdirTemp("/tmp", fmt.Sprintf("mt-%s-%02d-", RunID(t), seq%100))
 	if err != nil {
 		t.Fatalf("remote host: %v", err)
 	}
 	r := &Remote{Root: root, Dir: filepath.Join(root, "deploy"), SSHPort: 2222,
 		Socket: "unix://" + filepath.Join(root, "docker.sock")}
-	h := &remoteHost{Remote: r, t: t}
+	h := &remoteHost{Remote: r, t: t, seq: int(seq % 100)}
 	t.Cleanup(h.stop)
 	if err := h.start(); err != nil {
 		t.Fatalf("remote host: %v", err)
@@ -93,6 +92,7 @@ func StartRemote(t testing.TB) *Remote {
 type remoteHost struct {
 	*Remote
 	t        testing.TB
+	seq      int
 	hostVeth string
 }
 
@@ -130,16 +130,17 @@ func (h *remoteHost) network(ctx context.Context) error {
 			}
 		}
 	}
-	seq := remoteSeq.Add(1)
-	base := int(uint64(os.Getpid())*7+uint64(seq)*13) % 16384
+	base := int(uint64(os.Getpid())*7+uint64(h.seq)*13) % 16384
 	for try := 0; try < 64; try++ {
 		i := (base + try) % 16384
 		subnet := net.IPv4(10, 201, byte(i/64), byte(i%64*4))
 		if used[subnet.String()] {
 			continue
 		}
-		id := randHex(4)
-		ns, hv, nv := "mr-"+id, "mr"+id+"h", "mr"+id+"n"
+		// Named for the run (see Sweep): mt<run id><seq>, its veths with a
+		// letter more (15 characters at most).
+		ns := fmt.Sprintf("mt%s%02d", runID, h.seq)
+		hv, nv := ns+"h", ns+"n"
 		hostIP := net.IPv4(10, 201, byte(i/64), byte(i%64*4+1)).String()
 		nsIP := net.IPv4(10, 201, byte(i/64), byte(i%64*4+2)).String()
 		if err := run(ctx, "ip", "netns", "add", ns); err != nil {
@@ -374,10 +375,4 @@ func tail(path string) string {
 		b = b[len(b)-2000:]
 	}
 	return string(bytes.TrimSpace(b))
-}
-
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }

@@ -27,6 +27,7 @@ func RequireDocker(t testing.TB) {
 	defer cancel()
 	out, err := exec.CommandContext(ctx, "docker", "version", "--format", "{{.Server.APIVersion}}").CombinedOutput()
 	if err == nil {
+		RunID(t) // sweeps what dead runs left before this one adds anything
 		return
 	}
 	msg := "docker engine unreachable: " + strings.TrimSpace(string(out)) + ": " + err.Error()
@@ -51,13 +52,15 @@ func RequireCommand(t testing.TB, name string) string {
 	return ""
 }
 
-// ProjectName returns a compose project name unique to this run, so that
-// packages testing in parallel never share containers or networks.
+// ProjectName returns a compose project name unique to this test, so that
+// packages testing in parallel never share containers or networks. It
+// carries the run's id ("stk-t1a2b3c4dx9f8e"), which is how a later run
+// recognises and removes what this one leaves if it is killed (see Sweep).
 func ProjectName(t testing.TB, prefix string) string {
 	t.Helper()
-	b := make([]byte, 4)
+	b := make([]byte, 3)
 	_, _ = rand.Read(b)
-	return prefix + "-" + hex.EncodeToString(b)
+	return prefix + "-t" + RunID(t) + "x" + hex.EncodeToString(b)
 }
 
 // FreePorts returns n distinct TCP ports free on 127.0.0.1 right now.

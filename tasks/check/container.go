@@ -7,17 +7,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
-)
-
-// Labels compose and swarm put on the containers of a project.
-const (
-	labelProject      = "com.docker.compose.project"
-	labelService      = "com.docker.compose.service"
-	labelOneOff       = "com.docker.compose.oneoff"
-	labelStack        = "com.docker.stack.namespace"
-	labelSwarmService = "com.docker.swarm.service.name"
 )
 
 // projectContainers returns the IDs of the project's containers by service
@@ -26,7 +19,7 @@ const (
 // stack of that name.
 func projectContainers(ctx context.Context, api *client.Client, project string) (map[string][]string, error) {
 	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: make(client.Filters).Add("label", labelProject+"="+project)})
+		Filters: make(client.Filters).Add("label", labels.ComposeProject+"="+project)})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of %s: %w", project, err)
 	}
@@ -34,10 +27,10 @@ func projectContainers(ctx context.Context, api *client.Client, project string) 
 	for _, c := range res.Items {
 		// `compose run` leaves one-off containers that are not the service;
 		// the probe server carries the project label but is no service.
-		if strings.EqualFold(c.Labels[labelOneOff], "true") || c.Labels[labelProbe] != "" {
+		if strings.EqualFold(c.Labels[labels.ComposeOneOff], "true") || c.Labels[labels.Probe] != "" {
 			continue
 		}
-		out[c.Labels[labelService]] = append(out[c.Labels[labelService]], c.ID)
+		out[c.Labels[labels.ComposeService]] = append(out[c.Labels[labels.ComposeService]], c.ID)
 	}
 	if len(out) > 0 {
 		return out, nil
@@ -45,12 +38,12 @@ func projectContainers(ctx context.Context, api *client.Client, project string) 
 	// Swarm keeps shut-down tasks around after updates: only running ones
 	// are the service.
 	res, err = api.ContainerList(ctx, client.ContainerListOptions{
-		Filters: make(client.Filters).Add("label", labelStack+"="+project)})
+		Filters: make(client.Filters).Add("label", labels.StackNamespace+"="+project)})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of stack %s: %w", project, err)
 	}
 	for _, c := range res.Items {
-		name := strings.TrimPrefix(c.Labels[labelSwarmService], project+"_")
+		name := strings.TrimPrefix(c.Labels[labels.SwarmService], project+"_")
 		out[name] = append(out[name], c.ID)
 	}
 	return out, nil

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
 	"github.com/maestro-platform/deploy/tasks/engine"
@@ -40,9 +42,6 @@ const ProbeRepo = "maestro-deploy/probe"
 // they can remove what they built.
 var probeRepo = ProbeRepo
 
-// labelProbe marks probe images and containers.
-const labelProbe = "maestro-deploy.probe"
-
 // EnsureProbe returns the reference of the network probe image on the
 // engine api talks to, building it there first when it is missing.
 //
@@ -63,7 +62,7 @@ func EnsureProbe(ctx context.Context, api *client.Client) (string, error) {
 		Binary:  "probe",
 		// The probe only makes requests: nobody, not root.
 		User:      "65534",
-		HashLabel: labelProbe,
+		HashLabel: labels.Probe,
 	})
 }
 
@@ -73,7 +72,7 @@ func EnsureProbe(ctx context.Context, api *client.Client) (string, error) {
 // "<stack>_<network>". When no labelled network matches, the conventional
 // name is returned if it exists.
 func ProjectNetwork(ctx context.Context, api *client.Client, project, name string) (string, error) {
-	f := make(client.Filters).Add("label", labelProject+"="+project, "com.docker.compose.network="+name)
+	f := make(client.Filters).Add("label", labels.ComposeProject+"="+project, labels.ComposeNetwork+"="+name)
 	res, err := api.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
 		return "", fmt.Errorf("find network %s of %s: %w", name, project, err)
@@ -180,7 +179,7 @@ func runProbe(ctx context.Context, api *client.Client, ref, netName, project str
 		Config: &container.Config{Image: ref, Cmd: []string{string(arg)},
 			// Not the compose project label: compose would take the probe
 			// for an orphan of the project.
-			Labels: map[string]string{labelProbe: project}},
+			Labels: map[string]string{labels.Probe: project}},
 		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(netName)},
 		NetworkingConfig: &network.NetworkingConfig{
 			EndpointsConfig: map[string]*network.EndpointSettings{netName: {}}},

@@ -17,23 +17,14 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
-)
-
-// ProbeLabel marks every probe container (one-shot and server) with the
-// project it checks; probe images carry it with their source hash.
-const ProbeLabel = labelProbe
-
-// Labels of a probe server container, on top of ProbeLabel.
-const (
-	labelProbeMode  = "maestro-deploy.probe.mode"  // "serve"
-	labelProbeImage = "maestro-deploy.probe.image" // the image reference it runs
-	labelProbeToken = "maestro-deploy.probe.token" // what the server expects
 )
 
 // ProbeIdle is how long a probe server waits for a request before it exits
@@ -88,7 +79,7 @@ func LocalEngine(api *client.Client) bool {
 // network, so call this before it.
 func RemoveProbe(ctx context.Context, api *client.Client, project string) error {
 	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: make(client.Filters).Add("label", labelProbe+"="+project)})
+		Filters: make(client.Filters).Add("label", labels.Probe+"="+project)})
 	if err != nil {
 		return fmt.Errorf("remove probe of %s: list: %w", project, err)
 	}
@@ -145,7 +136,7 @@ func runServed(ctx context.Context, api *client.Client, ref, netName, project st
 func ensureServer(ctx context.Context, api *client.Client, ref, netName, project, drop string) (probeServer, bool, error) {
 	for attempt := 0; ; attempt++ {
 		res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
-			Filters: make(client.Filters).Add("label", labelProbe+"="+project, labelProbeMode+"=serve")})
+			Filters: make(client.Filters).Add("label", labels.Probe+"="+project, labels.ProbeMode+"=serve")})
 		if err != nil {
 			return probeServer{}, false, fmt.Errorf("probe server of %s: list: %w", project, err)
 		}
@@ -194,7 +185,7 @@ func ensureServer(ctx context.Context, api *client.Client, ref, netName, project
 // published on loopback, and how to reach it. Everything it needs is in
 // the list entry: reuse costs one API call.
 func usableServer(c container.Summary, ref, netName string) (probeServer, bool) {
-	if c.State != container.StateRunning || c.Labels[labelProbeImage] != ref || c.Labels[labelProbeToken] == "" {
+	if c.State != container.StateRunning || c.Labels[labels.ProbeImage] != ref || c.Labels[labels.ProbeToken] == "" {
 		return probeServer{}, false
 	}
 	if c.NetworkSettings == nil || c.NetworkSettings.Networks[netName] == nil {
@@ -202,7 +193,7 @@ func usableServer(c container.Summary, ref, netName string) (probeServer, bool) 
 	}
 	for _, p := range c.Ports {
 		if p.PrivatePort == probeServePort && p.PublicPort != 0 && p.IP.IsLoopback() {
-			return probeServer{id: c.ID, token: c.Labels[labelProbeToken],
+			return probeServer{id: c.ID, token: c.Labels[labels.ProbeToken],
 				base: "http://" + net.JoinHostPort(p.IP.String(), strconv.Itoa(int(p.PublicPort)))}, true
 		}
 	}
@@ -225,13 +216,13 @@ func startServer(ctx context.Context, api *client.Client, ref, netName, project 
 			Env:          []string{"PROBE_TOKEN=" + token},
 			ExposedPorts: network.PortSet{cport: {}},
 			Labels: map[string]string{
-				labelProbe: project, labelProbeMode: "serve", labelProbeImage: ref, labelProbeToken: token,
+				labels.Probe: project, labels.ProbeMode: "serve", labels.ProbeImage: ref, labels.ProbeToken: token,
 				// The project label (and oneoff=False, which compose v1
 				// filters on) makes the server an orphan of the project:
 				// `compose down --remove-orphans` removes it with the
 				// stack. No service label: it is no service of the
 				// catalog, so up-to-date checks do not see it.
-				labelProject: project, labelOneOff: "False"}},
+				labels.ComposeProject: project, labels.ComposeOneOff: "False"}},
 		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(netName),
 			// Loopback only, on a port the engine picks: nothing outside
 			// this machine reaches into the stack's network through it.
@@ -278,39 +269,58 @@ func startServer(ctx context.Context, api *client.Client, ref, netName, project 
 	return srv, nil
 }
 
+// serverAnswerTimeout bounds how long a started probe server may take to
+// answer its ping before the one-shot probe is used instead.
+const serverAnswerTimeout = 5 * time.Second
+
+// errServerExited is why waitServer gave up on a server that exited.
+var errServerExited = errors.New("exited")
+
+// testHookServerWait, when set, learns how each waitServer ended: nil when
+// the server answered, else an error wrapping errServerExited or
+// errServerTimeout.
+var testHookServerWait func(err error)
+
+// errServerTimeout is why waitServer gave up on a server that still ran
+// without answering.
+var errServerTimeout = errors.New("not answering")
+
 // waitServer polls the server's ping path until it answers: the published
 // port accepts connections (the engine's proxy) before the probe listens.
-// A server that has exited fails at once, with what it said.
-func waitServer(ctx context.Context, api *client.Client, srv probeServer) error {
+// The engine tells when the server exits, and waitServer stops waiting at
+// that moment, with what the server said.
+func waitServer(ctx context.Context, api *client.Client, srv probeServer) (err error) {
+	if testHookServerWait != nil {
+		defer func() { testHookServerWait(err) }()
+	}
+	wctx, cancel := context.WithTimeout(ctx, serverAnswerTimeout)
+	defer cancel()
+	exited := api.ContainerWait(wctx, srv.id, client.ContainerWaitOptions{Condition: container.WaitConditionNotRunning})
 	c := &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
-	deadline := time.Now().Add(5 * time.Second)
-	for n := 1; ; n++ {
-		rctx, cancel := context.WithTimeout(ctx, time.Second)
+	var last error
+	for {
+		rctx, rcancel := context.WithTimeout(wctx, time.Second)
 		req, _ := http.NewRequestWithContext(rctx, http.MethodGet, srv.base+probe.PathPing, nil)
 		resp, err := c.Do(req)
 		if err == nil {
 			_, _ = io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
-		}
-		cancel()
-		if err == nil && resp.StatusCode == http.StatusOK {
-			return nil
-		}
-		if err == nil {
+			if resp.StatusCode == http.StatusOK {
+				rcancel()
+				return nil
+			}
 			err = fmt.Errorf("status %d", resp.StatusCode)
 		}
-		if n%5 == 0 || time.Now().After(deadline) {
-			if in, ierr := api.ContainerInspect(ctx, srv.id, client.ContainerInspectOptions{}); ierr == nil &&
-				in.Container.State != nil && !in.Container.State.Running {
-				return fmt.Errorf("exited %d: %s", in.Container.State.ExitCode, lastLogLine(ctx, api, srv.id))
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not answering on %s: %w", srv.base, err)
-		}
+		rcancel()
+		last = err
 		select {
-		case <-ctx.Done():
-			return ctx.Err()
+		case r := <-exited.Result:
+			return fmt.Errorf("%w %d: %s", errServerExited, r.StatusCode, lastLogLine(ctx, api, srv.id))
+		case <-wctx.Done():
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("%w on %s after %s: %v", errServerTimeout, srv.base, serverAnswerTimeout, last)
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

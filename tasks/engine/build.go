@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -15,16 +16,14 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/types/build"
 	"github.com/moby/moby/api/types/image"
 	"github.com/moby/moby/client"
 	"golang.org/x/sync/errgroup"
 )
-
-// LabelContextHash is the image label holding the content hash of the
-// build context the image was built from.
-const LabelContextHash = "io.maestro.context-hash"
 
 // buildTail is how many lines of build output a failed build's error keeps.
 const buildTail = 30
@@ -65,7 +64,7 @@ type BuildResult struct {
 	Ref string
 	// ImageID is the image's ID ("sha256:...").
 	ImageID string
-	// Hash is the full content hash (LabelContextHash).
+	// Hash is the full content hash (labels.ContextHash).
 	Hash string
 	// Cached is true when an image with this hash already existed and no
 	// build ran.
@@ -130,7 +129,7 @@ func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions
 	// the hashing, nothing else.
 	images := sync.OnceValues(func() ([]image.Summary, error) {
 		r, err := e.API.ImageList(ctx, client.ImageListOptions{
-			Filters: client.Filters{}.Add("label", LabelContextHash)})
+			Filters: client.Filters{}.Add("label", labels.ContextHash)})
 		if err != nil {
 			return nil, fmt.Errorf("list images on %s: %w", e.Host, err)
 		}
@@ -249,15 +248,15 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	if err != nil {
 		return r, fmt.Errorf("build %s: %w", s.Service, err)
 	}
-	labels := map[string]string{}
-	for k, v := range s.Labels {
-		labels[k] = v
+	imgLabels := maps.Clone(s.Labels)
+	if imgLabels == nil {
+		imgLabels = map[string]string{}
 	}
-	sum, err := contextHash(entries, s.Dockerfile, s.BuildArgs, labels)
+	sum, err := contextHash(entries, s.Dockerfile, s.BuildArgs, imgLabels)
 	if err != nil {
 		return r, fmt.Errorf("build %s: hash context: %w", s.Service, err)
 	}
-	labels[LabelContextHash] = sum
+	imgLabels[labels.ContextHash] = sum
 	r.Hash = sum
 	r.Ref = s.Repo + ":" + sum[:12]
 	latest := s.Repo + ":latest"
@@ -280,7 +279,7 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	}
 
 	p.Line(ui.Run, s.Service, "building %s", r.Ref)
-	id, err := e.imageBuild(ctx, s, entries, r.Ref, labels)
+	id, err := e.imageBuild(ctx, s, entries, r.Ref, imgLabels)
 	if err != nil {
 		e.untag(ctx, r.Ref)
 		return r, fmt.Errorf("build %s (%s): %w", s.Service, s.Context, err)
@@ -306,7 +305,7 @@ func prebuildNote(skipped bool) string {
 func findImage(list []image.Summary, sum, repo string) (image.Summary, bool) {
 	var other *image.Summary
 	for i := range list {
-		if list[i].Labels[LabelContextHash] != sum {
+		if list[i].Labels[labels.ContextHash] != sum {
 			continue
 		}
 		for _, t := range list[i].RepoTags {
@@ -345,7 +344,7 @@ func (m *buildMessage) failure() string {
 
 // imageBuild sends the context and follows the build to its end, returning
 // the new image's ID.
-func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, ref string, labels map[string]string) (string, error) {
+func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, ref string, imgLabels map[string]string) (string, error) {
 	pr, pw := io.Pipe()
 	defer pr.Close()
 	go func() { pw.CloseWithError(writeTar(pw, entries)) }()
@@ -361,7 +360,7 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 	opts := client.ImageBuildOptions{
 		Tags:        []string{ref},
 		Dockerfile:  filepath.ToSlash(s.Dockerfile),
-		Labels:      labels,
+		Labels:      imgLabels,
 		BuildArgs:   args,
 		Remove:      true,
 		ForceRemove: true, // no intermediate containers left behind by a failed step

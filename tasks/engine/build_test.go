@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -29,7 +31,7 @@ func TestBuildCachesByContentHash(t *testing.T) {
 		".dockerignore": "*.log\n",
 		"hello.txt":     "hello\n",
 	})
-	spec := BuildSpec{Service: "hello", Context: dir, Repo: repo, Labels: map[string]string{"org.example.team": "platform"}}
+	spec := BuildSpec{Service: "hello", Context: dir, Repo: repo, Labels: fresh(repo, map[string]string{"org.example.team": "platform"})}
 	var out bytes.Buffer
 	opts := BuildOptions{Printer: ui.Plain(&out), StateDir: t.TempDir()}
 
@@ -49,7 +51,7 @@ func TestBuildCachesByContentHash(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if img.ID != first.ImageID || img.Config.Labels[LabelContextHash] != first.Hash || img.Config.Labels["org.example.team"] != "platform" {
+	if img.ID != first.ImageID || img.Config.Labels[labels.ContextHash] != first.Hash || img.Config.Labels["org.example.team"] != "platform" {
 		t.Errorf("image %s labels %v, want hash %s and the spec's labels", img.ID, img.Config.Labels, first.Hash)
 	}
 	if id, _ := e.ImageID(ctx, repo+":latest"); id != first.ImageID {
@@ -120,9 +122,9 @@ func buildFailureLeavesNoTag(t *testing.T, classic bool) {
 	writeFiles(t, bad, map[string]string{"Dockerfile": "FROM scratch\nCOPY present.txt /p\nCOPY missing /x\n", "present.txt": "p"})
 	writeFiles(t, slow, map[string]string{"Dockerfile": "FROM scratch\nCOPY a.txt /a\n", "a.txt": "a"})
 	specs := []BuildSpec{
-		{Service: "broken", Context: bad, Repo: badRepo},
+		{Service: "broken", Context: bad, Repo: badRepo, Labels: fresh(badRepo, nil)},
 		// The prebuild outlives the broken build: it must be cancelled.
-		{Service: "slow", Context: slow, Repo: slowRepo, Prebuild: []string{"sleep", "30"}},
+		{Service: "slow", Context: slow, Repo: slowRepo, Labels: fresh(slowRepo, nil), Prebuild: []string{"sleep", "30"}},
 	}
 	var out bytes.Buffer
 	start := time.Now()
@@ -174,7 +176,7 @@ func TestPrebuildRunsOnlyWhenInputsChange(t *testing.T) {
 		".dockerignore": "*\n!out.txt\n",
 		"input.txt":     "v1",
 	})
-	spec := BuildSpec{Service: "pre", Context: src, Repo: repo,
+	spec := BuildSpec{Service: "pre", Context: src, Repo: repo, Labels: fresh(repo, nil),
 		// A test stand-in for `go build`: derives the output from the input
 		// and counts its runs outside the inputs.
 		Prebuild:        []string{"sh", "-c", `cp input.txt out.txt && echo "$MARK" >> "$RUNS"`},
@@ -279,7 +281,8 @@ func BenchmarkBuildNoop(b *testing.B) {
 		if err := os.WriteFile(filepath.Join(dir, "app"), append(bin, byte(i)), 0o755); err != nil {
 			b.Fatal(err)
 		}
-		specs = append(specs, BuildSpec{Service: "svc" + string(rune('a'+i)), Context: dir, Repo: uniqueRepo(b, e, "bench"),
+		repo := uniqueRepo(b, e, "bench")
+		specs = append(specs, BuildSpec{Service: "svc" + string(rune('a'+i)), Context: dir, Repo: repo, Labels: fresh(repo, nil),
 			Prebuild: []string{"true"}, PrebuildOutputs: []string{"app"}})
 	}
 	if _, err := e.Build(ctx, specs, BuildOptions{StateDir: state}); err != nil {

@@ -8,15 +8,10 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
-)
-
-// Compose labels: containers are found by these, never by name, because
-// compose v1 names them project_service_1 and v2 project-service-1.
-const (
-	LabelProject = "com.docker.compose.project"
-	LabelService = "com.docker.compose.service"
 )
 
 // PortBinding is a container port published on the host.
@@ -50,13 +45,13 @@ type Container struct {
 // project, sorted by service.
 func (e *Engine) Containers(ctx context.Context, project string) ([]Container, error) {
 	list, err := e.API.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: client.Filters{}.Add("label", LabelProject+"="+project)})
+		Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+project)})
 	if err != nil {
 		return nil, fmt.Errorf("list containers of %s on %s: %w", project, e.Host, err)
 	}
 	out := make([]Container, 0, len(list.Items))
 	for _, s := range list.Items {
-		c := Container{ID: s.ID, Project: s.Labels[LabelProject], Service: s.Labels[LabelService],
+		c := Container{ID: s.ID, Project: s.Labels[labels.ComposeProject], Service: s.Labels[labels.ComposeService],
 			State: string(s.State), Image: s.Image, ImageID: s.ImageID, Labels: s.Labels,
 			Created: time.Unix(s.Created, 0)}
 		for _, p := range s.Ports {

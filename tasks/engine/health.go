@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
@@ -83,13 +85,13 @@ func (e *Engine) WaitHealthy(ctx context.Context, project, httpHost string, targ
 	}
 	for {
 		list, err := e.API.ContainerList(dctx, client.ContainerListOptions{All: true,
-			Filters: client.Filters{}.Add("label", LabelProject+"="+project)})
+			Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+project)})
 		if err != nil && dctx.Err() == nil {
 			return results, fmt.Errorf("wait healthy: list containers of %s on %s: %w", project, e.Host, err)
 		}
 		byService := map[string][]string{}
 		for _, c := range list.Items {
-			byService[c.Labels[LabelService]] = append(byService[c.Labels[LabelService]], c.ID)
+			byService[c.Labels[labels.ComposeService]] = append(byService[c.Labels[labels.ComposeService]], c.ID)
 		}
 		pending := 0
 		for i, t := range targets {

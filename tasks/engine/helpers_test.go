@@ -35,6 +35,19 @@ func uniqueRepo(t testing.TB, e *Engine, what string) string {
 	return repo
 }
 
+// fresh returns labels, extra among them, that make a spec's content hash
+// unique to repo. Unique names alone would not do: findImage reuses an
+// identical build under any repository, such as one an interrupted earlier
+// run left in the engine, and a build a test expects to run would then be
+// found cached.
+func fresh(repo string, extra map[string]string) map[string]string {
+	out := map[string]string{"io.maestro.test-repo": repo}
+	for k, v := range extra {
+		out[k] = v
+	}
+	return out
+}
+
 func removeRepo(t testing.TB, e *Engine, repo string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -86,7 +86,7 @@ func TestTransfer(t *testing.T) {
 	repo := uniqueRepo(t, src, "xfer")
 	dir := t.TempDir()
 	writeFiles(t, dir, map[string]string{"Dockerfile": "FROM scratch\nCOPY f.txt /f.txt\n", "f.txt": "payload"})
-	res, err := src.Build(ctx, []BuildSpec{{Service: "x", Context: dir, Repo: repo}}, BuildOptions{StateDir: t.TempDir()})
+	res, err := src.Build(ctx, []BuildSpec{{Service: "x", Context: dir, Repo: repo, Labels: fresh(repo, nil)}}, BuildOptions{StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

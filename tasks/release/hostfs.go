@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
@@ -33,9 +35,6 @@ var hostToolSource embed.FS
 // hosts; its tag is a hash of the tool's source and the host's
 // architecture.
 const HostToolRepo = "maestro-deploy/release-tool"
-
-// labelTool marks the tool's images and containers.
-const labelTool = "maestro-deploy.release-tool"
 
 // hostFS does file work in an environment's folder on its host, through
 // that host's Docker API: a short-lived container of the host tool image
@@ -76,7 +75,7 @@ func ensureTool(ctx context.Context, api *client.Client) (string, error) {
 		Binary:  "hosttool",
 		// Root: the tool writes into the environment's folder as its owner
 		// on the host.
-		Labels: map[string]string{labelTool: "1"},
+		Labels: map[string]string{labels.Tool: "1"},
 	})
 }
 
@@ -84,7 +83,7 @@ func ensureTool(ctx context.Context, api *client.Client) (string, error) {
 // removes it.
 func (h *hostFS) container(ctx context.Context, args []string) (string, error) {
 	created, err := h.api.ContainerCreate(ctx, client.ContainerCreateOptions{
-		Config: &container.Config{Image: h.image, Cmd: args, Labels: map[string]string{labelTool: "1"}},
+		Config: &container.Config{Image: h.image, Cmd: args, Labels: map[string]string{labels.Tool: "1"}},
 		HostConfig: &container.HostConfig{
 			// Binds (not Mounts) so that a missing folder is created.
 			Binds:       []string{h.dir + ":/deploy"},

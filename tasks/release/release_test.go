@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
@@ -262,13 +264,13 @@ func (f *fixture) current() string {
 func (f *fixture) running(ctx context.Context, t *testing.T) map[string][]string {
 	t.Helper()
 	list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{
-		Filters: client.Filters{}.Add("label", "com.docker.compose.project="+f.project)})
+		Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+f.project)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]string{}
 	for _, c := range list.Items {
-		svc := c.Labels["com.docker.compose.service"]
+		svc := c.Labels[labels.ComposeService]
 		if !strings.Contains(c.Status, "(healthy)") {
 			t.Errorf("%s on the remote: %s, want healthy", svc, c.Status)
 		}
@@ -473,7 +475,7 @@ func TestPromote(t *testing.T) {
 			t.Fatalf("quality-fabric runs %v after rollback, want %v", after["quality-fabric"], before["quality-fabric"])
 		}
 		list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{Filters: client.Filters{}.
-			Add("label", "com.docker.compose.project="+f.project, "com.docker.compose.service=quality-fabric")})
+			Add("label", labels.ComposeProject+"="+f.project, labels.ComposeService+"=quality-fabric")})
 		if err != nil || len(list.Items) != 1 {
 			t.Fatalf("quality-fabric containers: %v %v", list.Items, err)
 		}
@@ -642,7 +644,7 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 	}
 
 	svcs, err := f.remote.ServiceList(ctx, client.ServiceListOptions{
-		Filters: client.Filters{}.Add("label", release.LabelStackNamespace+"="+f.project)})
+		Filters: client.Filters{}.Add("label", labels.StackNamespace+"="+f.project)})
 	if err != nil || len(svcs.Items) != 3 {
 		t.Fatalf("stack services: %v %v", svcs.Items, err)
 	}
@@ -763,7 +765,7 @@ func (f *fixture) removeStack(t *testing.T) {
 		t.Errorf("stack rm: %v: %s", err, out)
 		return
 	}
-	label := client.Filters{}.Add("label", release.LabelStackNamespace+"="+f.project)
+	label := client.Filters{}.Add("label", labels.StackNamespace+"="+f.project)
 	for {
 		cs, cerr := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: label})
 		ns, nerr := f.remote.NetworkList(ctx, client.NetworkListOptions{Filters: label})

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/compose"
@@ -19,10 +21,6 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 )
-
-// LabelStackNamespace is the label docker stack deploy puts on a stack's
-// services, networks and containers.
-const LabelStackNamespace = "com.docker.stack.namespace"
 
 // StackDeployArgs is the docker command line that deploys a stack file:
 // services no longer in the file are removed, and image references are
@@ -122,7 +120,7 @@ func (t *target) waitStack(ctx context.Context) error {
 func (t *target) stackState(ctx context.Context, reported map[string]bool, t0 time.Time) (done bool, problems []string, fatal string, err error) {
 	api := t.eng.API
 	project := t.cat.Project.Name
-	svcs, err := api.ServiceList(ctx, client.ServiceListOptions{Filters: client.Filters{}.Add("label", LabelStackNamespace+"="+project)})
+	svcs, err := api.ServiceList(ctx, client.ServiceListOptions{Filters: client.Filters{}.Add("label", labels.StackNamespace+"="+project)})
 	if err != nil {
 		return false, nil, "", fmt.Errorf("list services of stack %s: %w", project, err)
 	}

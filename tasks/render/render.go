@@ -30,6 +30,8 @@ import (
 	"sync"
 	"text/template"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/templates"
 )
@@ -46,19 +48,6 @@ const (
 	// BackupDir holds, per Write with Overwrite, the hand-edited files it
 	// replaced: .backup/<UTC timestamp>/<path>.
 	BackupDir = ".backup"
-)
-
-// Labels set on every service of the rendered compose and stack files, next
-// to compose's own com.docker.compose.* labels.
-const (
-	LabelService     = "io.maestro.service"     // service name
-	LabelRole        = "io.maestro.role"        // "service" or "infrastructure"
-	LabelEnvironment = "io.maestro.environment" // catalog environment name
-	LabelRelease     = "io.maestro.release"     // Options.Release, when set
-	// LabelConfigHash is a sha256 of the service's rendered settings (image,
-	// build, ports, environment with secret references, healthcheck,
-	// volumes, network): equal in the unified and the per-service file.
-	LabelConfigHash = "io.maestro.config-hash"
 )
 
 // File is one file of a rendered deployment folder.
@@ -462,13 +451,10 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 	}
 	h := sha256.Sum256(sum)
 	v.Labels = []kv{
-		{LabelConfigHash, hex.EncodeToString(h[:])},
-		{LabelEnvironment, r.env.Name},
+		{labels.ConfigHash, hex.EncodeToString(h[:])},
+		{labels.Environment, r.env.Name},
 	}
-	if r.opts.Release != "" {
-		v.Labels = append(v.Labels, kv{LabelRelease, r.opts.Release})
-	}
-	v.Labels = append(v.Labels, kv{LabelRole, role}, kv{LabelService, s.Name})
+	v.Labels = append(v.Labels, kv{labels.Role, role}, kv{labels.Service, s.Name})
 	return v, nil
 }
 

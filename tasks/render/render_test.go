@@ -218,8 +218,16 @@ func TestBuildSectionsAndModes(t *testing.T) {
 		}
 	}
 	qf, _ := demo.File("quality-fabric/docker-compose.yml")
-	if !strings.Contains(string(qf.Data), `image: "maestro/quality-fabric:r42"`) || !strings.Contains(string(qf.Data), `"io.maestro.release": "r42"`) {
-		t.Errorf("pinned image or release label missing:\n%s", qf.Data)
+	if !strings.Contains(string(qf.Data), `image: "maestro/quality-fabric:r42"`) {
+		t.Errorf("pinned image missing:\n%s", qf.Data)
+	}
+	// The release is recorded in .env, never in a service's configuration:
+	// a label there would make every release replace every container.
+	if strings.Contains(string(qf.Data), `: "r42"`) {
+		t.Errorf("the release id is in the service's configuration:\n%s", qf.Data)
+	}
+	if env, _ := demo.File("quality-fabric/.env"); !strings.Contains(string(env.Data), "DEPLOY_RELEASE=") || !strings.Contains(string(env.Data), "r42") {
+		t.Errorf("the release id is not in .env:\n%s", env.Data)
 	}
 	for _, tree := range []render.Tree{dev, demo} {
 		for _, f := range tree {

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -31,7 +33,7 @@ func BuildSpecs(cat *catalog.Catalog, only []string) ([]engine.BuildSpec, error)
 			Repo:     cat.ImageRepo(s),
 			Prebuild: s.Prebuild, PrebuildEnv: s.PrebuildEnv,
 			PrebuildInputs: s.PrebuildInputs, PrebuildOutputs: s.PrebuildOutputs,
-			Labels: map[string]string{"io.maestro.project": cat.Project.Name, "io.maestro.service": s.Name},
+			Labels: map[string]string{labels.Project: cat.Project.Name, labels.Service: s.Name},
 		})
 	}
 	return specs, nil

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/tasks/compose"
@@ -169,8 +171,8 @@ func (s *Stack) publishedBy(ctx context.Context, eng *engine.Engine) map[int]str
 	}
 	for _, c := range list.Items {
 		who := strings.TrimPrefix(strings.Join(c.Names, ","), "/")
-		if p := c.Labels[engine.LabelProject]; p != "" {
-			who = p + "/" + c.Labels[engine.LabelService]
+		if p := c.Labels[labels.ComposeProject]; p != "" {
+			who = p + "/" + c.Labels[labels.ComposeService]
 		}
 		for _, p := range c.Ports {
 			if p.PublicPort != 0 {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/release"
@@ -57,7 +59,7 @@ func (s *Stack) containers(ctx context.Context) (*engine.Engine, []engine.Contai
 	}
 	cs := all[:0]
 	for _, c := range all {
-		if c.Labels[check.ProbeLabel] == "" {
+		if c.Labels[labels.Probe] == "" {
 			cs = append(cs, c)
 		}
 	}

@@ -12,8 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
+
 	"github.com/maestro-platform/deploy/internal/testenv"
-	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/stack"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -56,7 +57,7 @@ func containerIDs(t *testing.T, ctx context.Context, project string) map[string]
 	}
 	ids := map[string]string{}
 	for _, c := range cs {
-		if c.Labels[check.ProbeLabel] == "" { // testAll's probe server is not a service
+		if c.Labels[labels.Probe] == "" { // testAll's probe server is not a service
 			ids[c.Service] = c.ID
 		}
 	}

@@ -101,13 +101,15 @@ func TestServeIdle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &Server{Token: "x", Idle: 300 * time.Millisecond}
+	// Pings come every 50ms; an idle time twenty times that keeps a
+	// starved scheduler on a busy machine from ending the server early.
+	s := &Server{Token: "x", Idle: time.Second}
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() { done <- s.Serve(context.Background(), l) }()
 	url := "http://" + l.Addr().String() + PathPing
 	// Pings keep it alive past its idle time.
-	for time.Since(start) < 600*time.Millisecond {
+	for time.Since(start) < 2*time.Second {
 		resp, err := http.Get(url)
 		if err != nil {
 			t.Fatalf("ping while in use: %v", err)
@@ -120,7 +122,7 @@ func TestServeIdle(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(10 * time.Second):
 		t.Fatal("an idle server did not stop")
 	}
 	if _, err := http.Get(url); err == nil {
