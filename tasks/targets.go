@@ -5,10 +5,10 @@
 //	_ "github.com/maestro-platform/deploy/tasks"
 //
 // and may add targets of its own that call into the packages below tasks/
-// (catalog, render, engine, compose, check, release, stack, ui) or register
-// steps with stack.AfterUp. Every target reads its settings from the
-// environment: DEPLOY_CATALOG (default ./services.toml), DEPLOY_DIR (default:
-// the catalog's deploy_dir), NO_COLOR, DEPLOY_OVERWRITE=1.
+// (catalog, render, engine, compose, check, release, stack, ui). Every
+// target reads its settings from the environment; the README's table lists
+// them all: DEPLOY_CATALOG, DEPLOY_DIR, DEPLOY_ENV, DEPLOY_OVERWRITE,
+// DEPLOY_COMPOSE, DEPLOY_BUILDER, DOCKER_HOST and NO_COLOR.
 package tasks
 
 import (

@@ -1,7 +1,6 @@
 // Package templates holds the Go templates that tasks/render fills in to
 // make a deployment folder. They are embedded so that the runner needs no
-// files beside its binary; another project can render its own templates by
-// handing render a different fs.FS.
+// files beside its binary.
 package templates
 
 import (

@@ -16,9 +16,15 @@ import (
 // WriteFunc creates the folder of path if needed, lets write fill a
 // temporary file beside it, syncs it, gives it perm and renames it over
 // path. On any error the temporary file is removed and path is untouched.
+// A folder made for a private file (perm with no group or other bits) is
+// private too.
 func WriteFunc(path string, perm fs.FileMode, write func(io.Writer) error) error {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dirPerm := fs.FileMode(0o755)
+	if perm&0o077 == 0 {
+		dirPerm = 0o700
+	}
+	if err := os.MkdirAll(dir, dirPerm); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")

@@ -86,7 +86,9 @@ type Environment struct {
 	KnownHosts string
 	// Identity is an ssh private key file ("" = ssh's defaults).
 	Identity string
-	// HealthTimeout bounds how long up and promote wait for health (default 2m).
+	// HealthTimeout bounds how long up and promote wait for health
+	// (DefaultHealthTimeout when the catalog does not say; see
+	// HealthDeadline for catalogs built in code).
 	HealthTimeout time.Duration
 	// EndpointMode is how services find each other inside a swarm stack's
 	// network: EndpointVIP (default) or EndpointDNSRR. Empty for compose
@@ -99,62 +101,81 @@ type Environment struct {
 	Line int
 }
 
+// DefaultHealthTimeout is how long up and promote wait for health when an
+// environment does not say.
+const DefaultHealthTimeout = 2 * time.Minute
+
+// HealthDeadline is HealthTimeout, or DefaultHealthTimeout when it is not
+// set (a catalog built in code).
+func (e *Environment) HealthDeadline() time.Duration {
+	if e.HealthTimeout > 0 {
+		return e.HealthTimeout
+	}
+	return DefaultHealthTimeout
+}
+
 // Remote reports whether the environment lives on another Docker host.
 func (e *Environment) Remote() bool { return e.Host != "" }
 
 // Service is one deployable unit: an application service or a piece of
 // shared infrastructure.
 type Service struct {
-	Name string
+	// The view tags name each field as the promotion gate and plan report
+	// it, or leave it out ("-") of a service's configuration: what may
+	// differ between environments (ports), what the image ID covers (the
+	// build recipe) and what does not change how it runs. A new field is
+	// part of the configuration unless tagged otherwise.
+
+	Name string `view:"name"`
 	// Title is a human name for tables ("Quality Fabric"); defaults to Name.
-	Title string
+	Title string `view:"-"`
 	// Source is the absolute build context folder ("" when Image is set).
-	Source string
+	Source string `view:"-"`
 	// Dockerfile is relative to Source (default "Dockerfile").
-	Dockerfile string
+	Dockerfile string `view:"-"`
 	// Image is a prebuilt image reference used instead of building Source.
-	Image string
+	Image string `view:"image"`
 	// Port is the port the container listens on.
-	Port int
+	Port int `view:"port"`
 	// DevPort and ProdPort are the published host ports of the dev and prod
 	// columns (0 = not published).
-	DevPort, ProdPort int
+	DevPort, ProdPort int `view:"-"`
 	// ExtraPorts are further port columns, by column name.
-	ExtraPorts map[string]int
+	ExtraPorts map[string]int `view:"-"`
 	// Health is the HTTP health path (default "/health").
-	Health string
+	Health string `view:"health"`
 	// Healthcheck is the in-container health command (exec form), used as
 	// the compose healthcheck; empty = none, and health is then probed over
 	// HTTP on the published port.
-	Healthcheck []string
+	Healthcheck []string `view:"healthcheck"`
 	// DependsOn names services or infrastructure this one needs healthy first.
-	DependsOn []string
+	DependsOn []string `view:"depends_on"`
 	// Env is the plain environment of the container.
-	Env map[string]string
+	Env map[string]string `view:"env"`
 	// Secrets are environment values that are never printed and never put
 	// in a compose file: they go to the 0600 .env only.
-	Secrets map[string]string
+	Secrets map[string]string `view:"secrets,secret"`
 	// Prebuild is a command (argument list, never a shell string) run in
 	// Source before the image build, e.g. a static go build.
-	Prebuild []string
+	Prebuild []string `view:"-"`
 	// PrebuildEnv is added to the environment of Prebuild.
-	PrebuildEnv map[string]string
+	PrebuildEnv map[string]string `view:"-"`
 	// PrebuildInputs are absolute files or folders whose content decides
 	// whether Prebuild must run again (default: Source).
-	PrebuildInputs []string
+	PrebuildInputs []string `view:"-"`
 	// PrebuildOutputs are paths relative to Source that Prebuild writes;
 	// they are left out of the input hash.
-	PrebuildOutputs []string
+	PrebuildOutputs []string `view:"-"`
 	// Replicas for swarm environments (default 1).
-	Replicas int
+	Replicas int `view:"replicas"`
 	// Volumes are named volumes, "name:/container/path".
-	Volumes []string
+	Volumes []string `view:"volumes"`
 	// Checks are what testAll runs for this service, besides its health.
-	Checks []*Check
+	Checks []*Check `view:"checks"`
 	// Infra is true for entries of [[infrastructure]].
-	Infra bool
+	Infra bool `view:"infrastructure"`
 	// Line is the line of the [[services]] / [[infrastructure]] header.
-	Line int
+	Line int `view:"-"`
 }
 
 // HostPort returns the published host port of the service in the given
@@ -198,7 +219,7 @@ type Check struct {
 	Timeout time.Duration
 	Retries int
 	// Line is the line of the [[services.checks]] header.
-	Line int
+	Line int `view:"-"`
 }
 
 // All returns infrastructure then services: the order in which they start.

@@ -172,7 +172,7 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	if e.Identity != "" {
 		e.Identity = v.path(e.Identity)
 	}
-	e.HealthTimeout = v.duration(key+".health_timeout", r.HealthTimeout, 2*time.Minute)
+	e.HealthTimeout = v.duration(key+".health_timeout", r.HealthTimeout, DefaultHealthTimeout)
 	return e
 }
 

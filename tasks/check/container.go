@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
 
 	"github.com/moby/moby/api/types/container"
@@ -104,7 +105,7 @@ func inspectAll(ctx context.Context, api *client.Client, ids []string) (ok, star
 	for _, id := range ids {
 		res, err := api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
 		if err != nil {
-			problems = append(problems, fmt.Sprintf("inspect %s: %v", shortID(id), err))
+			problems = append(problems, fmt.Sprintf("inspect %s: %v", engine.ShortID(id), err))
 			continue
 		}
 		st := res.Container.State
@@ -160,11 +161,4 @@ func lastHealthLog(h *container.Health) string {
 		return ""
 	}
 	return ": " + out
-}
-
-func shortID(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -86,7 +87,7 @@ func RemoveProbe(ctx context.Context, api *client.Client, project string) error 
 	var errs []error
 	for _, c := range res.Items {
 		if err := removeContainer(ctx, api, c.ID); err != nil {
-			errs = append(errs, fmt.Errorf("remove probe %s of %s: %w", shortID(c.ID), project, err))
+			errs = append(errs, fmt.Errorf("remove probe %s of %s: %w", engine.ShortID(c.ID), project, err))
 		}
 	}
 	return errors.Join(errs...)
@@ -124,7 +125,7 @@ func runServed(ctx context.Context, api *client.Client, ref, netName, project st
 		out, err = postSpecs(ctx, srv, specs)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("probe server %s on network %s: %w", shortID(srv.id), netName, err)
+		return nil, fmt.Errorf("probe server %s on network %s: %w", engine.ShortID(srv.id), netName, err)
 	}
 	return out, nil
 }
@@ -157,7 +158,7 @@ func ensureServer(ctx context.Context, api *client.Client, ref, netName, project
 		}
 		for _, id := range stale {
 			if err := removeContainer(ctx, api, id); err != nil {
-				return probeServer{}, false, fmt.Errorf("probe server of %s: remove old %s: %w", project, shortID(id), err)
+				return probeServer{}, false, fmt.Errorf("probe server of %s: remove old %s: %w", project, engine.ShortID(id), err)
 			}
 		}
 		if !busy {

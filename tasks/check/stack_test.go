@@ -279,7 +279,7 @@ func TestStack(t *testing.T) {
 		}
 		first := run(t)
 		if again := run(t); again != first {
-			t.Errorf("second run used probe server %s, want the first one %s again", shortID(again), shortID(first))
+			t.Errorf("second run used probe server %s, want the first one %s again", engine.ShortID(again), engine.ShortID(first))
 		}
 		// What compose and the up-to-date checks see of it.
 		in, err := api.ContainerInspect(ctx, first, client.ContainerInspectOptions{})
@@ -307,10 +307,10 @@ func TestStack(t *testing.T) {
 			}
 			next := run(t)
 			if next == first {
-				t.Fatalf("a killed probe server %s was used again", shortID(first))
+				t.Fatalf("a killed probe server %s was used again", engine.ShortID(first))
 			}
 			if _, err := api.ContainerInspect(ctx, first, client.ContainerInspectOptions{}); err == nil {
-				t.Errorf("the killed probe server %s was not removed", shortID(first))
+				t.Errorf("the killed probe server %s was not removed", engine.ShortID(first))
 			}
 			first = next
 		})
@@ -319,7 +319,7 @@ func TestStack(t *testing.T) {
 				t.Fatal(err)
 			}
 			if next := run(t); next == first {
-				t.Fatalf("removed probe server %s reported again", shortID(first))
+				t.Fatalf("removed probe server %s reported again", engine.ShortID(first))
 			}
 		})
 		t.Run("image changed", func(t *testing.T) {
@@ -332,10 +332,10 @@ func TestStack(t *testing.T) {
 			}
 			srv, reused, err := ensureServer(ctx, api, other, netName, project, "")
 			if err != nil || reused || srv.id == old {
-				t.Fatalf("ensureServer with a new image: %+v reused=%v err=%v (old %s)", srv, reused, err, shortID(old))
+				t.Fatalf("ensureServer with a new image: %+v reused=%v err=%v (old %s)", srv, reused, err, engine.ShortID(old))
 			}
 			if now := servedProbe(t, api, project); now != srv.id {
-				t.Errorf("probe server %s, want the new %s only", shortID(now), shortID(srv.id))
+				t.Errorf("probe server %s, want the new %s only", engine.ShortID(now), engine.ShortID(srv.id))
 			}
 			// And back: Run replaces it with one of the current image.
 			if back := run(t); back == srv.id {
@@ -352,7 +352,7 @@ func TestStack(t *testing.T) {
 			}
 			assertNoProbeLeft(t, api, project)
 			if _, err := api.ContainerInspect(ctx, before, client.ContainerInspectOptions{}); err == nil {
-				t.Errorf("RemoveProbe left %s", shortID(before))
+				t.Errorf("RemoveProbe left %s", engine.ShortID(before))
 			}
 		})
 		t.Run("server fails, one-shot runs", func(t *testing.T) {
@@ -493,7 +493,7 @@ func TestStack(t *testing.T) {
 		if err := os.WriteFile(file, []byte(yml), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := cli.Run(ctx, dir, nil, cli.DownArgs(project, []string{file}, false)); err != nil {
+		if out, err := compose.Exec(ctx, dir, nil, cli.DownArgs(project, []string{file}, false)); err != nil {
 			t.Fatalf("compose down: %v\n%s", err, out)
 		}
 		assertNoProbeLeft(t, api, project)
@@ -549,7 +549,7 @@ func servedProbe(t *testing.T, api *client.Client, project string) string {
 		t.Fatalf("%d probe servers of %s, want 1", len(res.Items), project)
 	}
 	if c := res.Items[0]; c.State != "running" {
-		t.Fatalf("probe server %s is %s", shortID(c.ID), c.State)
+		t.Fatalf("probe server %s is %s", engine.ShortID(c.ID), c.State)
 	}
 	return res.Items[0].ID
 }

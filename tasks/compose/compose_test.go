@@ -197,7 +197,7 @@ func TestRunConfigReal(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := c.Run(ctx, dir, []string{"GREETING=hello"}, c.ConfigArgs(testenv.ProjectName(t, "cfg"), []string{good}))
+	out, err := Exec(ctx, dir, []string{"GREETING=hello"}, c.ConfigArgs(testenv.ProjectName(t, "cfg"), []string{good}))
 	if err != nil {
 		t.Fatalf("config -q on a valid file: %v", err)
 	}
@@ -210,7 +210,7 @@ func TestRunConfigReal(t *testing.T) {
 		t.Fatal(err)
 	}
 	argv := c.ConfigArgs("cfgbad", []string{bad})
-	_, err = c.Run(ctx, dir, nil, argv)
+	_, err = Exec(ctx, dir, nil, argv)
 	var re *RunError
 	if !errors.As(err, &re) {
 		t.Fatalf("config -q on an invalid file: err = %v, want a *RunError", err)
@@ -228,9 +228,8 @@ func TestRunConfigReal(t *testing.T) {
 }
 
 func TestRunKeepsTail(t *testing.T) {
-	c := &CLI{Argv: []string{"sh"}}
 	// 50 numbered lines then failure: only the last TailLines are kept.
-	_, err := c.Run(context.Background(), "", []string{"SECRET_VALUE=hunter2"},
+	_, err := Exec(context.Background(), "", []string{"SECRET_VALUE=hunter2"},
 		[]string{"sh", "-c", `i=1; while [ $i -le 50 ]; do echo line$i; i=$((i+1)); done; exit 3`})
 	var re *RunError
 	if !errors.As(err, &re) {
@@ -249,8 +248,7 @@ func TestRunKeepsTail(t *testing.T) {
 }
 
 func TestRunEnvAndCancel(t *testing.T) {
-	c := &CLI{Argv: []string{"sh"}}
-	out, err := c.Run(context.Background(), t.TempDir(), []string{"HOME=/overridden"}, []string{"sh", "-c", `echo "$HOME"; pwd`})
+	out, err := Exec(context.Background(), t.TempDir(), []string{"HOME=/overridden"}, []string{"sh", "-c", `echo "$HOME"; pwd`})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +258,7 @@ func TestRunEnvAndCancel(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	_, err = c.Run(ctx, "", nil, []string{"sleep", "30"})
+	_, err = Exec(ctx, "", nil, []string{"sleep", "30"})
 	if err == nil || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want deadline exceeded", err)
 	}

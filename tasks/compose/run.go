@@ -32,14 +32,9 @@ func (e *RunError) Error() string {
 
 func (e *RunError) Unwrap() error { return e.Err }
 
-// Run runs argv, a full command line as returned by Args, UpArgs and the
-// other builders (it starts with c.Argv), in dir, as Exec does.
-func (c *CLI) Run(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
-	return Exec(ctx, dir, env, argv)
-}
-
-// Exec runs any command line of the compose family (compose itself, or
-// `docker stack` for swarm) in dir. env is added to the process
+// Exec runs a command line of the compose family in dir: one that Args,
+// UpArgs and the other builders return (it starts with the CLI's Argv), or
+// `docker stack` for swarm. env is added to the process
 // environment; a key set there wins over the inherited one. It returns the
 // combined output. On failure the error is a *RunError carrying the
 // command and the last TailLines lines of output. Values in env are never

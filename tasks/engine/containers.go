@@ -6,6 +6,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
@@ -67,7 +68,7 @@ func (e *Engine) Containers(ctx context.Context, project string) ([]Container, e
 			if IsNotFound(err) {
 				continue // removed since the list
 			}
-			return nil, fmt.Errorf("inspect container %s (%s): %w", short(s.ID), c.Service, err)
+			return nil, fmt.Errorf("inspect container %s (%s): %w", ShortID(s.ID), c.Service, err)
 		}
 		if st := in.Container.State; st != nil {
 			c.State = string(st.Status)
@@ -94,7 +95,7 @@ func (e *Engine) Containers(ctx context.Context, project string) ([]Container, e
 func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow bool, w io.Writer) error {
 	in, err := e.API.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
 	if err != nil {
-		return fmt.Errorf("logs of %s: %w", short(containerID), err)
+		return fmt.Errorf("logs of %s: %w", ShortID(containerID), err)
 	}
 	t := "all"
 	if tail > 0 {
@@ -103,7 +104,7 @@ func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow 
 	rc, err := e.API.ContainerLogs(ctx, containerID, client.ContainerLogsOptions{
 		ShowStdout: true, ShowStderr: true, Tail: t, Follow: follow})
 	if err != nil {
-		return fmt.Errorf("logs of %s: %w", short(containerID), err)
+		return fmt.Errorf("logs of %s: %w", ShortID(containerID), err)
 	}
 	defer rc.Close()
 	if in.Container.Config != nil && in.Container.Config.Tty {
@@ -112,12 +113,15 @@ func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow 
 		_, err = stdcopy.StdCopy(w, w, rc)
 	}
 	if err != nil && ctx.Err() == nil {
-		return fmt.Errorf("logs of %s: %w", short(containerID), err)
+		return fmt.Errorf("logs of %s: %w", ShortID(containerID), err)
 	}
 	return nil
 }
 
-func short(id string) string {
+// ShortID is an image or container ID as docker prints it: 12 hex digits,
+// without the "sha256:" prefix.
+func ShortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
 	if len(id) > 12 {
 		return id[:12]
 	}

@@ -23,9 +23,6 @@ import (
 // pollInterval is how often WaitHealthy looks at containers again.
 const pollInterval = 250 * time.Millisecond
 
-// DefaultHealthDeadline is WaitHealthy's deadline when none is given.
-const DefaultHealthDeadline = 2 * time.Minute
-
 // LogTail is how many log lines WaitHealthy's error carries per failing
 // service.
 const LogTail = 50
@@ -59,7 +56,7 @@ type WaitResult struct {
 // HTTP GET of http://httpHost:HostPort/HealthPath answering 2xx, else just
 // running. It prints a line per service as it becomes healthy. A container
 // that exited, is restarting or is unhealthy fails at once; otherwise the
-// wait ends at deadline (DefaultHealthDeadline when <= 0). The error names each failing service, its state
+// wait ends at deadline, which must be positive. The error names each failing service, its state
 // and the last LogTail lines of its log.
 func (e *Engine) WaitHealthy(ctx context.Context, project, httpHost string, targets []WaitTarget, deadline time.Duration, p *ui.Printer) ([]WaitResult, error) {
 	if p == nil {
@@ -69,7 +66,7 @@ func (e *Engine) WaitHealthy(ctx context.Context, project, httpHost string, targ
 		httpHost = "127.0.0.1"
 	}
 	if deadline <= 0 {
-		deadline = DefaultHealthDeadline
+		return nil, fmt.Errorf("wait healthy: no deadline given")
 	}
 	t0 := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, deadline)
@@ -266,7 +263,7 @@ func (e *Engine) waitError(ctx context.Context, targets []WaitTarget, results []
 		case len(lines) == 0:
 			b.WriteString("\n    (its log is empty)")
 		default:
-			fmt.Fprintf(&b, "\n    last %d log lines of container %s:", len(lines), short(r.ContainerID))
+			fmt.Fprintf(&b, "\n    last %d log lines of container %s:", len(lines), ShortID(r.ContainerID))
 			b.WriteString(errTail(lines))
 		}
 	}

@@ -1,149 +1,51 @@
 package release
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
-	"github.com/maestro-platform/deploy/internal/atomicfile"
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/record"
 )
-
-// TestRecordFile is where testAll leaves its verdict, relative to the local
-// deployment folder.
-const TestRecordFile = ".state/last-testall.json"
-
-// TestRecord is what the last testAll on a local environment saw: the
-// images it tested and the configuration they ran with. Promote ships only
-// what such a record vouches for.
-type TestRecord struct {
-	Env     string `json:"env"`
-	Project string `json:"project"`
-	// Images maps each service to the image ID it ran ("sha256:...").
-	Images map[string]string `json:"images"`
-	// ConfigHash is ConfigHash(cat) at the time of the test.
-	ConfigHash string    `json:"config_hash"`
-	Passed     bool      `json:"passed"`
-	At         time.Time `json:"at"`
-}
-
-// WriteTestRecord stores rec as deployDir/.state/last-testall.json,
-// atomically (temp file + rename), so promote never reads half a record.
-func WriteTestRecord(deployDir string, rec TestRecord) error {
-	p := filepath.Join(deployDir, filepath.FromSlash(TestRecordFile))
-	b, err := json.MarshalIndent(rec, "", "  ")
-	if err != nil {
-		return fmt.Errorf("test record: %w", err)
-	}
-	if err := atomicfile.Write(p, append(b, '\n'), 0o644); err != nil {
-		return fmt.Errorf("test record: %w", err)
-	}
-	return nil
-}
-
-// ReadTestRecord reads the record WriteTestRecord left in deployDir. A
-// missing record is an error for which errors.Is(err, os.ErrNotExist).
-func ReadTestRecord(deployDir string) (TestRecord, error) {
-	p := filepath.Join(deployDir, filepath.FromSlash(TestRecordFile))
-	var rec TestRecord
-	b, err := os.ReadFile(p)
-	if err != nil {
-		return rec, fmt.Errorf("test record: %w", err)
-	}
-	if err := json.Unmarshal(b, &rec); err != nil {
-		return rec, fmt.Errorf("test record %s: %w (run `mage testAll` to write a new one)", p, err)
-	}
-	return rec, nil
-}
-
-// configView is what of a service decides how it runs, whatever the
-// environment: not its published ports (they differ per environment by
-// design), not how its image is built (the image ID covers that), not
-// where in the file it is written.
-type configView struct {
-	Name        string
-	Infra       bool
-	Image       string
-	Port        int
-	Health      string
-	Healthcheck []string
-	DependsOn   []string
-	Env         map[string]string
-	// Secrets by hash: a changed secret changes the configuration, but the
-	// hash input is never written anywhere.
-	Secrets  map[string]string
-	Replicas int
-	Volumes  []string
-	Checks   []checkView
-}
-
-type checkView struct {
-	Name, Kind, Path, Contains, JSONField, JSONEquals string
-	Status, Retries                                   int
-	Timeout                                           time.Duration
-}
-
-// ConfigHash is a hash of the catalog's project, services and
-// infrastructure as they are rendered and tested, leaving out what may
-// differ between the tested environment and the promoted one: port
-// columns, environments, and the build recipe (covered by image IDs).
-// testAll records it; promote refuses a catalog whose hash differs.
-func ConfigHash(cat *catalog.Catalog) string {
-	v := struct {
-		Project, Network string
-		Services         []configView
-	}{Project: cat.Project.Name, Network: cat.Project.Network}
-	for _, s := range cat.All() {
-		cv := configView{Name: s.Name, Infra: s.Infra, Image: s.Image, Port: s.Port, Health: s.Health,
-			Healthcheck: s.Healthcheck, DependsOn: s.DependsOn, Env: s.Env, Replicas: s.Replicas, Volumes: s.Volumes}
-		if len(s.Secrets) > 0 {
-			cv.Secrets = map[string]string{}
-			for k, val := range s.Secrets {
-				sum := sha256.Sum256([]byte(val))
-				cv.Secrets[k] = hex.EncodeToString(sum[:])
-			}
-		}
-		for _, c := range s.Checks {
-			cv.Checks = append(cv.Checks, checkView{Name: c.Name, Kind: c.Kind, Path: c.Path, Contains: c.Contains,
-				JSONField: c.JSONField, JSONEquals: c.JSONEquals, Status: c.Status, Retries: c.Retries, Timeout: c.Timeout})
-		}
-		v.Services = append(v.Services, cv)
-	}
-	// encoding/json sorts map keys: the hash does not depend on map order.
-	b, _ := json.Marshal(v)
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
 
 // GateError is a refused promotion: what differs from the last passing
 // testAll, and how to fix it.
 type GateError struct {
 	Env     string
 	Reasons []string
+	// untested: no passing testAll at all (else one that differs).
+	untested bool
 }
 
 func (e *GateError) Error() string {
 	return fmt.Sprintf("promote %s refused: the release is not what the last testAll passed:\n  - %s\n"+
 		"fix: run `mage testAll` (or `mage deployAll`) on dev and promote when it passes; "+
-		"to ship untested images anyway, use the force option (it says so loudly)",
+		"to ship it untested anyway, add -force (it says so loudly)",
 		e.Env, strings.Join(e.Reasons, "\n  - "))
 }
 
-// checkGate compares the record with the images and configuration about
-// to be shipped. images maps service to the local image ID now.
-func checkGate(cat *catalog.Catalog, env string, rec TestRecord, recErr error, images map[string]string) error {
-	if recErr != nil {
-		if errors.Is(recErr, os.ErrNotExist) {
-			return &GateError{Env: env, Reasons: []string{"no testAll has been recorded in " + cat.Project.DeployDir}}
+// Untested reports whether no passing testAll was recorded at all, as
+// opposed to one that differs from the release.
+func (e *GateError) Untested() bool { return e.untested }
+
+// checkGate compares the test record in deployDir with the images and
+// configuration about to be shipped. images maps service to the local
+// image ID now; key is deployDir's digest key.
+func checkGate(cat *catalog.Catalog, env, deployDir string, key []byte, images map[string]string) error {
+	rec, err := record.ReadTest(deployDir)
+	if err != nil {
+		where := filepath.Join(deployDir, filepath.FromSlash(record.TestFile))
+		if errors.Is(err, os.ErrNotExist) {
+			return &GateError{Env: env, untested: true, Reasons: []string{"no testAll has been recorded in " + deployDir + " (no " + where + ")"}}
 		}
-		return &GateError{Env: env, Reasons: []string{recErr.Error()}}
+		return &GateError{Env: env, untested: true, Reasons: []string{err.Error()}}
 	}
 	var reasons []string
 	if !rec.Passed {
@@ -155,34 +57,24 @@ func checkGate(cat *catalog.Catalog, env string, rec TestRecord, recErr error, i
 	if rec.Project != "" && rec.Project != cat.Project.Name {
 		reasons = append(reasons, fmt.Sprintf("the last testAll tested project %q, not %q", rec.Project, cat.Project.Name))
 	}
-	if h := ConfigHash(cat); rec.ConfigHash != h {
-		reasons = append(reasons, "the catalog's services or infrastructure changed since the last testAll")
+	if rec.Config == nil {
+		reasons = append(reasons, "the test record in "+deployDir+" is from an older version of this tool and holds no configuration")
+	} else {
+		for _, c := range record.Compare(rec.Config, record.Views(cat, key)) {
+			reasons = append(reasons, "since the last testAll, "+c.String())
+		}
 	}
-	names := make([]string, 0, len(images))
-	for n := range images {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(images)) {
 		tested, ok := rec.Images[n]
 		switch {
 		case !ok:
 			reasons = append(reasons, fmt.Sprintf("%s: not in the last testAll", n))
 		case tested != images[n]:
-			reasons = append(reasons, fmt.Sprintf("%s: image %s is not the tested %s (rebuilt since?)", n, short(images[n]), short(tested)))
+			reasons = append(reasons, fmt.Sprintf("%s: image %s is not the tested %s (rebuilt since the last testAll)", n, engine.ShortID(images[n]), engine.ShortID(tested)))
 		}
 	}
 	if len(reasons) > 0 {
-		return &GateError{Env: env, Reasons: reasons}
+		return &GateError{Env: env, Reasons: reasons, untested: !rec.Passed}
 	}
 	return nil
-}
-
-// short is an image ID as docker prints it.
-func short(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
 }

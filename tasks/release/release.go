@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/url"
@@ -37,6 +38,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/client"
@@ -133,7 +135,7 @@ func (e *Error) Error() string {
 	case e.Previous != "" && e.Restored:
 		fmt.Fprintf(&b, "\nrolled back: the previous release %s is running and healthy again; current still points at it", e.Previous)
 	case e.Previous != "":
-		fmt.Fprintf(&b, "\nROLLBACK FAILED: the previous release %s could not be restored: %v\nthe host needs attention: try `mage rollback %s`", e.Previous, e.RestoreErr, e.Env)
+		fmt.Fprintf(&b, "\nROLLBACK FAILED: the previous release %s could not be restored: %v\nthe host needs attention: try `mage rollback -env=%s`", e.Previous, e.RestoreErr, e.Env)
 	case e.Removed:
 		b.WriteString("\nthere was no previous release: the failed stack was taken down")
 	default:
@@ -314,10 +316,17 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 		}
 		ids[s.Name] = id
 	}
-	rec, recErr := ReadTestRecord(opts.LocalDeployDir)
-	if gerr := checkGate(cat, env.Name, rec, recErr, ids); gerr != nil {
+	key, err := record.Key(opts.LocalDeployDir)
+	if err != nil {
+		return nil, fmt.Errorf("promote: %w", err)
+	}
+	if gerr := checkGate(cat, env.Name, opts.LocalDeployDir, key, ids); gerr != nil {
 		if !opts.Force {
-			p.Line(ui.Fail, "gate", "not tested: refusing")
+			if gerr.(*GateError).Untested() {
+				p.Line(ui.Fail, "gate", "not tested: refusing")
+			} else {
+				p.Line(ui.Fail, "gate", "not what testAll passed: refusing")
+			}
 			return nil, gerr
 		}
 		p.Line(ui.Warn, "gate", "%s", p.Colorize(ui.Fail, "FORCED: shipping images and configuration that no passing testAll vouches for:"))
@@ -325,7 +334,7 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 			p.Line(ui.Warn, "", "%s", p.Colorize(ui.Warn, "  "+r))
 		}
 	} else {
-		p.Line(ui.OK, "gate", "images and configuration are what testAll passed on %s (%s)", rec.Env, rec.At.Local().Format("2006-01-02 15:04:05"))
+		p.Line(ui.OK, "gate", "images and configuration are what the last testAll passed (%s)", filepath.Join(opts.LocalDeployDir, filepath.FromSlash(record.TestFile)))
 	}
 
 	// 2. Pin each service to an immutable tag of its tested image.
@@ -464,7 +473,7 @@ func pin(ctx context.Context, local *engine.Engine, cat *catalog.Catalog, s *cat
 	if len(tags) > 0 {
 		return tags[0], nil
 	}
-	ref := repo + ":rel-" + short(id)
+	ref := repo + ":rel-" + engine.ShortID(id)
 	if _, err := local.API.ImageTag(ctx, imageTagOptions(id, ref)); err != nil {
 		return "", fmt.Errorf("promote: tag %s: %w", ref, err)
 	}
@@ -505,13 +514,6 @@ func readLocal(dir string) (map[string]fileData, error) {
 	return files, nil
 }
 
-func healthTimeout(env *catalog.Environment) time.Duration {
-	if env.HealthTimeout > 0 {
-		return env.HealthTimeout
-	}
-	return 2 * time.Minute
-}
-
 // start runs the release in dir on the host and proves it: up, healthy,
 // checks green. step names what failed.
 func (t *target) start(ctx context.Context, dir string) (*check.Report, string, error) {
@@ -521,7 +523,7 @@ func (t *target) start(ctx context.Context, dir string) (*check.Report, string, 
 	ts := time.Now()
 	files := []string{render.ComposeFile}
 	t.p.Line(ui.Run, "start", "%s up -d on %s", t.compose, t.eng.Host)
-	out, err := t.compose.Run(ctx, dir, t.dockerEnv, t.compose.UpStackArgs(t.cat.Project.Name, files))
+	out, err := compose.Exec(ctx, dir, t.dockerEnv, t.compose.UpStackArgs(t.cat.Project.Name, files))
 	t.dim(out)
 	if err != nil {
 		return nil, "start", err
@@ -553,7 +555,7 @@ func (t *target) waitHealthy(ctx context.Context) error {
 		targets = append(targets, engine.WaitTarget{Service: s.Name, HealthPath: s.Health, HostPort: port,
 			HasHealthcheck: len(s.Healthcheck) > 0})
 	}
-	_, err := t.eng.WaitHealthy(ctx, t.cat.Project.Name, hostAddr(t.env), targets, healthTimeout(t.env), t.p)
+	_, err := t.eng.WaitHealthy(ctx, t.cat.Project.Name, hostAddr(t.env), targets, t.env.HealthDeadline(), t.p)
 	return err
 }
 
@@ -567,7 +569,7 @@ func (t *target) checks(ctx context.Context) (*check.Report, error) {
 // release's folder; current is left as it was.
 func (t *target) recover(ctx context.Context, id, previous, step string, cause error) error {
 	// The caller's context may be what ended the release: recovery still runs.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout(t.env)+2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
 	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: previous}
 	t.p.Line(ui.Fail, step, "release %s failed: %v", id, firstLine(cause))
@@ -609,7 +611,7 @@ func (t *target) restore(ctx context.Context, id string) error {
 		}
 		return t.waitStack(ctx)
 	}
-	out, err := t.compose.Run(ctx, dir, t.dockerEnv, t.compose.UpStackArgs(t.cat.Project.Name, []string{render.ComposeFile}))
+	out, err := compose.Exec(ctx, dir, t.dockerEnv, t.compose.UpStackArgs(t.cat.Project.Name, []string{render.ComposeFile}))
 	t.dim(out)
 	if err != nil {
 		return err
@@ -627,7 +629,7 @@ func (t *target) down(ctx context.Context, id string) error {
 		return err
 	}
 	defer cleanup()
-	_, err = t.compose.Run(ctx, dir, t.dockerEnv, t.compose.DownArgs(t.cat.Project.Name, []string{render.ComposeFile}, false))
+	_, err = compose.Exec(ctx, dir, t.dockerEnv, t.compose.DownArgs(t.cat.Project.Name, []string{render.ComposeFile}, false))
 	return err
 }
 
@@ -679,7 +681,7 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 		return fmt.Errorf("rollback %s: %w", env.Name, err)
 	}
 	if st.Current == "" {
-		return fmt.Errorf("rollback %s: no current release in %s on %s: nothing to roll back from (run `mage promote %s` first)",
+		return fmt.Errorf("rollback %s: no current release in %s on %s: nothing to roll back from (run `mage promote -env=%s` first)",
 			env.Name, env.Dir, displayHost(env), env.Name)
 	}
 	prev := ""
@@ -710,7 +712,7 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 }
 
 func (t *target) recoverRollback(ctx context.Context, id, current, step string, cause error) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), healthTimeout(t.env)+2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
 	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: current}
 	t.p.Line(ui.Fail, step, "rollback to %s failed: %v", id, firstLine(cause))
@@ -731,7 +733,7 @@ func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Releas
 	if err != nil {
 		return nil, err
 	}
-	t, err := connect(ctx, cat, env, ui.Plain(discard{}))
+	t, err := connect(ctx, cat, env, ui.Plain(io.Discard))
 	if err != nil {
 		return nil, fmt.Errorf("releases %s: %w", env.Name, err)
 	}
@@ -758,18 +760,12 @@ func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Releas
 	}
 	opts.Printer.Header("releases of %s on %s (%s:%s)", cat.Project.Name, env.Name, displayHost(env), env.Dir)
 	if len(rows) == 0 {
-		opts.Printer.Line(ui.Info, "", "no releases yet: `mage promote %s` makes the first", env.Name)
+		opts.Printer.Line(ui.Info, "", "no releases yet: `mage promote -env=%s` makes the first", env.Name)
 	} else {
 		opts.Printer.Table([]string{"RELEASE", "MADE", "COMMIT", ""}, rows)
 	}
 	return out, nil
 }
-
-type discard struct{}
-
-func (discard) Write(b []byte) (int, error) { return len(b), nil }
-
-func sortStrings(s []string) { sort.Strings(s) }
 
 var errNoStack = errors.New("no stack file in the release: render it for an environment with engine = \"swarm\"")
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/record"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
@@ -219,8 +220,12 @@ func (f *fixture) build(ctx context.Context, labels map[string]map[string]string
 // the testAll target would.
 func (f *fixture) passTestAll(ctx context.Context) {
 	f.t.Helper()
-	rec := release.TestRecord{Env: "dev", Project: f.project, Images: map[string]string{},
-		ConfigHash: release.ConfigHash(f.cat), Passed: true, At: time.Now()}
+	key, err := record.Key(f.deploy)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	rec := record.Test{Env: "dev", Project: f.project, Images: map[string]string{},
+		Config: record.Views(f.cat, key), Passed: true, At: time.Now()}
 	for _, s := range f.cat.All() {
 		id, err := f.local.ImageID(ctx, f.cat.ImageRef(s))
 		if err != nil {
@@ -228,7 +233,7 @@ func (f *fixture) passTestAll(ctx context.Context) {
 		}
 		rec.Images[s.Name] = id
 	}
-	if err := release.WriteTestRecord(f.deploy, rec); err != nil {
+	if err := record.WriteTest(f.deploy, rec); err != nil {
 		f.t.Fatal(err)
 	}
 }
@@ -301,15 +306,15 @@ func TestPromote(t *testing.T) {
 		_, err := release.Promote(ctx, f.cat, f.opts("e2e"))
 		var ge *release.GateError
 		if !errors.As(err, &ge) || !strings.Contains(err.Error(), "no testAll has been recorded") ||
-			!strings.Contains(err.Error(), "mage testAll") || !strings.Contains(err.Error(), "force") {
+			!strings.Contains(err.Error(), "mage testAll") || !strings.Contains(err.Error(), "-force") {
 			t.Fatalf("err = %v, want a GateError saying no testAll was recorded, how to fix it, and that force exists", err)
 		}
 		// A failed run, and a run of other images, are refused too.
 		f.passTestAll(ctx)
-		rec, _ := release.ReadTestRecord(f.deploy)
+		rec, _ := record.ReadTest(f.deploy)
 		rec.Passed = false
 		rec.Images["quality-fabric"] = "sha256:0123456789abcdef"
-		if err := release.WriteTestRecord(f.deploy, rec); err != nil {
+		if err := record.WriteTest(f.deploy, rec); err != nil {
 			t.Fatal(err)
 		}
 		_, err = release.Promote(ctx, f.cat, f.opts("e2e"))

@@ -85,7 +85,7 @@ func runDocker(ctx context.Context, dir string, env, argv []string) error {
 // once healthy (swarm holds it in "starting" until then). An update that
 // swarm rolled back or paused fails at once.
 func (t *target) waitStack(ctx context.Context) error {
-	deadline := healthTimeout(t.env)
+	deadline := t.env.HealthDeadline()
 	t0 := time.Now()
 	dctx, cancel := context.WithTimeout(ctx, deadline)
 	defer cancel()

@@ -1,14 +1,14 @@
 package release
 
 import (
-	"os"
-	"path/filepath"
+	"errors"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/record"
 )
 
 func testCatalog() *catalog.Catalog {
@@ -17,64 +17,42 @@ func testCatalog() *catalog.Catalog {
 			Secrets: map[string]string{"T": "secret"}, Checks: []*catalog.Check{{Name: "h", Kind: "http", Line: 3}}, Line: 1}}}
 }
 
-func TestConfigHash(t *testing.T) {
-	base := ConfigHash(testCatalog())
-	same := testCatalog()
-	same.Services[0].DevPort, same.Services[0].ProdPort, same.Services[0].Line = 1, 2, 99
-	same.Services[0].ExtraPorts = map[string]int{"e2e": 5}
-	same.Environments = map[string]*catalog.Environment{"demo": {Name: "demo"}}
-	same.Services[0].Prebuild = []string{"go", "build"}
-	if ConfigHash(same) != base {
-		t.Error("ports, environments, lines or build recipe changed the hash")
-	}
-	for name, change := range map[string]func(c *catalog.Catalog){
-		"env":      func(c *catalog.Catalog) { c.Services[0].Env["K"] = "w" },
-		"secret":   func(c *catalog.Catalog) { c.Services[0].Secrets["T"] = "other" },
-		"port":     func(c *catalog.Catalog) { c.Services[0].Port = 81 },
-		"replicas": func(c *catalog.Catalog) { c.Services[0].Replicas = 3 },
-		"check":    func(c *catalog.Catalog) { c.Services[0].Checks[0].Path = "/x" },
-		"network":  func(c *catalog.Catalog) { c.Project.Network = "n" },
-	} {
-		c := testCatalog()
-		change(c)
-		if ConfigHash(c) == base {
-			t.Errorf("%s change left the hash as it was", name)
-		}
-	}
-}
-
+// The gate reads the test record from the folder it is given and says
+// what differs: the folder, the service and key, the image, and -force.
 func TestCheckGate(t *testing.T) {
 	cat := testCatalog()
-	rec := TestRecord{Env: "dev", Project: "p", Images: map[string]string{"a": "sha256:aaa"}, ConfigHash: ConfigHash(cat), Passed: true}
-	if err := checkGate(cat, "demo", rec, nil, map[string]string{"a": "sha256:aaa"}); err != nil {
-		t.Fatalf("matching record refused: %v", err)
+	dir := t.TempDir()
+	key, err := record.Key(dir)
+	if err != nil {
+		t.Fatal(err)
 	}
-	err := checkGate(cat, "demo", rec, nil, map[string]string{"a": "sha256:bbbbbbbbbbbbbbbbbbbb"})
-	if err == nil || !strings.Contains(err.Error(), "a: image bbbbbbbbbbbb is not the tested aaa") {
-		t.Fatalf("other image: %v", err)
-	}
-	rec.ConfigHash = "x"
-	if err := checkGate(cat, "demo", rec, nil, map[string]string{"a": "sha256:aaa"}); err == nil || !strings.Contains(err.Error(), "catalog's services or infrastructure changed") {
-		t.Fatalf("changed config: %v", err)
-	}
-	if err := checkGate(cat, "demo", TestRecord{}, os.ErrNotExist, nil); err == nil || !strings.Contains(err.Error(), "no testAll has been recorded") {
+	images := map[string]string{"a": "sha256:aaa"}
+	err = checkGate(cat, "demo", dir, key, images)
+	var ge *GateError
+	if !errors.As(err, &ge) || !ge.Untested() || !strings.Contains(err.Error(), "no testAll has been recorded in "+dir) ||
+		!strings.Contains(err.Error(), "-force") {
 		t.Fatalf("missing record: %v", err)
 	}
-}
-
-func TestTestRecordRoundTrip(t *testing.T) {
-	dir := t.TempDir()
-	rec := TestRecord{Env: "dev", Project: "p", Images: map[string]string{"a": "sha256:1"}, ConfigHash: "h", Passed: true,
-		At: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
-	if err := WriteTestRecord(dir, rec); err != nil {
+	rec := record.Test{Env: "dev", Project: "p", Images: images, Config: record.Views(cat, key), Passed: true}
+	if err := record.WriteTest(dir, rec); err != nil {
 		t.Fatal(err)
 	}
-	got, err := ReadTestRecord(dir)
-	if err != nil || !reflect.DeepEqual(got, rec) {
-		t.Fatalf("read %+v, %v; want %+v", got, err, rec)
+	if err := checkGate(cat, "demo", dir, key, images); err != nil {
+		t.Fatalf("matching record refused: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(dir, ".state", "last-testall.json")); err != nil {
-		t.Fatal(err)
+	err = checkGate(cat, "demo", dir, key, map[string]string{"a": "sha256:bbbbbbbbbbbbbbbbbbbb"})
+	if !errors.As(err, &ge) || ge.Untested() || !strings.Contains(err.Error(), "a: image bbbbbbbbbbbb is not the tested aaa") {
+		t.Fatalf("other image: %v", err)
+	}
+	changed := testCatalog()
+	changed.Services[0].Env["K"] = "w"
+	changed.Services[0].Secrets["T"] = "other-secret"
+	err = checkGate(changed, "demo", dir, key, images)
+	if err == nil || !strings.Contains(err.Error(), `a: env.K "v" -> "w"`) || !strings.Contains(err.Error(), "a: secrets.T changed (value not shown)") {
+		t.Fatalf("changed config: %v", err)
+	}
+	if strings.Contains(err.Error(), "other-secret") || strings.Contains(err.Error(), "hmac") {
+		t.Errorf("the gate's error shows a secret or its digest: %v", err)
 	}
 }
 

@@ -106,11 +106,6 @@ func SecretVar(service, key string) string {
 // service (informational: the compose files carry the number itself).
 func PortVar(service string) string { return "PORT_" + envName(service) }
 
-// NetworkName is the Docker network compose creates for the stack's shared
-// network under a project name: the same from every rendered file, so a
-// service started from its own folder joins the running stack.
-func NetworkName(project, network string) string { return project + "_" + network }
-
 func envName(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
 
 var (
@@ -731,10 +726,7 @@ func (r *renderer) scriptView(all []*svcView) scriptView {
 		host = "[" + host + "]"
 	}
 	sv := scriptView{Header: r.header, Project: r.cat.Project.Name, Host: host, Build: r.opts.Build,
-		Timeout: max(int(r.env.HealthTimeout.Seconds()), 1)}
-	if r.env.HealthTimeout == 0 {
-		sv.Timeout = 120
-	}
+		Timeout: max(int(r.env.HealthDeadline().Seconds()), 1)}
 	for _, v := range all {
 		s := v.svc
 		mode := "running"

@@ -63,7 +63,7 @@ func BenchmarkDeployAll(b *testing.B) {
 			}
 		}
 		args := append(cli.Args(p.Project, []string{"docker-compose.yml"}), "up", "-d", "--build")
-		if out, err := cli.Run(ctx, s.Dir, nil, args); err != nil {
+		if out, err := compose.Exec(ctx, s.Dir, nil, args); err != nil {
 			b.Fatalf("compose up --build: %v\n%s", err, out)
 		}
 		waitHTTP(b, p)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
-	"github.com/maestro-platform/deploy/tasks/release"
+	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -37,9 +37,13 @@ func (s *Stack) TestAll(ctx context.Context) error {
 	if err := check.WriteReports(s.Dir, rep); err != nil {
 		return err
 	}
-	rec := release.TestRecord{Env: s.Env.Name, Project: s.Project(), Images: images,
-		ConfigHash: release.ConfigHash(s.Cat), Passed: runErr == nil, At: time.Now().UTC()}
-	if err := release.WriteTestRecord(s.Dir, rec); err != nil {
+	key, err := record.Key(s.Dir)
+	if err != nil {
+		return err
+	}
+	rec := record.Test{Env: s.Env.Name, Project: s.Project(), Images: images,
+		Config: record.Views(s.Cat, key), Passed: runErr == nil, At: time.Now().UTC()}
+	if err := record.WriteTest(s.Dir, rec); err != nil {
 		return err
 	}
 	return runErr

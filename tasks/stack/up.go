@@ -141,11 +141,11 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cli.Run(ctx, s.Dir, nil, cli.UpStackArgs(s.Project(), []string{composeFile})); err != nil {
+	if _, err := compose.Exec(ctx, s.Dir, nil, cli.UpStackArgs(s.Project(), []string{composeFile})); err != nil {
 		return fmt.Errorf("compose up in %s: %w", s.Dir, err)
 	}
 	composeTook := time.Since(start)
-	res, err := eng.WaitHealthy(ctx, s.Project(), s.HTTPHost(), s.waitTargets(), s.Env.HealthTimeout, s.Out)
+	res, err := eng.WaitHealthy(ctx, s.Project(), s.HTTPHost(), s.waitTargets(), s.Env.HealthDeadline(), s.Out)
 	for i := range res {
 		// compose itself waits for dependencies to be healthy: count from
 		// the start of up, not from the start of the wait.
@@ -182,7 +182,7 @@ func (s *Stack) Down(ctx context.Context, volumes bool) error {
 			return fmt.Errorf("down %s: %w", s.Project(), err)
 		}
 	}
-	if _, err := cli.Run(ctx, s.Dir, nil, cli.DownArgs(s.Project(), []string{composeFile}, volumes)); err != nil {
+	if _, err := compose.Exec(ctx, s.Dir, nil, cli.DownArgs(s.Project(), []string{composeFile}, volumes)); err != nil {
 		return fmt.Errorf("compose down in %s: %w", s.Dir, err)
 	}
 	_ = os.Remove(s.statePath("last-up.json"))
