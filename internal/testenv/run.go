@@ -50,6 +50,26 @@ var (
 // the run's lock and removes what dead runs left behind.
 func RunID(t testing.TB) string {
 	t.Helper()
+	id, err := startRun()
+	if err != nil {
+		t.Fatalf("test run lock in %s: %v", RunsDir, err)
+	}
+	return id
+}
+
+// Name returns a name unique to this run and call, carrying the run id
+// like ProjectName, for code that has no testing.TB (examples).
+func Name(prefix string) (string, error) {
+	id, err := startRun()
+	if err != nil {
+		return "", fmt.Errorf("test run lock in %s: %w", RunsDir, err)
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	return prefix + "-t" + id + "x" + hex.EncodeToString(b), nil
+}
+
+func startRun() (string, error) {
 	runOnce.Do(func() {
 		b := make([]byte, 4)
 		_, _ = rand.Read(b)
@@ -67,10 +87,7 @@ func RunID(t testing.TB) string {
 		fmt.Fprintf(runLock, "pid %d\n", os.Getpid())
 		sweepReport = Sweep()
 	})
-	if runErr != nil {
-		t.Fatalf("test run lock in %s: %v", RunsDir, runErr)
-	}
-	return runID
+	return runID, runErr
 }
 
 // sweepReport is what the sweep at the start of this run removed.

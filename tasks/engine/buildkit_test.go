@@ -1,39 +1,60 @@
 package engine
 
 import (
-	"encoding/binary"
+	"bufio"
 	"encoding/json"
+	"os"
 	"reflect"
 	"testing"
 )
 
-// field encodes one length-delimited protobuf field.
-func pbField(num int, v []byte) []byte {
-	b := binary.AppendUvarint(nil, uint64(num<<3|2))
-	b = binary.AppendUvarint(b, uint64(len(v)))
-	return append(b, v...)
+// A trace the engine really sent (Docker 20.10's BuildKit, a build whose
+// second COPY names a missing file), captured as the JSON stream it is:
+// the decoder must find each step's name once and the step's error.
+func TestTraceLinesOfRealTrace(t *testing.T) {
+	f, err := os.Open("testdata/buildkit-copy-missing.jsonl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	seen := map[string]bool{}
+	var got []string
+	traces := 0
+	for sc.Scan() {
+		var m buildMessage
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("capture line: %v", err)
+		}
+		if m.ID == "moby.buildkit.trace" {
+			traces++
+			got = append(got, traceLines(m.Aux, seen)...)
+		}
+	}
+	want := []string{
+		"#[internal] load remote build context",
+		"#copy /context /",
+		"#[1/2] COPY present.txt /p",
+		"#[2/2] COPY missing.txt /x",
+		`ERROR: "/missing.txt" not found: not found`,
+		"ERROR: context canceled: context canceled",
+	}
+	if traces < 10 || !reflect.DeepEqual(got, want) {
+		t.Errorf("%d trace messages gave %q, want %q", traces, got, want)
+	}
 }
 
-func TestTraceLines(t *testing.T) {
-	vertex := append(pbField(1, []byte("sha256:d1")), pbField(3, []byte("[2/2] RUN make"))...)
-	vertex = append(vertex, 0x20, 0x01) // cached = true: a varint field is skipped
-	failed := append(pbField(1, []byte("sha256:d1")), pbField(7, []byte("exit code: 2"))...)
-	log := append(pbField(1, []byte("sha256:d1")), pbField(4, []byte("cc: error\nmake: *** [all] Error 1\n"))...)
-	msg := append(append(pbField(1, vertex), pbField(3, log)...), pbField(1, failed)...)
-	aux, _ := json.Marshal(msg) // []byte marshals as base64, as the engine sends it
-	seen := map[string]bool{}
-	got := traceLines(aux, seen)
-	want := []string{"#[2/2] RUN make", "cc: error", "make: *** [all] Error 1", "ERROR: exit code: 2"}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("traceLines = %q, want %q", got, want)
+// Whatever arrives, the decoder skips what it cannot read, never panics,
+// and keeps what it read before.
+func TestTraceLinesOfGarbage(t *testing.T) {
+	for _, bad := range [][]byte{{0xff}, {0x0a, 0x80}, {0x1a, 0x05, 'a'}, {0x0a, 0x03, 0x1a, 0x01}} {
+		if got := traceLines(mustJSON(bad), map[string]bool{}); len(got) != 0 {
+			t.Errorf("%x decoded as %q", bad, got)
+		}
 	}
-	// The same step again is not named twice.
-	if again := traceLines(mustJSON(pbField(1, vertex)), seen); len(again) != 0 {
-		t.Errorf("step named twice: %q", again)
-	}
-	// Garbage is skipped, never a panic.
-	for _, bad := range [][]byte{{0xff}, {0x0a, 0x80}, pbField(3, []byte{0x22, 0x05, 'a'})} {
-		_ = traceLines(mustJSON(bad), map[string]bool{})
+	if got := traceLines(json.RawMessage(`"not base64!"`), map[string]bool{}); got != nil {
+		t.Errorf("bad base64 decoded as %q", got)
 	}
 }
 

@@ -3,50 +3,53 @@ package engine_test
 import (
 	"context"
 	"fmt"
-	"log"
+	"os"
+	"path/filepath"
 	"time"
 
-	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/engine"
-	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
-// Building every service of a catalog, then waiting for the running stack.
+// Building an image: the first Build runs the engine's builder, the second
+// finds the image by the content hash of its context and builds nothing.
+// (It needs the Docker engine, as the package's tests do.)
 func ExampleEngine_Build() {
-	ctx := context.Background()
-	var cat *catalog.Catalog          // from catalog.Load
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
 	e, err := engine.Connect(ctx, "") // DOCKER_HOST or the default socket
 	if err != nil {
-		log.Fatal(err) // says whether the daemon is down and what to do
+		fmt.Println(err) // says whether the daemon is down and what to do
+		return
 	}
 	defer e.Close()
-
-	var specs []engine.BuildSpec
-	var targets []engine.WaitTarget
-	for _, s := range cat.All() {
-		if s.Image != "" {
-			continue // prebuilt image: nothing to build
-		}
-		specs = append(specs, engine.BuildSpec{
-			Service: s.Name, Context: s.Source, Dockerfile: s.Dockerfile, Repo: cat.ImageRepo(s),
-			Prebuild: s.Prebuild, PrebuildEnv: s.PrebuildEnv,
-			PrebuildInputs: s.PrebuildInputs, PrebuildOutputs: s.PrebuildOutputs,
-		})
-		port, _ := s.HostPort("dev")
-		targets = append(targets, engine.WaitTarget{Service: s.Name, HealthPath: s.Health,
-			HostPort: port, HasHealthcheck: len(s.Healthcheck) > 0})
-	}
-	p := ui.Stdout()
-	results, err := e.Build(ctx, specs, engine.BuildOptions{Printer: p, StateDir: cat.Project.DeployDir + "/.state"})
+	dir, _ := os.MkdirTemp("", "example-build-")
+	defer os.RemoveAll(dir)
+	_ = os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte("FROM scratch\nCOPY hello.txt /hello.txt\n"), 0o644)
+	_ = os.WriteFile(filepath.Join(dir, "hello.txt"), []byte("hello\n"), 0o644)
+	name, err := testenv.Name("example")
 	if err != nil {
-		log.Fatal(err) // names every failed service with its output tail
+		fmt.Println(err)
+		return
 	}
-	for _, r := range results {
-		fmt.Println(r.Service, r.Ref, r.Cached)
+	repo := "enginetest/" + name
+	spec := engine.BuildSpec{Service: "hello", Context: dir, Repo: repo,
+		// The repository in a label makes the content (so the hash) this
+		// example's own: an identical image from elsewhere would be reused.
+		Labels: map[string]string{"org.example.repo": repo}}
+	for range 2 {
+		res, err := e.Build(ctx, []engine.BuildSpec{spec}, engine.BuildOptions{StateDir: dir})
+		if err != nil {
+			fmt.Println(err) // names every failed service with its output tail
+			return
+		}
+		r := res[0]
+		defer e.API.ImageRemove(context.Background(), r.ImageID, client.ImageRemoveOptions{Force: true})
+		fmt.Printf("%s: cached=%v, tagged by its hash: %v\n", r.Service, r.Cached, r.Ref == repo+":"+r.Hash[:12])
 	}
-
-	// ... `docker compose up -d` through package compose, then:
-	if _, err := e.WaitHealthy(ctx, cat.Project.Name, "127.0.0.1", targets, 2*time.Minute, p); err != nil {
-		log.Fatal(err) // names each failing service, its state and its last log lines
-	}
+	// Output:
+	// hello: cached=false, tagged by its hash: true
+	// hello: cached=true, tagged by its hash: true
 }
