@@ -1,0 +1,266 @@
+// Package magerun is what `go run mage.go` runs: mage itself, with a faster
+// way to the targets.
+//
+// mage decides whether its compiled targets are stale by running `go build`
+// on them every time, which walks the whole dependency graph (the Docker
+// client, compose-go...): about 1.5 s on this project's machines before a
+// target starts. MAGEFILE_HASHFAST skips that, but then hashes only the
+// magefile and would run a stale binary after a change under tasks/.
+//
+// magerun keeps its own record instead: the list of files the compiled
+// targets were built from (every Go and embedded file of the module's own
+// packages the magefile imports, as `go list` names them) and a hash of
+// them with go.mod, go.sum, the Go version and the build environment.
+// While that hash is unchanged it runs the compiled binary at once; when
+// anything in it changed, it lets mage compile a new one first. Flags that
+// only mage itself understands (-init, -clean, -compile, -d...) go to mage
+// as they are.
+package magerun
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+
+	"github.com/magefile/mage/mage"
+	"github.com/magefile/mage/mg"
+)
+
+// exePrefix names the binaries magerun keeps in mage's cache folder.
+const exePrefix = "maestro-targets-"
+
+// keepBinaries is how many compiled binaries of a module stay in the
+// cache: the newest, plus a few that other checkouts may still use.
+const keepBinaries = 4
+
+// stamp is what magerun records of the last compile of a module's targets.
+type stamp struct {
+	// Files are the source files the binary was built from, absolute.
+	Files []string `json:"files"`
+	// Dirs are the package folders: a file added to one changes the sum.
+	Dirs []string `json:"dirs"`
+	// Sum is sourceSum of Files and Dirs at the time of the compile.
+	Sum string `json:"sum"`
+	// Exe is the compiled binary.
+	Exe string `json:"exe"`
+}
+
+// Main runs mage with args from the module root root (where magefile.go
+// and go.mod are) and returns the exit status. Output goes to the given
+// writers; a target's own output goes to the process's.
+func Main(root string, args []string, stdout, stderr io.Writer) int {
+	if !runsTargets(args) {
+		return mage.ParseAndRun(stdout, stderr, os.Stdin, args)
+	}
+	exe, err := Targets(root, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "mage: %v\n", err)
+		return 1
+	}
+	// The process becomes the targets' binary: signals, the terminal and
+	// the exit status are the binary's own.
+	err = syscall.Exec(exe, append([]string{"mage"}, args...), os.Environ())
+	fmt.Fprintf(stderr, "mage: run %s: %v\n", exe, err)
+	return 1
+}
+
+// runsTargets reports whether args name targets to run, with at most the
+// flags a compiled mage binary understands itself (-v, -t) before them.
+// What follows the first target is the targets' own (-env=demo).
+func runsTargets(args []string) bool {
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-v" || a == "--v" || strings.HasPrefix(a, "-v=") || strings.HasPrefix(a, "-t="):
+		case a == "-t" || a == "--t":
+			i++ // its value
+		case strings.HasPrefix(a, "-"):
+			return false
+		default:
+			return true
+		}
+	}
+	return false
+}
+
+// Targets returns the compiled targets binary of the module at root,
+// compiling it with mage when the sources it was built from changed.
+func Targets(root string, stderr io.Writer) (string, error) {
+	root, err := filepath.Abs(root)
+	if err != nil {
+		return "", err
+	}
+	cache := mg.CacheDir()
+	stampFile := filepath.Join(cache, exePrefix+"stamp-"+shortHash(root)+".json")
+	if st, ok := readStamp(stampFile); ok {
+		if sum, err := sourceSum(root, st.Files, st.Dirs); err == nil && sum == st.Sum {
+			if fi, err := os.Stat(st.Exe); err == nil && fi.Mode().IsRegular() {
+				return st.Exe, nil
+			}
+		}
+	}
+	files, dirs, err := sources(root)
+	if err != nil {
+		return "", err
+	}
+	sum, err := sourceSum(root, files, dirs)
+	if err != nil {
+		return "", err
+	}
+	exe := filepath.Join(cache, exePrefix+sum[:24])
+	if _, err := os.Stat(exe); err != nil {
+		if err := os.MkdirAll(cache, 0o755); err != nil {
+			return "", err
+		}
+		tmp := fmt.Sprintf("%s.tmp-%d", exe, os.Getpid())
+		defer os.Remove(tmp)
+		var out bytes.Buffer
+		if code := mage.Invoke(mage.Invocation{Dir: root, WorkDir: root, CompileOut: tmp,
+			Stdout: &out, Stderr: &out, Stdin: os.Stdin}); code != 0 {
+			_, _ = stderr.Write(out.Bytes())
+			return "", fmt.Errorf("compiling the targets failed (exit status %d)", code)
+		}
+		if err := os.Rename(tmp, exe); err != nil {
+			return "", err
+		}
+	}
+	b, _ := json.Marshal(stamp{Files: files, Dirs: dirs, Sum: sum, Exe: exe})
+	tmp := fmt.Sprintf("%s.tmp-%d", stampFile, os.Getpid())
+	if os.WriteFile(tmp, b, 0o644) == nil {
+		_ = os.Rename(tmp, stampFile)
+	}
+	prune(cache, exe)
+	return exe, nil
+}
+
+func readStamp(path string) (stamp, bool) {
+	var st stamp
+	b, err := os.ReadFile(path)
+	if err != nil || json.Unmarshal(b, &st) != nil || st.Sum == "" || st.Exe == "" {
+		return st, false
+	}
+	return st, true
+}
+
+// goPackage is what sources reads of `go list -json`.
+type goPackage struct {
+	Dir                                                               string
+	Module                                                            *struct{ Main bool }
+	GoFiles, CgoFiles, EmbedFiles, IgnoredGoFiles, OtherFiles, SFiles []string
+}
+
+// sources lists the files the targets are built from: every file `go list`
+// names for the module's own packages that the magefile needs, and their
+// folders. Dependencies outside the module are covered by go.sum.
+func sources(root string) (files, dirs []string, err error) {
+	cmd := exec.Command("go", "list", "-deps", "-tags", "mage", "-json", "magefile.go")
+	cmd.Dir = root
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		return nil, nil, fmt.Errorf("go list the magefile's packages in %s: %v: %s", root, err, strings.TrimSpace(errb.String()))
+	}
+	dec := json.NewDecoder(&out)
+	for {
+		var p goPackage
+		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			return nil, nil, fmt.Errorf("go list output: %w", err)
+		}
+		// The magefile's own package has no module in go list's eyes.
+		if p.Module != nil && !p.Module.Main || p.Module == nil && p.Dir != root {
+			continue
+		}
+		dirs = append(dirs, p.Dir)
+		for _, list := range [][]string{p.GoFiles, p.CgoFiles, p.EmbedFiles, p.IgnoredGoFiles, p.OtherFiles, p.SFiles} {
+			for _, f := range list {
+				files = append(files, filepath.Join(p.Dir, f))
+			}
+		}
+	}
+	for _, f := range []string{"go.mod", "go.sum", "magefile.go"} {
+		files = append(files, filepath.Join(root, f))
+	}
+	sort.Strings(files)
+	sort.Strings(dirs)
+	return slices.Compact(files), slices.Compact(dirs), nil
+}
+
+// sourceSum hashes what decides the compiled binary: the Go toolchain and
+// build environment, the names of the entries of each package folder, and
+// the content of each file.
+func sourceSum(root string, files, dirs []string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "magerun-v1\n%s\n%s/%s\n", root, runtime.GOOS, runtime.GOARCH)
+	for _, k := range []string{"GOFLAGS", "GOOS", "GOARCH", "CGO_ENABLED", "GOTOOLCHAIN", "GOEXPERIMENT", "GOWORK", "MAGEFILE_GOCMD"} {
+		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
+	}
+	// `go run mage.go` built this program with the toolchain mage will
+	// compile the targets with.
+	fmt.Fprintf(h, "%s\n", runtime.Version())
+	for _, d := range dirs {
+		entries, err := os.ReadDir(d)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintf(h, "dir %s\n", d)
+		for _, e := range entries {
+			if strings.HasSuffix(e.Name(), ".go") {
+				fmt.Fprintf(h, "  %s\n", e.Name())
+			}
+		}
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		fmt.Fprintf(h, "file %s %d\n", f, len(b))
+		h.Write(b)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// prune removes compiled binaries beyond the newest keepBinaries, never
+// keep itself.
+func prune(cache, keep string) {
+	matches, _ := filepath.Glob(filepath.Join(cache, exePrefix+"*"))
+	type bin struct {
+		path string
+		mod  int64
+	}
+	var bins []bin
+	for _, m := range matches {
+		if strings.Contains(filepath.Base(m), "stamp-") || strings.Contains(m, ".tmp-") || m == keep {
+			continue
+		}
+		if fi, err := os.Stat(m); err == nil {
+			bins = append(bins, bin{m, fi.ModTime().UnixNano()})
+		}
+	}
+	sort.Slice(bins, func(i, j int) bool { return bins[i].mod > bins[j].mod })
+	for i, b := range bins {
+		if i >= keepBinaries-1 {
+			_ = os.Remove(b.path)
+		}
+	}
+}
+
+func shortHash(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:6])
+}
