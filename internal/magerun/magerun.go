@@ -127,6 +127,20 @@ func Targets(root string, stderr io.Writer) (string, error) {
 		}
 		tmp := fmt.Sprintf("%s.tmp-%d", exe, os.Getpid())
 		defer os.Remove(tmp)
+		// Compiled static and with -trimpath, as the sample services'
+		// prebuilds and the helper images are: the standard library,
+		// most of a cold compile, is then compiled once and shared by all
+		// of them through the build cache instead of once for cgo here
+		// and once again for them.
+		for k, v := range map[string]string{"CGO_ENABLED": "0", "GOFLAGS": strings.TrimSpace(os.Getenv("GOFLAGS") + " -trimpath")} {
+			old, had := os.LookupEnv(k)
+			os.Setenv(k, v)
+			if had {
+				defer os.Setenv(k, old)
+			} else {
+				defer os.Unsetenv(k)
+			}
+		}
 		var out bytes.Buffer
 		if code := mage.Invoke(mage.Invocation{Dir: root, WorkDir: root, CompileOut: tmp,
 			Stdout: &out, Stderr: &out, Stdin: os.Stdin}); code != 0 {

@@ -123,7 +123,7 @@ func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions
 	if opts.Prebuilds <= 0 {
 		opts.Prebuilds = runtime.NumCPU()
 	}
-	cpus := make(chan struct{}, opts.Prebuilds)
+	slots := newPrebuildSlots(opts.Prebuilds)
 
 	// One ImageList for every service: the noop case costs this call and
 	// the hashing, nothing else.
@@ -146,7 +146,7 @@ func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions
 				errs[i] = gctx.Err()
 				return errs[i]
 			}
-			r, err := e.buildOne(gctx, &specs[i], opts.StateDir, images, cpus, p)
+			r, err := e.buildOne(gctx, &specs[i], opts.StateDir, images, slots, p)
 			results[i] = r
 			if err != nil {
 				errs[i] = err
@@ -223,19 +223,18 @@ func joinBuildErrors(ctx context.Context, specs []BuildSpec, errs []error, resul
 	return errors.Join(all...)
 }
 
-func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, images func() ([]image.Summary, error), cpus chan struct{}, p *ui.Printer) (r BuildResult, err error) {
+func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, images func() ([]image.Summary, error), slots *prebuildSlots, p *ui.Printer) (r BuildResult, err error) {
 	t0 := time.Now()
 	r.Service = s.Service
 	defer func() { r.Duration = time.Since(t0) }()
 
 	if len(s.Prebuild) > 0 {
-		select {
-		case cpus <- struct{}{}:
-		case <-ctx.Done():
-			return r, ctx.Err()
+		release, err := slots.acquire(ctx, s.Prebuild[0])
+		if err != nil {
+			return r, err
 		}
 		skipped, err := prebuild(ctx, s, stateDir)
-		<-cpus
+		release()
 		if err != nil {
 			return r, fmt.Errorf("build %s: %w", s.Service, err)
 		}
@@ -290,6 +289,63 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	}
 	p.Line(ui.OK, s.Service, "built %s in %s", r.Ref, ui.Seconds(time.Since(t0)))
 	return r, nil
+}
+
+// prebuildSlots bounds the prebuilds that run at once to the CPUs, and
+// lets the first prebuild of each program run before the others of that
+// program start. Parallel cold compiles repeat each other's work: six
+// `go build`s of services sharing the standard library, two at a time on
+// two cores, each compile it while the build cache is still empty (33 s
+// measured here), while one compile fills the cache and the others then
+// take a second or two each. `go build` itself uses every core meanwhile.
+type prebuildSlots struct {
+	cpus  chan struct{}
+	mu    sync.Mutex
+	first map[string]chan struct{} // program -> closed when its first run ended
+}
+
+// testHookPrebuildWaits, when set, learns when a prebuild waits for the
+// first run of its program.
+var testHookPrebuildWaits func(program string)
+
+func newPrebuildSlots(n int) *prebuildSlots {
+	return &prebuildSlots{cpus: make(chan struct{}, n), first: map[string]chan struct{}{}}
+}
+
+// acquire waits for the first run of program to end (unless this is it)
+// and for a free slot; release gives the slot back.
+func (s *prebuildSlots) acquire(ctx context.Context, program string) (release func(), err error) {
+	s.mu.Lock()
+	done, later := s.first[program]
+	if !later {
+		done = make(chan struct{})
+		s.first[program] = done
+	}
+	s.mu.Unlock()
+	if later {
+		if testHookPrebuildWaits != nil {
+			testHookPrebuildWaits(program)
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	select {
+	case s.cpus <- struct{}{}:
+	case <-ctx.Done():
+		if !later {
+			close(done)
+		}
+		return nil, ctx.Err()
+	}
+	return func() {
+		<-s.cpus
+		if !later {
+			close(done)
+		}
+	}, nil
 }
 
 func prebuildNote(skipped bool) string {

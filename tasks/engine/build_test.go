@@ -302,3 +302,56 @@ func BenchmarkBuildNoop(b *testing.B) {
 		b.Fatal("noop build called ImageBuild")
 	}
 }
+
+// The first prebuild of a program runs before the others of that program
+// start; prebuilds of another program do not wait for it.
+func TestPrebuildSlotsFirstRunAlone(t *testing.T) {
+	ctx := context.Background()
+	slots := newPrebuildSlots(3)
+	waiting := make(chan string, 4)
+	testHookPrebuildWaits = func(p string) { waiting <- p }
+	defer func() { testHookPrebuildWaits = nil }()
+
+	releaseFirst, err := slots.acquire(ctx, "go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	releaseOther, err := slots.acquire(ctx, "sh") // another program: at once
+	if err != nil {
+		t.Fatal(err)
+	}
+	releaseOther()
+	acquired := make(chan func(), 1)
+	go func() {
+		rel, err := slots.acquire(ctx, "go")
+		if err != nil {
+			t.Error(err)
+		}
+		acquired <- rel
+	}()
+	if p := <-waiting; p != "go" {
+		t.Fatalf("waited for %q", p)
+	}
+	select {
+	case <-acquired:
+		t.Fatal("a second go prebuild started while the first ran")
+	default:
+	}
+	releaseFirst()
+	(<-acquired)()
+
+	// A first run that was cancelled lets the others go.
+	ctx2, cancel := context.WithCancel(ctx)
+	blocker := newPrebuildSlots(1)
+	relB, _ := blocker.acquire(ctx, "x")
+	cancel()
+	if _, err := blocker.acquire(ctx2, "y"); err == nil {
+		t.Fatal("acquire on a cancelled context succeeded")
+	}
+	relB()
+	if rel, err := blocker.acquire(ctx, "y"); err != nil {
+		t.Fatalf("after a cancelled first run of y: %v", err)
+	} else {
+		rel()
+	}
+}
