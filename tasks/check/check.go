@@ -339,6 +339,13 @@ func newRedactor(secrets []string) redactor {
 
 func (r redactor) redact(s string) string { return r.r.Replace(s) }
 
+// Redactor returns what hides every secret value of the catalog, and the
+// extra ones, from a text: "***" in their place, however the text spells
+// them (folded white space, JSON escapes).
+func Redactor(cat *catalog.Catalog, extra ...string) func(string) string {
+	return newRedactor(append(Secrets(cat), extra...)).redact
+}
+
 // shorten cuts s to at most n runes, marking the cut.
 func shorten(s string, n int) string {
 	r := []rune(s)

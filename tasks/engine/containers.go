@@ -30,14 +30,18 @@ type Container struct {
 	// "created", "paused", "dead".
 	State string
 	// Health is "healthy", "unhealthy", "starting", or "" without a
-	// healthcheck.
-	Health string
+	// healthcheck; HealthOutput is the last healthcheck's output (or its
+	// exit code when it printed nothing).
+	Health, HealthOutput string
 	// Image is the reference the container was created from, ImageID
 	// what it resolved to.
 	Image, ImageID string
 	Ports          []PortBinding
-	// ExitCode is meaningful once State is "exited".
-	ExitCode           int
+	// ExitCode is meaningful once State is "exited"; RestartCount counts
+	// the engine's restarts of it.
+	ExitCode, RestartCount int
+	// Name is the container's name, without the leading "/".
+	Name               string
 	Created, StartedAt time.Time
 	Labels             map[string]string
 }
@@ -70,12 +74,20 @@ func (e *Engine) Containers(ctx context.Context, project string) ([]Container, e
 			}
 			return nil, fmt.Errorf("inspect container %s (%s): %w", ShortID(s.ID), c.Service, err)
 		}
+		c.Name = strings.TrimPrefix(in.Container.Name, "/")
+		c.RestartCount = in.Container.RestartCount
 		if st := in.Container.State; st != nil {
 			c.State = string(st.Status)
 			c.ExitCode = st.ExitCode
 			c.StartedAt, _ = time.Parse(time.RFC3339Nano, st.StartedAt)
-			if st.Health != nil {
-				c.Health = string(st.Health.Status)
+			if h := st.Health; h != nil {
+				c.Health = string(h.Status)
+				if n := len(h.Log); n > 0 && h.Log[n-1] != nil {
+					c.HealthOutput = strings.TrimSpace(h.Log[n-1].Output)
+					if c.HealthOutput == "" && h.Log[n-1].ExitCode != 0 {
+						c.HealthOutput = fmt.Sprintf("exit code %d", h.Log[n-1].ExitCode)
+					}
+				}
 			}
 		}
 		out = append(out, c)

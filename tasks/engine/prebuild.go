@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/atomicfile"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // prebuildTail is how many lines of a failed prebuild's output the error
@@ -128,7 +129,7 @@ func prebuild(ctx context.Context, s *BuildSpec, stateDir string) (skipped bool,
 			return false, fmt.Errorf("prebuild `%s`: %w", strings.Join(s.Prebuild, " "), ctx.Err())
 		}
 		return false, fmt.Errorf("prebuild `%s` in %s: %w%s", strings.Join(s.Prebuild, " "), s.Context, err,
-			errTail(tailLines(out.String(), prebuildTail)))
+			errTail(ui.TailLines(out.String(), prebuildTail)))
 	}
 	if missing := missingOutputs(s); len(missing) > 0 {
 		return false, fmt.Errorf("prebuild `%s` succeeded but did not write %s (check prebuild_outputs)",
@@ -152,18 +153,4 @@ func missingOutputs(s *BuildSpec) []string {
 		}
 	}
 	return missing
-}
-
-// tailLines returns the last n non-empty lines of s.
-func tailLines(s string, n int) []string {
-	var lines []string
-	for _, l := range strings.Split(s, "\n") {
-		if l = strings.TrimRight(l, "\r "); l != "" {
-			lines = append(lines, l)
-		}
-	}
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return lines
 }

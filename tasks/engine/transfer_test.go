@@ -73,7 +73,7 @@ func secondEngine(t *testing.T) *Engine {
 		}
 		if time.Now().After(deadline) || cmd.ProcessState != nil {
 			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("second dockerd did not start: %v\n%s", err, tailLines(string(b), 20))
+			t.Fatalf("second dockerd did not start: %v\n%s", err, ui.TailLines(string(b), 20))
 		}
 		time.Sleep(300 * time.Millisecond)
 	}

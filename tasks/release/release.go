@@ -38,6 +38,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -549,13 +550,9 @@ func (t *target) dim(out []byte) {
 }
 
 func (t *target) waitHealthy(ctx context.Context) error {
-	var targets []engine.WaitTarget
-	for _, s := range t.cat.All() {
-		port, _ := s.HostPort(t.env.Ports)
-		targets = append(targets, engine.WaitTarget{Service: s.Name, HealthPath: s.Health, HostPort: port,
-			HasHealthcheck: len(s.Healthcheck) > 0})
-	}
-	_, err := t.eng.WaitHealthy(ctx, t.cat.Project.Name, hostAddr(t.env), targets, t.env.HealthDeadline(), t.p)
+	_, err := health.Wait(ctx, &health.Compose{Engine: t.eng, Project: t.cat.Project.Name},
+		health.Targets(t.cat, t.env, hostAddr(t.env)),
+		health.Options{Deadline: t.env.HealthDeadline(), Printer: t.p, Redact: check.Redactor(t.cat)})
 	return err
 }
 

@@ -5,17 +5,18 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 )
 
 // session collects what the steps of one mage run learned, so that
 // deployAll's closing table can show build and start times: each step is a
 // separate target that opens its own Stack.
-var session = &sessionState{builds: map[string]engine.BuildResult{}, waits: map[string]engine.WaitResult{}}
+var session = &sessionState{builds: map[string]engine.BuildResult{}, waits: map[string]health.Result{}}
 
 type sessionState struct {
 	mu     sync.Mutex
 	builds map[string]engine.BuildResult
-	waits  map[string]engine.WaitResult
+	waits  map[string]health.Result
 	noop   bool
 }
 
@@ -25,7 +26,7 @@ func (s *sessionState) recordBuild(r engine.BuildResult) {
 	s.builds[r.Service] = r
 }
 
-func (s *sessionState) recordWaits(rs []engine.WaitResult, noop bool) {
+func (s *sessionState) recordWaits(rs []health.Result, noop bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, r := range rs {

@@ -16,6 +16,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -100,14 +101,8 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 	return true, nil
 }
 
-func (s *Stack) waitTargets() []engine.WaitTarget {
-	var ts []engine.WaitTarget
-	for _, svc := range s.Cat.All() {
-		port, _ := svc.HostPort(s.Env.Ports)
-		ts = append(ts, engine.WaitTarget{Service: svc.Name, HealthPath: svc.Health, HostPort: port,
-			HasHealthcheck: len(svc.Healthcheck) > 0})
-	}
-	return ts
+func (s *Stack) waitTargets() []health.Target {
+	return health.Targets(s.Cat, s.Env, s.HTTPHost())
 }
 
 // Up starts the rendered stack and waits until every service is healthy.
@@ -145,7 +140,8 @@ func (s *Stack) Up(ctx context.Context) error {
 		return fmt.Errorf("compose up in %s: %w", s.Dir, err)
 	}
 	composeTook := time.Since(start)
-	res, err := eng.WaitHealthy(ctx, s.Project(), s.HTTPHost(), s.waitTargets(), s.Env.HealthDeadline(), s.Out)
+	res, err := health.Wait(ctx, &health.Compose{Engine: eng, Project: s.Project()}, s.waitTargets(),
+		health.Options{Deadline: s.Env.HealthDeadline(), Printer: s.Out, Redact: check.Redactor(s.Cat)})
 	for i := range res {
 		// compose itself waits for dependencies to be healthy: count from
 		// the start of up, not from the start of the wait.

@@ -186,3 +186,75 @@ func visible(s string) int {
 	}
 	return n
 }
+
+// TailLines returns the last n non-empty lines of s.
+func TailLines(s string, n int) []string {
+	var lines []string
+	for _, l := range strings.Split(s, "\n") {
+		if l = strings.TrimRight(l, "\r "); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return lines
+}
+
+// Clean makes text that came from elsewhere (a container's log, a remote
+// host's answer) safe to print: terminal escape sequences and other
+// control characters are removed, so such text can neither recolour nor
+// move the cursor, rewrite earlier lines or set the terminal's title.
+// Newlines and tabs stay.
+func Clean(s string) string {
+	var b strings.Builder
+	b.Grow(len(s))
+	rs := []rune(s)
+	for i := 0; i < len(rs); i++ {
+		r := rs[i]
+		switch {
+		case r == '\x1b' || r == '\u009b':
+			i = skipEscape(rs, i)
+		case r == '\n' || r == '\t':
+			b.WriteRune(r)
+		case r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0:
+		default:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
+
+// skipEscape returns the index of the last rune of the escape sequence
+// starting at rs[i]: CSI (ESC [ ... final), OSC (ESC ] ... BEL or ST) or a
+// two-rune ESC sequence.
+func skipEscape(rs []rune, i int) int {
+	csi := rs[i] == '\u009b'
+	if !csi {
+		if i+1 >= len(rs) {
+			return i
+		}
+		switch rs[i+1] {
+		case '[':
+			csi, i = true, i+1
+		case ']', 'P', '_', '^':
+			for j := i + 2; j < len(rs); j++ {
+				if rs[j] == '\a' {
+					return j
+				}
+				if rs[j] == '\x1b' && j+1 < len(rs) && rs[j+1] == '\\' {
+					return j + 1
+				}
+			}
+			return len(rs) - 1
+		default:
+			return i + 1
+		}
+	}
+	for j := i + 1; j < len(rs); j++ {
+		if rs[j] >= 0x40 && rs[j] <= 0x7e {
+			return j
+		}
+	}
+	return len(rs) - 1
+}

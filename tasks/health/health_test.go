@@ -1,10 +1,8 @@
-package engine
+package health_test
 
 import (
 	"bytes"
 	"context"
-	"fmt"
-	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,41 +12,62 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maestro-platform/deploy/tasks/labels"
-
-	"github.com/maestro-platform/deploy/internal/testenv"
-	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
+	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
-// sampleImage builds the sample quality-fabric service (a static HTTP
-// server with -healthcheck and FAIL_HEALTH) into a scratch image, with
-// Build and its prebuild, as the catalog does.
-func sampleImage(t *testing.T, e *Engine) string {
+func connect(t *testing.T) *engine.Engine {
 	t.Helper()
-	testenv.RequireCommand(t, "go")
-	dir := t.TempDir()
-	writeFiles(t, dir, map[string]string{
-		"Dockerfile":    "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
-		".dockerignore": "*\n!app\n",
-	})
-	repo := uniqueRepo(t, e, "svc")
-	root, err := filepath.Abs("../..") // the module, from this package's folder
+	testenv.RequireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	e, err := engine.Connect(ctx, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = e.Build(buildCtx(t), []BuildSpec{{Service: "sample", Context: dir, Repo: repo, Labels: fresh(repo, nil),
-		Prebuild: []string{"go", "build", "-C", root, "-trimpath", "-o", filepath.Join(dir, "app"),
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
+// sampleImage builds the sample quality-fabric service (a static HTTP
+// server with -healthcheck and FAIL_HEALTH) into a scratch image of a
+// repository of this test's own, removed when the test ends.
+func sampleImage(t *testing.T, e *engine.Engine) string {
+	t.Helper()
+	testenv.RequireCommand(t, "go")
+	dir := t.TempDir()
+	for name, content := range map[string]string{
+		"Dockerfile":    "FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n",
+		".dockerignore": "*\n!app\n",
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	repo := "healthtest/" + testenv.ProjectName(t, "svc")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	res, err := e.Build(ctx, []engine.BuildSpec{{Service: "sample", Context: dir, Repo: repo,
+		Labels: map[string]string{"io.maestro.test-repo": repo},
+		Prebuild: []string{"go", "build", "-C", testenv.RepoRoot(), "-trimpath", "-o", filepath.Join(dir, "app"),
 			"./examples/maestro-platform/quality-fabric"},
 		PrebuildEnv:     map[string]string{"CGO_ENABLED": "0", "GOOS": "linux"},
 		PrebuildInputs:  []string{dir},
 		PrebuildOutputs: []string{"app"},
-	}}, BuildOptions{StateDir: t.TempDir()})
+	}}, engine.BuildOptions{StateDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() {
+		_, _ = e.API.ImageRemove(context.Background(), res[0].ImageID, client.ImageRemoveOptions{Force: true})
+	})
 	return repo + ":latest"
 }
 
@@ -62,7 +81,7 @@ type run struct {
 
 // start creates and starts a container labelled like compose's, and
 // removes it when the test ends.
-func start(t *testing.T, e *Engine, project, image string, r run) string {
+func start(t *testing.T, e *engine.Engine, project, image string, r run) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -101,7 +120,7 @@ func start(t *testing.T, e *Engine, project, image string, r run) string {
 
 var networks sync.Map // project -> network name
 
-func projectNetwork(t *testing.T, e *Engine, project string) string {
+func projectNetwork(t *testing.T, e *engine.Engine, project string) string {
 	if n, ok := networks.Load(project); ok {
 		return n.(string)
 	}
@@ -124,6 +143,13 @@ func projectNetwork(t *testing.T, e *Engine, project string) string {
 	return name
 }
 
+// wait is health.Wait on the project's compose containers.
+func wait(ctx context.Context, e *engine.Engine, project string, targets []health.Target, deadline time.Duration, p *ui.Printer) ([]health.Result, error) {
+	return health.Wait(ctx, &health.Compose{Engine: e, Project: project}, targets, health.Options{Deadline: deadline, Printer: p})
+}
+
+func url(port int) string { return "http://127.0.0.1:" + strconv.Itoa(port) + "/health" }
+
 func TestWaitHealthy(t *testing.T) {
 	e := connect(t)
 	image := sampleImage(t, e)
@@ -143,7 +169,7 @@ func TestWaitHealthy(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		got := map[string]Container{}
+		got := map[string]engine.Container{}
 		for _, c := range cs {
 			got[c.Service] = c
 		}
@@ -167,15 +193,15 @@ func TestWaitHealthy(t *testing.T) {
 
 	t.Run("healthy over HTTP and by healthcheck", func(t *testing.T) {
 		var out bytes.Buffer
-		res, err := e.WaitHealthy(ctx, project, "127.0.0.1", []WaitTarget{
-			{Service: "web", HealthPath: "/health", HostPort: ports[0]},
-			{Service: "checked", HasHealthcheck: true},
+		res, err := wait(ctx, e, project, []health.Target{
+			{Service: "web", URL: url(ports[0])},
+			{Service: "checked"},
 		}, 60*time.Second, ui.Plain(&out))
 		if err != nil {
 			t.Fatal(err)
 		}
 		for _, r := range res {
-			if !r.Healthy || r.ContainerID != ids[r.Service] {
+			if !r.Healthy || r.Unit != ids[r.Service] {
 				t.Errorf("%+v", r)
 			}
 		}
@@ -189,9 +215,9 @@ func TestWaitHealthy(t *testing.T) {
 
 	t.Run("exited fails fast with its log", func(t *testing.T) {
 		t0 := time.Now()
-		_, err := e.WaitHealthy(ctx, project, "127.0.0.1", []WaitTarget{
-			{Service: "web", HealthPath: "/health", HostPort: ports[0]},
-			{Service: "crash", HealthPath: "/health", HostPort: ports[2]},
+		_, err := wait(ctx, e, project, []health.Target{
+			{Service: "web", URL: url(ports[0])},
+			{Service: "crash", URL: url(ports[2])},
 		}, 2*time.Minute, nil)
 		if err == nil {
 			t.Fatal("an exited container was healthy")
@@ -212,7 +238,7 @@ func TestWaitHealthy(t *testing.T) {
 
 	t.Run("unhealthy by healthcheck fails fast", func(t *testing.T) {
 		t0 := time.Now()
-		_, err := e.WaitHealthy(ctx, project, "", []WaitTarget{{Service: "sickhc", HasHealthcheck: true}}, 2*time.Minute, nil)
+		_, err := wait(ctx, e, project, []health.Target{{Service: "sickhc"}}, 2*time.Minute, nil)
 		if err == nil || !strings.Contains(err.Error(), "sickhc: unhealthy") {
 			t.Fatalf("err = %v, want sickhc unhealthy", err)
 		}
@@ -224,9 +250,9 @@ func TestWaitHealthy(t *testing.T) {
 	t.Run("never healthy ends at the deadline", func(t *testing.T) {
 		var out bytes.Buffer
 		t0 := time.Now()
-		res, err := e.WaitHealthy(ctx, project, "127.0.0.1", []WaitTarget{
-			{Service: "sick", HealthPath: "/health", HostPort: ports[1]},
-			{Service: "ghost", HealthPath: "/health", HostPort: ports[2]},
+		res, err := wait(ctx, e, project, []health.Target{
+			{Service: "sick", URL: url(ports[1])},
+			{Service: "ghost", URL: url(ports[2])},
 		}, 3*time.Second, ui.Plain(&out))
 		if err == nil {
 			t.Fatal("FAIL_HEALTH=1 was healthy")
@@ -241,7 +267,7 @@ func TestWaitHealthy(t *testing.T) {
 				t.Errorf("error lacks %q:\n%v", want, err)
 			}
 		}
-		if res[0].Healthy || res[0].ContainerID != ids["sick"] {
+		if res[0].Healthy || res[0].Unit != ids["sick"] {
 			t.Errorf("result = %+v", res[0])
 		}
 	})
@@ -271,7 +297,7 @@ func TestWaitHealthy(t *testing.T) {
 	})
 }
 
-func containsHealth(cs []Container, service, health string) bool {
+func containsHealth(cs []engine.Container, service, health string) bool {
 	for _, c := range cs {
 		if c.Service == service && c.Health == health {
 			return true
@@ -279,84 +305,3 @@ func containsHealth(cs []Container, service, health string) bool {
 	}
 	return false
 }
-
-func TestConnectDeadDaemon(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "nonexistent.sock")
-	t0 := time.Now()
-	_, err := Connect(context.Background(), "unix://"+sock)
-	if err == nil {
-		t.Fatal("connected to a socket that does not exist")
-	}
-	if d := time.Since(t0); d > PingTimeout+time.Second {
-		t.Errorf("took %v", d)
-	}
-	for _, want := range []string{"unix://" + sock, "is the Docker daemon running", "systemctl start docker"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q: %v", want, err)
-		}
-	}
-}
-
-// A socket that accepts but never answers: the ping timeout must end it.
-func TestConnectHungDaemon(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "hung.sock")
-	l, err := listenUnix(sock)
-	if err != nil {
-		t.Skip(err)
-	}
-	defer l.Close()
-	t0 := time.Now()
-	_, err = Connect(context.Background(), "unix://"+sock, WithPingTimeout(time.Second))
-	if err == nil || !strings.Contains(err.Error(), sock) {
-		t.Fatalf("err = %v", err)
-	}
-	// A fails-fast promise: five times the timeout, and more.
-	if d := time.Since(t0); d > 6*time.Second {
-		t.Errorf("took %v with a 1s ping timeout", d)
-	}
-}
-
-func TestConnectFromDockerHost(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "env.sock")
-	t.Setenv("DOCKER_HOST", "unix://"+sock)
-	_, err := Connect(context.Background(), "")
-	if err == nil || !strings.Contains(err.Error(), "DOCKER_HOST=unix://"+sock+" is set") {
-		t.Fatalf("err = %v, want it to point at DOCKER_HOST", err)
-	}
-}
-
-func TestConnectSSHUnreachable(t *testing.T) {
-	testenv.RequireCommand(t, "ssh")
-	port := testenv.FreePorts(t, 1)[0] // nothing listens there
-	host := fmt.Sprintf("ssh://nobody@127.0.0.1:%d", port)
-	t0 := time.Now()
-	_, err := Connect(context.Background(), host,
-		WithSSHFlags([]string{"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + filepath.Join(t.TempDir(), "kh")}))
-	if err == nil {
-		t.Fatal("connected to a closed port")
-	}
-	if d := time.Since(t0); d > PingTimeout+2*time.Second {
-		t.Errorf("took %v", d)
-	}
-	for _, want := range []string{host, "ssh nobody@127.0.0.1:" + strconv.Itoa(port) + " docker version"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error lacks %q: %v", want, err)
-		}
-	}
-}
-
-func TestConnectLocal(t *testing.T) {
-	e := connect(t)
-	v, api, err := e.Version(context.Background())
-	if err != nil || v == "" || api == "" {
-		t.Fatalf("Version = %q, %q, %v", v, api, err)
-	}
-	if e.Host == "" {
-		t.Error("no Host")
-	}
-	if _, err := e.ImageID(context.Background(), "enginetest/none:"+strconv.Itoa(os.Getpid())); !IsNotFound(err) {
-		t.Errorf("ImageID of a missing image: %v, want not found", err)
-	}
-}
-
-func listenUnix(path string) (net.Listener, error) { return net.Listen("unix", path) }

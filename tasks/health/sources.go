@@ -1,0 +1,188 @@
+package health
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/swarm"
+	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/labels"
+)
+
+// Compose observes the containers of a compose project: those of each
+// service (testAll's probe and `compose run` one-offs left out), running
+// or not, so that a crashed one is seen as such.
+type Compose struct {
+	Engine  *engine.Engine
+	Project string
+	// Only, when set for a service, restricts it to these container IDs:
+	// the new container of a service being replaced, while the old one
+	// still runs beside it.
+	Only map[string][]string
+}
+
+// Where names the engine.
+func (c *Compose) Where() string { return c.Engine.Host }
+
+// Observe inspects every container of the project.
+func (c *Compose) Observe(ctx context.Context) (map[string]Observation, error) {
+	cs, err := c.Engine.Containers(ctx, c.Project)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Observation{}
+	for _, ct := range cs {
+		if ct.Labels[labels.Probe] != "" || strings.EqualFold(ct.Labels[labels.ComposeOneOff], "true") {
+			continue
+		}
+		if only, ok := c.Only[ct.Service]; ok && !contains(only, ct.ID) {
+			continue
+		}
+		o := out[ct.Service]
+		o.Units = append(o.Units, ContainerUnit(ct))
+		out[ct.Service] = o
+	}
+	return out, nil
+}
+
+func contains(ids []string, id string) bool {
+	for _, x := range ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// ContainerUnit judges one container's state: exited, dead or restarting
+// containers and unhealthy ones are fatal.
+func ContainerUnit(c engine.Container) Unit {
+	u := Unit{ID: c.ID, State: c.State, Health: c.Health, HealthOutput: c.HealthOutput}
+	switch c.State {
+	case string(container.StateExited), string(container.StateDead):
+		u.Fatal = fmt.Sprintf("%s (exit code %d)", c.State, c.ExitCode)
+	case string(container.StateRestarting):
+		u.Fatal = fmt.Sprintf("restarting (last exit code %d, restarted %d times)", c.ExitCode, c.RestartCount)
+	case string(container.StateRunning):
+		u.Running = true
+		switch c.Health {
+		case string(container.Unhealthy):
+			u.Fatal = "unhealthy"
+			if c.HealthOutput != "" {
+				u.Fatal += " (healthcheck: " + oneLine(c.HealthOutput, 200) + ")"
+			}
+		case string(container.Starting):
+			u.State = "health starting"
+		case string(container.Healthy):
+			u.State = "healthy"
+		}
+	}
+	return u
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n] + "…"
+	}
+	return s
+}
+
+// Logs writes a container's last lines.
+func (c *Compose) Logs(ctx context.Context, id string, n int, w io.Writer) error {
+	return c.Engine.Logs(ctx, id, n, false, w)
+}
+
+// Swarm observes the services of a swarm stack through the manager: the
+// tasks of each service's current spec that swarm wants running. Swarm
+// counts a task with a healthcheck as running only once it is healthy, so
+// task states are enough, and they are known for every node.
+type Swarm struct {
+	Engine *engine.Engine
+	// Stack is the stack (project) name; services are <stack>_<service>.
+	Stack string
+}
+
+// Where names the manager.
+func (s *Swarm) Where() string { return s.Engine.Host }
+
+// Observe lists the stack's services and their tasks.
+func (s *Swarm) Observe(ctx context.Context) (map[string]Observation, error) {
+	api := s.Engine.API
+	svcs, err := api.ServiceList(ctx, client.ServiceListOptions{Filters: client.Filters{}.Add("label", labels.StackNamespace+"="+s.Stack)})
+	if err != nil {
+		return nil, fmt.Errorf("list services of stack %s: %w", s.Stack, err)
+	}
+	out := map[string]Observation{}
+	for _, svc := range svcs.Items {
+		name := strings.TrimPrefix(svc.Spec.Name, s.Stack+"_")
+		o := Observation{Want: 1}
+		if r := svc.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
+			o.Want = int(*r.Replicas)
+		}
+		if u := svc.UpdateStatus; u != nil {
+			switch u.State {
+			case swarm.UpdateStateRollbackStarted, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused, swarm.UpdateStatePaused:
+				o.Fatal = fmt.Sprintf("update %s: %s", u.State, u.Message)
+			case swarm.UpdateStateUpdating:
+				o.Problem = "update in progress"
+			}
+		}
+		tasks, err := api.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.Add("service", svc.ID)})
+		if err != nil {
+			return nil, fmt.Errorf("tasks of %s: %w", svc.Spec.Name, err)
+		}
+		image := ""
+		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
+			image = cs.Image
+		}
+		items := tasks.Items
+		sort.Slice(items, func(i, j int) bool { return items[i].Status.Timestamp.After(items[j].Status.Timestamp) })
+		var failures []string
+		for _, tk := range items {
+			if tk.DesiredState != swarm.TaskStateRunning {
+				if tk.Status.Err != "" && len(failures) < 2 {
+					failures = append(failures, tk.Status.Err)
+				}
+				continue
+			}
+			if tk.Spec.ContainerSpec != nil && image != "" && tk.Spec.ContainerSpec.Image != image {
+				continue // a task of the spec being replaced
+			}
+			u := Unit{ID: tk.ID, State: string(tk.Status.State)}
+			if tk.Status.ContainerStatus != nil && tk.Status.ContainerStatus.ContainerID != "" {
+				u.ID = tk.Status.ContainerStatus.ContainerID
+			}
+			switch tk.Status.State {
+			case swarm.TaskStateRunning:
+				u.Running = true
+			default:
+				if tk.Status.Err != "" {
+					u.State += ": " + tk.Status.Err
+				}
+			}
+			o.Units = append(o.Units, u)
+		}
+		if len(failures) > 0 {
+			msg := "failed tasks: " + strings.Join(failures, "; ")
+			if o.Problem != "" {
+				msg = o.Problem + "; " + msg
+			}
+			o.Problem = msg
+		}
+		out[name] = o
+	}
+	return out, nil
+}
+
+// Logs writes a task container's last lines, when the container is on the
+// manager; a task on another node has no log here.
+func (s *Swarm) Logs(ctx context.Context, id string, n int, w io.Writer) error {
+	return s.Engine.Logs(ctx, id, n, false, w)
+}
