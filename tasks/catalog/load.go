@@ -40,6 +40,9 @@ type rawEnv struct {
 	KeepReleases  *int    `toml:"keep_releases"`
 	KnownHosts    string  `toml:"known_hosts"`
 	Identity      string  `toml:"identity"`
+	TLSCA         string  `toml:"tls_ca"`
+	TLSCert       string  `toml:"tls_cert"`
+	TLSKey        string  `toml:"tls_key"`
 	HealthTimeout string  `toml:"health_timeout"`
 	EndpointMode  *string `toml:"endpoint_mode"`
 	PublishMode   *string `toml:"publish_mode"`
@@ -157,6 +160,9 @@ type validator struct {
 	dir  string
 	pos  positions
 	errs Errors
+	// targets are the environments whose host and dir passed, for
+	// sameTargets.
+	targets []deployTarget
 }
 
 func (v *validator) add(key, hint, format string, args ...any) {

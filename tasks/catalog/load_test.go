@@ -2,6 +2,7 @@ package catalog_test
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -378,5 +379,106 @@ func TestLoadRelativeToCatalogNotCwd(t *testing.T) {
 	c := mustLoad(t, path)
 	if c.Services[0].Source != filepath.Join(filepath.Dir(path), "app") {
 		t.Errorf("Source = %q", c.Services[0].Source)
+	}
+}
+
+// What the environment checks must let through: a loopback tcp:// host in
+// plain text (a local dind), a remote tcp:// host with TLS files, a unix://
+// socket with its path, and one folder on two different hosts or users.
+func TestLoadEnvironmentsAccepted(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "key.pem")
+	path := writeCatalog(t, `
+[project]
+name = "shop"
+
+[environments.dind]
+ports = "prod"
+host = "tcp://127.0.0.1:2375"
+dir = "/srv/deployment"
+
+[environments.dind6]
+ports = "prod"
+host = "tcp://[::1]:2375"
+dir = "/srv/deployment"
+
+[environments.secure]
+ports = "prod"
+host = "tcp://demo.example.internal:2376"
+dir = "/srv/deployment"
+tls_ca = "tls/ca.pem"
+tls_cert = "tls/cert.pem"
+tls_key = "`+key+`"
+
+[environments.sock]
+ports = "prod"
+host = "unix:///var/run/docker.sock"
+dir = "/home/deploy/deployment"
+
+[environments.demo]
+ports = "prod"
+host = "ssh://deploy@demo.example.internal:2222"
+dir = "/home/deploy/deployment"
+known_hosts = "keys/known hosts %h"
+
+[environments.demo-other-user]
+ports = "prod"
+host = "ssh://ops@demo.example.internal:2222"
+dir = "/home/deploy/deployment"
+
+[[services]]
+name = "web"
+source = "app"
+port = 8080
+dev_port = 9080
+prod_port = 8080
+`)
+	dir := filepath.Dir(path)
+	for _, f := range []string{filepath.Join(dir, "tls", "ca.pem"), filepath.Join(dir, "tls", "cert.pem"), key} {
+		if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(f, []byte("pem\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := mustLoad(t, path)
+	sec := c.Environments["secure"]
+	if sec.TLSCA != filepath.Join(dir, "tls", "ca.pem") || sec.TLSCert != filepath.Join(dir, "tls", "cert.pem") || sec.TLSKey != key || !sec.TLS() {
+		t.Errorf("secure TLS files = %q, %q, %q: want absolute paths, relative ones taken from the catalog's folder", sec.TLSCA, sec.TLSCert, sec.TLSKey)
+	}
+	for _, n := range []string{"dind", "dind6", "sock", "demo", "dev"} {
+		if e := c.Environments[n]; e.TLS() || e.TLSCA != "" || e.TLSCert != "" || e.TLSKey != "" {
+			t.Errorf("%s has TLS files %+v", n, *e)
+		}
+	}
+	if got := c.Environments["demo"].KnownHosts; got != filepath.Join(dir, "keys", "known hosts %h") {
+		t.Errorf("known_hosts = %q: a space or %% is the ssh flags' business, not refused", got)
+	}
+}
+
+// A host's password never reaches an error message, however the rest of
+// the URL is malformed.
+func TestHostPasswordNeverPrinted(t *testing.T) {
+	const pw = "hunter2-sekrit"
+	for _, host := range []string{
+		"ssh://deploy:" + pw + "@demo.example.internal",
+		"tcp://admin:" + pw + "@demo.example.internal:2376/path?q=1#f",
+		"ssh://deploy:" + pw + "/with/slashes@demo.example.internal",
+		"ssh://deploy:" + pw + "@at@demo.example.internal",
+		"ssh://deploy:%zz" + pw + "@demo.example.internal",
+		"ssh://deploy:" + pw + "@demo.example.internal:22:33",
+		"deploy:" + pw + "@demo.example.internal",
+		"unix://u:" + pw + "@/var/run/docker.sock",
+	} {
+		path := writeCatalog(t, fmt.Sprintf("[project]\nname = \"shop\"\n[environments.demo]\nports = \"prod\"\nhost = %q\ndir = \"/srv/deployment\"\n"+
+			"[[services]]\nname = \"web\"\nsource = \"app\"\nport = 1\ndev_port = 2\nprod_port = 3\n", host))
+		errs := loadErrors(t, path)
+		checkShape(t, path, errs)
+		if strings.Contains(errs.Error(), pw) {
+			t.Errorf("%s: error prints the password: %v", host, errs)
+		}
+		if len(errs) != 1 || errs[0].Key != "environments.demo.host" || !strings.Contains(errs[0].Msg, "holds a password") {
+			t.Errorf("%s: want one password error on the host, got:\n%s", host, list(errs))
+		}
 	}
 }

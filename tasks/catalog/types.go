@@ -71,9 +71,15 @@ type Environment struct {
 	Ports string
 	// Host is the Docker host: "" for the local engine (DOCKER_HOST or the
 	// default socket), or ssh://user@host[:port], unix:///path, tcp://host:port.
+	// Load refuses a password, query, fragment or path in it, and a tcp://
+	// host without TLS files unless it is a loopback address.
 	Host string
-	// Dir is the deployment folder on that host. For a local environment it
-	// defaults to Project.DeployDir.
+	// Dir is the deployment folder on that host, absolute and clean. For a
+	// local environment it defaults to Project.DeployDir. Load refuses "/",
+	// a folder one level below it, system folders (/etc, /usr, /var/lib/docker,
+	// /root...) and ".." elements: the release tool bind-mounts it
+	// read-write into a container. No two environments share one folder
+	// of one engine.
 	Dir string
 	// Engine is EngineCompose (default) or EngineSwarm.
 	Engine string
@@ -86,6 +92,13 @@ type Environment struct {
 	KnownHosts string
 	// Identity is an ssh private key file ("" = ssh's defaults).
 	Identity string
+	// TLSCA, TLSCert and TLSKey are the absolute paths of the PEM files a
+	// tcp:// host is reached with over TLS: the CA the daemon's certificate
+	// must be signed by, and this client's certificate and key (the
+	// daemon runs with --tlsverify). All three or none; they exist when
+	// Load returns, and only a tcp:// host has them. Pass them to
+	// engine.Connect with engine.WithTLS(TLSCA, TLSCert, TLSKey).
+	TLSCA, TLSCert, TLSKey string
 	// HealthTimeout bounds how long up and promote wait for health
 	// (DefaultHealthTimeout when the catalog does not say; see
 	// HealthDeadline for catalogs built in code).
@@ -116,6 +129,10 @@ func (e *Environment) HealthDeadline() time.Duration {
 
 // Remote reports whether the environment lives on another Docker host.
 func (e *Environment) Remote() bool { return e.Host != "" }
+
+// TLS reports whether the environment's engine is reached over TLS (its
+// TLSCA, TLSCert and TLSKey are set).
+func (e *Environment) TLS() bool { return e.TLSCA != "" }
 
 // Service is one deployable unit: an application service or a piece of
 // shared infrastructure.

@@ -72,6 +72,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 		cat.Environments["dev"] = v.environment("dev", &rawEnv{Ports: "dev", Bind: &local}, cat, true)
 	}
 
+	v.sameTargets(v.targets)
 	v.dependencies(cat)
 	for _, n := range slices.Sorted(maps.Keys(cat.Environments)) {
 		v.portClashes(cat, cat.Environments[n])
@@ -113,25 +114,26 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 		v.add(key+".engine", `use "compose" or "swarm"`, "unknown engine %q", e.Engine)
 	}
 	v.swarmModes(key, r, e)
-	const hostHint = "write ssh://user@host[:port], unix:///path/to/docker.sock or tcp://host:port"
+	before := len(v.errs)
+	tls := v.tlsFiles(key, r, e)
+	var u *url.URL
 	if e.Host != "" {
-		u, err := url.Parse(e.Host)
-		switch {
-		case err != nil:
-			v.add(key+".host", hostHint, "invalid host %q: %v", e.Host, err)
-		case u.Scheme == "":
-			v.add(key+".host", hostHint, "host %q has no scheme", e.Host)
-		case u.Scheme != "ssh" && u.Scheme != "unix" && u.Scheme != "tcp":
-			v.add(key+".host", hostHint, "unsupported host scheme %q", u.Scheme)
-		case u.Scheme != "unix" && u.Host == "":
-			v.add(key+".host", hostHint, "host %q names no machine", e.Host)
-		}
+		u = v.host(key, e, tls)
+	}
+	if tls && (e.Host == "" || u != nil && u.Scheme != "tcp") {
+		v.tlsHost(key, r, e, u)
+	}
+	if e.Host != "" {
 		switch {
 		case r.Dir == "":
 			v.add(key+".dir", `say where releases live on that host, e.g. dir = "/home/ec2-user/deployment"`, "a remote environment needs a dir")
+		case hasDotDot(r.Dir):
+			v.add(key+".dir", dotDotHint, "dir %q has a \"..\" element", r.Dir)
 		case !path.IsAbs(r.Dir):
 			v.add(key+".dir", `give an absolute path on that host, e.g. dir = "/home/ec2-user/deployment" (~ is not expanded there)`,
 				"dir %q is not an absolute path", r.Dir)
+		default:
+			v.systemDir(key+".dir", path.Clean(r.Dir))
 		}
 		if r.Dir != "" {
 			e.Dir = path.Clean(r.Dir)
@@ -142,8 +144,19 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	} else {
 		e.Dir = cat.Project.DeployDir
 		if r.Dir != "" {
+			// Locally a relative dir is taken from the catalog's folder,
+			// like every other path; the result is checked as on a host,
+			// as promote bind-mounts it the same way.
 			e.Dir = v.path(r.Dir)
+			if hasDotDot(r.Dir) {
+				v.add(key+".dir", dotDotHint, "dir %q has a \"..\" element", r.Dir)
+			} else {
+				v.systemDir(key+".dir", e.Dir)
+			}
 		}
+	}
+	if len(v.errs) == before {
+		v.targets = append(v.targets, deployTarget{env: e, host: targetKey(u, tls), dirKey: key + ".dir", written: r.Dir != ""})
 	}
 	if r.Bind != nil {
 		e.Bind = *r.Bind
@@ -166,10 +179,10 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 				"keep_releases %d out of range 1-1000", e.KeepReleases)
 		}
 	}
-	if e.KnownHosts != "" {
+	if e.KnownHosts != "" && v.optionPath(key+".known_hosts", "known_hosts", e.KnownHosts) {
 		e.KnownHosts = v.path(e.KnownHosts)
 	}
-	if e.Identity != "" {
+	if e.Identity != "" && v.optionPath(key+".identity", "identity", e.Identity) {
 		e.Identity = v.path(e.Identity)
 	}
 	e.HealthTimeout = v.duration(key+".health_timeout", r.HealthTimeout, DefaultHealthTimeout)

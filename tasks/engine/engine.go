@@ -33,7 +33,10 @@ type Engine struct {
 type options struct {
 	sshFlags    []string
 	pingTimeout time.Duration
+	tls         *tlsFiles
 }
+
+type tlsFiles struct{ ca, cert, key string }
 
 // Option changes how Connect reaches the engine.
 type Option func(*options)
@@ -45,6 +48,19 @@ func WithSSHFlags(flags []string) Option {
 	return func(o *options) { o.sshFlags = append(o.sshFlags, flags...) }
 }
 
+// WithTLS makes Connect reach a tcp:// host over TLS, with mutual
+// authentication as dockerd --tlsverify expects: the daemon's certificate
+// must be signed by the CA in caFile (and only by it: the system's roots
+// are not trusted for it), and the client presents certFile with its key
+// keyFile (PEM files). Plain-text tcp:// carries the Docker API, root on
+// that host, to anyone on the path. The files are those of a catalog
+// environment: engine.WithTLS(env.TLSCA, env.TLSCert, env.TLSKey).
+// They replace any DOCKER_CERT_PATH/DOCKER_TLS_VERIFY from the
+// environment; a host that is not tcp:// is an error, not silently plain.
+func WithTLS(caFile, certFile, keyFile string) Option {
+	return func(o *options) { o.tls = &tlsFiles{ca: caFile, cert: certFile, key: keyFile} }
+}
+
 // WithPingTimeout replaces PingTimeout, e.g. for a slow ssh link.
 func WithPingTimeout(d time.Duration) Option {
 	return func(o *options) { o.pingTimeout = d }
@@ -54,7 +70,8 @@ func WithPingTimeout(d time.Duration) Option {
 // an API version. host is "" for DOCKER_HOST (or the default socket),
 // ssh://user@host[:port], unix:///path or tcp://host:port. ssh:// runs the
 // local ssh client with `docker system dial-stdio` on the remote host, so
-// the usual ssh configuration, agent and known_hosts apply.
+// the usual ssh configuration, agent and known_hosts apply. tcp:// is plain
+// text unless WithTLS (or DOCKER_CERT_PATH) says otherwise.
 func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) {
 	o := options{pingTimeout: PingTimeout}
 	for _, opt := range opts {
@@ -63,6 +80,9 @@ func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) 
 	fromEnv := host == ""
 	if fromEnv {
 		host = os.Getenv(client.EnvOverrideHost)
+	}
+	if o.tls != nil && !strings.HasPrefix(host, "tcp://") {
+		return nil, fmt.Errorf("docker host %s: TLS applies to tcp:// hosts only", displayHost(host))
 	}
 	var copts []client.Opt
 	switch {
@@ -81,6 +101,11 @@ func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) 
 		// an explicit tcp:// host; the host itself is the one asked for.
 		copts = append(copts, client.FromEnv, client.WithHost(host))
 	}
+	if o.tls != nil {
+		// After FromEnv, so that the files asked for win over the
+		// environment's; the client then speaks https to the host.
+		copts = append(copts, client.WithTLSClientConfig(o.tls.ca, o.tls.cert, o.tls.key))
+	}
 	api, err := client.New(copts...)
 	if err != nil {
 		return nil, fmt.Errorf("docker host %s: %w", displayHost(host), err)
@@ -96,7 +121,7 @@ func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) 
 		if ctx.Err() != nil {
 			return nil, fmt.Errorf("connect to docker at %s: %w", e.Host, ctx.Err())
 		}
-		return nil, unreachable(e.Host, fromEnv, err)
+		return nil, unreachable(e.Host, fromEnv, o.tls != nil, err)
 	}
 	return e, nil
 }
@@ -110,7 +135,7 @@ func displayHost(h string) string {
 
 // unreachable explains a failed ping with what to check for that kind of
 // host.
-func unreachable(host string, fromEnv bool, err error) error {
+func unreachable(host string, fromEnv, tls bool, err error) error {
 	var hint string
 	switch {
 	case strings.HasPrefix(host, "ssh://"):
@@ -118,6 +143,8 @@ func unreachable(host string, fromEnv bool, err error) error {
 			strings.TrimPrefix(host, "ssh://"))
 	case strings.HasPrefix(host, "unix://"):
 		hint = "is the Docker daemon running? Start it with `systemctl start docker` (or `sudo dockerd`), and check that you may use the socket (group docker)"
+	case tls:
+		hint = "is the Docker daemon running and listening there with --tlsverify? Its certificate must be signed by the CA given (tls_ca) and name the host, and it must accept the client certificate (tls_cert)"
 	default:
 		hint = "is the Docker daemon running and listening there?"
 	}

@@ -47,19 +47,42 @@ func localPath(cat *catalog.Catalog, p, def string) string {
 // SSHFlags are the ssh options every connection to env's host uses: the
 // host key must be in the environment's known_hosts file (and only there:
 // the system-wide file is not consulted), unknown or changed keys are
-// refused, and ssh never prompts.
+// refused, and ssh never prompts. Nothing is forwarded to the host (not the
+// agent, not a port) and no local command runs: the link carries the
+// Docker API and nothing else. A link that goes silent for 15 s (three
+// unanswered keepalives, 5 s apart) ends the connection, so a dropped
+// network fails a promote instead of hanging it.
 func SSHFlags(cat *catalog.Catalog, env *catalog.Environment) []string {
 	flags := []string{
 		"-o", "StrictHostKeyChecking=yes",
-		"-o", "UserKnownHostsFile=" + knownHostsFile(cat, env),
+		"-o", sshPathOption("UserKnownHostsFile", knownHostsFile(cat, env)),
 		"-o", "GlobalKnownHostsFile=/dev/null",
 		"-o", "BatchMode=yes",
 		"-o", "ConnectTimeout=15",
+		"-o", "ForwardAgent=no",
+		"-o", "ClearAllForwardings=yes",
+		"-o", "PermitLocalCommand=no",
+		"-o", "ServerAliveInterval=5",
+		"-o", "ServerAliveCountMax=3",
 	}
 	if env.Identity != "" {
-		flags = append(flags, "-o", "IdentitiesOnly=yes", "-i", localPath(cat, env.Identity, ""))
+		// -o IdentityFile, not -i: ssh stat()s an -i path as written but
+		// %-expands it when loading the key, so no -i path can hold a %.
+		flags = append(flags, "-o", "IdentitiesOnly=yes", "-o", sshPathOption("IdentityFile", localPath(cat, env.Identity, "")))
 	}
 	return flags
+}
+
+// sshPathOption is an ssh -o option whose value is a path, written so
+// that the path comes out whole: ssh splits an option's value at spaces
+// (UserKnownHostsFile takes several files) unless it is in double quotes,
+// reads a backslash in it as an escape, and expands %-tokens in
+// UserKnownHostsFile, IdentityFile and ControlPath (%h, %d...), so a %
+// is written %%. A line break cannot be written at all; the catalog
+// refuses one in a path.
+func sshPathOption(name, path string) string {
+	v := strings.NewReplacer(`%`, `%%`, `\`, `\\`, `"`, `\"`).Replace(path)
+	return name + `="` + v + `"`
 }
 
 // HostKeyError is an ssh host whose key is not the one on record, or not
@@ -193,7 +216,7 @@ func newSSHSession(cat *catalog.Catalog, env *catalog.Environment) (*sshSession,
 		return nil, err
 	}
 	flags := append(SSHFlags(cat, env),
-		"-o", "ControlMaster=auto", "-o", "ControlPath="+filepath.Join(dir, "cm"), "-o", "ControlPersist=60")
+		"-o", "ControlMaster=auto", "-o", sshPathOption("ControlPath", filepath.Join(dir, "cm")), "-o", "ControlPersist=60")
 	return &sshSession{dir: dir, flags: flags, host: env.Host}, nil
 }
 

@@ -79,7 +79,7 @@ func TestSSHArgs(t *testing.T) {
 	cat := testCatalog()
 	flags := SSHFlags(cat, &catalog.Environment{KnownHosts: "keys/known", Identity: "~/id"})
 	joined := strings.Join(flags, " ")
-	for _, want := range []string{"StrictHostKeyChecking=yes", "UserKnownHostsFile=/x/keys/known", "GlobalKnownHostsFile=/dev/null", "BatchMode=yes", "-i"} {
+	for _, want := range []string{"StrictHostKeyChecking=yes", `UserKnownHostsFile="/x/keys/known"`, "GlobalKnownHostsFile=/dev/null", "BatchMode=yes", "IdentityFile="} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("flags %q lack %q", joined, want)
 		}
