@@ -76,14 +76,14 @@ var goImageBuilds sync.Map // ref -> *sync.Mutex
 // building it there first when it is missing.
 //
 // The reference is Repo:<hash[:12]>, the hash covering the engine's
-// architecture, the files under Dir and the image's recipe (module,
-// package, binary, user, labels): an image is built once per program
-// version and architecture, and found again by its tag. To build, the
-// program is compiled here as a static linux binary (CGO_ENABLED=0,
-// GOOS=linux, GOARCH of the engine) by the Go toolchain in PATH, in a
-// throwaway module so that nothing of the caller's workspace, vendor folder
-// or toolchain switching applies, then sent as a FROM scratch build context
-// through ImageBuild. This works the same on a remote engine reached over
+// architecture, the files under Dir, GoMod and GoSum, and the image's
+// recipe (module, package, binary, user, labels): an image is built once
+// per program version and architecture, and found again by its tag. To
+// build, the program is compiled here as a static linux binary
+// (CGO_ENABLED=0, GOOS=linux, GOARCH of the engine) by the Go toolchain in
+// PATH, in a throwaway module so that nothing of the caller's workspace,
+// vendor folder or toolchain switching applies, then sent as a FROM
+// scratch build context through ImageBuild. This works the same on a remote engine reached over
 // ssh: the image is built on that host from the context sent through the
 // API, with no registry and no ImageSave/Load step.
 func EnsureGoImage(ctx context.Context, api *client.Client, img GoImage) (string, error) {
