@@ -40,9 +40,20 @@ type GoImage struct {
 	// Dir is the module's root folder in Source (default ".").
 	Dir string
 	// Module is the module path written to go.mod: the path the files
-	// import each other by. A go.mod in Source is replaced; the module may
-	// have no dependencies outside the standard library.
+	// import each other by. A go.mod in Source is replaced; without GoMod
+	// the module may have no dependencies outside the standard library.
 	Module string
+	// GoMod, when set, is written as the throwaway module's go.mod instead
+	// of the generated one ("module <Module>" and a go line), for a
+	// program with dependencies: the compile then downloads them through
+	// the module proxy (GOFLAGS=-mod=mod, the caller's GOPROXY and
+	// GOMODCACHE), once per machine. Its module line must name Module.
+	// It is kept outside Source because the go tool refuses to embed a
+	// folder holding a go.mod (it is another module).
+	GoMod []byte
+	// GoSum is written beside GoMod as go.sum: the checksums the
+	// downloads are verified against. Only with GoMod.
+	GoSum []byte
 	// Package is what `go build` builds, relative to the module root
 	// (default ".", e.g. "./cmd/probe").
 	Package string
@@ -65,14 +76,14 @@ var goImageBuilds sync.Map // ref -> *sync.Mutex
 // building it there first when it is missing.
 //
 // The reference is Repo:<hash[:12]>, the hash covering the engine's
-// architecture, the files under Dir and the image's recipe (module,
-// package, binary, user, labels): an image is built once per program
-// version and architecture, and found again by its tag. To build, the
-// program is compiled here as a static linux binary (CGO_ENABLED=0,
-// GOOS=linux, GOARCH of the engine) by the Go toolchain in PATH, in a
-// throwaway module so that nothing of the caller's workspace, vendor folder
-// or toolchain switching applies, then sent as a FROM scratch build context
-// through ImageBuild. This works the same on a remote engine reached over
+// architecture, the files under Dir, GoMod and GoSum, and the image's
+// recipe (module, package, binary, user, labels): an image is built once
+// per program version and architecture, and found again by its tag. To
+// build, the program is compiled here as a static linux binary
+// (CGO_ENABLED=0, GOOS=linux, GOARCH of the engine) by the Go toolchain in
+// PATH, in a throwaway module so that nothing of the caller's workspace,
+// vendor folder or toolchain switching applies, then sent as a FROM
+// scratch build context through ImageBuild. This works the same on a remote engine reached over
 // ssh: the image is built on that host from the context sent through the
 // API, with no registry and no ImageSave/Load step.
 func EnsureGoImage(ctx context.Context, api *client.Client, img GoImage) (string, error) {
@@ -155,8 +166,28 @@ func (img GoImage) normalize() (GoImage, error) {
 		return img, fmt.Errorf("go image %s: user %q must be one word", img.Name, img.User)
 	case !fs.ValidPath(img.Dir):
 		return img, fmt.Errorf("go image %s: source folder %q is not a valid path", img.Name, img.Dir)
+	case len(img.GoSum) > 0 && len(img.GoMod) == 0:
+		return img, fmt.Errorf("go image %s: a go.sum without a go.mod", img.Name)
+	}
+	if len(img.GoMod) > 0 {
+		if m := modulePath(img.GoMod); m != img.Module {
+			return img, fmt.Errorf("go image %s: its go.mod declares module %q, want %q", img.Name, m, img.Module)
+		}
 	}
 	return img, nil
+}
+
+// modulePath returns the path of go.mod's module directive, "" when there
+// is none. It reads only that directive: the go tool checks the rest.
+func modulePath(gomod []byte) string {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		line, _, _ = strings.Cut(line, "//")
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == "module" {
+			return strings.Trim(f[1], "\"`")
+		}
+	}
+	return ""
 }
 
 // files walks the source files under Dir in lexical order and calls fn
@@ -189,6 +220,14 @@ func (img GoImage) hash(arch string) (string, error) {
 		return "", err
 	}
 	fmt.Fprintf(h, "module %q\npackage %q\n%s", img.Module, img.Package, img.dockerfile())
+	// Only when set, so that the tags of images without dependencies stay
+	// what they were before GoMod existed.
+	if len(img.GoMod) > 0 {
+		fmt.Fprintf(h, "go.mod %d\n", len(img.GoMod))
+		h.Write(img.GoMod)
+		fmt.Fprintf(h, "go.sum %d\n", len(img.GoSum))
+		h.Write(img.GoSum)
+	}
 	keys := make([]string, 0, len(img.Labels))
 	for k := range img.Labels {
 		keys = append(keys, k)
@@ -274,14 +313,24 @@ func (img GoImage) compile(ctx context.Context, arch string) ([]byte, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module "+img.Module+"\n\ngo 1.22\n"), 0o644); err != nil {
+	gomod := []byte("module " + img.Module + "\n\ngo 1.22\n")
+	if len(img.GoMod) > 0 {
+		gomod = img.GoMod
+	}
+	if err := os.WriteFile(filepath.Join(dir, "go.mod"), gomod, 0o644); err != nil {
 		return nil, err
+	}
+	if len(img.GoSum) > 0 {
+		if err := os.WriteFile(filepath.Join(dir, "go.sum"), img.GoSum, 0o644); err != nil {
+			return nil, err
+		}
 	}
 	bin := filepath.Join(tmp, "bin")
 	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, img.Package)
 	cmd.Dir = dir
-	// The throwaway module has no dependencies: nothing from the caller's
-	// workspace, vendor folder or toolchain switching may apply to it.
+	// Nothing from the caller's workspace, vendor folder or toolchain
+	// switching may apply to the throwaway module; its dependencies, if
+	// GoMod has any, come from the module cache or the module proxy.
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch,
 		"GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
 	if out, err := cmd.CombinedOutput(); err != nil {

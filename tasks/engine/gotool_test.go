@@ -150,6 +150,62 @@ func TestEnsureGoImageFailsBeforeBuilding(t *testing.T) {
 	}
 }
 
+// syncModule is a program with a dependency outside the standard library:
+// golang.org/x/sync at the version this repository requires, so that the
+// module cache already holds it and the test needs no network.
+func syncModule(repo string) GoImage {
+	main := `package main
+
+import (
+	"fmt"
+
+	"golang.org/x/sync/errgroup"
+)
+
+func main() {
+	var g errgroup.Group
+	g.Go(func() error { fmt.Println("synced"); return nil })
+	_ = g.Wait()
+}
+`
+	return GoImage{
+		Name: "sync program", Repo: repo, Dir: ".", Module: "example.test/syncprog", Binary: "syncprog",
+		Source: fstest.MapFS{"main.go": {Data: []byte(main)}},
+		GoMod:  []byte("module example.test/syncprog\n\ngo 1.22\n\nrequire golang.org/x/sync v0.25.0\n"),
+		GoSum: []byte("golang.org/x/sync v0.25.0 h1:dJnifr0nMV8/SBnBvdo4eSGGnrc3O4FFx6IqvtLcmRs=\n" +
+			"golang.org/x/sync v0.25.0/go.mod h1:sUUOizhqBxiL6pEWpqNLUiaJn1ShEbZ6BBqskPbjZm0=\n"),
+	}
+}
+
+// GoMod and GoSum make the throwaway module the caller's: its dependencies
+// are resolved and verified against that go.sum.
+func TestEnsureGoImageWithDependencies(t *testing.T) {
+	e := connect(t)
+	testenv.RequireCommand(t, "go")
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, e, "goimagedeps")
+
+	// A go.sum that does not match the module is refused by the go tool:
+	// the checksums given are the ones used.
+	bad := syncModule(repo)
+	bad.GoSum = []byte(strings.Replace(string(bad.GoSum), "h1:dJ", "h1:xx", 1))
+	n0 := imageBuilds.Load()
+	if _, err := EnsureGoImage(ctx, e.API, bad); err == nil || !strings.Contains(err.Error(), "checksum mismatch") {
+		t.Errorf("wrong go.sum: %v, want the go tool's checksum mismatch", err)
+	}
+	if imageBuilds.Load() != n0 {
+		t.Errorf("a failed compile still called ImageBuild")
+	}
+
+	ref, err := EnsureGoImage(ctx, e.API, syncModule(repo))
+	if err != nil {
+		t.Fatalf("EnsureGoImage: %v", err)
+	}
+	if out := runImage(t, e, ref); out != "synced" {
+		t.Errorf("the image printed %q, want %q", out, "synced")
+	}
+}
+
 func TestGoImageHash(t *testing.T) {
 	base := helloImage("example.test/hello")
 	h0, err := base.hash("amd64")
@@ -192,6 +248,22 @@ func TestGoImageHash(t *testing.T) {
 			t.Errorf("changing the %s keeps the hash (%v)", name, err)
 		}
 	}
+	// A go.mod and go.sum are part of what makes the image.
+	deps := syncModule("r")
+	hd, err := deps.hash("amd64")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, change := range map[string]func(*GoImage){
+		"go.mod": func(i *GoImage) { i.GoMod = append(i.GoMod, "// edited\n"...) },
+		"go.sum": func(i *GoImage) { i.GoSum = nil },
+	} {
+		i := deps
+		change(&i)
+		if h, err := i.hash("amd64"); err != nil || h == hd {
+			t.Errorf("changing the %s keeps the hash (%v)", name, err)
+		}
+	}
 	if h, _ := base.hash("arm64"); h == h0 {
 		t.Errorf("another architecture keeps the hash")
 	}
@@ -222,16 +294,20 @@ func TestEnsureGoImageRejectsBadImages(t *testing.T) {
 		change func(*GoImage)
 		want   string
 	}{
-		"no repo":     {func(i *GoImage) { i.Repo = "" }, "no repository"},
-		"tagged repo": {func(i *GoImage) { i.Repo = "localhost:5000/hello:v1" }, "must not carry a tag"},
-		"digest":      {func(i *GoImage) { i.Repo = "hello@sha256:00" }, "must not carry a tag"},
-		"no source":   {func(i *GoImage) { i.Source = nil }, "no source"},
-		"no module":   {func(i *GoImage) { i.Module = "" }, "no module path"},
-		"no binary":   {func(i *GoImage) { i.Binary = "" }, "must be a plain file name"},
-		"binary path": {func(i *GoImage) { i.Binary = "bin/hello" }, "must be a plain file name"},
-		"dockerfile":  {func(i *GoImage) { i.Binary = "Dockerfile" }, "must be a plain file name"},
-		"user":        {func(i *GoImage) { i.User = "1 2" }, "must be one word"},
-		"dir escapes": {func(i *GoImage) { i.Dir = "../x" }, "not a valid path"},
+		"no repo":      {func(i *GoImage) { i.Repo = "" }, "no repository"},
+		"tagged repo":  {func(i *GoImage) { i.Repo = "localhost:5000/hello:v1" }, "must not carry a tag"},
+		"digest":       {func(i *GoImage) { i.Repo = "hello@sha256:00" }, "must not carry a tag"},
+		"no source":    {func(i *GoImage) { i.Source = nil }, "no source"},
+		"no module":    {func(i *GoImage) { i.Module = "" }, "no module path"},
+		"no binary":    {func(i *GoImage) { i.Binary = "" }, "must be a plain file name"},
+		"binary path":  {func(i *GoImage) { i.Binary = "bin/hello" }, "must be a plain file name"},
+		"dockerfile":   {func(i *GoImage) { i.Binary = "Dockerfile" }, "must be a plain file name"},
+		"user":         {func(i *GoImage) { i.User = "1 2" }, "must be one word"},
+		"dir escapes":  {func(i *GoImage) { i.Dir = "../x" }, "not a valid path"},
+		"go.sum alone": {func(i *GoImage) { i.GoSum = []byte("x v1.0.0 h1:x=\n") }, "a go.sum without a go.mod"},
+		"go.mod of another module": {func(i *GoImage) { i.GoMod = []byte("module example.test/other\n\ngo 1.22\n") },
+			`declares module "example.test/other", want "example.test/gohello"`},
+		"go.mod without module": {func(i *GoImage) { i.GoMod = []byte("go 1.22\n") }, `declares module ""`},
 	} {
 		t.Run(name, func(t *testing.T) {
 			img := ok
@@ -244,6 +320,11 @@ func TestEnsureGoImageRejectsBadImages(t *testing.T) {
 	}
 	if _, err := ok.normalize(); err != nil {
 		t.Errorf("the good image is refused: %v", err)
+	}
+	withMod := ok
+	withMod.GoMod = []byte("// a comment\nmodule \"example.test/gohello\" // quoted\n\ngo 1.22\n")
+	if _, err := withMod.normalize(); err != nil {
+		t.Errorf("a go.mod naming the module is refused: %v", err)
 	}
 }
 

@@ -59,4 +59,14 @@ const (
 	// Tool marks the release tool's images and containers on deployment
 	// hosts.
 	Tool = "maestro-deploy.release-tool"
+	// Proxy marks the reverse proxy in front of an environment's published
+	// ports: on its container and its edge network the value is the
+	// project; on the proxy image, shared by every project of an engine,
+	// it is the image's content hash.
+	Proxy = "maestro-deploy.proxy"
+	// ProxyHash is a hash of what a proxy container runs (image, Caddy
+	// configuration, bind address, published ports): a container whose
+	// label differs from the wanted one is replaced, one that matches is
+	// left running.
+	ProxyHash = "maestro-deploy.proxy.hash"
 )
