@@ -28,7 +28,7 @@ func ExampleRender() {
 	}
 	// Output:
 	// -rw------- .env
-	// -rw-r--r-- .manifest
+	// -rw------- .manifest
 	// -rw------- automation-service/.env
 	// -rw-r--r-- automation-service/docker-compose.yml
 	// -rwxr-xr-x deploy-all.sh

@@ -31,6 +31,7 @@ import (
 	"text/template"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/record"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/templates"
@@ -86,6 +87,16 @@ type Options struct {
 	// Release is an id written into headers, labels, .env and the
 	// manifest: letters, digits, '.', '_', ':' and '-'.
 	Release string
+	// Proxied leaves the published ports out of the services: a reverse
+	// proxy publishes them (remote environments), so that a service's new
+	// container can start beside its old one. .env and the scripts still
+	// name the ports.
+	Proxied bool
+	// SecretKey keys the digests of secret values that go into each
+	// service's config hash (labels.ConfigHash), so that a changed secret
+	// replaces the services that use it while the label reveals nothing
+	// of the value. Without a key, secrets count by name only.
+	SecretKey []byte
 	// DeferValidation leaves the compose-go check of the compose files to
 	// Write and Plan, which check only the files they would change (a
 	// compose file is checked again when it or its .env changes): a render
@@ -323,7 +334,8 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	tree = append(tree, File{Path: ManifestFile, Data: m, Mode: 0o644})
+	// 0600: it holds a checksum of every .env file, secrets and all.
+	tree = append(tree, File{Path: ManifestFile, Data: m, Mode: 0o600})
 	sort.Slice(tree, func(i, j int) bool { return tree[i].Path < tree[j].Path })
 	return tree, nil
 }
@@ -418,8 +430,10 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 	}
 	if p, ok := s.HostPort(r.env.Ports); ok {
 		v.hostPort = p
-		v.Ports = []string{portSpec(r.env.Bind, p, s.Port)}
-		v.Publish = &publishView{Target: s.Port, Published: p}
+		if !r.opts.Proxied {
+			v.Ports = []string{portSpec(r.env.Bind, p, s.Port)}
+			v.Publish = &publishView{Target: s.Port, Published: p}
+		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(s.Env)) {
 		v.Env = append(v.Env, envVar{Key: k, Value: s.Env[k]})
@@ -430,9 +444,33 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 		v.secrets = append(v.secrets, kv{name, s.Secrets[k]})
 	}
 	sort.SliceStable(v.Env, func(i, j int) bool { return v.Env[i].Key < v.Env[j].Key })
-	role := "service"
+	role := labels.RoleService
 	if s.Infra {
-		role = "infrastructure"
+		role = labels.RoleInfrastructure
+	}
+	hash, err := r.configHash(v, role)
+	if err != nil {
+		return nil, err
+	}
+	v.Labels = []kv{
+		{labels.ConfigHash, hash},
+		{labels.Environment, r.env.Name},
+	}
+	v.Labels = append(v.Labels, kv{labels.Role, role}, kv{labels.Service, s.Name})
+	return v, nil
+}
+
+// configHash is a hash of what the service runs with: a container whose
+// label holds another runs another configuration. Secret values enter as
+// keyed digests (Options.SecretKey).
+func (r *renderer) configHash(v *svcView, role string) (string, error) {
+	var secrets []string
+	for _, sv := range v.secrets {
+		d := sv.Key
+		if r.opts.SecretKey != nil {
+			d += "=" + record.Digest(r.opts.SecretKey, sv.Value)
+		}
+		secrets = append(secrets, d)
 	}
 	sum, err := json.Marshal(struct {
 		Image, Network, Role string
@@ -440,17 +478,35 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 		Ports, Healthcheck   []string
 		Volumes              []string
 		Env                  []envVar
-	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env})
+		Secrets              []string
+	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets})
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	h := sha256.Sum256(sum)
-	v.Labels = []kv{
-		{labels.ConfigHash, hex.EncodeToString(h[:])},
-		{labels.Environment, r.env.Name},
+	return hex.EncodeToString(h[:]), nil
+}
+
+// ConfigHashes returns the config hash (labels.ConfigHash) Render gives
+// each service of the environment, by name, without rendering files.
+func ConfigHashes(cat *catalog.Catalog, env *catalog.Environment, opts Options) (map[string]string, error) {
+	r := &renderer{cat: cat, env: env, opts: opts, byName: map[string]*svcView{}}
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
 	}
-	v.Labels = append(v.Labels, kv{labels.Role, role}, kv{labels.Service, s.Name})
-	return v, nil
+	out := map[string]string{}
+	for _, s := range cat.All() {
+		v, err := r.service(s)
+		if err != nil {
+			return nil, err
+		}
+		for _, l := range v.Labels {
+			if l.Key == labels.ConfigHash {
+				out[s.Name] = l.Value
+			}
+		}
+	}
+	return out, nil
 }
 
 func portSpec(bind string, host, container int) string {

@@ -233,7 +233,7 @@ func TestBuildSectionsAndModes(t *testing.T) {
 		for _, f := range tree {
 			var want fs.FileMode = 0o644
 			switch filepath.Base(f.Path) {
-			case ".env":
+			case ".env", ".manifest":
 				want = 0o600
 			case "deploy-all.sh", "test-all.sh":
 				want = 0o755

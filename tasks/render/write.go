@@ -133,6 +133,14 @@ func Write(dir string, tree Tree, opts WriteOptions) (*WriteResult, error) {
 		return nil, fmt.Errorf("write %s: %w", dir, err)
 	}
 	dir = abs
+	// A deployment folder that is a symbolic link is written where the
+	// link points: the swap replaces that folder, and the link, with
+	// reports/, .state/ and the user's notes beside it, stays as it is.
+	if real, err := filepath.EvalSymlinks(dir); err == nil {
+		dir = real
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("write %s: %w", dir, err)
+	}
 	if err := checkTree(tree); err != nil {
 		return nil, fmt.Errorf("write %s: %w", dir, err)
 	}
@@ -313,6 +321,11 @@ func inspect(dir string, tree Tree, overwrite bool) (*state, error) {
 	for p := range old {
 		st.managed[p] = true
 	}
+	if st.dirExists {
+		if err := noLinkedFolders(dir, tree); err != nil {
+			return nil, err
+		}
+	}
 	drift := map[string]bool{}
 	for _, f := range tree {
 		st.managed[f.Path] = true
@@ -365,6 +378,25 @@ func inspect(dir string, tree Tree, overwrite bool) (*state, error) {
 	sort.Strings(st.drift)
 	sort.Strings(st.removed)
 	return st, nil
+}
+
+// noLinkedFolders refuses a symbolic link where render has a folder (a
+// service's folder, infrastructure/): render would write the compose file
+// and the 0600 .env wherever the link points.
+func noLinkedFolders(dir string, tree Tree) error {
+	seen := map[string]bool{}
+	for _, f := range tree {
+		for d := path.Dir(f.Path); d != "." && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			fi, err := os.Lstat(filepath.Join(dir, filepath.FromSlash(d)))
+			if err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+				target, _ := os.Readlink(filepath.Join(dir, filepath.FromSlash(d)))
+				return fmt.Errorf("%s/ is a symbolic link (to %s) where render keeps a folder of its own: "+
+					"render writes real files only, never through a link; remove the link", d, target)
+			}
+		}
+	}
+	return nil
 }
 
 // readExisting returns the content of a file of the folder, nil when there
@@ -515,7 +547,8 @@ func writeFile(full string, data []byte, mode fs.FileMode) error {
 	if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	// O_NOFOLLOW: never write through a link that is in the way.
+	f, err := os.OpenFile(full, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|syscall.O_NOFOLLOW, mode)
 	if err != nil {
 		return err
 	}

@@ -366,3 +366,63 @@ func TestPlan(t *testing.T) {
 	}
 	sameSnapshot(t, "plan", before, snapshot(t, dir))
 }
+
+// A deployment folder that is a symbolic link is written where it points:
+// the link stays, and what lives beside the rendered files (state,
+// reports) stays with them.
+func TestWriteThroughALinkedDeployDir(t *testing.T) {
+	cat := loadRepo(t)
+	root := t.TempDir()
+	real := filepath.Join(root, "data", "deployment")
+	if err := os.MkdirAll(filepath.Join(real, ".state"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(real, ".state", "last-testall.json"), []byte("{}"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(root, "deployment")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	writeDev(t, cat, link)
+	qf, _ := cat.Service("quality-fabric")
+	qf.Env["LOG_LEVEL"] = "debug" // a change: the folder is swapped again
+	writeDev(t, cat, link)
+	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		t.Fatalf("the deployment link was replaced: %v %v", fi, err)
+	}
+	for _, p := range []string{".state/last-testall.json", "docker-compose.yml"} {
+		if _, err := os.Stat(filepath.Join(real, p)); err != nil {
+			t.Errorf("%s not in the link's target: %v", p, err)
+		}
+	}
+	if b, _ := os.ReadFile(filepath.Join(link, "quality-fabric", "docker-compose.yml")); !strings.Contains(string(b), "debug") {
+		t.Error("the second write did not reach the folder behind the link")
+	}
+}
+
+// A service folder that is a symbolic link is refused: render would
+// write the compose file and the 0600 .env wherever it points.
+func TestWriteRefusesALinkedServiceFolder(t *testing.T) {
+	cat := loadRepo(t)
+	dir := filepath.Join(t.TempDir(), "deployment")
+	writeDev(t, cat, dir)
+	elsewhere := t.TempDir()
+	svc := filepath.Join(dir, "maestro-gateway")
+	if err := os.RemoveAll(svc); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(elsewhere, svc); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, dir)
+	tree := mustRender(t, cat, "dev", render.Options{Build: true})
+	_, err := render.Write(dir, tree, render.WriteOptions{Overwrite: true})
+	if err == nil || !strings.Contains(err.Error(), "maestro-gateway/ is a symbolic link") || !strings.Contains(err.Error(), elsewhere) {
+		t.Fatalf("write over a linked service folder: %v", err)
+	}
+	if entries, _ := os.ReadDir(elsewhere); len(entries) != 0 {
+		t.Errorf("render wrote through the link: %v", entries)
+	}
+	sameSnapshot(t, "refused write", before, snapshot(t, dir))
+}

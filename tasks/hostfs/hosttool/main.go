@@ -1,0 +1,271 @@
+// Command hosttool runs on a deployment host, in a scratch container whose
+// only mount is the environment's deployment folder at /deploy. It does the
+// few file operations promote needs there that the Docker API cannot do by
+// itself: move an uploaded release into place, swap the `current` symlink
+// atomically, list and prune releases, and claim the folder for one
+// environment. Every operation takes an argument list, never a shell
+// string, and release ids are checked against a strict pattern so that no
+// path can leave /deploy.
+//
+// `hosttool serve` is the agent: it does nothing but wait, so that the
+// operations run as fast execs in its container instead of a container
+// each. Every other command prints one JSON object on stdout and exits 0,
+// or prints the error on stderr and exits 1.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// root is where the deployment folder is mounted.
+var root = "/deploy"
+
+var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z(-[0-9a-f]{4,40})?(\.[0-9]+)?$`)
+
+type state struct {
+	Releases []string `json:"releases"`
+	Current  string   `json:"current"`
+	Removed  []string `json:"removed,omitempty"`
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	if len(args) == 0 {
+		return errors.New("usage: hosttool serve|claim|stage|activate|list|prune|remove ...")
+	}
+	if v := os.Getenv("HOSTTOOL_ROOT"); v != "" {
+		root = v // tests run the tool outside a container
+	}
+	var out state
+	var err error
+	switch cmd, rest := args[0], args[1:]; cmd {
+	case "serve":
+		return serve()
+	case "claim":
+		if len(rest) != 2 {
+			return errors.New("usage: hosttool claim PROJECT ENVIRONMENT")
+		}
+		err = claim(rest[0], rest[1])
+	case "stage":
+		err = withID(rest, stage)
+	case "activate":
+		err = withID(rest, activate)
+	case "remove":
+		err = withID(rest, remove)
+	case "list":
+	case "prune":
+		if len(rest) < 1 {
+			return errors.New("usage: hosttool prune KEEP [PROTECTED-ID...]")
+		}
+		keep, perr := strconv.Atoi(rest[0])
+		if perr != nil || keep < 1 {
+			return fmt.Errorf("prune: keep must be a positive number, got %q", rest[0])
+		}
+		for _, id := range rest[1:] {
+			if !idPattern.MatchString(id) {
+				return fmt.Errorf("invalid release id %q", id)
+			}
+		}
+		out.Removed, err = prune(keep, rest[1:])
+	default:
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	if err != nil {
+		return err
+	}
+	out.Releases, out.Current, err = list()
+	if err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(out)
+}
+
+// serve waits until the container is stopped: the agent's whole work is to
+// be there for execs.
+func serve() error {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	<-ctx.Done()
+	return nil
+}
+
+// ownerFile records which project and environment the folder belongs to.
+const ownerFile = ".maestro-owner"
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]{0,62}$`)
+
+// claim makes the folder the given environment's, or fails when another
+// environment already has it: pruning one environment's releases must
+// never delete another's.
+func claim(project, env string) error {
+	if !namePattern.MatchString(project) || !namePattern.MatchString(env) {
+		return fmt.Errorf("invalid project or environment name %q, %q", project, env)
+	}
+	want := project + "/" + env + "\n"
+	p := filepath.Join(root, ownerFile)
+	b, err := os.ReadFile(p)
+	switch {
+	case err == nil && string(b) == want:
+		return nil
+	case err == nil:
+		return fmt.Errorf("this folder belongs to environment %s (project/environment): two environments cannot share a folder; give each its own dir",
+			strings.TrimSpace(string(b)))
+	case !os.IsNotExist(err):
+		return err
+	}
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, []byte(want), 0o644); err != nil {
+		return err
+	}
+	// Link, not rename: a claim by another environment at the same moment
+	// is never overwritten.
+	defer os.Remove(tmp)
+	if err := os.Link(tmp, p); err != nil {
+		if os.IsExist(err) {
+			return claim(project, env)
+		}
+		return err
+	}
+	return syncDir(root)
+}
+
+func withID(args []string, f func(string) error) error {
+	if len(args) != 1 || !idPattern.MatchString(args[0]) {
+		return fmt.Errorf("expected one release id, got %q", args)
+	}
+	return f(args[0])
+}
+
+func releases() string { return filepath.Join(root, "releases") }
+
+// stage moves an uploaded release from .incoming/ID to releases/ID, giving
+// it to the owner of the deployment folder (files arrive owned by root).
+func stage(id string) error {
+	src := filepath.Join(root, ".incoming", id)
+	dst := filepath.Join(releases(), id)
+	if _, err := os.Lstat(dst); err == nil {
+		return fmt.Errorf("release %s already exists on this host", id)
+	}
+	if err := os.MkdirAll(releases(), 0o755); err != nil {
+		return err
+	}
+	if st, err := os.Stat(root); err == nil {
+		if sys, ok := st.Sys().(*syscall.Stat_t); ok {
+			_ = filepath.WalkDir(src, func(p string, _ fs.DirEntry, err error) error {
+				if err == nil {
+					_ = os.Lchown(p, int(sys.Uid), int(sys.Gid))
+				}
+				return nil
+			})
+			_ = os.Lchown(releases(), int(sys.Uid), int(sys.Gid))
+		}
+	}
+	if err := os.Rename(src, dst); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(root, ".incoming"))
+	return syncDir(releases())
+}
+
+// activate points `current` at releases/ID with a rename over the old
+// link, so that a reader sees the old or the new release, never neither.
+func activate(id string) error {
+	if st, err := os.Stat(filepath.Join(releases(), id)); err != nil || !st.IsDir() {
+		return fmt.Errorf("release %s is not on this host", id)
+	}
+	tmp := filepath.Join(root, ".current.new")
+	_ = os.Remove(tmp)
+	if err := os.Symlink(filepath.Join("releases", id), tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, filepath.Join(root, "current")); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return syncDir(root)
+}
+
+func remove(id string) error {
+	_, cur, err := list()
+	if err != nil {
+		return err
+	}
+	if id == cur {
+		return fmt.Errorf("release %s is current: not removed", id)
+	}
+	_ = os.RemoveAll(filepath.Join(root, ".incoming", id))
+	return os.RemoveAll(filepath.Join(releases(), id))
+}
+
+// prune keeps the newest keep releases, the current one and the protected
+// ones, and removes the rest.
+func prune(keep int, protected []string) ([]string, error) {
+	ids, cur, err := list()
+	if err != nil {
+		return nil, err
+	}
+	safe := map[string]bool{cur: true}
+	for _, p := range protected {
+		safe[p] = true
+	}
+	var removed []string
+	for i := len(ids) - 1 - keep; i >= 0; i-- {
+		if safe[ids[i]] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(releases(), ids[i])); err != nil {
+			return removed, err
+		}
+		removed = append(removed, ids[i])
+	}
+	sort.Strings(removed)
+	return removed, nil
+}
+
+// list returns the release ids, oldest first (ids sort by time), and the
+// one `current` points at.
+func list() ([]string, string, error) {
+	entries, err := os.ReadDir(releases())
+	if err != nil && !os.IsNotExist(err) {
+		return nil, "", err
+	}
+	ids := []string{}
+	for _, e := range entries {
+		if e.IsDir() && idPattern.MatchString(e.Name()) {
+			ids = append(ids, e.Name())
+		}
+	}
+	sort.Strings(ids)
+	cur := ""
+	if target, err := os.Readlink(filepath.Join(root, "current")); err == nil {
+		cur = filepath.Base(target)
+	}
+	return ids, cur, nil
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
