@@ -2,10 +2,13 @@ package tasks
 
 import (
 	"context"
+	"errors"
 
 	"github.com/magefile/mage/mg"
 
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/release"
+	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/stack"
 )
 
@@ -22,17 +25,51 @@ func run(ctx context.Context, step func(*stack.Stack, context.Context) error) er
 
 func runRelease(ctx context.Context, env *string, force bool, step func(context.Context, *stack.Stack, release.Options) error) error {
 	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
-		o := release.Options{Env: "demo", Force: force, Printer: s.Out, LocalDeployDir: s.Dir}
-		if env != nil && *env != "" {
-			o.Env = *env
-		}
-		return step(ctx, s, o)
+		return step(ctx, s, releaseOptions(s, env, force))
 	})
+}
+
+// releaseOptions are the options of a release target: the environment of
+// -env (default demo), the local deployment folder for the records.
+func releaseOptions(s *stack.Stack, env *string, force bool) release.Options {
+	o := release.Options{Env: release.DefaultEnv, Force: force, Printer: s.Out, LocalDeployDir: s.Dir}
+	if env != nil && *env != "" {
+		o.Env = *env
+	}
+	return o
 }
 
 func exit(err error) error {
 	if err == nil {
 		return nil
 	}
-	return mg.Fatal(stack.ExitCode(err), err.Error())
+	return mg.Fatal(ExitCode(err), err.Error())
+}
+
+// Exit statuses by kind of error, so scripts can tell a bad catalog from a
+// failed deployment.
+const (
+	ExitFailure = 1
+	// ExitUsage: a bad catalog, bad arguments, or hand-edited files in the
+	// way.
+	ExitUsage = 2
+	// ExitChanges: plan found changes.
+	ExitChanges = 3
+)
+
+// ExitCode maps an error to the process exit status.
+func ExitCode(err error) int {
+	var ce catalog.Errors
+	var one *catalog.Error
+	var ue *stack.UsageError
+	var de *render.DriftError
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, stack.ErrPlanChanged), errors.Is(err, release.ErrChanges):
+		return ExitChanges
+	case errors.As(err, &ce), errors.As(err, &one), errors.As(err, &ue), errors.As(err, &de):
+		return ExitUsage
+	}
+	return ExitFailure
 }

@@ -26,11 +26,26 @@ import (
 // the last render stop it; DEPLOY_OVERWRITE=1 replaces them, keeping a backup.
 func Render(ctx context.Context) error { return run(ctx, (*stack.Stack).Render) }
 
-// Plan shows, as a unified diff, what render would change in the deployment folder; writes nothing.
+// Plan shows what would change, writing nothing: render's diff of the deployment folder, or with -env=NAME what a promote would replace and send.
 //
-// Exit status 0 means no changes; 3 (1 under `go run mage.go`) means render
-// would change something; 2 means a bad catalog.
-func Plan(ctx context.Context) error { return run(ctx, (*stack.Stack).Plan) }
+// Without -env (or with the local environment) it prints, as a unified
+// diff, what render would change in the deployment folder. With
+// -env=demo (any promoted environment) it connects to the host and says,
+// changing nothing there, which services a promote would start, replace
+// or remove and why (image, configuration, which keys), and which images
+// it would send, with their sizes.
+//
+// Exit status 0 means no changes; 3 (1 under `go run mage.go`) means
+// changes; 2 means a bad catalog or argument.
+func Plan(ctx context.Context, env *string) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		if env == nil || *env == "" || *env == s.Env.Name {
+			return s.Plan(ctx)
+		}
+		_, err := release.Plan(ctx, s.Cat, releaseOptions(s, env, false))
+		return err
+	})
+}
 
 // Build builds every service image through the Docker Engine, in parallel, reusing unchanged ones.
 //

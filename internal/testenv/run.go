@@ -139,6 +139,16 @@ func Sweep() []string {
 	}
 
 	// Second hosts first: their dockerd holds mounts under their folder.
+	// Folders of the run's tests under /tmp (an agent's folder, say).
+	tmps, _ := filepath.Glob("/tmp/*-t*x*")
+	for _, d := range tmps {
+		if deadIn(filepath.Base(d)) && !strings.HasPrefix(filepath.Base(d), "mt-") {
+			unmountUnder(d)
+			if os.RemoveAll(d) == nil {
+				removed = append(removed, "folder "+d)
+			}
+		}
+	}
 	roots, _ := filepath.Glob("/tmp/mt-*")
 	for _, root := range roots {
 		m := runInRoot.FindStringSubmatch(filepath.Base(root))
@@ -203,10 +213,12 @@ func Sweep() []string {
 		// them project_service_1, and the probe server's name is the
 		// project's too.
 		out, _ := exec.CommandContext(ctx, "docker", "ps", "-a", "--format",
-			`{{.ID}} {{.Names}} {{.Label "com.docker.compose.project"}}`).Output()
+			`{{.ID}} {{.Names}} {{.Labels}}`).Output()
 		for _, l := range strings.Split(string(out), "\n") {
 			f := strings.Fields(l)
-			if len(f) < 2 || !(deadIn(f[1]) || len(f) > 2 && deadIn(f[2])) {
+			// By name, or by a label holding a name of the run (a compose
+			// project, an agent's folder).
+			if len(f) < 2 || !(deadIn(f[1]) || len(f) > 2 && deadIn(strings.Join(f[2:], " "))) {
 				continue
 			}
 			if exec.CommandContext(ctx, "docker", "rm", "-f", "-v", f[0]).Run() == nil {

@@ -192,7 +192,9 @@ func Run(ctx context.Context, cat *catalog.Catalog, t Target, opts Options) (*Re
 
 	var failed []string
 	for i := range results {
-		results[i].Detail = shorten(red.redact(results[i].Detail), 240)
+		// Details quote what services and hosts answered: no escape sequence of
+		// theirs reaches the terminal, no secret the output.
+		results[i].Detail = shorten(red.redact(ui.Clean(results[i].Detail)), 240)
 		if results[i].OK {
 			rep.Passed++
 			continue

@@ -1,5 +1,7 @@
 package compose
 
+import "strconv"
+
 // Args returns the full command line for a compose subcommand on a project:
 // the command, the project name, each compose file, then sub. The project
 // is always passed with -p, because compose v1 rejects a top-level `name:`
@@ -54,4 +56,26 @@ func (c *CLI) ConfigArgs(project string, files []string) []string {
 // PsArgs lists the project's containers, one ID per line.
 func (c *CLI) PsArgs(project string, files []string) []string {
 	return c.Args(project, files, "ps", "-q")
+}
+
+// StartArgs starts the named services, and only them (--no-deps), from
+// images that already exist. A service in scale gets that many containers:
+// the missing ones are created with the configuration in files while the
+// ones it has are left as they are (--no-recreate), which is how a
+// service's new container starts beside its old one. With recreate, the
+// named services' containers are replaced instead (--force-recreate): the
+// way to replace a service that cannot run twice at once.
+func (c *CLI) StartArgs(project string, files []string, services []string, scale map[string]int, recreate bool) []string {
+	sub := []string{"up", "-d", "--no-build", "--no-deps"}
+	if recreate {
+		sub = append(sub, "--force-recreate")
+	} else {
+		sub = append(sub, "--no-recreate")
+	}
+	for _, s := range services {
+		if n, ok := scale[s]; ok {
+			sub = append(sub, "--scale", s+"="+strconv.Itoa(n))
+		}
+	}
+	return c.Args(project, files, append(sub, services...)...)
 }

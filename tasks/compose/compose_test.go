@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -274,4 +275,17 @@ func ExampleCLI_UpArgs() {
 	// Output:
 	// docker-compose -p maestro -f quality-fabric/docker-compose.yml up -d --no-build
 	// docker-compose -p maestro -f docker-compose.yml up -d --no-build --remove-orphans
+}
+
+func TestStartArgs(t *testing.T) {
+	c := &CLI{Argv: []string{"docker-compose"}}
+	got := c.StartArgs("p", []string{"docker-compose.yml"}, []string{"a", "b"}, map[string]int{"b": 2}, false)
+	want := []string{"docker-compose", "-p", "p", "-f", "docker-compose.yml", "up", "-d", "--no-build", "--no-deps", "--no-recreate", "--scale", "b=2", "a", "b"}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %q\nwant %q", got, want)
+	}
+	got = c.StartArgs("p", []string{"f.yml"}, []string{"db"}, nil, true)
+	if !slices.Contains(got, "--force-recreate") || slices.Contains(got, "--no-recreate") {
+		t.Errorf("recreate: %q", got)
+	}
 }

@@ -40,12 +40,35 @@ func (e *RunError) Unwrap() error { return e.Err }
 // command and the last TailLines lines of output. Values in env are never
 // put in the error.
 func Exec(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
+	return run(ctx, dir, append(os.Environ(), env...), argv)
+}
+
+// ExecIsolated runs argv as Exec does, with exactly env as its environment
+// and nothing of this process's: for commands run against a remote host,
+// on files that came from it, where a variable of the operator's (a cloud
+// credential, DOCKER_CONFIG, a credential helper) must neither be read
+// nor be reachable by interpolation. See MinimalEnv.
+func ExecIsolated(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
+	return run(ctx, dir, env, argv)
+}
+
+// MinimalEnv is the environment ExecIsolated runs a CLI with: PATH and
+// HOME of this process (the CLIs cannot start without them), a private
+// empty docker configuration folder (no credential helper, no context,
+// no proxy setting of the operator's), and extra, e.g. DOCKER_HOST.
+func MinimalEnv(dockerConfig string, extra ...string) []string {
+	env := []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"), "LANG=C.UTF-8",
+		"DOCKER_CONFIG=" + dockerConfig}
+	return append(env, extra...)
+}
+
+func run(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("compose: empty command line")
 	}
 	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = env
 	// Compose may leave a child holding the output pipe after being killed
 	// on cancel; WaitDelay stops Run from waiting on it forever.
 	cmd.WaitDelay = 5 * time.Second

@@ -57,8 +57,9 @@ const (
 	ProbeImage = "maestro-deploy.probe.image" // the image reference a server runs
 	ProbeToken = "maestro-deploy.probe.token" // what a server expects in requests
 	// Tool marks the release tool's images and containers on deployment
-	// hosts.
-	Tool = "maestro-deploy.release-tool"
+	// hosts; ToolDir is the folder an agent container serves.
+	Tool    = "maestro-deploy.release-tool"
+	ToolDir = "maestro-deploy.release-tool.dir"
 	// Proxy marks the reverse proxy in front of an environment's published
 	// ports: on its container and its edge network the value is the
 	// project; on the proxy image, shared by every project of an engine,

@@ -227,6 +227,19 @@ func merge[V any](a, b map[string]V) map[string]V {
 	return out
 }
 
+// ReadKey returns the digest key of deployDir, nil when it has none yet:
+// for what must write nothing (plan).
+func ReadKey(deployDir string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(deployDir, filepath.FromSlash(KeyFile)))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("digest key: %w", err)
+	}
+	return b, nil
+}
+
 // Key returns the digest key of the deployment folder deployDir, making
 // it (random, 0600, in a 0700 folder) the first time.
 func Key(deployDir string) ([]byte, error) {

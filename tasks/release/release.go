@@ -1,16 +1,23 @@
-// Package release ships a tested stack to another host: promote renders the
-// environment (its own ports, images pinned to the exact tested ones),
+// Package release ships a tested stack to another host and keeps it
+// running there: promote renders the environment (its own ports, images
+// pinned to the exact tested ones, a reverse proxy publishing the ports),
 // sends the images the host lacks, puts the release folder on the host,
-// starts it, waits until it is healthy and runs the checks there; only then
-// does the host's `current` link move. On any failure the previous release
-// is put back. Rollback and Releases work on the same folders.
+// and has the environment's runtime converge to it: only the services
+// whose image or configuration changed are replaced, each new container
+// beside the old one until it is healthy and takes the traffic. Then the
+// checks run there, and only then does the host's `current` link move. On
+// any failure the previous release is put back the same way. Rollback,
+// Releases and Plan work on the same folders.
 //
-// Everything that reaches an ssh:// host goes through OpenSSH with the
-// environment's known_hosts checked strictly; the compose CLI and the
-// docker CLI reach it through a local socket that tunnels over that same
-// ssh, never through their own ssh code. Files on the host are written
-// through the host's Docker API by a small tool container: no shell
-// command is ever composed from catalog values.
+// Every release shipped is also kept here (record.SaveRelease): a rollback
+// runs exactly what was shipped, and a host whose copy differs is refused.
+//
+// Everything that reaches an ssh:// host goes through one OpenSSH
+// connection with the environment's known_hosts checked strictly; the
+// compose and docker CLIs reach it through a local socket over that
+// connection, with an environment of nothing but PATH, HOME and that
+// socket. Files on the host are written through the host's Docker API by
+// an agent container (package hostfs).
 //
 // On the host, an environment's folder (dir in the catalog) holds:
 //
@@ -24,32 +31,33 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"github.com/moby/moby/client"
+
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check"
-	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
-	"github.com/maestro-platform/deploy/tasks/health"
+	"github.com/maestro-platform/deploy/tasks/hostfs"
+	"github.com/maestro-platform/deploy/tasks/proxy"
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
+	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/ui"
-	"github.com/moby/moby/client"
 )
 
 // DefaultEnv is the environment Promote, Rollback and Releases use when
 // Options.Env is empty.
 const DefaultEnv = "demo"
 
-// Options tune Promote, Rollback and Releases; the zero value works.
+// Options tune Promote, Rollback, Releases and Plan; the zero value works.
 type Options struct {
 	// Env is the target environment (default "demo").
 	Env string
@@ -58,7 +66,8 @@ type Options struct {
 	// Printer gets the step-by-step output (default: stdout).
 	Printer *ui.Printer
 	// LocalDeployDir is the local deployment folder holding the testAll
-	// record (default: the catalog's deploy_dir).
+	// record and the records of shipped releases (default: the catalog's
+	// deploy_dir).
 	LocalDeployDir string
 	// Now is the clock release ids are taken from (default time.Now).
 	Now func() time.Time
@@ -90,6 +99,8 @@ type Result struct {
 	Images map[string]string
 	// Transfer says which images were sent and how many bytes.
 	Transfer *engine.TransferReport
+	// Changes is what the runtime did to each service.
+	Changes *runtime.Plan
 	// Checks is the report of the checks run on the host.
 	Checks *check.Report
 	// Pruned are the old releases removed from the host.
@@ -109,23 +120,26 @@ type Release struct {
 	Commit string
 	// Current is true for the release the host's current link points at.
 	Current bool
+	// Recorded is true when this machine holds the record a rollback to
+	// it needs.
+	Recorded bool
 }
 
 // Error is a failed Promote or Rollback: what failed, and whether the
 // previous release was put back.
 type Error struct {
 	Env, Release string
-	// Step is what failed: "start", "health", "checks", "activate", ...
+	// Step is what failed: "start", "checks", "activate", ...
 	Step string
 	Err  error
 	// Previous is the release that was running before ("" = none).
 	Previous string
-	// Restored is true when Previous was started again and is healthy;
+	// Restored is true when Previous runs and is healthy again;
 	// RestoreErr says why not otherwise.
 	Restored   bool
 	RestoreErr error
-	// Removed is true when, with no previous release, the failed stack was
-	// taken down.
+	// Removed is true when, with no previous release, what the release
+	// started was taken down.
 	Removed bool
 }
 
@@ -138,9 +152,9 @@ func (e *Error) Error() string {
 	case e.Previous != "":
 		fmt.Fprintf(&b, "\nROLLBACK FAILED: the previous release %s could not be restored: %v\nthe host needs attention: try `mage rollback -env=%s`", e.Previous, e.RestoreErr, e.Env)
 	case e.Removed:
-		b.WriteString("\nthere was no previous release: the failed stack was taken down")
+		b.WriteString("\nthere was no previous release: what this release started was taken down")
 	default:
-		fmt.Fprintf(&b, "\nthere was no previous release, and taking the failed stack down failed too: %v", e.RestoreErr)
+		fmt.Fprintf(&b, "\nthere was no previous release, and taking down what this release started failed too: %v", e.RestoreErr)
 	}
 	return b.String()
 }
@@ -186,104 +200,106 @@ func parseRelease(id string) Release {
 	return r
 }
 
-// hostAddr is where this machine reaches the ports the environment
-// publishes: the host of its Docker URL, or loopback for a local engine.
-func hostAddr(env *catalog.Environment) string {
-	if env.Host != "" {
-		if u, err := url.Parse(env.Host); err == nil && (u.Scheme == "ssh" || u.Scheme == "tcp") && u.Hostname() != "" {
-			return u.Hostname()
-		}
+func uniqueID(id string, existing []string) string {
+	have := map[string]bool{}
+	for _, e := range existing {
+		have[e] = true
 	}
-	if b := env.Bind; b != "" && b != "0.0.0.0" && b != "::" {
-		if ip := net.ParseIP(b); ip != nil {
-			return b
-		}
+	out := id
+	for n := 2; have[out]; n++ {
+		out = fmt.Sprintf("%s.%d", id, n)
 	}
-	return "127.0.0.1"
+	return out
 }
 
-// target is a connected environment: its engine, how the CLIs reach it
-// and its release folder.
-type target struct {
-	cat       *catalog.Catalog
-	env       *catalog.Environment
-	p         *ui.Printer
-	eng       *engine.Engine
-	dockerEnv []string // DOCKER_HOST=... for compose and docker
-	proxy     *proxy
-	ssh       *sshSession
-	fs        *hostFS
-	compose   *compose.CLI
-}
-
-func (t *target) Close() {
-	if t.proxy != nil {
-		_ = t.proxy.Close()
-	}
-	if t.eng != nil {
-		_ = t.eng.Close()
-	}
-	if t.ssh != nil {
-		_ = t.ssh.Close()
-	}
-}
-
-// connect checks the host key (ssh), connects to the engine, starts the
-// local tunnel for the CLIs and makes sure the release tool is there.
-// Nothing on the host changes.
-func connect(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment, p *ui.Printer) (*target, error) {
-	t := &target{cat: cat, env: env, p: p}
-	t0 := time.Now()
-	var opts []engine.Option
-	if strings.HasPrefix(env.Host, "ssh://") {
-		s, err := newSSHSession(cat, env)
-		if err != nil {
-			return nil, err
-		}
-		t.ssh = s
-		if err := checkHostKey(ctx, cat, env, s.flags); err != nil {
-			t.Close()
-			return nil, err
-		}
-		p.Line(ui.OK, "ssh", "host key of %s matches %s", env.Host, knownHostsFile(cat, env))
-		opts = append(opts, engine.WithSSHFlags(s.flags), engine.WithPingTimeout(30*time.Second))
-	}
-	eng, err := engine.Connect(ctx, env.Host, opts...)
+// pin returns an immutable reference of the tested image: the content-hash
+// tag build gave it, or else a release tag, made here unless dryRun.
+func pin(ctx context.Context, local *engine.Engine, cat *catalog.Catalog, s *catalog.Service, id string, dryRun bool) (string, error) {
+	repo := cat.ImageRepo(s)
+	img, err := local.API.ImageInspect(ctx, id)
 	if err != nil {
-		t.Close()
-		return nil, err
+		return "", fmt.Errorf("promote: image of %s: %w", s.Name, err)
 	}
-	t.eng = eng
-	switch {
-	case strings.HasPrefix(env.Host, "ssh://"):
-		px, err := startProxy(t.ssh)
-		if err != nil {
-			t.Close()
-			return nil, err
+	var tags []string
+	for _, t := range img.RepoTags {
+		if tag, ok := strings.CutPrefix(t, repo+":"); ok && (hashTag.MatchString(tag) || strings.HasPrefix(tag, "rel-")) {
+			tags = append(tags, t)
 		}
-		t.proxy = px
-		t.dockerEnv = []string{"DOCKER_HOST=" + px.Host}
-	case env.Host != "":
-		t.dockerEnv = []string{"DOCKER_HOST=" + env.Host}
 	}
-	if env.Dir == "" {
-		t.Close()
-		return nil, fmt.Errorf("environment %s has no dir: say where releases live on its host", env.Name)
+	sort.Slice(tags, func(i, j int) bool {
+		return hashTag.MatchString(tags[i][len(repo)+1:]) && !hashTag.MatchString(tags[j][len(repo)+1:])
+	})
+	if len(tags) > 0 {
+		return tags[0], nil
 	}
-	t.fs, err = newHostFS(ctx, eng.API, env.Dir)
+	ref := repo + ":rel-" + engine.ShortID(id)
+	if dryRun {
+		return ref, nil
+	}
+	if _, err := local.API.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: ref}); err != nil {
+		return "", fmt.Errorf("promote: tag %s: %w", ref, err)
+	}
+	return ref, nil
+}
+
+var hashTag = regexp.MustCompile(`^[0-9a-f]{12}$`)
+
+// renderOptions are how a release of env is rendered: pinned images, its
+// ports behind the proxy, secrets in the config hash by keyed digest.
+func renderOptions(images map[string]string, id string, key []byte) render.Options {
+	return render.Options{Images: images, Release: id, Proxied: true, SecretKey: key}
+}
+
+// spec is what the runtime needs of a release made from the catalog.
+func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, dir string, p *ui.Printer) *runtime.Release {
+	rel := &runtime.Release{ID: rec.ID, Project: cat.Project.Name, Cat: cat, Env: env, Dir: dir,
+		HostAddr: hostAddr(env), Printer: p, Redact: check.Redactor(cat)}
+	for _, s := range cat.All() {
+		sv := runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
+			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.Port, Stateful: len(s.Volumes) > 0}
+		if port, ok := s.HostPort(env.Ports); ok {
+			sv.HostPort = port
+		}
+		rel.Services = append(rel.Services, sv)
+	}
+	return rel
+}
+
+// readDir reads a rendered release folder back: what is uploaded is byte
+// for byte what the CLIs run from here.
+func readDir(dir string) (map[string][]byte, map[string]fs.FileMode, error) {
+	files, modes := map[string][]byte{}, map[string]fs.FileMode{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !d.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)], modes[filepath.ToSlash(rel)] = b, info.Mode().Perm()
+		return nil
+	})
 	if err != nil {
-		t.Close()
-		return nil, err
+		return nil, nil, fmt.Errorf("read release %s: %w", dir, err)
 	}
-	if env.Engine != catalog.EngineSwarm {
-		t.compose, err = compose.Detect(ctx)
-		if err != nil {
-			t.Close()
-			return nil, err
-		}
+	return files, modes, nil
+}
+
+func toHost(files map[string][]byte, modes map[string]fs.FileMode) map[string]hostfs.File {
+	out := map[string]hostfs.File{}
+	for name, b := range files {
+		out[name] = hostfs.File{Data: b, Mode: modes[name]}
 	}
-	p.Line(ui.OK, "connect", "%s answers (%s)", eng.Host, ui.Seconds(time.Since(t0)))
-	return t, nil
+	return out
 }
 
 // Promote ships the tested stack to the environment opts.Env: see the
@@ -340,14 +356,14 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 
 	// 2. Pin each service to an immutable tag of its tested image.
 	for _, s := range cat.All() {
-		ref, err := pin(ctx, local, cat, s, ids[s.Name])
+		ref, err := pin(ctx, local, cat, s, ids[s.Name], false)
 		if err != nil {
 			return nil, err
 		}
 		res.Images[s.Name] = ref
 	}
 
-	// 3. Connect: host key, engine, tunnel, tool. Nothing changes there yet.
+	// 3. Connect: host key, engine, tunnel, agent. Nothing changes there yet.
 	t, err := connect(ctx, cat, env, p)
 	if err != nil {
 		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
@@ -360,27 +376,19 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	res.Previous = st.Current
 	res.Release = uniqueID(releaseID(ctx, cat, opts.Now()), st.Releases)
 
-	// 4. Render the release: the environment's ports, the pinned images.
-	tree, err := render.Render(cat, env, render.Options{Images: res.Images, Release: res.Release})
+	// 4. Render the release and keep its record here: the environment's
+	// ports behind the proxy, the pinned images.
+	rec, dir, err := makeRelease(ctx, cat, env, opts, key, res.Release, res.Previous, res.Images, ids)
 	if err != nil {
 		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
-	dir, err := os.MkdirTemp("", "maestro-release-")
-	if err != nil {
-		return nil, err
-	}
-	defer os.RemoveAll(dir)
-	relDir := filepath.Join(dir, res.Release)
-	if _, err := render.Write(relDir, tree, render.WriteOptions{}); err != nil {
-		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
-	}
-	files, err := readLocal(relDir)
+	files, modes, err := readDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	p.Line(ui.OK, "render", "release %s: %d files, %s ports", res.Release, len(files), env.Ports)
 
-	// 5. Images the host lacks, and the check probe.
+	// 5. Images the host lacks; the proxy and the checks' probe.
 	refs := make([]string, 0, len(res.Images))
 	for _, s := range cat.All() {
 		refs = append(refs, res.Images[s.Name])
@@ -394,27 +402,34 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	if len(rep.Sent) == 0 {
 		p.Line(ui.OK, "images", "nothing to send: all %d already on the host (%s)", len(rep.Present), ui.Seconds(time.Since(tt)))
 	}
-	if probe, err := check.EnsureProbe(ctx, t.eng.API); err != nil {
+	if _, err := proxy.EnsureImage(ctx, t.eng.API); err != nil {
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
-	} else {
-		p.Line(ui.OK, "probe", "%s on %s", probe, t.eng.Host)
+	}
+	if _, err := check.EnsureProbe(ctx, t.eng.API); err != nil {
+		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 
 	// 6. The release folder on the host; current does not move yet.
 	tu := time.Now()
-	if _, err := t.fs.Upload(ctx, res.Release, files); err != nil {
+	if _, err := t.fs.Upload(ctx, res.Release, toHost(files, modes)); err != nil {
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	p.Line(ui.OK, "upload", "%s/releases/%s (%s)", env.Dir, res.Release, ui.Seconds(time.Since(tu)))
 
-	// 7. Start, wait, check; put the previous release back on failure.
-	report, step, err := t.start(ctx, relDir)
+	// 7. Converge, check; put the previous release back on failure.
+	rel := spec(cat, env, rec, dir, p)
+	res.Changes, err = t.rt.Apply(ctx, rel)
+	if err != nil {
+		return res, t.recover(ctx, opts, res.Release, res.Previous, "start", err, res.Changes)
+	}
+	p.Line(ui.OK, "apply", "%s (%s)", res.Changes.Summary(), ui.Seconds(res.Changes.Took))
+	report, err := t.checks(ctx)
 	res.Checks = report
 	if err != nil {
-		return res, t.recover(ctx, res.Release, res.Previous, step, err)
+		return res, t.recover(ctx, opts, res.Release, res.Previous, "checks", err, res.Changes)
 	}
 	if _, err := t.fs.Activate(ctx, res.Release); err != nil {
-		return res, t.recover(ctx, res.Release, res.Previous, "activate", err)
+		return res, t.recover(ctx, opts, res.Release, res.Previous, "activate", err, res.Changes)
 	}
 	p.Line(ui.OK, "current", "%s/current -> releases/%s", env.Dir, res.Release)
 
@@ -425,146 +440,54 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	}
 	if pst, err := t.fs.Prune(ctx, env.KeepReleases, protect...); err != nil {
 		p.Line(ui.Warn, "prune", "%v", err)
-	} else if len(pst.Removed) > 0 {
-		res.Pruned = pst.Removed
-		p.Line(ui.OK, "prune", "removed %s (keeping %d)", strings.Join(pst.Removed, ", "), env.KeepReleases)
+	} else {
+		if len(pst.Removed) > 0 {
+			res.Pruned = pst.Removed
+			p.Line(ui.OK, "prune", "removed %s (keeping %d)", strings.Join(pst.Removed, ", "), env.KeepReleases)
+		}
+		record.PruneReleases(opts.LocalDeployDir, env.Name, pst.Releases)
 	}
 	res.Duration = time.Since(t0)
-	p.Line(ui.OK, "promote", "%s is live on %s in %s: %d image(s) sent, %s", res.Release, env.Name,
-		ui.Seconds(res.Duration), len(rep.Sent), ui.Bytes(rep.Bytes))
+	p.Line(ui.OK, "promote", "%s is live on %s in %s: %s; %d image(s) sent, %s", res.Release, env.Name,
+		ui.Seconds(res.Duration), res.Changes.Summary(), len(rep.Sent), ui.Bytes(rep.Bytes))
 	return res, nil
 }
 
-func displayHost(env *catalog.Environment) string {
-	if env.Host == "" {
-		return "local engine"
-	}
-	return env.Host
-}
-
-func uniqueID(id string, existing []string) string {
-	have := map[string]bool{}
-	for _, e := range existing {
-		have[e] = true
-	}
-	out := id
-	for n := 2; have[out]; n++ {
-		out = fmt.Sprintf("%s.%d", id, n)
-	}
-	return out
-}
-
-// pin returns an immutable reference of the tested image: the content-hash
-// tag build gave it, or else a release tag made for it here.
-func pin(ctx context.Context, local *engine.Engine, cat *catalog.Catalog, s *catalog.Service, id string) (string, error) {
-	repo := cat.ImageRepo(s)
-	img, err := local.API.ImageInspect(ctx, id)
+// makeRelease renders release id of env and keeps its record in the local
+// deployment folder. It returns the record and the folder of its files,
+// which is what the runtime runs from.
+func makeRelease(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment, opts Options, key []byte,
+	id, previous string, images, imageIDs map[string]string) (*record.Release, string, error) {
+	ropts := renderOptions(images, id, key)
+	tree, err := render.Render(cat, env, ropts)
 	if err != nil {
-		return "", fmt.Errorf("promote: image of %s: %w", s.Name, err)
+		return nil, "", err
 	}
-	var tags []string
-	for _, t := range img.RepoTags {
-		if tag, ok := strings.CutPrefix(t, repo+":"); ok && (hashTag.MatchString(tag) || strings.HasPrefix(tag, "rel-")) {
-			tags = append(tags, t)
-		}
-	}
-	sort.Slice(tags, func(i, j int) bool {
-		return hashTag.MatchString(tags[i][len(repo)+1:]) && !hashTag.MatchString(tags[j][len(repo)+1:])
-	})
-	if len(tags) > 0 {
-		return tags[0], nil
-	}
-	ref := repo + ":rel-" + engine.ShortID(id)
-	if _, err := local.API.ImageTag(ctx, imageTagOptions(id, ref)); err != nil {
-		return "", fmt.Errorf("promote: tag %s: %w", ref, err)
-	}
-	return ref, nil
-}
-
-var hashTag = regexp.MustCompile(`^[0-9a-f]{12}$`)
-
-// readLocal reads a rendered release folder back: what is uploaded is
-// byte for byte what compose runs from here.
-func readLocal(dir string) (map[string]fileData, error) {
-	files := map[string]fileData{}
-	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return err
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		files[filepath.ToSlash(rel)] = fileData{Data: b, Mode: info.Mode().Perm()}
-		return nil
-	})
+	hashes, err := render.ConfigHashes(cat, env, ropts)
 	if err != nil {
-		return nil, fmt.Errorf("read release %s: %w", dir, err)
+		return nil, "", err
 	}
-	return files, nil
-}
-
-// start runs the release in dir on the host and proves it: up, healthy,
-// checks green. step names what failed.
-func (t *target) start(ctx context.Context, dir string) (*check.Report, string, error) {
-	if t.env.Engine == catalog.EngineSwarm {
-		return t.startStack(ctx, dir)
+	files, modes := map[string][]byte{}, map[string]fs.FileMode{}
+	for _, f := range tree {
+		files[f.Path], modes[f.Path] = f.Data, f.Mode
 	}
-	ts := time.Now()
-	files := []string{render.ComposeFile}
-	t.p.Line(ui.Run, "start", "%s up -d on %s", t.compose, t.eng.Host)
-	out, err := compose.Exec(ctx, dir, t.dockerEnv, t.compose.UpStackArgs(t.cat.Project.Name, files))
-	t.dim(out)
+	rec := record.Release{ID: id, Env: env.Name, Project: cat.Project.Name, Previous: previous,
+		Images: images, ImageIDs: imageIDs, Hashes: hashes, Config: record.Views(cat, key), At: opts.Now().UTC()}
+	dir, err := record.SaveRelease(opts.LocalDeployDir, rec, files, modes)
 	if err != nil {
-		return nil, "start", err
+		return nil, "", err
 	}
-	t.p.Line(ui.OK, "start", "containers started in %s", ui.Seconds(time.Since(ts)))
-	if err := t.waitHealthy(ctx); err != nil {
-		return nil, "health", err
-	}
-	report, err := t.checks(ctx)
+	saved, _, err := record.LoadRelease(opts.LocalDeployDir, env.Name, id)
 	if err != nil {
-		return report, "checks", err
+		return nil, "", err
 	}
-	return report, "", nil
-}
-
-// dim shows what compose printed, quietly.
-func (t *target) dim(out []byte) {
-	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		if l = strings.TrimSpace(l); l != "" {
-			t.p.Dim("    %s", l)
-		}
-	}
-}
-
-func (t *target) waitHealthy(ctx context.Context) error {
-	_, err := health.Wait(ctx, &health.Compose{Engine: t.eng, Project: t.cat.Project.Name},
-		health.Targets(t.cat, t.env, hostAddr(t.env)),
-		health.Options{Deadline: t.env.HealthDeadline(), Printer: t.p, Redact: check.Redactor(t.cat)})
-	return err
-}
-
-func (t *target) checks(ctx context.Context) (*check.Report, error) {
-	return check.Run(ctx, t.cat, check.Target{Env: t.env, Project: t.cat.Project.Name, HostAddr: hostAddr(t.env), API: t.eng.API},
-		check.Options{Printer: t.p})
+	return saved, dir, nil
 }
 
 // recover puts the previous release back after release id failed at step
-// (or, with none, takes the failed stack down) and removes the failed
-// release's folder; current is left as it was.
-func (t *target) recover(ctx context.Context, id, previous, step string, cause error) error {
+// (or, with none, takes down what the release started) and removes the
+// failed release's folder; current is left as it was.
+func (t *target) recover(ctx context.Context, opts Options, id, previous, step string, cause error, applied *runtime.Plan) error {
 	// The caller's context may be what ended the release: recovery still runs.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
@@ -572,7 +495,7 @@ func (t *target) recover(ctx context.Context, id, previous, step string, cause e
 	t.p.Line(ui.Fail, step, "release %s failed: %v", id, firstLine(cause))
 	if previous != "" {
 		t.p.Line(ui.Run, "rollback", "putting %s back", previous)
-		if err := t.restore(ctx, previous); err != nil {
+		if err := t.restore(ctx, opts, previous, false); err != nil {
 			e.RestoreErr = err
 			t.p.Line(ui.Fail, "rollback", "%s could not be restored: %v", previous, firstLine(err))
 		} else {
@@ -580,12 +503,12 @@ func (t *target) recover(ctx context.Context, id, previous, step string, cause e
 			t.p.Line(ui.OK, "rollback", "%s is running and healthy again", previous)
 		}
 	} else {
-		if err := t.down(ctx, id); err != nil {
+		if err := t.takeDown(ctx, applied); err != nil {
 			e.RestoreErr = err
-			t.p.Line(ui.Fail, "down", "taking the failed stack down failed: %v", firstLine(err))
+			t.p.Line(ui.Fail, "down", "taking down what the release started failed: %v", firstLine(err))
 		} else {
 			e.Removed = true
-			t.p.Line(ui.OK, "down", "no previous release: the failed stack was taken down")
+			t.p.Line(ui.OK, "down", "no previous release: what this release started was taken down")
 		}
 	}
 	if _, err := t.fs.Remove(ctx, id); err != nil {
@@ -594,58 +517,54 @@ func (t *target) recover(ctx context.Context, id, previous, step string, cause e
 	return e
 }
 
-// restore starts release id again from its folder on the host and waits
-// until it is healthy.
-func (t *target) restore(ctx context.Context, id string) error {
-	dir, cleanup, err := t.fetch(ctx, id)
-	if err != nil {
-		return err
+// takeDown removes what a failed first release started, and only that:
+// containers the host ran before (by hand, say) are left alone.
+func (t *target) takeDown(ctx context.Context, applied *runtime.Plan) error {
+	if applied == nil {
+		return nil
 	}
-	defer cleanup()
-	if t.env.Engine == catalog.EngineSwarm {
-		if err := t.deployStack(ctx, dir); err != nil {
-			return err
+	var errs []error
+	for _, ch := range applied.Changes {
+		if ch.Action != runtime.Start {
+			continue
 		}
-		return t.waitStack(ctx)
+		for _, id := range ch.New {
+			if _, err := t.eng.API.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true}); err != nil && !engine.IsNotFound(err) {
+				errs = append(errs, err)
+			}
+		}
 	}
-	out, err := compose.Exec(ctx, dir, t.dockerEnv, t.compose.UpStackArgs(t.cat.Project.Name, []string{render.ComposeFile}))
-	t.dim(out)
-	if err != nil {
-		return err
-	}
-	return t.waitHealthy(ctx)
+	return errors.Join(errs...)
 }
 
-// down removes the stack of a failed first release.
-func (t *target) down(ctx context.Context, id string) error {
-	if t.env.Engine == catalog.EngineSwarm {
-		return t.removeStack(ctx)
-	}
-	dir, cleanup, err := t.fetch(ctx, id)
+// restore converges the host back to release id, from its local record.
+// With verify, the host's copy must be what was shipped, or nothing is
+// done; without, a differing copy is only reported (recovery must run).
+func (t *target) restore(ctx context.Context, opts Options, id string, verify bool) error {
+	rec, dir, err := record.LoadRelease(opts.LocalDeployDir, t.env.Name, id)
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: a rollback runs only what was shipped from this machine; promote again instead", err)
 	}
-	defer cleanup()
-	_, err = compose.Exec(ctx, dir, t.dockerEnv, t.compose.DownArgs(t.cat.Project.Name, []string{render.ComposeFile}, false))
-	return err
-}
-
-// fetch copies release id from the host into a local temporary folder.
-func (t *target) fetch(ctx context.Context, id string) (string, func(), error) {
 	files, err := t.fs.Fetch(ctx, id)
 	if err != nil {
-		return "", func() {}, err
+		return err
 	}
-	dir, err := os.MkdirTemp("", "maestro-release-")
+	got := map[string][]byte{}
+	for name, f := range files {
+		got[name] = f.Data
+	}
+	if err := rec.Verify(got); err != nil {
+		if verify {
+			return err
+		}
+		t.p.Line(ui.Warn, "verify", "%v", firstLine(err))
+	}
+	pl, err := t.rt.Apply(ctx, spec(t.cat, t.env, rec, dir, t.p))
 	if err != nil {
-		return "", func() {}, err
+		return err
 	}
-	cleanup := func() { os.RemoveAll(dir) }
-	if err := writeLocal(dir, files); err != nil {
-		cleanup()
-		return "", func() {}, err
-	}
-	return dir, cleanup, nil
+	t.p.Line(ui.OK, "apply", "%s (%s)", pl.Summary(), ui.Seconds(pl.Took))
+	return nil
 }
 
 func firstLine(err error) string {
@@ -656,9 +575,10 @@ func firstLine(err error) string {
 	return s
 }
 
-// Rollback starts the release before the current one on the host of
-// opts.Env, waits until it is healthy and checks it, then moves current
-// to it. When it fails, the release that was current is started again.
+// Rollback puts the release before the current one on the host of
+// opts.Env back, exactly as it was shipped (the host's copy must match this
+// machine's record), checks it, then moves current to it. When it fails,
+// the release that was current is put back.
 func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	opts.defaults(cat)
 	p := opts.Printer
@@ -692,28 +612,30 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 			env.Name, st.Current, strings.Join(st.Releases, ", "))
 	}
 	p.Line(ui.Info, "rollback", "from %s to %s", st.Current, prev)
-	dir, cleanup, err := t.fetch(ctx, prev)
-	if err != nil {
-		return fmt.Errorf("rollback %s: %w", env.Name, err)
+	if err := t.restore(ctx, opts, prev, true); err != nil {
+		var te *record.TamperedError
+		if errors.As(err, &te) || errors.Is(err, record.ErrNoRecord) {
+			return fmt.Errorf("rollback %s: %w", env.Name, err)
+		}
+		return t.recoverRollback(ctx, opts, prev, st.Current, "start", err)
 	}
-	defer cleanup()
-	if _, step, err := t.start(ctx, dir); err != nil {
-		return t.recoverRollback(ctx, prev, st.Current, step, err)
+	if _, err := t.checks(ctx); err != nil {
+		return t.recoverRollback(ctx, opts, prev, st.Current, "checks", err)
 	}
 	if _, err := t.fs.Activate(ctx, prev); err != nil {
-		return t.recoverRollback(ctx, prev, st.Current, "activate", err)
+		return t.recoverRollback(ctx, opts, prev, st.Current, "activate", err)
 	}
 	p.Line(ui.OK, "current", "%s/current -> releases/%s", env.Dir, prev)
 	p.Line(ui.OK, "rollback", "%s is live on %s again in %s", prev, env.Name, ui.Seconds(time.Since(t0)))
 	return nil
 }
 
-func (t *target) recoverRollback(ctx context.Context, id, current, step string, cause error) error {
+func (t *target) recoverRollback(ctx context.Context, opts Options, id, current, step string, cause error) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
 	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: current}
 	t.p.Line(ui.Fail, step, "rollback to %s failed: %v", id, firstLine(cause))
-	if err := t.restore(ctx, current); err != nil {
+	if err := t.restore(ctx, opts, current, false); err != nil {
 		e.RestoreErr = err
 	} else {
 		e.Restored = true
@@ -739,11 +661,13 @@ func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Releas
 	if err != nil {
 		return nil, fmt.Errorf("releases %s: %w", env.Name, err)
 	}
+	recorded := record.Releases(opts.LocalDeployDir, env.Name)
 	out := make([]Release, 0, len(st.Releases))
 	var rows [][]string
 	for _, id := range st.Releases {
 		r := parseRelease(id)
 		r.Current = id == st.Current
+		r.Recorded = slices.Contains(recorded, id)
 		out = append(out, r)
 		mark := ""
 		if r.Current {
@@ -753,19 +677,17 @@ func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Releas
 		if !r.At.IsZero() {
 			at = r.At.Local().Format("2006-01-02 15:04:05")
 		}
-		rows = append(rows, []string{id, at, r.Commit, mark})
+		rec := "yes"
+		if !r.Recorded {
+			rec = "no (shipped from elsewhere: no rollback to it from here)"
+		}
+		rows = append(rows, []string{id, at, r.Commit, rec, mark})
 	}
 	opts.Printer.Header("releases of %s on %s (%s:%s)", cat.Project.Name, env.Name, displayHost(env), env.Dir)
 	if len(rows) == 0 {
 		opts.Printer.Line(ui.Info, "", "no releases yet: `mage promote -env=%s` makes the first", env.Name)
 	} else {
-		opts.Printer.Table([]string{"RELEASE", "MADE", "COMMIT", ""}, rows)
+		opts.Printer.Table([]string{"RELEASE", "MADE", "COMMIT", "RECORDED HERE", ""}, rows)
 	}
 	return out, nil
-}
-
-var errNoStack = errors.New("no stack file in the release: render it for an environment with engine = \"swarm\"")
-
-func imageTagOptions(src, target string) client.ImageTagOptions {
-	return client.ImageTagOptions{Source: src, Target: target}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,7 +17,9 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/proxy"
 	"github.com/maestro-platform/deploy/tasks/record"
+	"github.com/maestro-platform/deploy/tasks/runtime"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
@@ -296,9 +299,76 @@ func (f *fixture) get(t *testing.T, port int, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
+// load runs fn while a bounded load generator sends at least 50 requests
+// per second, over new connections and over keep-alive, to each port
+// (the test host's address only), and returns what the generator saw.
+func (f *fixture) load(t *testing.T, ports []int, fn func()) testenv.LoadStats {
+	t.Helper()
+	var urls []string
+	for _, p := range ports {
+		urls = append(urls, fmt.Sprintf("http://%s:%d/health", f.r.Addr, p))
+	}
+	l, err := testenv.NewLoad(testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50,
+		Duration: time.Minute, MaxRequests: 90_000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A moment of traffic before and after: a change that breaks the
+	// ports at its edges shows too.
+	time.Sleep(500 * time.Millisecond)
+	fn()
+	time.Sleep(500 * time.Millisecond)
+	st := l.Stop()
+	t.Logf("%s", st)
+	if st.Reason != "stopped" {
+		t.Errorf("the load ended by %s before the change did", st.Reason)
+	}
+	return st
+}
+
+// noFailures fails the test on any failed request and records the figures.
+func noFailures(t *testing.T, what string, st testenv.LoadStats) {
+	t.Helper()
+	if st.Failed != 0 || st.Total == 0 {
+		t.Errorf("%s: %d of %d requests failed:\n%s", what, st.Failed, st.Total, st)
+	}
+}
+
+// containers returns the IDs of the project's service containers on the
+// host, by service.
+func (f *fixture) containers(ctx context.Context, t *testing.T) map[string][]string {
+	t.Helper()
+	list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+f.project)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, c := range list.Items {
+		if c.Labels[labels.Probe] != "" {
+			continue
+		}
+		svc := c.Labels[labels.ComposeService]
+		out[svc] = append(out[svc], c.ID)
+	}
+	for _, ids := range out {
+		slices.Sort(ids)
+	}
+	return out
+}
+
+func (f *fixture) published() []int {
+	return []int{f.ports["template-service"], f.ports["quality-fabric"]}
+}
+
 func TestPromote(t *testing.T) {
 	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
 	defer cancel()
 	ids := f.build(ctx, nil)
 
@@ -307,7 +377,7 @@ func TestPromote(t *testing.T) {
 		var ge *release.GateError
 		if !errors.As(err, &ge) || !strings.Contains(err.Error(), "no testAll has been recorded") ||
 			!strings.Contains(err.Error(), "mage testAll") || !strings.Contains(err.Error(), "-force") {
-			t.Fatalf("err = %v, want a GateError saying no testAll was recorded, how to fix it, and that force exists", err)
+			t.Fatalf("err = %v, want a GateError saying no testAll was recorded, how to fix it, and that -force exists", err)
 		}
 		// A failed run, and a run of other images, are refused too.
 		f.passTestAll(ctx)
@@ -368,7 +438,7 @@ func TestPromote(t *testing.T) {
 	})
 
 	var first, second, third string
-	t.Run("first promote ships every image and goes live", func(t *testing.T) {
+	t.Run("first promote ships every image and goes live behind the proxy", func(t *testing.T) {
 		res, err := release.Promote(ctx, f.cat, f.opts("e2e"))
 		if err != nil {
 			t.Fatalf("promote: %v\n%s", err, f.out.String())
@@ -380,6 +450,9 @@ func TestPromote(t *testing.T) {
 		}
 		if res.Checks == nil || res.Checks.Failed != 0 || res.Checks.Passed == 0 {
 			t.Fatalf("checks: %+v", res.Checks)
+		}
+		if res.Changes.Count(runtime.Start) != 3 {
+			t.Errorf("changes %s, want 3 started", res.Changes.Summary())
 		}
 		if got, want := f.current(), "releases/"+first; got != want {
 			t.Fatalf("current -> %q, want %q", got, want)
@@ -393,6 +466,9 @@ func TestPromote(t *testing.T) {
 				t.Errorf("%s: pinned %q, want an immutable tag named in the compose file", svc, ref)
 			}
 		}
+		if strings.Contains(string(compose), "ports:") {
+			t.Errorf("the release's services publish ports themselves; the proxy must:\n%s", compose)
+		}
 		if strings.Contains(string(compose), "s3cret-release-token") || strings.Contains(f.out.String(), "s3cret-release-token") {
 			t.Error("a secret reached the compose file or the output")
 		}
@@ -402,8 +478,10 @@ func TestPromote(t *testing.T) {
 				t.Errorf("%s runs %v on the host, want the tested %s", svc, run[svc], id)
 			}
 		}
-		if code, body := f.get(t, f.ports["quality-fabric"], "/health"); code != 200 {
-			t.Errorf("quality-fabric /health on the host: %d %s", code, body)
+		for _, svc := range []string{"quality-fabric", "template-service"} {
+			if code, body := f.get(t, f.ports[svc], "/health"); code != 200 {
+				t.Errorf("%s /health on the host: %d %s", svc, code, body)
+			}
 		}
 		for _, want := range []string{"gate", "images", "sent 3 image(s)", "current", "is live"} {
 			if !strings.Contains(f.out.String(), want) {
@@ -415,37 +493,73 @@ func TestPromote(t *testing.T) {
 		t.FailNow()
 	}
 
-	t.Run("second promote with no change sends nothing", func(t *testing.T) {
-		res, err := release.Promote(ctx, f.cat, f.opts("e2e"))
-		if err != nil {
-			t.Fatalf("promote: %v\n%s", err, f.out.String())
-		}
+	t.Run("unchanged promote replaces nothing, sends nothing, fails no request", func(t *testing.T) {
+		before := f.containers(ctx, t)
+		var res *release.Result
+		st := f.load(t, f.published(), func() {
+			var err error
+			if res, err = release.Promote(ctx, f.cat, f.opts("e2e")); err != nil {
+				t.Fatalf("promote: %v\n%s", err, f.out.String())
+			}
+		})
+		noFailures(t, "unchanged promote", st)
 		second = res.Release
 		if len(res.Transfer.Sent) != 0 || res.Transfer.Bytes != 0 || len(res.Transfer.Present) != 3 {
 			t.Fatalf("transfer %+v, want nothing sent and 3 present", res.Transfer)
+		}
+		if res.Changes.Changed() {
+			t.Errorf("changes: %s, want none", res.Changes.Summary())
+		}
+		if after := f.containers(ctx, t); !maps.EqualFunc(before, after, slices.Equal) {
+			t.Errorf("containers changed: %v -> %v", before, after)
 		}
 		if res.Previous != first || f.current() != "releases/"+second {
 			t.Fatalf("previous %q current %q", res.Previous, f.current())
 		}
 	})
 
-	t.Run("one changed service sends one image; pruning keeps current and previous", func(t *testing.T) {
+	t.Run("plan says nothing would change", func(t *testing.T) {
+		if _, err := release.Plan(ctx, f.cat, f.opts("e2e")); err != nil {
+			t.Fatalf("plan: %v\n%s", err, f.out.String())
+		}
+		if !strings.Contains(f.out.String(), "up to date") {
+			t.Errorf("plan output:\n%s", f.out.String())
+		}
+	})
+
+	t.Run("one changed image replaces only its service, with no failed request", func(t *testing.T) {
+		before := f.containers(ctx, t)
 		ids = f.build(ctx, map[string]map[string]string{"quality-fabric": {"test.variant": f.project}})
 		f.passTestAll(ctx)
-		res, err := release.Promote(ctx, f.cat, f.opts("e2e"))
-		if err != nil {
-			t.Fatalf("promote: %v\n%s", err, f.out.String())
+		res, err := release.Plan(ctx, f.cat, f.opts("e2e"))
+		if !errors.Is(err, release.ErrChanges) || !strings.Contains(f.out.String(), "quality-fabric") ||
+			res.Send["quality-fabric"] == 0 || len(res.Send) != 1 {
+			t.Fatalf("plan: %v, %+v\n%s", err, res, f.out.String())
 		}
-		third = res.Release
-		if len(res.Transfer.Sent) != 1 || !strings.HasPrefix(res.Transfer.Sent[0], f.project+"/quality-fabric:") {
-			t.Fatalf("sent %v, want only quality-fabric", res.Transfer.Sent)
+		var pr *release.Result
+		st := f.load(t, f.published(), func() {
+			if pr, err = release.Promote(ctx, f.cat, f.opts("e2e")); err != nil {
+				t.Fatalf("promote: %v\n%s", err, f.out.String())
+			}
+		})
+		noFailures(t, "one-service promote", st)
+		third = pr.Release
+		if len(pr.Transfer.Sent) != 1 || !strings.HasPrefix(pr.Transfer.Sent[0], f.project+"/quality-fabric:") {
+			t.Fatalf("sent %v, want only quality-fabric", pr.Transfer.Sent)
+		}
+		after := f.containers(ctx, t)
+		for svc := range before {
+			same := slices.Equal(before[svc], after[svc])
+			if svc == "quality-fabric" && (same || len(after[svc]) != 1) || svc != "quality-fabric" && !same {
+				t.Errorf("%s: containers %v -> %v; only quality-fabric's may be new", svc, before[svc], after[svc])
+			}
 		}
 		if run := f.running(ctx, t); !slices.Equal(run["quality-fabric"], []string{ids["quality-fabric"]}) {
 			t.Fatalf("quality-fabric runs %v, want the new %s", run["quality-fabric"], ids["quality-fabric"])
 		}
 		// keep_releases = 2: the first release goes, the previous stays.
-		if !slices.Equal(res.Pruned, []string{first}) {
-			t.Fatalf("pruned %v, want [%s]", res.Pruned, first)
+		if !slices.Equal(pr.Pruned, []string{first}) {
+			t.Fatalf("pruned %v, want [%s]", pr.Pruned, first)
 		}
 		if _, err := os.Stat(filepath.Join(f.r.Dir, "releases", first)); !os.IsNotExist(err) {
 			t.Fatalf("pruned release still on the host: %v", err)
@@ -455,19 +569,32 @@ func TestPromote(t *testing.T) {
 		t.FailNow()
 	}
 
-	t.Run("a release failing its health check is rolled back", func(t *testing.T) {
-		before := f.running(ctx, t)
+	t.Run("plan names the service and key of a changed env value", func(t *testing.T) {
+		ts, _ := f.cat.Service("template-service")
+		ts.Env["LOG_LEVEL"] = "debug"
+		defer delete(ts.Env, "LOG_LEVEL")
+		_, err := release.Plan(ctx, f.cat, f.opts("e2e"))
+		if !errors.Is(err, release.ErrChanges) || !strings.Contains(f.out.String(), "template-service") ||
+			!strings.Contains(f.out.String(), "env.LOG_LEVEL") {
+			t.Fatalf("plan: %v\n%s", err, f.out.String())
+		}
+	})
+
+	t.Run("a release failing its health gate rolls back with no failed request", func(t *testing.T) {
+		before := f.containers(ctx, t)
 		qf, _ := f.cat.Service("quality-fabric")
 		qf.Env["FAIL_HEALTH"] = "1"
 		defer delete(qf.Env, "FAIL_HEALTH")
 		o := f.opts("e2e")
 		o.Force = true
-		_, err := release.Promote(ctx, f.cat, o)
+		var err error
+		st := f.load(t, f.published(), func() { _, err = release.Promote(ctx, f.cat, o) })
+		noFailures(t, "failing release", st)
 		var re *release.Error
 		if !errors.As(err, &re) || !re.Restored || re.Previous != third {
 			t.Fatalf("err = %v, want a release.Error with %s restored\n%s", err, third, f.out.String())
 		}
-		for _, want := range []string{"FORCED", "rolled back", third} {
+		for _, want := range []string{"FORCED", "rolled back", third, "not healthy: quality-fabric"} {
 			if !strings.Contains(f.out.String()+err.Error(), want) {
 				t.Errorf("output and error lack %q:\n%s\n%v", want, f.out.String(), err)
 			}
@@ -475,21 +602,8 @@ func TestPromote(t *testing.T) {
 		if got := f.current(); got != "releases/"+third {
 			t.Fatalf("current -> %q after a failed release, want releases/%s", got, third)
 		}
-		after := f.running(ctx, t)
-		if !slices.Equal(after["quality-fabric"], before["quality-fabric"]) {
-			t.Fatalf("quality-fabric runs %v after rollback, want %v", after["quality-fabric"], before["quality-fabric"])
-		}
-		list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{Filters: client.Filters{}.
-			Add("label", labels.ComposeProject+"="+f.project, labels.ComposeService+"=quality-fabric")})
-		if err != nil || len(list.Items) != 1 {
-			t.Fatalf("quality-fabric containers: %v %v", list.Items, err)
-		}
-		c, err := f.remote.ContainerInspect(ctx, list.Items[0].ID, client.ContainerInspectOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if slices.Contains(c.Container.Config.Env, "FAIL_HEALTH=1") {
-			t.Fatalf("quality-fabric still runs the failed release's configuration: %v", c.Container.Config.Env)
+		if after := f.containers(ctx, t); !maps.EqualFunc(before, after, slices.Equal) {
+			t.Errorf("containers changed by a release that never went live: %v -> %v", before, after)
 		}
 		entries, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases"))
 		if len(entries) != 2 {
@@ -502,20 +616,56 @@ func TestPromote(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(rels) != 2 || rels[0].ID != second || rels[1].ID != third || rels[0].Current || !rels[1].Current {
-			t.Fatalf("releases %+v, want [%s, %s*]", rels, second, third)
+		if len(rels) != 2 || rels[0].ID != second || rels[1].ID != third || rels[0].Current || !rels[1].Current || !rels[0].Recorded {
+			t.Fatalf("releases %+v, want [%s, %s*], recorded", rels, second, third)
 		}
 		if rels[1].At.IsZero() || !strings.Contains(f.out.String(), "current") {
 			t.Fatalf("release time %v, output:\n%s", rels[1].At, f.out.String())
 		}
 	})
 
-	t.Run("rollback goes to the previous release", func(t *testing.T) {
-		if err := release.Rollback(ctx, f.cat, f.opts("e2e")); err != nil {
+	t.Run("a tampered release on the host is refused, not rolled back to", func(t *testing.T) {
+		// Someone with write access to the host's folder adds a file-based
+		// secret to the previous release: docker would read that file on
+		// the operator's machine.
+		p := filepath.Join(f.r.Dir, "releases", second, "docker-compose.yml")
+		orig, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		evil := string(orig) + "secrets:\n  k:\n    file: /root/.ssh/id_ed25519\n"
+		if err := os.WriteFile(p, []byte(evil), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.WriteFile(p, orig, 0o644)
+		before := f.containers(ctx, t)
+		err = release.Rollback(ctx, f.cat, f.opts("e2e"))
+		var te *record.TamperedError
+		if !errors.As(err, &te) || !strings.Contains(err.Error(), "docker-compose.yml: changed on the host") {
+			t.Fatalf("rollback to a tampered release: %v\n%s", err, f.out.String())
+		}
+		if after := f.containers(ctx, t); !maps.EqualFunc(before, after, slices.Equal) || f.current() != "releases/"+third {
+			t.Errorf("a refused rollback changed the host: containers %v -> %v, current %s", before, after, f.current())
+		}
+	})
+
+	t.Run("rollback goes to the previous release with no failed request", func(t *testing.T) {
+		before := f.containers(ctx, t)
+		var err error
+		st := f.load(t, f.published(), func() { err = release.Rollback(ctx, f.cat, f.opts("e2e")) })
+		if err != nil {
 			t.Fatalf("rollback: %v\n%s", err, f.out.String())
 		}
+		noFailures(t, "rollback", st)
 		if got := f.current(); got != "releases/"+second {
 			t.Fatalf("current -> %q, want releases/%s", got, second)
+		}
+		after := f.containers(ctx, t)
+		for svc := range before {
+			same := slices.Equal(before[svc], after[svc])
+			if svc == "quality-fabric" && same || svc != "quality-fabric" && !same {
+				t.Errorf("%s: containers %v -> %v; only quality-fabric's image differs between the releases", svc, before[svc], after[svc])
+			}
 		}
 		run := f.running(ctx, t)
 		qf, _ := f.cat.Service("quality-fabric")
@@ -575,6 +725,9 @@ func (f *fixture) swarm(ctx context.Context, t *testing.T) {
 	if out, err := down.CombinedOutput(); err != nil {
 		t.Fatalf("compose down: %v: %s", err, out)
 	}
+	if err := proxy.Remove(ctx, f.remote, f.project); err != nil {
+		t.Fatalf("remove the compose stack's proxy: %v", err)
+	}
 	init := exec.CommandContext(ctx, "docker", "-H", f.r.Socket, "swarm", "init", "--advertise-addr", f.r.Addr,
 		"--default-addr-pool", "10.203.0.0/16")
 	if out, err := init.CombinedOutput(); err != nil {
@@ -597,14 +750,14 @@ func (f *fixture) swarm(ctx context.Context, t *testing.T) {
 		}
 	})
 
-	t.Run("dnsrr with host-mode ports: 2 healthy replicas, checks green, no IPVS needed", func(t *testing.T) {
-		f.swarmPromote(ctx, t, "sw", swarm.ResolutionModeDNSRR, swarm.PortConfigPublishModeHost)
+	t.Run("dnsrr behind the proxy: 2 healthy replicas, checks green, a one-service update with no failed request", func(t *testing.T) {
+		f.swarmPromote(ctx, t, "sw", swarm.ResolutionModeDNSRR)
 	})
-	t.Run("vip with ingress ports (only on kernels with IPVS)", func(t *testing.T) {
+	t.Run("vip (only on kernels with IPVS)", func(t *testing.T) {
 		if !ipvs() {
-			t.Skip("this kernel has no IPVS (/proc/sys/net/ipv4/vs), which swarm's virtual IPs and ingress routing mesh need; the dnsrr subtest is what runs here")
+			t.Skip("this kernel has no IPVS (/proc/sys/net/ipv4/vs), which swarm's virtual IPs need; the dnsrr subtest is what runs here")
 		}
-		f.swarmPromote(ctx, t, "swvip", swarm.ResolutionModeVIP, swarm.PortConfigPublishModeIngress)
+		f.swarmPromote(ctx, t, "swvip", swarm.ResolutionModeVIP)
 	})
 
 	if err := leave(); err != nil {
@@ -621,11 +774,12 @@ func (f *fixture) swarm(ctx context.Context, t *testing.T) {
 
 // swarmPromote promotes to swarm environment env and proves it: checks
 // green (template-service's network check reaches state-store by name),
-// state-store running 2 tasks whose containers are healthy, each published
-// service answering on the host with one task, the services carrying the
-// environment's endpoint and publish modes, and the replica count in the
-// output. It removes the stack afterwards.
-func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, endpoint swarm.ResolutionMode, publish swarm.PortConfigPublishMode) {
+// state-store running 2 tasks whose containers are healthy, no task
+// publishing a port (the proxy does), each published service answering on
+// the host through the proxy, and the replica count in the output. Then a
+// second release changes quality-fabric under load: swarm starts its new
+// task first, and no request fails. It removes the stack afterwards.
+func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, endpoint swarm.ResolutionMode) {
 	res, err := release.Promote(ctx, f.cat, f.opts(env))
 	t.Cleanup(func() { f.removeStack(t) })
 	if err != nil {
@@ -661,19 +815,17 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 			t.Errorf("unexpected service %s", s.Spec.Name)
 			continue
 		}
-		if es := s.Spec.EndpointSpec; es == nil || es.Mode != endpoint {
-			t.Errorf("%s: endpoint spec %+v, want mode %s", name, es, endpoint)
-		} else if name != "state-store" && (len(es.Ports) != 1 || es.Ports[0].PublishMode != publish ||
-			int(es.Ports[0].PublishedPort) != f.ports["sw/"+name]) {
-			t.Errorf("%s: ports %+v, want %d published in %s mode", name, es.Ports, f.ports["sw/"+name], publish)
+		if es := s.Spec.EndpointSpec; es == nil || es.Mode != endpoint || len(es.Ports) != 0 {
+			t.Errorf("%s: endpoint spec %+v, want mode %s and no published port", name, es, endpoint)
 		}
 		if got := f.healthyTasks(ctx, t, s.ID, name); got != n {
 			t.Errorf("%s runs %d healthy tasks, want %d", name, got, n)
 		}
 	}
-	for _, svc := range []string{"template-service", "quality-fabric"} {
-		if code, body := f.get(t, f.ports["sw/"+svc], "/health"); code != 200 {
-			t.Errorf("%s on the host's published port: %d %s", svc, code, body)
+	ports := []int{f.ports["sw/template-service"], f.ports["sw/quality-fabric"]}
+	for i, svc := range []string{"template-service", "quality-fabric"} {
+		if code, body := f.get(t, ports[i], "/health"); code != 200 {
+			t.Errorf("%s through the proxy on the host: %d %s", svc, code, body)
 		}
 	}
 	counted := false
@@ -699,20 +851,25 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 		return
 	}
 
-	// A second release changes quality-fabric's spec: swarm rolls it over
-	// to a new task, which must get its published port back (in host mode
-	// the old task has to stop first).
+	// A second release changes quality-fabric's spec: swarm starts its new
+	// task beside the old one, and the proxy moves to it.
 	qf, _ := f.cat.Service("quality-fabric")
 	qf.Env["RELEASE_NOTE"] = "second"
 	defer delete(qf.Env, "RELEASE_NOTE")
 	o := f.opts(env)
 	o.Force = true // the configuration is no longer what testAll passed
-	res2, err := release.Promote(ctx, f.cat, o)
-	if err != nil {
-		t.Fatalf("second promote to swarm: %v\n%s", err, f.out.String())
-	}
+	var res2 *release.Result
+	st := f.load(t, ports, func() {
+		if res2, err = release.Promote(ctx, f.cat, o); err != nil {
+			t.Fatalf("second promote to swarm: %v\n%s", err, f.out.String())
+		}
+	})
+	noFailures(t, "swarm one-service promote", st)
 	if res2.Previous != res.Release || res2.Checks == nil || res2.Checks.Failed != 0 {
 		t.Fatalf("second promote: previous %q (want %q), checks %+v", res2.Previous, res.Release, res2.Checks)
+	}
+	if res2.Changes.Count(runtime.Replace) != 1 {
+		t.Errorf("changes %s, want quality-fabric alone replaced", res2.Changes.Summary())
 	}
 	svc, err := f.remote.ServiceInspect(ctx, f.project+"_quality-fabric", client.ServiceInspectOptions{})
 	if err != nil {
@@ -766,6 +923,10 @@ func (f *fixture) healthyTasks(ctx context.Context, t *testing.T, serviceID, nam
 func (f *fixture) removeStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	// The proxy joined the stack's network: it goes first.
+	if err := proxy.Remove(ctx, f.remote, f.project); err != nil {
+		t.Errorf("remove the proxy: %v", err)
+	}
 	if out, err := exec.CommandContext(ctx, "docker", "-H", f.r.Socket, "stack", "rm", f.project).CombinedOutput(); err != nil {
 		t.Errorf("stack rm: %v: %s", err, out)
 		return

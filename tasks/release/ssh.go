@@ -201,7 +201,7 @@ func lastLine(s string) string {
 }
 
 // sshSession is the private folder (0700) of one run's ssh traffic to a
-// host: the connection master's control socket and the proxy socket.
+// host: the connection master's control socket and the tunnel socket.
 // Sharing one ssh connection matters: compose opens many API
 // connections, and a fresh ssh handshake costs about half a second each.
 type sshSession struct {
@@ -232,7 +232,7 @@ func (s *sshSession) Close() error {
 	return os.RemoveAll(s.dir)
 }
 
-// proxy is a local unix socket that serves the Docker API of a remote
+// tunnel is a local unix socket that serves the Docker API of a remote
 // engine, reached through `ssh ... docker system dial-stdio` with the
 // environment's ssh options. The compose CLI and `docker stack deploy` are
 // pointed at it so that they never do ssh on their own: compose v1's
@@ -242,7 +242,7 @@ func (s *sshSession) Close() error {
 // connections, and each new ssh channel starts a docker process on the
 // host; requests ride a few kept-alive channels instead. Upgraded
 // connections (attach, exec) are passed through as they are.
-type proxy struct {
+type tunnel struct {
 	// Host is the DOCKER_HOST value to give the tools: unix:///...
 	Host string
 	srv  *http.Server
@@ -250,7 +250,7 @@ type proxy struct {
 	done chan struct{}
 }
 
-func startProxy(s *sshSession) (*proxy, error) {
+func startTunnel(s *sshSession) (*tunnel, error) {
 	h, err := connhelper.GetConnectionHelperWithSSHOpts(s.host, s.flags)
 	if err != nil {
 		return nil, fmt.Errorf("docker host %s: %w", s.host, err)
@@ -276,7 +276,7 @@ func startProxy(s *sshSession) (*proxy, error) {
 			http.Error(w, fmt.Sprintf("ssh tunnel to %s: %v", s.host, err), http.StatusBadGateway)
 		},
 	}
-	p := &proxy{Host: "unix://" + sock, tr: tr, done: make(chan struct{}),
+	p := &tunnel{Host: "unix://" + sock, tr: tr, done: make(chan struct{}),
 		srv: &http.Server{Handler: rp, ReadHeaderTimeout: 30 * time.Second}}
 	go func() {
 		defer close(p.done)
@@ -286,7 +286,7 @@ func startProxy(s *sshSession) (*proxy, error) {
 }
 
 // Close stops the socket, ends open tunnels and their ssh channels.
-func (p *proxy) Close() error {
+func (p *tunnel) Close() error {
 	err := p.srv.Close()
 	<-p.done
 	p.tr.CloseIdleConnections()

@@ -143,3 +143,44 @@ func TestSSHFlagsResolve(t *testing.T) {
 		t.Errorf("ssh -G: stricthostkeychecking = %q", conf["stricthostkeychecking"])
 	}
 }
+
+// An ssh configuration of the operator's that forwards the agent, forwards
+// ports, runs a local command or keeps no host key checking (a common
+// ~/.ssh/config for jump hosts) does not reach a promote's connection: the
+// command line's options come first, and ssh keeps the first value.
+func TestSSHFlagsBeatAUserConfig(t *testing.T) {
+	ssh := testenv.RequireCommand(t, "ssh")
+	cfg := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(cfg, []byte("Host *\n  ForwardAgent yes\n  ForwardX11 yes\n  LocalForward 5432 db:5432\n"+
+		"  RemoteForward 9000 localhost:9000\n  PermitLocalCommand yes\n  LocalCommand touch /tmp/pwned\n"+
+		"  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  ServerAliveInterval 0\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cat := testCatalog()
+	env := &catalog.Environment{Host: "ssh://deploy@demo.example.internal", KnownHosts: "/x/known_hosts"}
+	target, _, err := sshTarget(env.Host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(ssh, append(append([]string{"-F", cfg, "-G"}, SSHFlags(cat, env)...), target...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("ssh -G: %v\n%s", err, out)
+	}
+	conf := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok {
+			if _, dup := conf[k]; !dup {
+				conf[k] = v
+			}
+		}
+	}
+	for k, want := range map[string]string{"forwardagent": "no", "clearallforwardings": "yes", "permitlocalcommand": "no",
+		"userknownhostsfile": "/x/known_hosts", "serveraliveinterval": "5"} {
+		if conf[k] != want {
+			t.Errorf("with a user config forwarding everything: %s = %q, want %q", k, conf[k], want)
+		}
+	}
+	if s := conf["stricthostkeychecking"]; s != "true" && s != "yes" {
+		t.Errorf("stricthostkeychecking = %q", s)
+	}
+}

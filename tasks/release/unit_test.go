@@ -86,16 +86,6 @@ func TestSSHArgs(t *testing.T) {
 	}
 }
 
-func TestStackArgs(t *testing.T) {
-	want := []string{"docker", "stack", "deploy", "--prune", "--resolve-image", "never", "-c", "docker-stack.yml", "p"}
-	if got := StackDeployArgs("p", "docker-stack.yml"); !reflect.DeepEqual(got, want) {
-		t.Fatalf("%q", got)
-	}
-	if got := StackRemoveArgs("p"); !reflect.DeepEqual(got, []string{"docker", "stack", "rm", "p"}) {
-		t.Fatalf("%q", got)
-	}
-}
-
 func TestIDs(t *testing.T) {
 	if got := uniqueID("20261127T181500Z-abc1234", []string{"20261127T181500Z-abc1234"}); got != "20261127T181500Z-abc1234.2" {
 		t.Fatalf("unique id %q", got)

@@ -5,14 +5,34 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
-func (s *Stack) tree() (render.Tree, error) {
+// renderOptions are how the local stack is rendered: with build sections,
+// secrets in the config hashes by a digest keyed for the folder. With
+// readOnly (plan) a folder that has no key yet gets none made.
+func (s *Stack) renderOptions(readOnly bool) (render.Options, error) {
+	read := record.Key
+	if readOnly {
+		read = record.ReadKey
+	}
+	k, err := read(s.Dir)
+	if err != nil {
+		return render.Options{}, err
+	}
 	// Write and Plan check the compose files they change: a noop render
 	// checks nothing.
-	tree, err := render.Render(s.Cat, s.Env, render.Options{Build: true, DeferValidation: true})
+	return render.Options{Build: true, DeferValidation: true, SecretKey: k}, nil
+}
+
+func (s *Stack) tree(readOnly bool) (render.Tree, error) {
+	opts, err := s.renderOptions(readOnly)
+	if err != nil {
+		return nil, err
+	}
+	tree, err := render.Render(s.Cat, s.Env, opts)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", s.Env.Name, err)
 	}
@@ -23,7 +43,7 @@ func (s *Stack) tree() (render.Tree, error) {
 func (s *Stack) Render(ctx context.Context) error {
 	start := time.Now()
 	s.Out.Header("render %s -> %s", s.Env.Name, s.Dir)
-	tree, err := s.tree()
+	tree, err := s.tree(false)
 	if err != nil {
 		return err
 	}
@@ -51,7 +71,7 @@ func (s *Stack) Render(ctx context.Context) error {
 // Plan prints what Render would change as a unified diff. It returns
 // ErrPlanChanged when there is something to change.
 func (s *Stack) Plan(ctx context.Context) error {
-	tree, err := s.tree()
+	tree, err := s.tree(true)
 	if err != nil {
 		return err
 	}

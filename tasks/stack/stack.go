@@ -14,7 +14,6 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/engine"
-	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -76,6 +75,15 @@ func Open(cfg Config) (*Stack, error) {
 	if env.Remote() {
 		return nil, &UsageError{Msg: fmt.Sprintf("environment %q lives on %s: use `mage promote -env=%s` for it", env.Name, env.Host, env.Name)}
 	}
+	// The local pipeline hands DOCKER_HOST to the compose CLI, and compose
+	// v1 reaches an ssh:// engine through paramiko, which accepts an
+	// unknown host key with a mere warning.
+	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "ssh://") {
+		return nil, &UsageError{Msg: fmt.Sprintf("DOCKER_HOST=%s: the local pipeline does not reach an engine over ssh, "+
+			"where a host key could be accepted unchecked. Unset DOCKER_HOST for the local engine, or declare an "+
+			"environment with host = %q and known_hosts in %s and use `mage promote -env=NAME` (its host key is always checked)",
+			h, h, cat.File)}
+	}
 	dir := env.Dir
 	if cfg.DeployDir != "" {
 		dir = cfg.DeployDir
@@ -105,30 +113,6 @@ func (e *UsageError) Error() string { return e.Msg }
 
 // ErrPlanChanged is returned by Plan when render would change the folder.
 var ErrPlanChanged = errors.New("render would change the deployment folder (run `mage render` to apply)")
-
-// Exit statuses by kind of error, so scripts can tell a bad catalog from a
-// failed deployment.
-const (
-	ExitFailure     = 1
-	ExitUsage       = 2
-	ExitPlanChanged = 3
-)
-
-// ExitCode maps an error to the process exit status.
-func ExitCode(err error) int {
-	var ce catalog.Errors
-	var ue *UsageError
-	var de *render.DriftError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, ErrPlanChanged):
-		return ExitPlanChanged
-	case errors.As(err, &ce), errors.As(err, &ue), errors.As(err, &de):
-		return ExitUsage
-	}
-	return ExitFailure
-}
 
 // SplitList splits a comma-separated argument, dropping empty items.
 func SplitList(s string) []string {

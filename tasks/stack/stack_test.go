@@ -3,6 +3,7 @@ package stack_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -353,5 +354,17 @@ func TestRenderedScripts(t *testing.T) {
 	out, err = run("test-all.sh")
 	if err == nil || !strings.Contains(out, "1 FAIL") || !strings.Contains(out, "quality-fabric") {
 		t.Errorf("test-all.sh with quality-fabric stopped: %v\n%s", err, out)
+	}
+}
+
+// DOCKER_HOST=ssh:// is refused for the local pipeline: compose v1 would
+// reach it through paramiko, which accepts unknown host keys.
+func TestLocalSSHDockerHostRefused(t *testing.T) {
+	p := testenv.SamplePlatform(t, "sshhost")
+	t.Setenv("DOCKER_HOST", "ssh://root@192.0.2.1")
+	_, err := stack.Open(stack.Config{Catalog: p.Catalog})
+	var ue *stack.UsageError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "DOCKER_HOST=ssh://root@192.0.2.1") || !strings.Contains(err.Error(), "promote -env=") {
+		t.Fatalf("err = %v, want a usage error pointing to a promoted environment", err)
 	}
 }

@@ -17,6 +17,8 @@ import (
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/health"
+	"github.com/maestro-platform/deploy/tasks/render"
+	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -101,8 +103,30 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 	return true, nil
 }
 
-func (s *Stack) waitTargets() []health.Target {
-	return health.Targets(s.Cat, s.Env, s.HTTPHost())
+// release is what the local runtime runs: the deployment folder, and per
+// service its image and config hash.
+func (s *Stack) release(images map[string]string) (*runtime.Release, error) {
+	opts, err := s.renderOptions(false)
+	if err != nil {
+		return nil, err
+	}
+	hashes, err := render.ConfigHashes(s.Cat, s.Env, opts)
+	if err != nil {
+		return nil, err
+	}
+	rel := &runtime.Release{Project: s.Project(), Cat: s.Cat, Env: s.Env, Dir: s.Dir, HostAddr: s.HTTPHost(),
+		Printer: s.Out, Redact: check.Redactor(s.Cat)}
+	for _, t := range health.Targets(s.Cat, s.Env, s.HTTPHost()) {
+		svc, _ := s.Cat.Service(t.Service)
+		port, _ := svc.HostPort(s.Env.Ports)
+		rel.Services = append(rel.Services, runtime.Service{Name: svc.Name, Image: s.Cat.ImageRef(svc), ImageID: images[svc.Name],
+			ConfigHash: hashes[svc.Name], ContainerPort: svc.Port, HostPort: port, HealthURL: t.URL, Stateful: len(svc.Volumes) > 0})
+	}
+	return rel, nil
+}
+
+func (s *Stack) runtime(eng *engine.Engine, cli *compose.CLI) runtime.Runtime {
+	return &runtime.Compose{Engine: eng, CLI: cli}
 }
 
 // Up starts the rendered stack and waits until every service is healthy.
@@ -125,7 +149,7 @@ func (s *Stack) Up(ctx context.Context) error {
 	if ok, err := s.upToDate(ctx, eng, sum, images); err != nil {
 		return err
 	} else if ok {
-		session.recordWaits(nil, true)
+		session.recordUp(nil, true)
 		s.Out.Line(ui.OK, "up", "nothing changed: %d services running and healthy (%s)", len(images), since(start))
 		return nil
 	}
@@ -136,26 +160,20 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := compose.Exec(ctx, s.Dir, nil, cli.UpStackArgs(s.Project(), []string{composeFile})); err != nil {
-		return fmt.Errorf("compose up in %s: %w", s.Dir, err)
+	rel, err := s.release(images)
+	if err != nil {
+		return err
 	}
-	composeTook := time.Since(start)
-	res, err := health.Wait(ctx, &health.Compose{Engine: eng, Project: s.Project()}, s.waitTargets(),
-		health.Options{Deadline: s.Env.HealthDeadline(), Printer: s.Out, Redact: check.Redactor(s.Cat)})
-	for i := range res {
-		// compose itself waits for dependencies to be healthy: count from
-		// the start of up, not from the start of the wait.
-		res[i].After += composeTook
-	}
-	session.recordWaits(res, false)
+	pl, err := s.runtime(eng, cli).Apply(ctx, rel)
+	session.recordUp(pl, false)
 	if err != nil {
 		return err
 	}
 	st, _ := json.MarshalIndent(upState{Files: sum, Images: images, At: time.Now().UTC()}, "", "  ")
-	if err := atomicfile.Write(s.statePath("last-up.json"), st, 0o644); err != nil {
+	if err := atomicfile.Write(s.statePath("last-up.json"), st, 0o600); err != nil {
 		return err
 	}
-	s.Out.Line(ui.OK, "up", "%d services healthy (%s)", len(res), since(start))
+	s.Out.Line(ui.OK, "up", "%d services healthy: %s (%s)", len(rel.Services), pl.Summary(), since(start))
 	return nil
 }
 

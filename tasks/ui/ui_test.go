@@ -80,16 +80,16 @@ func TestBytes(t *testing.T) {
 
 func TestClean(t *testing.T) {
 	for in, want := range map[string]string{
-		"plain text\n\tindented":                      "plain text\n\tindented",
-		"\x1b[31mred\x1b[0m":                          "red",
-		"\x1b]0;pwned title\x07after":                 "after",
-		"\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\":    "link",
-		"a\rb\x08c\x00d":                              "abcd",
-		"\x1b[2J\x1b[Hclear":                          "clear",
-		"ends with esc\x1b":                           "ends with esc",
-		"\u009b31mcsi8":                               "csi8",
-		"unicode ✔ stays":                             "unicode ✔ stays",
-		"\x1bcreset":                                  "reset",
+		"plain text\n\tindented":                   "plain text\n\tindented",
+		"\x1b[31mred\x1b[0m":                       "red",
+		"\x1b]0;pwned title\x07after":              "after",
+		"\x1b]8;;http://x\x1b\\link\x1b]8;;\x1b\\": "link",
+		"a\rb\x08c\x00d":                           "abcd",
+		"\x1b[2J\x1b[Hclear":                       "clear",
+		"ends with esc\x1b":                        "ends with esc",
+		"\u009b31mcsi8":                            "csi8",
+		"unicode ✔ stays":                          "unicode ✔ stays",
+		"\x1bcreset":                               "reset",
 	} {
 		if got := Clean(in); got != want {
 			t.Errorf("Clean(%q) = %q, want %q", in, got, want)

@@ -1,0 +1,386 @@
+// Package hostfs does the file work in an environment's folder on its
+// deployment host, through that host's Docker API alone: the host needs
+// nothing but Docker, and no shell command is ever composed from catalog
+// values.
+//
+// An agent container of the release tool (hosttool, a static Go program in
+// a scratch image built from source here) runs on the host with the folder
+// bind-mounted at /deploy and nothing else: no network, a read-only root
+// filesystem, no new privileges and only the capabilities that writing
+// files as the folder's owner needs. Each operation is an exec in it,
+// which costs a few milliseconds instead of the fraction of a second a
+// container per operation costs.
+//
+// Everything the host answers is checked before use: release ids against
+// a strict pattern, sizes against fixed bounds.
+package hostfs
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+// toolSource is the host tool's whole program.
+//
+//go:embed hosttool/main.go
+var toolSource embed.FS
+
+// ToolRepo is the repository of the host tool image on deployment hosts;
+// its tag is a hash of the tool's source and the host's architecture.
+const ToolRepo = "maestro-deploy/release-tool"
+
+// Bounds on what is read back from a host.
+const (
+	maxOutput    = 1 << 20  // a tool answer
+	maxFileSize  = 4 << 20  // one fetched release file
+	maxFetched   = 32 << 20 // a whole fetched release
+	maxFileCount = 1000
+)
+
+// IDPattern is what a release id looks like: UTC time, an optional short
+// commit, an optional sequence number. Ids are path elements on the host,
+// so nothing else is ever accepted, from the caller or from the host.
+var IDPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z(-[0-9a-f]{4,40})?(\.[0-9]+)?$`)
+
+// File is one file of a release.
+type File struct {
+	Data []byte
+	Mode os.FileMode
+}
+
+// State is what the host reports after each operation.
+type State struct {
+	// Releases are the release ids, oldest first.
+	Releases []string `json:"releases"`
+	// Current is the release the current link points at ("" = none).
+	Current string `json:"current"`
+	// Removed are the releases an operation removed.
+	Removed []string `json:"removed"`
+}
+
+// validate refuses a state whose ids are not release ids: they flow into
+// paths, prune and rollback.
+func (s *State) validate() error {
+	for _, id := range append(append(slices.Clone(s.Releases), s.Removed...), s.Current) {
+		if id != "" && !IDPattern.MatchString(id) {
+			return fmt.Errorf("the host reported %q, which is not a release id", ui.Clean(id))
+		}
+	}
+	return nil
+}
+
+// FS is an environment's folder on its host.
+type FS struct {
+	api   *client.Client
+	host  string
+	dir   string
+	agent string // container ID
+}
+
+// Dir is the folder on the host.
+func (f *FS) Dir() string { return f.dir }
+
+// Open makes sure the host runs the agent for dir (building the tool image
+// there first when it is missing) and that dir belongs to the project's
+// environment env, claiming it on first use. Nothing else changes.
+func Open(ctx context.Context, eng *engine.Engine, dir, project, env string) (*FS, error) {
+	if !path.IsAbs(dir) || path.Clean(dir) != dir {
+		return nil, fmt.Errorf("release folder %q on %s: not a clean absolute path", dir, eng.Host)
+	}
+	ref, err := engine.EnsureGoImage(ctx, eng.API, engine.GoImage{
+		Name: "release tool", Repo: ToolRepo, Source: toolSource, Dir: "hosttool",
+		Module: "hosttool", Package: ".", Binary: "hosttool",
+		Labels: map[string]string{labels.Tool: "1"},
+	})
+	if err != nil {
+		return nil, err
+	}
+	f := &FS{api: eng.API, host: eng.Host, dir: dir}
+	if f.agent, err = ensureAgent(ctx, eng.API, ref, dir); err != nil {
+		return nil, fmt.Errorf("release tool on %s: %w", eng.Host, err)
+	}
+	var st State
+	if err := f.run(ctx, &st, "claim", project, env); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+// AgentName is the agent container's name for a folder: one agent per
+// folder and host.
+func AgentName(dir string) string {
+	sum := sha256.Sum256([]byte(dir))
+	return "maestro-agent-" + hex.EncodeToString(sum[:6])
+}
+
+// ensureAgent returns the running agent of dir on the engine, replacing
+// one that runs another tool image or mounts something else.
+func ensureAgent(ctx context.Context, api *client.Client, ref, dir string) (string, error) {
+	name := AgentName(dir)
+	in, err := api.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
+	switch {
+	case err == nil:
+		c := in.Container
+		fit := c.Config != nil && c.Config.Image == ref && c.Config.Labels[labels.ToolDir] == dir
+		if fit && c.State != nil && c.State.Running {
+			return c.ID, nil
+		}
+		if fit && c.State != nil && !c.State.Running {
+			if _, err := api.ContainerStart(ctx, c.ID, client.ContainerStartOptions{}); err == nil {
+				return c.ID, nil
+			}
+		}
+		if _, err := api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !engine.IsNotFound(err) {
+			return "", fmt.Errorf("replace agent %s: %w", name, err)
+		}
+	case !engine.IsNotFound(err):
+		return "", fmt.Errorf("agent %s: %w", name, err)
+	}
+	pids := int64(16)
+	created, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: name,
+		Config: &container.Config{Image: ref, Cmd: []string{"serve"},
+			Labels: map[string]string{labels.Tool: "1", labels.ToolDir: dir}},
+		HostConfig: &container.HostConfig{
+			// Binds (not Mounts) so that a missing folder is created.
+			Binds:          []string{dir + ":/deploy"},
+			NetworkMode:    "none",
+			ReadonlyRootfs: true,
+			CapDrop:        []string{"ALL"},
+			// Root writing into the owner's folder and giving files to
+			// the owner: nothing more.
+			CapAdd:        []string{"CHOWN", "DAC_OVERRIDE", "FOWNER"},
+			SecurityOpt:   []string{"no-new-privileges"},
+			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
+			Resources:     container.Resources{Memory: 64 << 20, PidsLimit: &pids},
+		},
+	})
+	if err != nil {
+		if strings.Contains(err.Error(), "Conflict") {
+			// Another run created it at the same moment: use that one.
+			return ensureAgent(ctx, api, ref, dir)
+		}
+		return "", fmt.Errorf("create agent %s: %w", name, err)
+	}
+	if _, err := api.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		return "", fmt.Errorf("start agent %s: %w", name, err)
+	}
+	return created.ID, nil
+}
+
+// run execs the tool in the agent with args and decodes its answer into
+// out.
+func (f *FS) run(ctx context.Context, out any, args ...string) error {
+	stdout, err := f.exec(ctx, args)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(stdout, out); err != nil {
+		return fmt.Errorf("release tool %s on %s: bad answer %q: %w", args[0], f.host, ui.Clean(string(stdout)), err)
+	}
+	if st, ok := out.(*State); ok {
+		return st.validate()
+	}
+	return nil
+}
+
+func (f *FS) exec(ctx context.Context, args []string) ([]byte, error) {
+	ex, err := f.api.ExecCreate(ctx, f.agent, client.ExecCreateOptions{Cmd: append([]string{"/hosttool"}, args...),
+		AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
+	}
+	att, err := f.api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, io.LimitReader(att.Reader, maxOutput)); err != nil {
+		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
+	}
+	res, err := f.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
+	}
+	if res.ExitCode != 0 {
+		return nil, fmt.Errorf("on %s, in %s: %s", f.host, f.dir, ui.Clean(strings.TrimSpace(stderr.String())))
+	}
+	return stdout.Bytes(), nil
+}
+
+func checkID(id string) error {
+	if !IDPattern.MatchString(id) {
+		return fmt.Errorf("invalid release id %q", id)
+	}
+	return nil
+}
+
+// List returns the releases on the host and the current one.
+func (f *FS) List(ctx context.Context) (*State, error) {
+	var st State
+	return &st, f.run(ctx, &st, "list")
+}
+
+// Upload puts the files under releases/<id> (never over an existing
+// release), owned like the folder. They arrive whole: they are copied to
+// .incoming/<id> first and moved into place in one rename.
+func (f *FS) Upload(ctx context.Context, id string, files map[string]File) (*State, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	dirs := map[string]bool{}
+	mkdir := func(d string) error {
+		var chain []string
+		for p := d; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+			chain = append([]string{p}, chain...)
+		}
+		for _, p := range chain {
+			if dirs[p] {
+				continue
+			}
+			dirs[p] = true
+			if err := tw.WriteHeader(&tar.Header{Name: p + "/", Mode: 0o755, Typeflag: tar.TypeDir, ModTime: time.Now()}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	base := path.Join(".incoming", id)
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		if !validRelPath(name) {
+			return nil, fmt.Errorf("upload %s: file name %q leaves the release folder", id, name)
+		}
+		fl := files[name]
+		full := path.Join(base, name)
+		if err := mkdir(path.Dir(full)); err != nil {
+			return nil, err
+		}
+		if err := tw.WriteHeader(&tar.Header{Name: full, Mode: int64(fl.Mode.Perm()), Size: int64(len(fl.Data)),
+			Typeflag: tar.TypeReg, ModTime: time.Now()}); err != nil {
+			return nil, err
+		}
+		if _, err := tw.Write(fl.Data); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if _, err := f.api.CopyToContainer(ctx, f.agent, client.CopyToContainerOptions{DestinationPath: "/deploy", Content: &buf}); err != nil {
+		return nil, fmt.Errorf("upload to %s on %s: %w", f.dir, f.host, err)
+	}
+	var st State
+	return &st, f.run(ctx, &st, "stage", id)
+}
+
+func validRelPath(name string) bool {
+	return name != "" && !path.IsAbs(name) && path.Clean(name) == name && name != ".." && !strings.HasPrefix(name, "../")
+}
+
+// Activate points current at the release, atomically.
+func (f *FS) Activate(ctx context.Context, id string) (*State, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var st State
+	return &st, f.run(ctx, &st, "activate", id)
+}
+
+// Remove deletes a release that is not current.
+func (f *FS) Remove(ctx context.Context, id string) (*State, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	var st State
+	return &st, f.run(ctx, &st, "remove", id)
+}
+
+// Prune keeps the newest keep releases plus current and protected ones.
+func (f *FS) Prune(ctx context.Context, keep int, protected ...string) (*State, error) {
+	for _, id := range protected {
+		if err := checkID(id); err != nil {
+			return nil, err
+		}
+	}
+	var st State
+	return &st, f.run(ctx, &st, append([]string{"prune", fmt.Sprint(keep)}, protected...)...)
+}
+
+// ErrTooLarge is a fetched release over the bounds a release can have.
+var ErrTooLarge = errors.New("larger than any release this tool writes")
+
+// Fetch reads the files of releases/<id> from the host. It takes regular
+// files only, within fixed bounds of size and number: what a host sends
+// back is not trusted.
+func (f *FS) Fetch(ctx context.Context, id string) (map[string]File, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
+	res, err := f.api.CopyFromContainer(ctx, f.agent, client.CopyFromContainerOptions{SourcePath: "/deploy/releases/" + id + "/."})
+	if err != nil {
+		return nil, fmt.Errorf("read release %s from %s on %s: %w", id, f.dir, f.host, err)
+	}
+	defer res.Content.Close()
+	files := map[string]File{}
+	total := 0
+	tr := tar.NewReader(io.LimitReader(res.Content, maxFetched+1<<20))
+	for {
+		hdr, err := tr.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("read release %s: %w", id, err)
+		}
+		if hdr.Typeflag != tar.TypeReg {
+			continue
+		}
+		// Copying "<dir>/." names the entries "./<path>".
+		name := path.Clean(hdr.Name)
+		if name == "." {
+			continue
+		}
+		if !validRelPath(name) {
+			return nil, fmt.Errorf("read release %s: unexpected path %q", id, ui.Clean(hdr.Name))
+		}
+		if hdr.Size > maxFileSize || total+int(hdr.Size) > maxFetched || len(files) >= maxFileCount {
+			return nil, fmt.Errorf("read release %s: %s is %w", id, ui.Clean(name), ErrTooLarge)
+		}
+		b, err := io.ReadAll(io.LimitReader(tr, maxFileSize))
+		if err != nil {
+			return nil, err
+		}
+		total += len(b)
+		files[name] = File{Data: b, Mode: os.FileMode(hdr.Mode).Perm()}
+	}
+	if len(files) == 0 {
+		return nil, fmt.Errorf("release %s on %s holds no files", id, f.dir)
+	}
+	return files, nil
+}

@@ -1,0 +1,163 @@
+package hostfs_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/hostfs"
+)
+
+func open(t *testing.T, ctx context.Context, e *engine.Engine, dir, env string) *hostfs.FS {
+	t.Helper()
+	f, err := hostfs.Open(ctx, e, dir, "hostfstest", env)
+	if err != nil {
+		t.Fatalf("Open %s: %v", dir, err)
+	}
+	return f
+}
+
+// The agent does the release folder's work on the engine's host: upload,
+// activate, list, fetch, prune; it is locked down; and it refuses a second
+// environment in the same folder, ids that are no ids, and files over its
+// bounds.
+func TestAgent(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "go")
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	e, err := engine.Connect(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	// A folder named for the run: a killed run's folder is swept.
+	dir := filepath.Join("/tmp", testenv.ProjectName(t, "hostfs"))
+	t.Cleanup(func() {
+		_, _ = e.API.ContainerRemove(context.Background(), hostfs.AgentName(dir), client.ContainerRemoveOptions{Force: true})
+		_ = os.RemoveAll(dir)
+	})
+	f := open(t, ctx, e, dir, "demo")
+
+	in, err := e.API.ContainerInspect(ctx, hostfs.AgentName(dir), client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := in.Container.HostConfig
+	if !hc.ReadonlyRootfs || !slices.Equal(hc.CapDrop, []string{"ALL"}) || hc.NetworkMode != "none" ||
+		!slices.Contains(hc.SecurityOpt, "no-new-privileges") || len(hc.Binds) != 1 || hc.Binds[0] != dir+":/deploy" {
+		t.Errorf("the agent is not locked down: %+v", hc)
+	}
+	for _, c := range hc.CapAdd {
+		if !slices.Contains([]string{"CHOWN", "DAC_OVERRIDE", "FOWNER"}, strings.TrimPrefix(c, "CAP_")) {
+			t.Errorf("the agent has capability %s", c)
+		}
+	}
+
+	files := map[string]hostfs.File{
+		"docker-compose.yml": {Data: []byte("services: {}\n"), Mode: 0o644},
+		".env":               {Data: []byte("X=1\n"), Mode: 0o600},
+		"svc/.env":           {Data: []byte("Y=2\n"), Mode: 0o600},
+	}
+	ids := []string{"20261129T100000Z-abcd", "20261129T110000Z-abcd", "20261129T120000Z"}
+	for _, id := range ids {
+		if _, err := f.Upload(ctx, id, files); err != nil {
+			t.Fatalf("upload %s: %v", id, err)
+		}
+	}
+	st, err := f.Activate(ctx, ids[1])
+	if err != nil || st.Current != ids[1] || !slices.Equal(st.Releases, ids) {
+		t.Fatalf("activate: %+v %v", st, err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "releases", ids[1], "svc", ".env")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("uploaded .env: %v %v, want mode 0600", fi, err)
+	}
+	got, err := f.Fetch(ctx, ids[1])
+	if err != nil || len(got) != 3 || string(got["svc/.env"].Data) != "Y=2\n" {
+		t.Fatalf("fetch: %v %v", got, err)
+	}
+	// Keep 1 (the newest), plus the current one and a protected one:
+	// nothing goes; without the protection, ids[0] does.
+	if st, err = f.Prune(ctx, 1, ids[0]); err != nil || len(st.Removed) != 0 {
+		t.Fatalf("prune with ids[0] protected: %+v %v", st, err)
+	}
+	if st, err = f.Prune(ctx, 1); err != nil || !slices.Equal(st.Removed, ids[:1]) {
+		t.Fatalf("prune: %+v %v, want %s removed", st, err, ids[0])
+	}
+
+	t.Run("another environment in the same folder is refused", func(t *testing.T) {
+		_, err := hostfs.Open(ctx, e, dir, "hostfstest", "staging")
+		if err == nil || !strings.Contains(err.Error(), "belongs to environment hostfstest/demo") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a current link that names no release is refused", func(t *testing.T) {
+		link := filepath.Join(dir, "current")
+		if err := os.Remove(link); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink("../../etc", link); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			_ = os.Remove(link)
+			_ = os.Symlink(filepath.Join("releases", ids[1]), link)
+		}()
+		if _, err := f.List(ctx); err == nil || !strings.Contains(err.Error(), "not a release id") {
+			t.Fatalf("list with current -> ../../etc: %v", err)
+		}
+	})
+	t.Run("an id that is no release id never reaches the host", func(t *testing.T) {
+		for _, bad := range []string{"../../etc", "20261129T100000Z/../x", ""} {
+			if _, err := f.Fetch(ctx, bad); err == nil {
+				t.Errorf("fetch %q succeeded", bad)
+			}
+			if _, err := f.Upload(ctx, bad, files); err == nil {
+				t.Errorf("upload %q succeeded", bad)
+			}
+		}
+		if _, err := f.Upload(ctx, "20261129T130000Z", map[string]hostfs.File{"../escape": {Data: []byte("x")}}); err == nil {
+			t.Error("a file name leaving the release folder was uploaded")
+		}
+	})
+	t.Run("a release grown too large on the host is not read", func(t *testing.T) {
+		big := filepath.Join(dir, "releases", ids[2], "huge.bin")
+		fh, err := os.Create(big)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := fh.Truncate(5 << 20); err != nil {
+			t.Fatal(err)
+		}
+		fh.Close()
+		if _, err := f.Fetch(ctx, ids[2]); !errors.Is(err, hostfs.ErrTooLarge) {
+			t.Fatalf("fetch of a release holding a 5 MB file: %v", err)
+		}
+	})
+	t.Run("the agent is reused, and replaced when gone", func(t *testing.T) {
+		again := open(t, ctx, e, dir, "demo")
+		if _, err := again.List(ctx); err != nil {
+			t.Fatal(err)
+		}
+		in2, err := e.API.ContainerInspect(ctx, hostfs.AgentName(dir), client.ContainerInspectOptions{})
+		if err != nil || in2.Container.ID != in.Container.ID {
+			t.Errorf("a second Open made another agent: %v", err)
+		}
+		if _, err := e.API.ContainerRemove(ctx, in.Container.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
+		third := open(t, ctx, e, dir, "demo")
+		if st, err := third.List(ctx); err != nil || st.Current != ids[1] {
+			t.Fatalf("after the agent was removed: %+v %v", st, err)
+		}
+	})
+}

@@ -1,0 +1,89 @@
+package proxy
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/runtime"
+)
+
+// Traffic is the proxy of one project on one engine as the runtimes use it
+// (runtime.Traffic).
+type Traffic struct {
+	API     *client.Client
+	Project string
+	// Bind is the host address the ports are published on ("" = all).
+	Bind string
+	// Join, when set, is a network the proxy joins besides its edge
+	// network: a swarm stack's overlay network, whose DNS answers a
+	// service's name with its healthy tasks, so that nothing is attached.
+	Join string
+}
+
+// For returns the proxy of the catalog's project on the engine, publishing
+// on env's bind address. On a swarm environment it joins the stack's
+// network.
+func For(eng *engine.Engine, cat *catalog.Catalog, env *catalog.Environment) *Traffic {
+	t := &Traffic{API: eng.API, Project: cat.Project.Name, Bind: env.Bind}
+	if env.Engine == catalog.EngineSwarm {
+		t.Join = cat.Project.Name + "_" + cat.Project.Network
+	}
+	return t
+}
+
+// Ensure makes the proxy serve routes.
+func (t *Traffic) Ensure(ctx context.Context, routes []runtime.Route) error {
+	spec := Spec{Project: t.Project, Bind: t.Bind}
+	for _, r := range routes {
+		spec.Routes = append(spec.Routes, Route{Service: r.Service, Port: r.TargetPort, Listen: r.ListenPort})
+	}
+	p, err := Ensure(ctx, t.API, spec)
+	if err != nil {
+		return err
+	}
+	if t.Join == "" {
+		return nil
+	}
+	in, err := t.API.ContainerInspect(ctx, p.ID, client.ContainerInspectOptions{})
+	if err != nil {
+		return fmt.Errorf("proxy of project %s: %w", t.Project, err)
+	}
+	if ns := in.Container.NetworkSettings; ns != nil && ns.Networks[t.Join] != nil {
+		return nil
+	}
+	if _, err := t.API.NetworkConnect(ctx, t.Join, client.NetworkConnectOptions{Container: p.ID}); err != nil {
+		return fmt.Errorf("proxy of project %s: join the stack's network %s: %w", t.Project, t.Join, err)
+	}
+	return nil
+}
+
+// Attach puts a container behind the proxy under the service's alias.
+func (t *Traffic) Attach(ctx context.Context, containerID, alias string) error {
+	return Attach(ctx, t.API, t.Project, containerID, alias)
+}
+
+// Attached lists the containers on the project's edge network.
+func (t *Traffic) Attached(ctx context.Context) (map[string]bool, error) {
+	id, err := findNetwork(ctx, t.API, t.Project)
+	if err != nil || id == "" {
+		return map[string]bool{}, err
+	}
+	res, err := t.API.NetworkInspect(ctx, id, client.NetworkInspectOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("proxy of project %s: %w", t.Project, err)
+	}
+	out := map[string]bool{}
+	for cid := range res.Network.Containers {
+		out[cid] = true
+	}
+	return out, nil
+}
+
+// PickUp is how long the proxy may take to send requests to a container
+// after Attach.
+func (t *Traffic) PickUp() time.Duration { return PickupTime }

@@ -1,0 +1,488 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/tasks/compose"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
+	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/render"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+// Traffic is the reverse proxy that publishes a stack's ports in front of
+// its containers (package proxy).
+type Traffic interface {
+	// Ensure makes the proxy serve routes, leaving a proxy that already
+	// serves exactly them alone.
+	Ensure(ctx context.Context, routes []Route) error
+	// Attach puts a container behind the proxy, as one of the upstreams of
+	// the service alias.
+	Attach(ctx context.Context, containerID, alias string) error
+	// Attached lists the containers behind the proxy.
+	Attached(ctx context.Context) (map[string]bool, error)
+	// PickUp is the longest the proxy takes to send traffic to a
+	// container after Attach.
+	PickUp() time.Duration
+}
+
+// Route is one published port of the proxy: ListenPort on the host to the
+// service's containers on TargetPort.
+type Route struct {
+	Service                string
+	ListenPort, TargetPort int
+}
+
+// Compose runs a release with the compose CLI on one engine, which it
+// watches through the Engine API.
+//
+// Without a proxy (the local stack) the containers publish their ports
+// themselves, and compose replaces a changed container in place. With one
+// (remote environments), a changed service's new container is started
+// beside the old one (compose's --scale with --no-recreate), gated on its
+// health, put behind the proxy, and the old one is stopped gracefully only
+// after the proxy sends traffic to the new one; a stateful service (named
+// volumes) is replaced stop-first instead, as it cannot run twice.
+type Compose struct {
+	Engine *engine.Engine
+	CLI    *compose.CLI
+	// Env is the CLI's environment: added to this process's, or, with
+	// Isolated, all of it (compose.MinimalEnv).
+	Env      []string
+	Isolated bool
+	// Proxy publishes the ports; nil when the containers do.
+	Proxy Traffic
+	// StopTimeout is how long a replaced container gets to finish its
+	// requests after SIGTERM (default 10s).
+	StopTimeout time.Duration
+}
+
+// Name is "compose".
+func (c *Compose) Name() string { return "compose" }
+
+func (c *Compose) exec(ctx context.Context, dir string, argv []string) ([]byte, error) {
+	if c.Isolated {
+		return compose.ExecIsolated(ctx, dir, c.Env, argv)
+	}
+	return compose.Exec(ctx, dir, c.Env, argv)
+}
+
+func (c *Compose) files() []string { return []string{render.ComposeFile} }
+
+// running lists the project's service containers by service.
+func (c *Compose) running(ctx context.Context, project string) (map[string][]engine.Container, error) {
+	cs, err := c.Engine.Containers(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]engine.Container{}
+	for _, ct := range cs {
+		if ct.Labels[labels.Probe] != "" || ct.Labels[labels.ComposeOneOff] == "True" || ct.Service == "" {
+			continue
+		}
+		out[ct.Service] = append(out[ct.Service], ct)
+	}
+	return out, nil
+}
+
+// Plan compares the project's containers with the release.
+func (c *Compose) Plan(ctx context.Context, rel *Release) (*Plan, error) {
+	run, err := c.running(ctx, rel.Project)
+	if err != nil {
+		return nil, err
+	}
+	return plan(rel, run), nil
+}
+
+// plan decides each service's action from its containers: one that runs
+// the release's image and configuration, healthy, is kept (extra ones are
+// dropped); none is a start; otherwise a replace, or a heal when the
+// configuration is right but the container is not.
+func plan(rel *Release, run map[string][]engine.Container) *Plan {
+	p := &Plan{}
+	for _, s := range rel.Services {
+		cs := run[s.Name]
+		ch := Change{Service: s.Name}
+		for _, ct := range cs {
+			ch.Old = append(ch.Old, ct.ID)
+		}
+		var fit *engine.Container
+		for i := range cs {
+			ct := &cs[i]
+			if ct.Labels[labels.ConfigHash] == s.ConfigHash && (s.ImageID == "" || ct.ImageID == s.ImageID) &&
+				health.Judge(health.Observation{Units: []health.Unit{health.ContainerUnit(*ct)}}).Healthy {
+				fit = ct
+			}
+		}
+		switch {
+		case len(cs) == 0:
+			ch.Action = Start
+		case fit != nil:
+			ch.Action, ch.New = Keep, []string{fit.ID}
+		default:
+			ct := cs[len(cs)-1]
+			switch {
+			case s.ImageID != "" && ct.ImageID != s.ImageID:
+				ch.Action, ch.Why = Replace, "image "+engine.ShortID(ct.ImageID)+" -> "+engine.ShortID(s.ImageID)
+			case ct.Labels[labels.ConfigHash] != s.ConfigHash:
+				ch.Action, ch.Why = Replace, "configuration"
+			default:
+				ch.Action, ch.Why = Heal, health.ContainerUnit(ct).State
+				if u := health.ContainerUnit(ct); u.Fatal != "" {
+					ch.Why = u.Fatal
+				}
+			}
+		}
+		p.Changes = append(p.Changes, ch)
+	}
+	var gone []string
+	for name := range run {
+		if _, ok := rel.service(name); !ok {
+			gone = append(gone, name)
+		}
+	}
+	slices.Sort(gone)
+	for _, name := range gone {
+		ch := Change{Service: name, Action: Drop, Why: "no longer in the catalog"}
+		for _, ct := range run[name] {
+			ch.Old = append(ch.Old, ct.ID)
+		}
+		p.Changes = append(p.Changes, ch)
+	}
+	return p
+}
+
+// Apply converges the project to the release.
+func (c *Compose) Apply(ctx context.Context, rel *Release) (*Plan, error) {
+	t0 := time.Now()
+	if c.Proxy == nil {
+		return c.applyDirect(ctx, rel, t0)
+	}
+	return c.applyProxied(ctx, rel, t0)
+}
+
+// applyDirect is the local stack: compose itself creates, recreates and
+// removes; then every service is waited for.
+func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (*Plan, error) {
+	before, err := c.Plan(ctx, rel)
+	if err != nil {
+		return nil, err
+	}
+	p := rel.printer()
+	if out, err := c.exec(ctx, rel.Dir, c.CLI.UpStackArgs(rel.Project, c.files())); err != nil {
+		return before, fmt.Errorf("compose up in %s: %w", rel.Dir, err)
+	} else {
+		dim(p, rel, out)
+	}
+	res, err := c.wait(ctx, rel, nil)
+	healthyAfter(before, res, time.Since(t0))
+	if err != nil {
+		return before, err
+	}
+	after, err := c.running(ctx, rel.Project)
+	if err == nil {
+		for i := range before.Changes {
+			ch := &before.Changes[i]
+			ch.New = nil
+			for _, ct := range after[ch.Service] {
+				ch.New = append(ch.New, ct.ID)
+			}
+		}
+	}
+	before.Took = time.Since(t0)
+	return before, nil
+}
+
+func dim(p *ui.Printer, rel *Release, out []byte) {
+	for _, l := range ui.TailLines(string(out), 200) {
+		p.Dim("    %s", rel.redact(ui.Clean(l)))
+	}
+}
+
+// wait waits until the services are healthy; only, when set, restricts a
+// service to the given containers (the new ones of a replacement).
+func (c *Compose) wait(ctx context.Context, rel *Release, only map[string][]string) ([]health.Result, error) {
+	var targets []health.Target
+	for _, s := range rel.Services {
+		if only != nil && only[s.Name] == nil {
+			continue
+		}
+		targets = append(targets, health.Target{Service: s.Name, URL: s.HealthURL})
+	}
+	if len(targets) == 0 {
+		return nil, nil
+	}
+	return health.Wait(ctx, &health.Compose{Engine: c.Engine, Project: rel.Project, Only: only}, targets,
+		health.Options{Deadline: rel.Env.HealthDeadline(), Printer: rel.Printer, Redact: rel.Redact})
+}
+
+// healthyAfter records in the plan when each waited-for service was
+// healthy, counted from the start of Apply: offset is the time Apply spent
+// before the wait began plus the wait itself, less the wait.
+func healthyAfter(p *Plan, res []health.Result, elapsed time.Duration) {
+	var waited time.Duration
+	for _, r := range res {
+		waited = max(waited, r.After)
+	}
+	before := elapsed - waited
+	for i := range p.Changes {
+		for _, r := range res {
+			if r.Service == p.Changes[i].Service && r.Healthy {
+				p.Changes[i].Healthy = before + r.After
+			}
+		}
+	}
+}
+
+// applyProxied replaces without downtime on the published ports: see the
+// type's documentation.
+func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) (*Plan, error) {
+	p := rel.printer()
+	run, err := c.running(ctx, rel.Project)
+	if err != nil {
+		return nil, err
+	}
+	pl := plan(rel, run)
+
+	var routes []Route
+	for _, s := range rel.Services {
+		if s.HostPort != 0 {
+			routes = append(routes, Route{Service: s.Name, ListenPort: s.HostPort, TargetPort: s.ContainerPort})
+		}
+	}
+	if err := c.Proxy.Ensure(ctx, routes); err != nil {
+		return pl, err
+	}
+
+	// Start what is missing and, beside the old containers, the new ones of
+	// what changed: one compose call for all of them.
+	var side, stopFirst []string
+	scale := map[string]int{}
+	for _, ch := range pl.Changes {
+		s, _ := rel.service(ch.Service)
+		switch {
+		case ch.Action == Start:
+			side = append(side, ch.Service)
+		case (ch.Action == Replace || ch.Action == Heal) && s.Stateful:
+			stopFirst = append(stopFirst, ch.Service)
+		case ch.Action == Replace || ch.Action == Heal:
+			side = append(side, ch.Service)
+			scale[ch.Service] = len(run[ch.Service]) + 1
+		}
+	}
+	created := map[string][]string{}
+	if len(side) > 0 {
+		p.Line(ui.Run, "start", "%s", startWhat(pl, side))
+		out, err := c.exec(ctx, rel.Dir, c.CLI.StartArgs(rel.Project, c.files(), side, scale, false))
+		dim(p, rel, out)
+		if err != nil {
+			c.discardNew(ctx, rel, run)
+			return pl, fmt.Errorf("compose up on %s: %w", c.Engine.Host, err)
+		}
+	}
+	for _, name := range stopFirst {
+		p.Line(ui.Run, name, "stateful: stopping the old container before its replacement starts")
+		out, err := c.exec(ctx, rel.Dir, c.CLI.StartArgs(rel.Project, c.files(), []string{name}, nil, true))
+		dim(p, rel, out)
+		if err != nil {
+			return pl, fmt.Errorf("compose up %s on %s: %w", name, c.Engine.Host, err)
+		}
+	}
+	after, err := c.running(ctx, rel.Project)
+	if err != nil {
+		return pl, err
+	}
+	for _, name := range append(slices.Clone(side), stopFirst...) {
+		for _, ct := range after[name] {
+			if !slices.ContainsFunc(run[name], func(o engine.Container) bool { return o.ID == ct.ID }) {
+				created[name] = append(created[name], ct.ID)
+			}
+		}
+		if len(created[name]) == 0 {
+			c.discardNew(ctx, rel, run)
+			return pl, fmt.Errorf("compose made no new container of %s on %s", name, c.Engine.Host)
+		}
+	}
+
+	// The new containers must be healthy before anything is switched.
+	res, err := c.wait(ctx, rel, created)
+	healthyAfter(pl, res, time.Since(t0))
+	if err != nil {
+		c.discardNew(ctx, rel, run)
+		return pl, err
+	}
+
+	// Traffic: every healthy container of a published service goes behind
+	// the proxy (kept ones too: a new proxy has none yet).
+	attached, err := c.Proxy.Attached(ctx)
+	if err != nil {
+		return pl, err
+	}
+	switched := false
+	for i := range pl.Changes {
+		ch := &pl.Changes[i]
+		s, ok := rel.service(ch.Service)
+		if !ok {
+			continue
+		}
+		if ids := created[ch.Service]; len(ids) > 0 {
+			ch.New = ids
+		}
+		if s.HostPort == 0 {
+			continue
+		}
+		for _, id := range ch.New {
+			if attached[id] {
+				continue
+			}
+			if err := c.Proxy.Attach(ctx, id, s.Name); err != nil {
+				return pl, err
+			}
+			switched = switched || len(ch.Old) > 0
+		}
+	}
+	if switched {
+		// Both old and new serve now; the old go once the proxy uses the
+		// new.
+		select {
+		case <-time.After(c.Proxy.PickUp()):
+		case <-ctx.Done():
+			return pl, ctx.Err()
+		}
+	}
+
+	// Drain and remove what was replaced or dropped: gracefully, all at
+	// once.
+	var old []string
+	for _, ch := range pl.Changes {
+		for _, id := range ch.Old {
+			if !slices.Contains(ch.New, id) {
+				old = append(old, id)
+			}
+		}
+	}
+	if err := c.stopAndRemove(ctx, old); err != nil {
+		return pl, err
+	}
+	for _, ch := range pl.Changes {
+		switch ch.Action {
+		case Start:
+			p.Line(ui.OK, ch.Service, "started")
+		case Replace, Heal:
+			p.Line(ui.OK, ch.Service, "replaced (%s): %s -> %s", ch.Why, shortIDs(ch.Old), shortIDs(ch.New))
+		case Drop:
+			p.Line(ui.OK, ch.Service, "removed (%s)", ch.Why)
+		}
+	}
+	pl.Took = time.Since(t0)
+	return pl, nil
+}
+
+func startWhat(pl *Plan, names []string) string {
+	var starts, sides []string
+	for _, ch := range pl.Changes {
+		if !slices.Contains(names, ch.Service) {
+			continue
+		}
+		if ch.Action == Start {
+			starts = append(starts, ch.Service)
+		} else {
+			sides = append(sides, ch.Service)
+		}
+	}
+	switch {
+	case len(sides) == 0:
+		return fmt.Sprintf("starting %d service(s)", len(starts))
+	case len(starts) == 0:
+		return fmt.Sprintf("new containers beside the old ones of %s", joinNames(sides))
+	}
+	return fmt.Sprintf("starting %s; new containers beside the old ones of %s", joinNames(starts), joinNames(sides))
+}
+
+func joinNames(n []string) string {
+	if len(n) > 4 {
+		return fmt.Sprintf("%s and %d more", joinNames(n[:3]), len(n)-3)
+	}
+	out := ""
+	for i, s := range n {
+		if i > 0 {
+			out += ", "
+		}
+		out += s
+	}
+	return out
+}
+
+func shortIDs(ids []string) string {
+	var s []string
+	for _, id := range ids {
+		s = append(s, engine.ShortID(id))
+	}
+	if len(s) == 0 {
+		return "-"
+	}
+	return joinNames(s)
+}
+
+// discardNew removes the containers a failed apply created, so that the
+// old ones, still serving, are all that runs of each service.
+func (c *Compose) discardNew(ctx context.Context, rel *Release, before map[string][]engine.Container) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	after, err := c.running(ctx, rel.Project)
+	if err != nil {
+		return
+	}
+	var fresh []string
+	for name, cs := range after {
+		for _, ct := range cs {
+			if !slices.ContainsFunc(before[name], func(o engine.Container) bool { return o.ID == ct.ID }) {
+				fresh = append(fresh, ct.ID)
+			}
+		}
+	}
+	_ = c.stopAndRemove(ctx, fresh)
+}
+
+// stopAndRemove stops containers with SIGTERM (a graceful shutdown: they
+// finish what they serve) and removes them, in parallel.
+func (c *Compose) stopAndRemove(ctx context.Context, ids []string) error {
+	timeout := int(c.StopTimeout.Seconds())
+	if c.StopTimeout <= 0 {
+		timeout = 10
+	}
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			_, err := c.Engine.API.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &timeout})
+			if err == nil || engine.IsNotFound(err) {
+				_, err = c.Engine.API.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: false})
+			}
+			if err != nil && !engine.IsNotFound(err) {
+				mu.Lock()
+				errs = append(errs, fmt.Errorf("remove old container %s: %w", engine.ShortID(id), err))
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Remove takes the project down with compose.
+func (c *Compose) Remove(ctx context.Context, rel *Release, volumes bool) error {
+	if _, err := c.exec(ctx, rel.Dir, c.CLI.DownArgs(rel.Project, c.files(), volumes)); err != nil {
+		return fmt.Errorf("compose down in %s: %w", rel.Dir, err)
+	}
+	return nil
+}

@@ -1,0 +1,182 @@
+// Package runtime runs a rendered stack on an engine: one interface, with
+// one implementation per way of running it (compose, swarm), shared by the
+// local pipeline (up) and by promotion. A new runtime, Kubernetes say, is
+// one more implementation, not more branches in the callers.
+//
+// A runtime converges: Apply compares what runs with the release and
+// changes only what differs. Where a reverse proxy publishes the ports
+// (remote environments), a changed service's new container starts beside
+// the old one, is gated on health, takes the traffic, and only then is the
+// old one drained and removed: no request fails on the published ports.
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/ui"
+)
+
+// Runtime runs releases of a stack on one engine.
+type Runtime interface {
+	// Name is "compose" or "swarm", for messages.
+	Name() string
+	// Plan says what Apply would do, changing nothing.
+	Plan(ctx context.Context, rel *Release) (*Plan, error)
+	// Apply converges the engine to rel and waits until every service is
+	// healthy. On failure the services it could not bring up are named;
+	// what ran before keeps running where the runtime can keep it.
+	Apply(ctx context.Context, rel *Release) (*Plan, error)
+	// Remove takes the stack down (volumes too when asked).
+	Remove(ctx context.Context, rel *Release, volumes bool) error
+}
+
+// Release is what a runtime runs: the rendered files of one environment and,
+// per service, what must run.
+type Release struct {
+	// ID names the release ("" for a local stack).
+	ID string
+	// Project is the compose project (or swarm stack) name.
+	Project string
+	Cat     *catalog.Catalog
+	Env     *catalog.Environment
+	// Dir is a local folder holding the rendered files the CLIs read.
+	Dir string
+	// Services, in start order (infrastructure first).
+	Services []Service
+	// HostAddr is where this machine reaches the ports the stack
+	// publishes.
+	HostAddr string
+	// Printer gets the step lines (nil: silent).
+	Printer *ui.Printer
+	// Redact hides secret values in what is printed of the services'
+	// output.
+	Redact func(string) string
+}
+
+// Service is one service of a release.
+type Service struct {
+	Name string
+	// Image is the reference it runs; ImageID what that is on the engine
+	// ("" when unknown: then the config hash alone decides).
+	Image, ImageID string
+	// ConfigHash is the value of labels.ConfigHash rendered for it.
+	ConfigHash string
+	// ContainerPort and HostPort: HostPort 0 = not published.
+	ContainerPort, HostPort int
+	// HealthURL, when set, must answer 2xx for a service without a
+	// healthcheck of its own.
+	HealthURL string
+	// Stateful services (named volumes) never run twice at once: they are
+	// replaced stop-first.
+	Stateful bool
+}
+
+// Action is what Apply does to a service.
+type Action string
+
+// Actions, in the words the output uses.
+const (
+	Keep    Action = "unchanged"
+	Start   Action = "start"
+	Replace Action = "replace"
+	Heal    Action = "heal"
+	Drop    Action = "remove"
+)
+
+// Change is what Apply does, or did, to one service, and why.
+type Change struct {
+	Service string
+	Action  Action
+	// Why, for Replace and Heal: "image", "configuration", "exited
+	// (exit code 1)"...
+	Why string
+	// Old and New are the containers (or swarm services) before and
+	// after; New is set once Apply made it.
+	Old, New []string
+	// Healthy is how long after the start of Apply the service was seen
+	// healthy (0 when Apply did not wait for it).
+	Healthy time.Duration
+}
+
+// Plan is the list of changes, in start order.
+type Plan struct {
+	Changes []Change
+	// Took is how long Apply took.
+	Took time.Duration
+}
+
+// Changed reports whether the plan changes anything.
+func (p *Plan) Changed() bool {
+	for _, c := range p.Changes {
+		if c.Action != Keep {
+			return true
+		}
+	}
+	return false
+}
+
+// Count returns how many services get each action.
+func (p *Plan) Count(a Action) int {
+	n := 0
+	for _, c := range p.Changes {
+		if c.Action == a {
+			n++
+		}
+	}
+	return n
+}
+
+// Summary says the plan in one line: "1 replaced (quality-fabric), 5
+// unchanged".
+func (p *Plan) Summary() string {
+	var parts []string
+	for _, a := range []Action{Start, Replace, Heal, Drop, Keep} {
+		var names []string
+		for _, c := range p.Changes {
+			if c.Action == a {
+				names = append(names, c.Service)
+			}
+		}
+		if len(names) == 0 {
+			continue
+		}
+		word := map[Action]string{Start: "started", Replace: "replaced", Heal: "healed", Drop: "removed", Keep: "unchanged"}[a]
+		if a == Keep {
+			parts = append(parts, fmt.Sprintf("%d %s", len(names), word))
+		} else {
+			parts = append(parts, fmt.Sprintf("%d %s (%s)", len(names), word, strings.Join(names, ", ")))
+		}
+	}
+	if len(parts) == 0 {
+		return "nothing to run"
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r *Release) printer() *ui.Printer {
+	if r.Printer == nil {
+		return ui.Plain(io.Discard)
+	}
+	return r.Printer
+}
+
+func (r *Release) redact(s string) string {
+	if r.Redact == nil {
+		return s
+	}
+	return r.Redact(s)
+}
+
+func (r *Release) service(name string) (Service, bool) {
+	for _, s := range r.Services {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return Service{}, false
+}

@@ -1,0 +1,69 @@
+package runtime
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/labels"
+)
+
+func TestStackArgs(t *testing.T) {
+	want := []string{"docker", "stack", "deploy", "--prune", "--resolve-image", "never", "-c", "docker-stack.yml", "p"}
+	if got := StackDeployArgs("p", "docker-stack.yml"); !reflect.DeepEqual(got, want) {
+		t.Fatalf("%q", got)
+	}
+	if got := StackRemoveArgs("p"); !reflect.DeepEqual(got, []string{"docker", "stack", "rm", "p"}) {
+		t.Fatalf("%q", got)
+	}
+}
+
+// The plan of a compose stack: what runs the release's image and
+// configuration, healthy, stays; what differs is replaced, with the
+// reason; what is broken is healed; what is missing starts; what the
+// release no longer has goes.
+func TestPlan(t *testing.T) {
+	ct := func(id, hash, image, state, health string) engine.Container {
+		return engine.Container{ID: id, State: state, Health: health, ImageID: image,
+			Labels: map[string]string{labels.ConfigHash: hash}}
+	}
+	rel := &Release{Services: []Service{
+		{Name: "same", ConfigHash: "h1", ImageID: "sha256:a"},
+		{Name: "newimage", ConfigHash: "h2", ImageID: "sha256:b2"},
+		{Name: "newconfig", ConfigHash: "h3new", ImageID: "sha256:c"},
+		{Name: "crashed", ConfigHash: "h4", ImageID: "sha256:d"},
+		{Name: "missing", ConfigHash: "h5"},
+		{Name: "twice", ConfigHash: "h6", ImageID: "sha256:f"},
+	}}
+	run := map[string][]engine.Container{
+		"same":      {ct("1", "h1", "sha256:a", "running", "healthy")},
+		"newimage":  {ct("2", "h2", "sha256:b1", "running", "healthy")},
+		"newconfig": {ct("3", "h3", "sha256:c", "running", "")},
+		"crashed":   {ct("4", "h4", "sha256:d", "exited", "")},
+		"gone":      {ct("5", "h", "sha256:e", "running", "")},
+		"twice":     {ct("6a", "h6", "sha256:f", "running", "healthy"), ct("6b", "old", "sha256:f", "running", "healthy")},
+	}
+	p := plan(rel, run)
+	got := map[string]Change{}
+	for _, c := range p.Changes {
+		got[c.Service] = c
+	}
+	for name, want := range map[string]struct {
+		a   Action
+		why string
+	}{
+		"same": {Keep, ""}, "newimage": {Replace, "image b1 -> b2"}, "newconfig": {Replace, "configuration"},
+		"crashed": {Heal, "exited (exit code 0)"}, "missing": {Start, ""}, "gone": {Drop, "no longer in the catalog"},
+		"twice": {Keep, ""},
+	} {
+		if c := got[name]; c.Action != want.a || c.Why != want.why {
+			t.Errorf("%s: %s (%s), want %s (%s)", name, c.Action, c.Why, want.a, want.why)
+		}
+	}
+	if c := got["twice"]; !reflect.DeepEqual(c.New, []string{"6a"}) || len(c.Old) != 2 {
+		t.Errorf("twice: old %v new %v, want the fitting 6a kept and both listed as old", c.Old, c.New)
+	}
+	if s := p.Summary(); s != "1 started (missing), 2 replaced (newimage, newconfig), 1 healed (crashed), 1 removed (gone), 2 unchanged" {
+		t.Errorf("summary %q", s)
+	}
+}
