@@ -46,6 +46,10 @@ type rawEnv struct {
 	HealthTimeout string  `toml:"health_timeout"`
 	EndpointMode  *string `toml:"endpoint_mode"`
 	PublishMode   *string `toml:"publish_mode"`
+	// Pointers: an empty value written in the file is refused, which
+	// needs it told apart from a key left out.
+	SecretsFile    *string   `toml:"secrets_file"`
+	SecretsCommand *[]string `toml:"secrets_command"`
 }
 
 type rawService struct {
@@ -62,7 +66,7 @@ type rawService struct {
 	Healthcheck     []string          `toml:"healthcheck"`
 	DependsOn       []string          `toml:"depends_on"`
 	Env             map[string]string `toml:"env"`
-	Secrets         map[string]string `toml:"secrets"`
+	Secrets         rawSecrets        `toml:"secrets"`
 	Prebuild        []string          `toml:"prebuild"`
 	PrebuildEnv     map[string]string `toml:"prebuild_env"`
 	PrebuildInputs  []string          `toml:"prebuild_inputs"`

@@ -164,8 +164,9 @@ func TestLoadRealCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDev := catalog.Environment{Name: "dev", Ports: "dev", Dir: c.Project.DeployDir, Engine: catalog.EngineCompose,
-		Bind: "127.0.0.1", KeepReleases: 5, HealthTimeout: 2 * time.Minute, Line: headerLines(string(src), "[environments.dev]")[0]}
-	if *dev != wantDev || dev.Remote() {
+		Bind: "127.0.0.1", KeepReleases: 5, HealthTimeout: 2 * time.Minute, Line: headerLines(string(src), "[environments.dev]")[0],
+		SecretsFile: filepath.Join(filepath.Dir(c.File), ".maestro", "secrets", "dev.env")}
+	if !reflect.DeepEqual(*dev, wantDev) || dev.Remote() {
 		t.Errorf("dev = %+v, want %+v", *dev, wantDev)
 	}
 	demo, err := c.Env("demo")
@@ -175,8 +176,9 @@ func TestLoadRealCatalog(t *testing.T) {
 	wantDemo := catalog.Environment{Name: "demo", Ports: "prod", Host: "ssh://ec2-user@demo.example.internal",
 		Dir: "/home/ec2-user/deployment", Engine: catalog.EngineCompose, Bind: "", KeepReleases: 5,
 		KnownHosts: filepath.Join(home, ".ssh", "known_hosts"), HealthTimeout: 3 * time.Minute,
-		Line: headerLines(string(src), "[environments.demo]")[0]}
-	if *demo != wantDemo || !demo.Remote() {
+		Line:        headerLines(string(src), "[environments.demo]")[0],
+		SecretsFile: filepath.Join(filepath.Dir(c.File), ".maestro", "secrets", "demo.env")}
+	if !reflect.DeepEqual(*demo, wantDemo) || !demo.Remote() {
 		t.Errorf("demo = %+v, want %+v", *demo, wantDemo)
 	}
 	if _, err := c.Env("prod"); err == nil || !strings.Contains(err.Error(), "known environments: demo, dev") {
@@ -357,10 +359,12 @@ func TestLoadMissingFile(t *testing.T) {
 func TestErrorsNeverPrintSecrets(t *testing.T) {
 	const secret = "hunter2-sekrit"
 	for name, body := range map[string]string{
-		"nul":        `secrets = { TOKEN = "` + secret + `\u0000" }`,
-		"both":       "env = { TOKEN = \"x\" }\nsecrets = { TOKEN = \"" + secret + "\" }",
-		"bad name":   `secrets = { "BAD-NAME" = "` + secret + `" }`,
-		"wrong type": `secrets = ["` + secret + `"]`,
+		"nul":                `secrets = { TOKEN = "` + secret + `\u0000" }`,
+		"both":               "env = { TOKEN = \"x\" }\nsecrets = { TOKEN = \"" + secret + "\" }",
+		"bad name":           `secrets = { "BAD-NAME" = "` + secret + `" }`,
+		"wrong type":         `secrets = ["` + secret + `"]`,
+		"value in the names": `secrets = ["TOKEN=` + secret + `"]`,
+		"not a name":         `secrets = ["TOKEN", 42, "` + secret + `"]`,
 	} {
 		path := writeCatalog(t, "[project]\nname = \"shop\"\n[[services]]\nname = \"web\"\nsource = \"app\"\nport = 1\ndev_port = 2\n"+body+"\n")
 		errs := loadErrors(t, path)

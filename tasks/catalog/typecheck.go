@@ -14,6 +14,10 @@ import (
 // port = "80", depends_on = "db", [services] written for [[services]].
 // Keys the types do not know are left to the unknown-key check.
 func (v *validator) typeCheck(val any, t reflect.Type, path string) {
+	if t == reflect.TypeFor[rawSecrets]() {
+		v.typeCheckSecrets(val, path)
+		return
+	}
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -51,6 +55,8 @@ func (v *validator) typeCheck(val any, t reflect.Type, path string) {
 			if t.Elem().Kind() == reflect.Struct {
 				v.wrongType(path, val, "an array of tables",
 					fmt.Sprintf("write [[%s]] (double brackets) before each entry", stripIndices(path)))
+			} else if leafName(path) == "secrets_command" {
+				v.wrongType(path, val, "an array of strings", secretsCommandHint)
 			} else {
 				v.wrongType(path, val, "an array of strings", fmt.Sprintf(`write it as a list: %s = ["..."]`, leafName(path)))
 			}

@@ -4,6 +4,7 @@
 package catalog
 
 import (
+	"fmt"
 	"sort"
 	"time"
 )
@@ -21,6 +22,13 @@ type Catalog struct {
 	// Infrastructure are the shared backing services, in file order. They
 	// have the same shape as services and are rendered under infrastructure/.
 	Infrastructure []*Service
+	// SecretsEnv is the environment whose values the services' Secrets
+	// hold, set by secrets.Resolve. It is "" after Load, when Secrets hold
+	// the catalog's dev defaults, which only a local environment may use.
+	// render.Render checks it, so that neither a dev default nor one
+	// environment's secret reaches another environment: while it is "",
+	// it refuses a remote environment; once set, any other environment.
+	SecretsEnv string
 }
 
 // Project holds settings shared by every environment.
@@ -110,6 +118,19 @@ type Environment struct {
 	// PublishMode is how a swarm stack publishes ports: PublishIngress
 	// (default) or PublishHost. Empty for compose environments.
 	PublishMode string
+	// SecretsFile is the absolute path of the dotenv file secret values
+	// are read from for this environment (secrets_file, default
+	// .maestro/secrets/<name>.env beside the catalog). It may be missing;
+	// when present, neither group nor others may read or write it (see
+	// package secrets).
+	SecretsFile string
+	// SecretsCommand is a program and its arguments (never a shell
+	// string) whose standard output, in dotenv form, gives the secrets
+	// that neither the process environment nor SecretsFile have; nil when
+	// the catalog names none. A program path holding a '/' is made
+	// absolute (a relative one is taken from the catalog's folder); a bare
+	// name is looked up in PATH when it runs.
+	SecretsCommand []string
 	// Line is the line of the [environments.NAME] header.
 	Line int
 }
@@ -169,9 +190,27 @@ type Service struct {
 	DependsOn []string `view:"depends_on"`
 	// Env is the plain environment of the container.
 	Env map[string]string `view:"env"`
-	// Secrets are environment values that are never printed and never put
-	// in a compose file: they go to the 0600 .env only.
+	// Secrets are the values of the service's secrets: environment values
+	// that are never printed and never put in a compose file, only in the
+	// 0600 .env. Load fills it with SecretDefaults (what a local
+	// environment falls back on); secrets.Resolve replaces it with the
+	// values for one environment, taken from outside the catalog, and
+	// sets Catalog.SecretsEnv. Recorded as keyed digests only.
 	Secrets map[string]string `view:"secrets,secret"`
+	// SecretNames are the names of every secret the service declares,
+	// sorted: the whole of `secrets = ["NAME"]`, or the keys of
+	// `secrets = { NAME = "dev default" }`. Which secrets a service gets is
+	// part of its configuration; their values are not.
+	SecretNames []string `view:"secret_names"`
+	// SecretDefaults are the literal values of the table form: dev
+	// defaults, used only by local environments when nothing outside the
+	// catalog gives a value (nil or empty for the array form). They are
+	// not configuration: the catalog is committed, so they are no secret,
+	// and a remote environment never uses them.
+	SecretDefaults map[string]string `view:"-"`
+	// SecretPlaces are where each secret name is declared, for messages
+	// (see Catalog.SecretAt).
+	SecretPlaces map[string]Place `view:"-"`
 	// Prebuild is a command (argument list, never a shell string) run in
 	// Source before the image build, e.g. a static go build.
 	Prebuild []string `view:"-"`
@@ -193,6 +232,14 @@ type Service struct {
 	Infra bool `view:"infrastructure"`
 	// Line is the line of the [[services]] / [[infrastructure]] header.
 	Line int `view:"-"`
+}
+
+// Place is where something is written in the catalog file.
+type Place struct {
+	// Line is 1-based (0 = unknown).
+	Line int
+	// Key is the dotted path, as in Error.Key: services[4].secrets.NAME.
+	Key string
 }
 
 // HostPort returns the published host port of the service in the given
@@ -280,6 +327,21 @@ func joinKeys[V any](m map[string]V) string {
 		s += k
 	}
 	return s
+}
+
+// SecretAt names where service s declares secret name, as
+// "file:line: key" (services[4].secrets.NAME for the table form,
+// services[4].secrets[0] for the array form), or "" when s does not
+// declare it. Messages about a secret point there instead of showing it.
+func (c *Catalog) SecretAt(s *Service, name string) string {
+	p, ok := s.SecretPlaces[name]
+	if !ok {
+		return ""
+	}
+	if p.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", c.File, p.Line, p.Key)
+	}
+	return fmt.Sprintf("%s: %s", c.File, p.Key)
 }
 
 // ImageRepo is the repository built images of s are tagged in:

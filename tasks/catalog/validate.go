@@ -186,6 +186,7 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 		e.Identity = v.path(e.Identity)
 	}
 	e.HealthTimeout = v.duration(key+".health_timeout", r.HealthTimeout, DefaultHealthTimeout)
+	v.environmentSecrets(key, r, e)
 	return e
 }
 
@@ -281,7 +282,7 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	s := &Service{Name: deref(r.Name), Title: r.Title, Dockerfile: r.Dockerfile, Image: r.Image,
 		Port: deref(r.Port), DevPort: deref(r.DevPort), ProdPort: deref(r.ProdPort), ExtraPorts: r.Ports,
 		Health: r.Health, Healthcheck: r.Healthcheck, DependsOn: r.DependsOn,
-		Env: r.Env, Secrets: r.Secrets, Prebuild: r.Prebuild, PrebuildEnv: r.PrebuildEnv,
+		Env: r.Env, Prebuild: r.Prebuild, PrebuildEnv: r.PrebuildEnv,
 		PrebuildOutputs: r.PrebuildOutputs, Replicas: 1, Volumes: r.Volumes,
 		Infra: infra, Line: v.pos.line(key)}
 	const nameHint = "a DNS label: lower-case letters, digits and '-', at most 63 characters; it names the container, its folder and its host name on the network"
@@ -380,14 +381,8 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 		v.add(key+".healthcheck", `an argument list such as ["/app", "-healthcheck"]`, "empty healthcheck command")
 	}
 	v.envTable(key+".env", s.Env)
-	v.envTable(key+".secrets", s.Secrets)
+	v.secrets(key, &r.Secrets, s)
 	v.envTable(key+".prebuild_env", s.PrebuildEnv)
-	for _, k := range slices.Sorted(maps.Keys(s.Secrets)) {
-		if _, both := s.Env[k]; both {
-			v.add(key+".secrets."+k, "keep it in secrets only, so that its value never reaches a compose file or the output",
-				"%s is both in env and in secrets", k)
-		}
-	}
 	if len(s.Prebuild) > 0 {
 		if r.Source == "" {
 			v.add(key+".prebuild", "a pre-build command runs in the source folder: set source, or remove prebuild", "prebuild without source")
@@ -439,7 +434,7 @@ func (v *validator) port(key, name string, p int, unpublish string) {
 func (v *validator) envTable(key string, m map[string]string) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		if !envVarName.MatchString(k) {
-			v.add(key+"."+k, "a variable name is letters, digits and '_', not starting with a digit, e.g. LOG_LEVEL", "invalid variable name %q", k)
+			v.add(key+"."+k, varNameHint, "invalid variable name %q", k)
 		}
 		if strings.ContainsRune(m[k], 0) {
 			v.add(key+"."+k, "remove the \\u0000: a process environment cannot carry a NUL byte", "value of %s holds a NUL byte", k)

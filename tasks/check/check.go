@@ -295,13 +295,18 @@ func setOutcome(r *Result, o probe.Outcome) {
 }
 
 // Secrets returns every secret value of the catalog, longest first, for
-// redaction.
+// redaction: the values Secrets holds (resolved for an environment by
+// package secrets) and the catalog's dev defaults, which a remote
+// environment does not use but which are no more to be printed than the
+// values they stand in for.
 func Secrets(cat *catalog.Catalog) []string {
 	var out []string
 	for _, s := range cat.All() {
-		for _, v := range s.Secrets {
-			if v != "" {
-				out = append(out, v)
+		for _, m := range []map[string]string{s.Secrets, s.SecretDefaults} {
+			for _, v := range m {
+				if v != "" {
+					out = append(out, v)
+				}
 			}
 		}
 	}

@@ -40,6 +40,8 @@ func TestViews(t *testing.T) {
 	same.Environments = map[string]*catalog.Environment{"demo": {Name: "demo"}}
 	same.Services[0].Prebuild = []string{"go", "build"}
 	same.Services[0].Source, same.Services[0].Title = "/elsewhere", "A"
+	same.Services[0].SecretDefaults = map[string]string{"T": "dev default"}
+	same.Services[0].SecretPlaces = map[string]catalog.Place{"T": {Line: 4, Key: "services[0].secrets.T"}}
 	if c := Compare(base, Views(same, key)); len(c) != 0 {
 		t.Errorf("ports, environments, lines, titles or build recipe are seen as changes: %v", c)
 	}
@@ -57,6 +59,9 @@ func TestViews(t *testing.T) {
 		"healthcheck": {func(c *catalog.Catalog) { c.Services[0].Healthcheck = []string{"/app", "-h"} }, `a: healthcheck added ("[\"/app\",\"-h\"]")`},
 		"network":     {func(c *catalog.Catalog) { c.Project.Network = "n" }, `[project]: network "platform" -> "n"`},
 		"new service": {func(c *catalog.Catalog) { c.Services = append(c.Services, &catalog.Service{Name: "b"}) }, "b: added"},
+		// Which secrets a service gets is configuration, in clear: names
+		// are no secret.
+		"secret names": {func(c *catalog.Catalog) { c.Services[0].SecretNames = []string{"T"} }, `a: secret_names added ("[\"T\"]")`},
 	} {
 		c := testCatalog()
 		tc.change(c)

@@ -313,7 +313,9 @@ type renderer struct {
 // compose-go, and every .env file parsed back, before Render returns, so an
 // invalid or misquoted file is an error here and is never written. With
 // opts.DeferValidation that check moves to Write and Plan, for the files
-// they would change.
+// they would change. The secrets it writes must be env's: resolved for it
+// by package secrets, or, for a local environment only, the catalog's dev
+// defaults as Load left them (see catalog.Catalog.SecretsEnv).
 func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree, error) {
 	if cat == nil || env == nil {
 		return nil, fmt.Errorf("render: no catalog or environment")
@@ -368,6 +370,9 @@ func (r *renderer) check() error {
 			return fmt.Errorf("environment %s: endpoint mode dnsrr cannot go with ingress-published ports, which swarm refuses; publish in host mode", r.env.Name)
 		}
 	}
+	if err := r.checkSecrets(); err != nil {
+		return err
+	}
 	names := map[string]bool{}
 	secretVars := map[string]string{}
 	for _, s := range r.cat.All() {
@@ -401,6 +406,37 @@ func (r *renderer) check() error {
 		fmt.Sprintf("Rendered by maestro-deploy for project %q, environment %q%s.", r.cat.Project.Name, r.env.Name, r.releaseNote()),
 		"Do not edit: `mage render` rewrites this file, and stops at hand edits",
 		"unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in " + BackupDir + "/.",
+	}
+	return nil
+}
+
+// checkSecrets refuses secrets that are not this environment's: values
+// resolved for another environment, the catalog's dev defaults on a remote
+// environment (the catalog is committed, so a literal in it is no secret
+// and must never guard a host others reach), and a declared secret with no
+// value, which would leave the container without it. A catalog built in
+// code that sets Secrets alone, without SecretNames, is taken as it is.
+func (r *renderer) checkSecrets() error {
+	declared := false
+	for _, s := range r.cat.All() {
+		declared = declared || len(s.SecretNames) > 0
+	}
+	if !declared {
+		return nil
+	}
+	const how = "resolve the secrets for it first (secrets.Resolve)"
+	switch got := r.cat.SecretsEnv; {
+	case got != "" && got != r.env.Name:
+		return fmt.Errorf("the secrets were resolved for environment %s, not for %s: %s", got, r.env.Name, how)
+	case got == "" && r.env.Remote():
+		return fmt.Errorf("environment %s is remote and its secrets are not resolved: the catalog's dev defaults are never used for a remote environment; %s", r.env.Name, how)
+	}
+	for _, s := range r.cat.All() {
+		for _, n := range s.SecretNames {
+			if _, ok := s.Secrets[n]; !ok {
+				return fmt.Errorf("service %s: secret %s has no value: %s", s.Name, n, how)
+			}
+		}
 	}
 	return nil
 }

@@ -49,6 +49,13 @@ func mustRender(t testing.TB, cat *catalog.Catalog, env string, opts render.Opti
 	if err != nil {
 		t.Fatal(err)
 	}
+	if e.Remote() {
+		// Stands in for secrets.Resolve, with values from outside the
+		// catalog equal to its literals, so that the goldens keep them.
+		// TestSecretsGuard checks what render does without it.
+		defer func(was string) { cat.SecretsEnv = was }(cat.SecretsEnv)
+		cat.SecretsEnv = e.Name
+	}
 	tree, err := render.Render(cat, e, opts)
 	if err != nil {
 		t.Fatalf("render %s: %v", env, err)
@@ -401,4 +408,40 @@ func TestSwarmModes(t *testing.T) {
 	if !strings.Contains(string(stack.Data), "endpoint_mode: vip") || strings.Contains(string(stack.Data), "mode: host") {
 		t.Errorf("empty modes did not render vip with ingress ports:\n%s", stack.Data)
 	}
+}
+
+// Render writes only an environment's own secrets: never the catalog's dev
+// defaults on a remote environment, never values resolved for another
+// environment, and never a service without a value for a secret it
+// declares. Errors name the secret, never a value.
+func TestSecretsGuard(t *testing.T) {
+	cat := loadRepo(t)
+	demo, _ := cat.Env("demo")
+	dev, _ := cat.Env("dev")
+	gw, _ := cat.Service("maestro-gateway")
+	const value = "v4lue-never-in-an-error"
+	gw.Secrets["GATEWAY_API_TOKEN"] = value
+
+	refused := func(env *catalog.Environment, want string) {
+		t.Helper()
+		tree, err := render.Render(cat, env, render.Options{})
+		if err == nil || tree != nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("render %s with SecretsEnv %q: %v, want an error with %q and no files", env.Name, cat.SecretsEnv, err, want)
+		}
+		if err != nil && (strings.Contains(err.Error(), value) || strings.Contains(err.Error(), "change-me-dev-token")) {
+			t.Errorf("the error shows a value: %v", err)
+		}
+	}
+	refused(demo, "the catalog's dev defaults are never used for a remote environment")
+	cat.SecretsEnv = "demo"
+	refused(dev, "resolved for environment demo, not for dev")
+	if _, err := render.Render(cat, demo, render.Options{}); err != nil {
+		t.Errorf("render demo with its own secrets: %v", err)
+	}
+	cat.SecretsEnv = ""
+	if _, err := render.Render(cat, dev, render.Options{}); err != nil {
+		t.Errorf("render dev with the dev defaults: %v", err)
+	}
+	delete(gw.Secrets, "GATEWAY_API_TOKEN")
+	refused(dev, "service maestro-gateway: secret GATEWAY_API_TOKEN has no value")
 }
