@@ -71,5 +71,10 @@ func ExitCode(err error) int {
 	case errors.As(err, &ce), errors.As(err, &one), errors.As(err, &ue), errors.As(err, &de):
 		return ExitUsage
 	}
+	// Errors that know their status (a missing secret: 2).
+	var es interface{ ExitStatus() int }
+	if errors.As(err, &es) {
+		return es.ExitStatus()
+	}
 	return ExitFailure
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/runtime"
+	"github.com/maestro-platform/deploy/tasks/secrets"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -42,6 +43,9 @@ func Plan(ctx context.Context, cat *catalog.Catalog, opts Options) (*PlanResult,
 		return nil, err
 	}
 	p.Header("plan: promote %s to %s (%s)", cat.Project.Name, env.Name, displayHost(env))
+	if _, err := secrets.Resolve(ctx, cat, env); err != nil {
+		return nil, err
+	}
 	local, err := engine.Connect(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("plan: the local engine holds the images: %w", err)

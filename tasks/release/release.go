@@ -50,6 +50,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/runtime"
+	"github.com/maestro-platform/deploy/tasks/secrets"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -317,6 +318,11 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	}
 	res := &Result{Env: env.Name, Forced: opts.Force, Images: map[string]string{}}
 	p.Header("promote %s to %s (%s)", cat.Project.Name, env.Name, displayHost(env))
+	// The environment's own secret values, before anything else: one that
+	// cannot be found stops the promote with nothing changed.
+	if _, err := secrets.Resolve(ctx, cat, env); err != nil {
+		return nil, err
+	}
 
 	local, err := engine.Connect(ctx, "")
 	if err != nil {
@@ -588,6 +594,11 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 		return err
 	}
 	p.Header("rollback %s on %s (%s)", cat.Project.Name, env.Name, displayHost(env))
+	// A rollback runs the recorded release's files, secrets and all; the
+	// values resolved now only hide secrets in what is printed.
+	if _, err := secrets.Resolve(ctx, cat, env); err != nil {
+		p.Line(ui.Warn, "secrets", "%v (only used to hide secrets in the output)", firstLine(err))
+	}
 	t, err := connect(ctx, cat, env, p)
 	if err != nil {
 		return fmt.Errorf("rollback %s: %w", env.Name, err)

@@ -112,7 +112,7 @@ prebuild_env = { CGO_ENABLED = "0", GOOS = "linux" }
 prebuild_inputs = ["%[8]s/services/template-service", "%[8]s/internal"]
 prebuild_outputs = ["app"]
 env = { SERVICE_NAME = "template-service", PORT = "8005", UPSTREAMS = "state-store=http://state-store:6380" }
-secrets = { API_TOKEN = "s3cret-release-token" }
+secrets = { API_TOKEN = "dev-only-token" }   # a dev default: the remote value comes from API_TOKEN
 
   [[services.checks]]
   name = "reaches state-store"
@@ -158,6 +158,9 @@ func newFixture(t *testing.T) *fixture {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
 	f := &fixture{t: t, r: testenv.StartRemote(t), project: testenv.ProjectName(t, "rel")}
+	// The catalog's literal is a dev default, never used for a remote
+	// environment: the remote value comes from the process environment.
+	t.Setenv("API_TOKEN", "s3cret-release-token")
 	tmp := t.TempDir()
 	f.deploy = filepath.Join(tmp, "deployment")
 	f.state = filepath.Join(tmp, "state")

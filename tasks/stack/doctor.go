@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/secrets"
 
 	"github.com/moby/moby/client"
 
@@ -85,6 +86,16 @@ func (s *Stack) Doctor(ctx context.Context) error {
 			} else {
 				s.Out.Line(ui.OK, svc.Name+" prebuild", "%s", p)
 			}
+		}
+	}
+	for _, c := range secrets.Doctor(s.Cat, s.Env) {
+		switch {
+		case c.Problem:
+			fail(c.Subject, "%s", c.Text)
+		case c.DevDefault:
+			s.Out.Line(ui.Warn, c.Subject, "%s", c.Text)
+		default:
+			s.Out.Line(ui.OK, c.Subject, "%s", c.Text)
 		}
 	}
 	if len(failed) > 0 {

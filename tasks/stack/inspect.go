@@ -19,6 +19,9 @@ import (
 // the table, writes the reports and records the result for promote's gate.
 func (s *Stack) TestAll(ctx context.Context) error {
 	s.Out.Header("testAll %s", s.Env.Name)
+	if err := s.Secrets(ctx); err != nil {
+		return err
+	}
 	eng, err := s.engine(ctx)
 	if err != nil {
 		return err

@@ -43,6 +43,9 @@ func (s *Stack) tree(readOnly bool) (render.Tree, error) {
 func (s *Stack) Render(ctx context.Context) error {
 	start := time.Now()
 	s.Out.Header("render %s -> %s", s.Env.Name, s.Dir)
+	if err := s.Secrets(ctx); err != nil {
+		return err
+	}
 	tree, err := s.tree(false)
 	if err != nil {
 		return err
@@ -71,6 +74,9 @@ func (s *Stack) Render(ctx context.Context) error {
 // Plan prints what Render would change as a unified diff. It returns
 // ErrPlanChanged when there is something to change.
 func (s *Stack) Plan(ctx context.Context) error {
+	if err := s.Secrets(ctx); err != nil {
+		return err
+	}
 	tree, err := s.tree(true)
 	if err != nil {
 		return err

@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/secrets"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -51,6 +53,9 @@ type Stack struct {
 	Dir string
 	Out *ui.Printer
 	cfg Config
+
+	secretsOnce sync.Once
+	secretsErr  error
 }
 
 // Open loads and validates the catalog named by cfg.
@@ -89,6 +94,17 @@ func Open(cfg Config) (*Stack, error) {
 		dir = cfg.DeployDir
 	}
 	return &Stack{Cat: cat, Env: env, Dir: dir, Out: cfg.Out, cfg: cfg}, nil
+}
+
+// Secrets gives the catalog's services their secret values for the
+// stack's environment (package secrets), once: the steps that render,
+// start or check the stack call it first. A secret found nowhere is an
+// error that names where it was looked for.
+func (s *Stack) Secrets(ctx context.Context) error {
+	s.secretsOnce.Do(func() {
+		_, s.secretsErr = secrets.Resolve(ctx, s.Cat, s.Env)
+	})
+	return s.secretsErr
 }
 
 // Project is the compose project name of the stack.

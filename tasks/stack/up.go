@@ -133,6 +133,9 @@ func (s *Stack) runtime(eng *engine.Engine, cli *compose.CLI) runtime.Runtime {
 func (s *Stack) Up(ctx context.Context) error {
 	start := time.Now()
 	s.Out.Header("up %s (project %s)", s.Env.Name, s.Project())
+	if err := s.Secrets(ctx); err != nil {
+		return err
+	}
 	sum, err := s.filesSum()
 	if err != nil {
 		return err
