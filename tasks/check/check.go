@@ -57,14 +57,13 @@ type Target struct {
 	// API is the engine the stack runs on (local, or remote over ssh). It
 	// may be nil only with Options.DeclaredOnly and no network checks.
 	API *client.Client
-	// ReuseProbe keeps the network probe running between runs: a probe
-	// server container of the project (see RemoveProbe), published on
-	// 127.0.0.1 of the engine's host on a port the engine picks, answers
-	// the network checks in a few milliseconds instead of the second a
-	// one-shot probe container costs. It applies only when the engine is
-	// local (see LocalEngine); on a remote engine the one-shot probe runs
-	// and nothing is published. Meant for the dev stack, where testAll
-	// runs again and again.
+	// ReuseProbe keeps the network probe running between runs, a probe
+	// container of the project (see RemoveProbe) instead of the second a
+	// one-shot probe container costs. On a local engine (see LocalEngine)
+	// it is a server published on 127.0.0.1 of this machine on a port the
+	// engine picks, answering in a few milliseconds; on a remote one
+	// nothing is published: the checks are exec'd in an idle probe
+	// container. Either exits after ProbeIdle without use.
 	ReuseProbe bool
 }
 

@@ -135,6 +135,8 @@ func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job
 			}
 			outcomes, err = runProbe(pctx, t.API, ref, netName, t.Project, specs)
 		}
+	} else if t.ReuseProbe {
+		outcomes, err = runExec(pctx, t.API, ref, netName, t.Project, specs)
 	} else {
 		outcomes, err = runProbe(pctx, t.API, ref, netName, t.Project, specs)
 	}

@@ -382,3 +382,113 @@ func postSpecs(ctx context.Context, srv probeServer, specs []probe.Spec) ([]prob
 	}
 	return out, nil
 }
+
+// runExec performs specs with the probe exec'd inside the project's idle
+// probe container on netName: for an engine whose published ports this
+// machine cannot reach on loopback (a remote host), it costs an exec
+// instead of the create, start and removal of a container per run. A
+// reused container that is gone or exited since it was listed is replaced
+// once.
+func runExec(ctx context.Context, api *client.Client, ref, netName, project string, specs []probe.Spec) ([]probe.Outcome, error) {
+	arg, err := json.Marshal(specs)
+	if err != nil {
+		return nil, err
+	}
+	drop := ""
+	for attempt := 0; ; attempt++ {
+		id, reused, err := ensureExecProbe(ctx, api, ref, netName, project, drop)
+		if err != nil {
+			return nil, err
+		}
+		out, err := execProbe(ctx, api, id, string(arg))
+		if err == nil || !reused || attempt > 0 || ctx.Err() != nil {
+			if err != nil {
+				return nil, fmt.Errorf("probe %s on network %s: %w", engine.ShortID(id), netName, err)
+			}
+			return out, nil
+		}
+		drop = id
+	}
+}
+
+// execModeLabel is the value of labels.ProbeMode of an idle probe that
+// checks are exec'd in.
+const execModeLabel = "exec"
+
+// ensureExecProbe returns the project's idle probe container on netName
+// running ref (reused unless it is drop), starting one when there is none;
+// any other exec probe of the project is removed.
+func ensureExecProbe(ctx context.Context, api *client.Client, ref, netName, project, drop string) (string, bool, error) {
+	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: make(client.Filters).Add("label", labels.Probe+"="+project, labels.ProbeMode+"="+execModeLabel)})
+	if err != nil {
+		return "", false, fmt.Errorf("probe of %s: list: %w", project, err)
+	}
+	for _, c := range res.Items {
+		if c.ID != drop && c.State == container.StateRunning && c.Labels[labels.ProbeImage] == ref &&
+			c.NetworkSettings != nil && c.NetworkSettings.Networks[netName] != nil {
+			return c.ID, true, nil
+		}
+		if err := removeContainer(ctx, api, c.ID); err != nil {
+			return "", false, fmt.Errorf("probe of %s: remove old %s: %w", project, engine.ShortID(c.ID), err)
+		}
+	}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return "", false, err
+	}
+	created, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Name: probeServerName(project) + "-exec",
+		Config: &container.Config{Image: ref,
+			// It only waits, on its own loopback: the checks are exec'd.
+			Cmd: []string{"-serve", "127.0.0.1:" + strconv.Itoa(probeServePort), "-idle", ProbeIdle.String()},
+			Env: []string{"PROBE_TOKEN=" + hex.EncodeToString(tok)},
+			Labels: map[string]string{labels.Probe: project, labels.ProbeMode: execModeLabel, labels.ProbeImage: ref,
+				labels.ComposeProject: project, labels.ComposeOneOff: "False"}},
+		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(netName)},
+		NetworkingConfig: &network.NetworkingConfig{
+			EndpointsConfig: map[string]*network.EndpointSettings{netName: {}}},
+	})
+	if err != nil {
+		if cerrdefs.IsConflict(err) && drop == "" {
+			// Another run made it meanwhile: take that one.
+			return ensureExecProbe(ctx, api, ref, netName, project, "-")
+		}
+		return "", false, fmt.Errorf("probe on network %s: create: %w", netName, err)
+	}
+	if _, err := api.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		_ = removeContainer(context.WithoutCancel(ctx), api, created.ID)
+		return "", false, fmt.Errorf("probe on network %s: start: %w", netName, err)
+	}
+	return created.ID, false, nil
+}
+
+// execProbe runs the one-shot probe with specs (JSON) in container id and
+// decodes what it prints.
+func execProbe(ctx context.Context, api *client.Client, id, specs string) ([]probe.Outcome, error) {
+	ex, err := api.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: []string{"/probe", specs}, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return nil, err
+	}
+	att, err := api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer att.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, io.LimitReader(att.Reader, 8<<20)); err != nil {
+		return nil, err
+	}
+	st, err := api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	if st.ExitCode != 0 {
+		return nil, fmt.Errorf("exited %d: %s", st.ExitCode, strings.TrimSpace(stderr.String()))
+	}
+	var out []probe.Outcome
+	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+		return nil, fmt.Errorf("bad output: %w", err)
+	}
+	return out, nil
+}

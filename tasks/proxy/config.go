@@ -30,7 +30,7 @@ const (
 	// to. A container attached with the alias receives requests at the
 	// latest Refresh after Attach (sooner when a request fails and the
 	// proxy looks the alias up again at once).
-	Refresh = time.Second
+	Refresh = 500 * time.Millisecond
 	// TryDuration is how long a request waits for an upstream that
 	// accepts it: while a service's only container is swapped or
 	// restarting, requests wait up to this long instead of failing.

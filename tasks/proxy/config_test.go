@@ -136,8 +136,8 @@ func TestConfigSettings(t *testing.T) {
 		h := s.Routes[0].Handle[0]
 		du := h.DynamicUpstreams
 		if h.Handler != "reverse_proxy" || h.Upstreams != nil || du["source"] != "a" || du["name"] != r.Service ||
-			du["port"] != itoa(r.Port) || du["refresh"] != "1s" {
-			t.Errorf("server %s proxies with %+v, want dynamic A upstreams %s:%d refreshed every 1s", name, h, r.Service, r.Port)
+			du["port"] != itoa(r.Port) || du["refresh"] != Refresh.String() {
+			t.Errorf("server %s proxies with %+v, want dynamic A upstreams %s:%d refreshed every %s", name, h, r.Service, r.Port, Refresh)
 		}
 		if h.LoadBalancing["try_duration"] != "10s" || h.LoadBalancing["try_interval"] != "50ms" {
 			t.Errorf("server %s: load balancing %v, want try_duration 10s, try_interval 50ms", name, h.LoadBalancing)

@@ -84,6 +84,11 @@ func (t *Traffic) Attached(ctx context.Context) (map[string]bool, error) {
 	return out, nil
 }
 
-// PickUp is how long the proxy may take to send requests to a container
-// after Attach.
-func (t *Traffic) PickUp() time.Duration { return PickupTime }
+// PickUp is how long a swap waits after Attach before the old container
+// is stopped: one Refresh, by when the proxy resolves the alias to the new
+// container too, and a DialTimeout for its first connection. PickupTime
+// would also cover a first connection that meets the new container before
+// its interface answers; stopping the old one then loses no request
+// either (refused ones are retried until the new one answers), it only
+// makes the requests of that moment wait, so a swap does not wait for it.
+func (t *Traffic) PickUp() time.Duration { return Refresh + DialTimeout }

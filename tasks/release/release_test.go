@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/proxy"
 	"github.com/maestro-platform/deploy/tasks/record"
@@ -32,7 +33,7 @@ import (
 )
 
 // examples is the sample platform the test catalog builds from.
-func examples(t *testing.T) string {
+func examples(t testing.TB) string {
 	wd, err := os.Getwd()
 	if err != nil {
 		t.Fatal(err)
@@ -141,7 +142,7 @@ env = { SERVICE_NAME = "quality-fabric", PORT = "8000", UPSTREAMS = "template-se
 `
 
 type fixture struct {
-	t       *testing.T
+	t       testing.TB
 	r       *testenv.Remote
 	cat     *catalog.Catalog
 	local   *engine.Engine
@@ -154,7 +155,7 @@ type fixture struct {
 	clock   time.Time
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
 	f := &fixture{t: t, r: testenv.StartRemote(t), project: testenv.ProjectName(t, "rel")}
@@ -281,6 +282,9 @@ func (f *fixture) running(ctx context.Context, t *testing.T) map[string][]string
 	}
 	out := map[string][]string{}
 	for _, c := range list.Items {
+		if c.Labels[labels.Probe] != "" {
+			continue // testAll's probe
+		}
 		svc := c.Labels[labels.ComposeService]
 		if !strings.Contains(c.Status, "(healthy)") {
 			t.Errorf("%s on the remote: %s, want healthy", svc, c.Status)
@@ -926,9 +930,13 @@ func (f *fixture) healthyTasks(ctx context.Context, t *testing.T, serviceID, nam
 func (f *fixture) removeStack(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	// The proxy joined the stack's network: it goes first.
+	// The proxy and the checks' probe joined the stack's network: they go
+	// first.
 	if err := proxy.Remove(ctx, f.remote, f.project); err != nil {
 		t.Errorf("remove the proxy: %v", err)
+	}
+	if err := check.RemoveProbe(ctx, f.remote, f.project); err != nil {
+		t.Errorf("remove the probe: %v", err)
 	}
 	if out, err := exec.CommandContext(ctx, "docker", "-H", f.r.Socket, "stack", "rm", f.project).CombinedOutput(); err != nil {
 		t.Errorf("stack rm: %v: %s", err, out)

@@ -181,6 +181,6 @@ func tlsFolder(private string, env *catalog.Environment) (string, error) {
 
 // checks runs testAll's checks against the environment's host.
 func (t *target) checks(ctx context.Context) (*check.Report, error) {
-	return check.Run(ctx, t.cat, check.Target{Env: t.env, Project: t.cat.Project.Name, HostAddr: hostAddr(t.env), API: t.eng.API},
-		check.Options{Printer: t.p})
+	return check.Run(ctx, t.cat, check.Target{Env: t.env, Project: t.cat.Project.Name, HostAddr: hostAddr(t.env), API: t.eng.API,
+		ReuseProbe: true}, check.Options{Printer: t.p})
 }
