@@ -23,16 +23,16 @@ func run(ctx context.Context, step func(*stack.Stack, context.Context) error) er
 	return exit(step(s, ctx))
 }
 
-func runRelease(ctx context.Context, env *string, force bool, step func(context.Context, *stack.Stack, release.Options) error) error {
+func runRelease(ctx context.Context, env *string, force, wait bool, step func(context.Context, *stack.Stack, release.Options) error) error {
 	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
-		return step(ctx, s, releaseOptions(s, env, force))
+		return step(ctx, s, releaseOptions(s, env, force, wait))
 	})
 }
 
 // releaseOptions are the options of a release target: the environment of
 // -env (default demo), the local deployment folder for the records.
-func releaseOptions(s *stack.Stack, env *string, force bool) release.Options {
-	o := release.Options{Env: release.DefaultEnv, Force: force, Printer: s.Out, LocalDeployDir: s.Dir}
+func releaseOptions(s *stack.Stack, env *string, force, wait bool) release.Options {
+	o := release.Options{Env: release.DefaultEnv, Force: force, Wait: wait, Printer: s.Out, LocalDeployDir: s.Dir}
 	if env != nil && *env != "" {
 		o.Env = *env
 	}

@@ -42,7 +42,7 @@ func Plan(ctx context.Context, env *string) error {
 		if env == nil || *env == "" || *env == s.Env.Name {
 			return s.Plan(ctx)
 		}
-		_, err := release.Plan(ctx, s.Cat, releaseOptions(s, env, false))
+		_, err := release.Plan(ctx, s.Cat, releaseOptions(s, env, false, false))
 		return err
 	})
 }
@@ -89,28 +89,55 @@ func Down(ctx context.Context, volumes *bool) error {
 // Doctor checks the engine, the compose CLI, free dev ports, sources and toolchains, one line each.
 func Doctor(ctx context.Context) error { return run(ctx, (*stack.Stack).Doctor) }
 
-// Promote ships the tested images with production ports to an environment's host (default demo), health-gated, with rollback.
+// Promote ships the tested images to an environment's host (default demo), replacing only what changed, with no failed request.
+//
+// Flags: -env=NAME the environment (default demo); -force ships even what
+// no passing testAll vouches for (it says so loudly, and the audit log
+// records it); -wait waits for another promotion or rollback of the
+// environment to end instead of failing at once.
 //
 // It refuses unless the last testAll on dev passed for the same images and
-// configuration; -force skips that gate, loudly.
-func Promote(ctx context.Context, env *string, force *bool) error {
-	return runRelease(ctx, env, force != nil && *force, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+// configuration. Only services whose image or configuration changed are
+// replaced, each new container beside its old one until it is healthy and
+// takes the traffic; a release that fails is rolled back the same way.
+func Promote(ctx context.Context, env *string, force, wait *bool) error {
+	return runRelease(ctx, env, flag(force), flag(wait), func(ctx context.Context, s *stack.Stack, o release.Options) error {
 		_, err := release.Promote(ctx, s.Cat, o)
 		return err
 	})
 }
 
-// Rollback puts the previous release of an environment (default demo) back and waits until it is healthy.
-func Rollback(ctx context.Context, env *string) error {
-	return runRelease(ctx, env, false, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+// Rollback puts the previous release of an environment (default demo) back, exactly as shipped, with no failed request.
+//
+// Flags: -env=NAME the environment (default demo); -wait waits for another
+// promotion or rollback to end. The host's copy of the release must be
+// what this machine shipped: a copy changed on the host is refused.
+func Rollback(ctx context.Context, env *string, wait *bool) error {
+	return runRelease(ctx, env, false, flag(wait), func(ctx context.Context, s *stack.Stack, o release.Options) error {
 		return release.Rollback(ctx, s.Cat, o)
 	})
 }
 
 // Releases lists the releases kept on an environment's host (default demo), the current one marked.
+//
+// Flags: -env=NAME the environment (default demo).
 func Releases(ctx context.Context, env *string) error {
-	return runRelease(ctx, env, false, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+	return runRelease(ctx, env, false, false, func(ctx context.Context, s *stack.Stack, o release.Options) error {
 		_, err := release.Releases(ctx, s.Cat, o)
 		return err
 	})
 }
+
+// History prints who promoted or rolled back what on an environment (default demo), and how it ended.
+//
+// Flags: -env=NAME the environment (default demo); -json prints one JSON
+// record per line instead of a table, for scripts. The records live on
+// the host, in the environment's folder (audit.log).
+func History(ctx context.Context, env *string, json *bool) error {
+	return runRelease(ctx, env, false, false, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+		_, err := release.History(ctx, s.Cat, o, flag(json))
+		return err
+	})
+}
+
+func flag(b *bool) bool { return b != nil && *b }

@@ -129,6 +129,10 @@ func Open(ctx context.Context, eng *engine.Engine, dir, project, env string) (*F
 	return f, nil
 }
 
+// agentRevision changes with the agent container's settings, so that an
+// agent created with older ones is replaced.
+const agentRevision = "2"
+
 // AgentName is the agent container's name for a folder: one agent per
 // folder and host.
 func AgentName(dir string) string {
@@ -144,7 +148,8 @@ func ensureAgent(ctx context.Context, api *client.Client, ref, dir string) (stri
 	switch {
 	case err == nil:
 		c := in.Container
-		fit := c.Config != nil && c.Config.Image == ref && c.Config.Labels[labels.ToolDir] == dir
+		fit := c.Config != nil && c.Config.Image == ref && c.Config.Labels[labels.ToolDir] == dir &&
+			c.Config.Labels[labels.ToolRevision] == agentRevision
 		if fit && c.State != nil && c.State.Running {
 			return c.ID, nil
 		}
@@ -159,11 +164,13 @@ func ensureAgent(ctx context.Context, api *client.Client, ref, dir string) (stri
 	case !engine.IsNotFound(err):
 		return "", fmt.Errorf("agent %s: %w", name, err)
 	}
-	pids := int64(16)
+	// Threads count: a Go process has several, and an exec runs beside
+	// the agent and a held lock.
+	pids := int64(128)
 	created, err := api.ContainerCreate(ctx, client.ContainerCreateOptions{
 		Name: name,
 		Config: &container.Config{Image: ref, Cmd: []string{"serve"},
-			Labels: map[string]string{labels.Tool: "1", labels.ToolDir: dir}},
+			Labels: map[string]string{labels.Tool: "1", labels.ToolDir: dir, labels.ToolRevision: agentRevision}},
 		HostConfig: &container.HostConfig{
 			// Binds (not Mounts) so that a missing folder is created.
 			Binds:          []string{dir + ":/deploy"},

@@ -161,3 +161,55 @@ func TestAgent(t *testing.T) {
 		}
 	})
 }
+
+// One holder at a time: a second one is told who holds the lock; a
+// holder whose connection ends without a release loses the lock, and the
+// next one takes it over and is told from whom.
+func TestLock(t *testing.T) {
+	testenv.RequireDocker(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	e, err := engine.Connect(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	dir := filepath.Join("/tmp", testenv.ProjectName(t, "lock"))
+	t.Cleanup(func() {
+		_, _ = e.API.ContainerRemove(context.Background(), hostfs.AgentName(dir), client.ContainerRemoveOptions{Force: true})
+		_ = os.RemoveAll(dir)
+	})
+	f := open(t, ctx, e, dir, "demo")
+	a := hostfs.Holder{User: "ana@laptop", PID: 11, Command: "promote", Since: time.Now().UTC()}
+	l, err := f.Lock(ctx, a)
+	if err != nil || l.TookOver != nil {
+		t.Fatalf("first lock: %v (took over %v)", err, l)
+	}
+	_, err = f.Lock(ctx, hostfs.Holder{User: "bo@desk", PID: 22, Command: "rollback", Since: time.Now().UTC()})
+	var busy *hostfs.BusyError
+	if !errors.As(err, &busy) || busy.Holder.User != "ana@laptop" || busy.Holder.PID != 11 ||
+		!strings.Contains(err.Error(), "locked by ana@laptop (promote, pid 11)") || !strings.Contains(err.Error(), "-wait") {
+		t.Fatalf("second lock: %v", err)
+	}
+	if err := l.Release(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := f.Lock(ctx, hostfs.Holder{User: "bo@desk", PID: 22, Command: "rollback", Since: time.Now().UTC()})
+	if err != nil || l2.TookOver != nil {
+		t.Fatalf("lock after a release: %v, took over %v", err, l2)
+	}
+	// The holder dies: its connection ends with no release.
+	l2.Abandon()
+	var l3 *hostfs.Lock
+	for i := 0; ; i++ {
+		l3, err = f.Lock(ctx, hostfs.Holder{User: "cy@ci", PID: 33, Command: "promote", Since: time.Now().UTC()})
+		if err == nil || !errors.As(err, &busy) || i == 100 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond) // the host tool notices the end of its input
+	}
+	if err != nil || l3.TookOver == nil || l3.TookOver.User != "bo@desk" {
+		t.Fatalf("lock after its holder died: %v, took over %+v", err, l3)
+	}
+	l3.Release()
+}

@@ -60,6 +60,8 @@ const (
 	// hosts; ToolDir is the folder an agent container serves.
 	Tool    = "maestro-deploy.release-tool"
 	ToolDir = "maestro-deploy.release-tool.dir"
+	// ToolRevision is the revision of an agent container's settings.
+	ToolRevision = "maestro-deploy.release-tool.revision"
 	// Proxy marks the reverse proxy in front of an environment's published
 	// ports: on its container and its edge network the value is the
 	// project; on the proxy image, shared by every project of an engine,

@@ -41,9 +41,24 @@ type Release struct {
 	Hashes map[string]string `json:"config_hashes"`
 	// Config is Views of the catalog that made it.
 	Config map[string]View `json:"config"`
+	// Services is what runs, in start order, as the runtime needs it: a
+	// rollback runs the release as it was, whatever the catalog says now.
+	Services []Service `json:"services"`
 	// Files maps each file of the release to the SHA-256 of its content.
 	Files map[string]string `json:"files"`
 	At    time.Time         `json:"at"`
+}
+
+// Service is one service of a recorded release.
+type Service struct {
+	Name          string `json:"name"`
+	ContainerPort int    `json:"container_port"`
+	// HostPort is its published port (0: not published).
+	HostPort int  `json:"host_port,omitempty"`
+	Stateful bool `json:"stateful,omitempty"`
+	// Secrets are the keys of its secrets; their values are in the
+	// release's .env files only.
+	Secrets []string `json:"secrets,omitempty"`
 }
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

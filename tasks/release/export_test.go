@@ -27,3 +27,18 @@ func ComposeUpAll(ctx context.Context, cat *catalog.Catalog, env *catalog.Enviro
 	_, err = compose.ExecIsolated(ctx, dir, t.cliEnv, argv)
 	return err
 }
+
+// HoldLock takes env's lock as a promote would, and keeps it until the
+// returned func is called (or the process dies).
+func HoldLock(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment) (func(), error) {
+	t, err := connect(ctx, cat, env, ui.Plain(io.Discard))
+	if err != nil {
+		return nil, err
+	}
+	l, err := t.acquire(ctx, "promote", false)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	return func() { l.Release(); t.Close() }, nil
+}

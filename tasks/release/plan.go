@@ -75,9 +75,16 @@ func Plan(ctx context.Context, cat *catalog.Catalog, opts Options) (*PlanResult,
 		return nil, fmt.Errorf("plan %s: %w", env.Name, err)
 	}
 	defer t.Close()
-	rec := &record.Release{ID: "plan", Images: images, ImageIDs: ids, Hashes: hashes}
+	rec := &record.Release{ID: "plan", Images: images, ImageIDs: ids, Hashes: hashes, Services: services(cat, env)}
+	for i := range rec.Services {
+		rec.Services[i].Secrets = nil // plan mounts nothing
+	}
+	rel, err := spec(cat, env, rec, "", key, p)
+	if err != nil {
+		return nil, err
+	}
 	res := &PlanResult{Why: map[string][]string{}, Send: map[string]int64{}}
-	if res.Changes, err = t.rt.Plan(ctx, spec(cat, env, rec, "", p)); err != nil {
+	if res.Changes, err = t.rt.Plan(ctx, rel); err != nil {
 		return nil, err
 	}
 	// Which keys: against the record of the release now current.

@@ -31,6 +31,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,6 +41,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
@@ -64,6 +66,10 @@ type Options struct {
 	Env string
 	// Force skips the tested gate of Promote, with a loud warning.
 	Force bool
+	// Wait makes Promote and Rollback wait for the environment's lock
+	// when another promotion or rollback holds it, instead of failing
+	// at once with a *hostfs.BusyError naming the holder.
+	Wait bool
 	// Printer gets the step-by-step output (default: stdout).
 	Printer *ui.Printer
 	// LocalDeployDir is the local deployment folder holding the testAll
@@ -252,18 +258,56 @@ func renderOptions(images map[string]string, id string, key []byte) render.Optio
 }
 
 // spec is what the runtime needs of a release made from the catalog.
-func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, dir string, p *ui.Printer) *runtime.Release {
+func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, dir string, key []byte, p *ui.Printer) (*runtime.Release, error) {
 	rel := &runtime.Release{ID: rec.ID, Project: cat.Project.Name, Cat: cat, Env: env, Dir: dir,
 		HostAddr: hostAddr(env), Printer: p, Redact: check.Redactor(cat)}
-	for _, s := range cat.All() {
-		sv := runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
-			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.Port, Stateful: len(s.Volumes) > 0}
-		if port, ok := s.HostPort(env.Ports); ok {
-			sv.HostPort = port
+	var envVars map[string]string
+	for _, s := range rec.Services {
+		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
+			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful})
+		if env.Engine != catalog.EngineSwarm || len(s.Secrets) == 0 {
+			continue
 		}
-		rel.Services = append(rel.Services, sv)
+		// A swarm release mounts its secrets as Docker secrets, named by
+		// their values: those of the release's own .env (kept here),
+		// whatever the values are now.
+		if envVars == nil {
+			var err error
+			if envVars, err = dotenv.Read(filepath.Join(dir, render.EnvFile)); err != nil {
+				return nil, fmt.Errorf("release %s: %w", rec.ID, err)
+			}
+		}
+		for _, k := range s.Secrets {
+			v, ok := envVars[render.SecretVar(s.Name, k)]
+			if !ok {
+				return nil, fmt.Errorf("release %s: no value of %s's secret %s in its %s", rec.ID, s.Name, k, render.EnvFile)
+			}
+			rel.Secrets = append(rel.Secrets, runtime.Secret{Name: render.SwarmSecretName(cat.Project.Name, s.Name, k, v, key), Value: []byte(v)})
+		}
 	}
-	return rel
+	// Redact the release's secrets too: they may no longer be the
+	// catalog's values.
+	var extra []string
+	for _, sec := range rel.Secrets {
+		extra = append(extra, string(sec.Value))
+	}
+	rel.Redact = check.Redactor(cat, extra...)
+	return rel, nil
+}
+
+// services records, in start order, what the runtime needs of each of the
+// catalog's services in env.
+func services(cat *catalog.Catalog, env *catalog.Environment) []record.Service {
+	var out []record.Service
+	for _, s := range cat.All() {
+		rs := record.Service{Name: s.Name, ContainerPort: s.Port, Stateful: len(s.Volumes) > 0,
+			Secrets: slices.Sorted(maps.Keys(s.Secrets))}
+		if port, ok := s.HostPort(env.Ports); ok {
+			rs.HostPort = port
+		}
+		out = append(out, rs)
+	}
+	return out
 }
 
 // readDir reads a rendered release folder back: what is uploaded is byte
@@ -375,9 +419,30 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	defer t.Close()
-	st, err := t.fs.List(ctx)
+	lock, err := t.acquire(ctx, "promote", opts.Wait)
 	if err != nil {
 		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
+	}
+	defer lock.Release()
+	audit := newAudit(ctx, cat, env, "promote", opts)
+	if lock.TookOver != nil {
+		audit.TookOver = lock.TookOver.String()
+	}
+	audit.Images = ids
+	res, err = t.promote(ctx, cat, env, opts, key, res, ids, local, t0)
+	audit.Release, audit.Previous = res.Release, res.Previous
+	audit.finish(err, t0, check.Redactor(cat))
+	t.audit(ctx, audit)
+	return res, err
+}
+
+// promote is what Promote does on the host once it holds its lock.
+func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment, opts Options, key []byte,
+	res *Result, ids map[string]string, local *engine.Engine, t0 time.Time) (*Result, error) {
+	p := opts.Printer
+	st, err := t.fs.List(ctx)
+	if err != nil {
+		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	res.Previous = st.Current
 	res.Release = uniqueID(releaseID(ctx, cat, opts.Now()), st.Releases)
@@ -386,11 +451,11 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	// ports behind the proxy, the pinned images.
 	rec, dir, err := makeRelease(ctx, cat, env, opts, key, res.Release, res.Previous, res.Images, ids)
 	if err != nil {
-		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
+		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	files, modes, err := readDir(dir)
 	if err != nil {
-		return nil, err
+		return res, err
 	}
 	p.Line(ui.OK, "render", "release %s: %d files, %s ports", res.Release, len(files), env.Ports)
 
@@ -423,7 +488,10 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	p.Line(ui.OK, "upload", "%s/releases/%s (%s)", env.Dir, res.Release, ui.Seconds(time.Since(tu)))
 
 	// 7. Converge, check; put the previous release back on failure.
-	rel := spec(cat, env, rec, dir, p)
+	rel, err := spec(cat, env, rec, dir, key, p)
+	if err != nil {
+		return res, err
+	}
 	res.Changes, err = t.rt.Apply(ctx, rel)
 	if err != nil {
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "start", err, res.Changes)
@@ -478,7 +546,8 @@ func makeRelease(ctx context.Context, cat *catalog.Catalog, env *catalog.Environ
 		files[f.Path], modes[f.Path] = f.Data, f.Mode
 	}
 	rec := record.Release{ID: id, Env: env.Name, Project: cat.Project.Name, Previous: previous,
-		Images: images, ImageIDs: imageIDs, Hashes: hashes, Config: record.Views(cat, key), At: opts.Now().UTC()}
+		Images: images, ImageIDs: imageIDs, Hashes: hashes, Config: record.Views(cat, key),
+		Services: services(cat, env), At: opts.Now().UTC()}
 	dir, err := record.SaveRelease(opts.LocalDeployDir, rec, files, modes)
 	if err != nil {
 		return nil, "", err
@@ -488,6 +557,33 @@ func makeRelease(ctx context.Context, cat *catalog.Catalog, env *catalog.Environ
 		return nil, "", err
 	}
 	return saved, dir, nil
+}
+
+// acquire takes the environment's lock for command, waiting for it when
+// wait is set and another holds it.
+func (t *target) acquire(ctx context.Context, command string, wait bool) (*hostfs.Lock, error) {
+	announced := false
+	for {
+		l, err := t.fs.Lock(ctx, hostfs.Me(command))
+		var busy *hostfs.BusyError
+		switch {
+		case err == nil && l.TookOver != nil:
+			t.p.Line(ui.Warn, "lock", "took over the lock of %s: its session is gone", l.TookOver)
+			return l, nil
+		case err == nil:
+			return l, nil
+		case !errors.As(err, &busy) || !wait:
+			return nil, err
+		case !announced:
+			t.p.Line(ui.Run, "lock", "waiting for %s", busy.Holder)
+			announced = true
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("waiting for the lock of %s: %w", t.env.Dir, ctx.Err())
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // recover puts the previous release back after release id failed at step
@@ -565,7 +661,15 @@ func (t *target) restore(ctx context.Context, opts Options, id string, verify bo
 		}
 		t.p.Line(ui.Warn, "verify", "%v", firstLine(err))
 	}
-	pl, err := t.rt.Apply(ctx, spec(t.cat, t.env, rec, dir, t.p))
+	key, err := record.Key(opts.LocalDeployDir)
+	if err != nil {
+		return err
+	}
+	rel, err := spec(t.cat, t.env, rec, dir, key, t.p)
+	if err != nil {
+		return err
+	}
+	pl, err := t.rt.Apply(ctx, rel)
 	if err != nil {
 		return err
 	}
@@ -604,10 +708,29 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 		return fmt.Errorf("rollback %s: %w", env.Name, err)
 	}
 	defer t.Close()
+	lock, err := t.acquire(ctx, "rollback", opts.Wait)
+	if err != nil {
+		return fmt.Errorf("rollback %s: %w", env.Name, err)
+	}
+	defer lock.Release()
+	audit := newAudit(ctx, cat, env, "rollback", opts)
+	if lock.TookOver != nil {
+		audit.TookOver = lock.TookOver.String()
+	}
+	err = t.rollback(ctx, opts, audit, t0)
+	audit.finish(err, t0, check.Redactor(cat))
+	t.audit(ctx, audit)
+	return err
+}
+
+// rollback is what Rollback does on the host once it holds its lock.
+func (t *target) rollback(ctx context.Context, opts Options, audit *AuditRecord, t0 time.Time) error {
+	env, p := t.env, t.p
 	st, err := t.fs.List(ctx)
 	if err != nil {
 		return fmt.Errorf("rollback %s: %w", env.Name, err)
 	}
+	audit.Previous = st.Current
 	if st.Current == "" {
 		return fmt.Errorf("rollback %s: no current release in %s on %s: nothing to roll back from (run `mage promote -env=%s` first)",
 			env.Name, env.Dir, displayHost(env), env.Name)
@@ -623,6 +746,10 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 			env.Name, st.Current, strings.Join(st.Releases, ", "))
 	}
 	p.Line(ui.Info, "rollback", "from %s to %s", st.Current, prev)
+	audit.Release = prev
+	if rec, _, err := record.LoadRelease(opts.LocalDeployDir, env.Name, prev); err == nil {
+		audit.Images = rec.ImageIDs
+	}
 	if err := t.restore(ctx, opts, prev, true); err != nil {
 		var te *record.TamperedError
 		if errors.As(err, &te) || errors.Is(err, record.ErrNoRecord) {

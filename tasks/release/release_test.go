@@ -1,11 +1,14 @@
 package release_test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -13,10 +16,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/check"
+	"github.com/maestro-platform/deploy/tasks/hostfs"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/proxy"
 	"github.com/maestro-platform/deploy/tasks/record"
@@ -690,9 +695,248 @@ func TestPromote(t *testing.T) {
 		}
 	})
 
+	t.Run("one promotion at a time: a second is refused, naming the holder", func(t *testing.T) {
+		f.passTestAll(ctx)
+		// Two at once: exactly one proceeds.
+		errs := make(chan error, 2)
+		for range 2 {
+			o := f.opts("e2e")
+			o.Force = true
+			o.Printer = ui.Plain(io.Discard)
+			// A catalog each, as two processes would have.
+			cat, err := catalog.Load(f.cat.File)
+			if err != nil {
+				t.Fatal(err)
+			}
+			go func() { _, err := release.Promote(ctx, cat, o); errs <- err }()
+		}
+		var busy []error
+		for range 2 {
+			if err := <-errs; err != nil {
+				busy = append(busy, err)
+			}
+		}
+		var be *hostfs.BusyError
+		if len(busy) != 1 || !errors.As(busy[0], &be) || !strings.Contains(busy[0].Error(), "is locked by") ||
+			be.Holder.PID != os.Getpid() || be.Holder.Command != "promote" {
+			t.Fatalf("two promotes at once: errors %v, want exactly one refusal naming the other", busy)
+		}
+		// With -wait, the second waits for the first and then proceeds.
+		release2, err := release.HoldLock(ctx, f.cat, f.cat.Environments["e2e"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := f.opts("e2e")
+		o.Wait = true
+		out := &syncBuffer{}
+		o.Printer = ui.Plain(out)
+		done := make(chan error, 1)
+		go func() { _, err := release.Promote(ctx, f.cat, o); done <- err }()
+		for !strings.Contains(out.String(), "waiting for") {
+			time.Sleep(20 * time.Millisecond)
+		}
+		release2()
+		if err := <-done; err != nil {
+			t.Fatalf("promote -wait: %v\n%s", err, out.String())
+		}
+	})
+
+	t.Run("the lock of a killed holder is taken over", func(t *testing.T) {
+		child := exec.Command(os.Args[0], "-test.run=^TestHelperHoldLock$")
+		child.Env = append(os.Environ(), "MAESTRO_TEST_HOLD_LOCK="+f.cat.File)
+		stdout, err := child.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		child.Stderr = os.Stderr
+		if err := child.Start(); err != nil {
+			t.Fatal(err)
+		}
+		line, _ := bufio.NewReader(stdout).ReadString('\n')
+		if strings.TrimSpace(line) != "held" {
+			child.Process.Kill()
+			t.Fatalf("the holder process said %q", line)
+		}
+		if _, err := release.Promote(ctx, f.cat, f.opts("e2e")); err == nil {
+			t.Fatal("a promote went ahead while another process held the lock")
+		}
+		_ = child.Process.Kill() // SIGKILL: no release, its session just ends
+		_ = child.Wait()
+		var res *release.Result
+		for i := 0; ; i++ {
+			res, err = release.Promote(ctx, f.cat, f.opts("e2e"))
+			var be *hostfs.BusyError
+			if !errors.As(err, &be) || i == 50 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond) // the host notices the session's end
+		}
+		if err != nil || !strings.Contains(f.out.String(), "took over the lock of") {
+			t.Fatalf("promote after the holder was killed: %v\n%s", err, f.out.String())
+		}
+		_ = res
+	})
+
+	t.Run("a rotated secret replaces only its users, with no failed request", func(t *testing.T) {
+		before := f.containers(ctx, t)
+		t.Setenv("API_TOKEN", "r0tated-marker-token")
+		var res *release.Result
+		var err error
+		st := f.load(t, f.published(), func() { res, err = release.Promote(ctx, f.cat, f.opts("e2e")) })
+		if err != nil {
+			t.Fatalf("promote: %v\n%s", err, f.out.String())
+		}
+		noFailures(t, "secret rotation", st)
+		if s := res.Changes.Summary(); s != "1 replaced (template-service), 2 unchanged" {
+			t.Errorf("changes %s, want template-service (the secret's only user) alone replaced", s)
+		}
+		after := f.containers(ctx, t)
+		for svc := range before {
+			if same := slices.Equal(before[svc], after[svc]); same == (svc == "template-service") {
+				t.Errorf("%s: containers %v -> %v", svc, before[svc], after[svc])
+			}
+		}
+		if code := f.post(t, f.ports["template-service"], "/secret/API_TOKEN", "r0tated-marker-token"); code != 204 {
+			t.Errorf("template-service does not have the rotated value: %d", code)
+		}
+		f.noLeak(ctx, t, "r0tated-marker-token")
+		f.noLeak(ctx, t, "s3cret-release-token")
+	})
+
+	t.Run("every promotion and rollback is in the audit log", func(t *testing.T) {
+		recs, err := release.History(ctx, f.cat, f.opts("e2e"), false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("history:\n%s", f.out.String())
+		count := map[string]int{}
+		for _, a := range recs {
+			count[a.Action+" "+a.Outcome]++
+			if a.User == "" || a.Env != "e2e" || a.DurationMS <= 0 {
+				t.Errorf("incomplete record %+v", a)
+			}
+			if a.Action == "promote" && a.Outcome == "live" && (len(a.Images) != 3 || a.TestRecord == "" || a.Release == "") {
+				t.Errorf("a live promote's record lacks its images, test record or release: %+v", a)
+			}
+		}
+		forced, tookOver := false, false
+		for _, a := range recs {
+			forced = forced || a.Forced && a.Outcome == "rolled back"
+			tookOver = tookOver || a.TookOver != ""
+		}
+		if count["promote live"] < 5 || count["promote rolled back"] != 1 || count["rollback live"] != 1 || !forced || !tookOver {
+			t.Errorf("audit log counts %v (forced failed release: %v, took over: %v)", count, forced, tookOver)
+		}
+		for _, want := range []string{"TIME", "promote", "rollback", "rolled back", "forced"} {
+			if !strings.Contains(f.out.String(), want) {
+				t.Errorf("history table lacks %q", want)
+			}
+		}
+		o := f.opts("e2e")
+		if _, err := release.History(ctx, f.cat, o, true); err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(f.out.String(), "\n"); n != len(recs) || !strings.HasPrefix(f.out.String(), `{"time":`) {
+			t.Errorf("history -json: %d lines for %d records:\n%s", n, len(recs), f.out.String())
+		}
+	})
+
 	t.Run("swarm", func(t *testing.T) {
 		f.swarm(ctx, t)
 	})
+}
+
+// TestHelperHoldLock is not a test: the lock test runs this binary as a
+// process that takes the lock and waits to be killed.
+func TestHelperHoldLock(t *testing.T) {
+	file := os.Getenv("MAESTRO_TEST_HOLD_LOCK")
+	if file == "" {
+		t.Skip("a helper process of the lock test")
+	}
+	cat, err := catalog.Load(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := release.HoldLock(context.Background(), cat, cat.Environments["e2e"]); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("held")
+	time.Sleep(5 * time.Minute)
+}
+
+// syncBuffer is a buffer a Printer writes to while the test reads it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (f *fixture) post(t *testing.T, port int, path, body string) int {
+	t.Helper()
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Post(fmt.Sprintf("http://%s:%d%s", f.r.Addr, port, path), "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatalf("POST %s: %v", path, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// noLeak greps everything written here and on the host for a secret's
+// value: only .env files (0600) may hold it; no output, report, record,
+// audit line, compose or stack file, label or service spec.
+func (f *fixture) noLeak(ctx context.Context, t *testing.T, value string) {
+	t.Helper()
+	if strings.Contains(f.out.String(), value) {
+		t.Errorf("the output holds the secret")
+	}
+	for _, root := range []string{f.deploy, f.r.Dir, f.r.Root + "/swarm-deploy"} {
+		_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !d.Type().IsRegular() {
+				return nil
+			}
+			b, err := os.ReadFile(p)
+			if err != nil || !strings.Contains(string(b), value) {
+				return nil
+			}
+			fi, _ := d.Info()
+			if d.Name() != ".env" || fi.Mode().Perm() != 0o600 {
+				t.Errorf("%s (mode %v) holds the secret", p, fi.Mode().Perm())
+			}
+			return nil
+		})
+	}
+	list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range list.Items {
+		for k, v := range c.Labels {
+			if strings.Contains(k+v, value) {
+				t.Errorf("container %s label %s holds the secret", c.ID[:12], k)
+			}
+		}
+	}
+	svcs, err := f.remote.ServiceList(ctx, client.ServiceListOptions{})
+	if err == nil {
+		for _, s := range svcs.Items {
+			b, _ := json.Marshal(s.Spec)
+			if strings.Contains(string(b), value) {
+				t.Errorf("swarm service %s's spec holds the secret", s.Spec.Name)
+			}
+		}
+	}
 }
 
 // pinnedRef is the pinned reference of the service in the current release,
@@ -891,6 +1135,28 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 	if code, body := f.get(t, f.ports["sw/quality-fabric"], "/env/RELEASE_NOTE"); code != 200 || !strings.Contains(body, "second") {
 		t.Errorf("quality-fabric on the host after the update: %d %s, want the new task answering", code, body)
 	}
+
+	// Secrets travel as Docker secrets: the task reads API_TOKEN_FILE, and
+	// the value is in no stack file, spec, label or output.
+	if code := f.post(t, f.ports["sw/template-service"], "/secret/API_TOKEN", "s3cret-release-token"); code != 204 {
+		t.Errorf("template-service on swarm does not have the secret: %d", code)
+	}
+	f.noLeak(ctx, t, "s3cret-release-token")
+	// Rotation: a new Docker secret, only its user updated.
+	t.Setenv("API_TOKEN", "sw4rm-rotated-token")
+	o = f.opts(env)
+	o.Force = true
+	res3, err := release.Promote(ctx, f.cat, o)
+	if err != nil {
+		t.Fatalf("rotation on swarm: %v\n%s", err, f.out.String())
+	}
+	if s := res3.Changes.Summary(); s != "1 replaced (template-service), 2 unchanged" {
+		t.Errorf("rotation on swarm changed %s, want template-service alone", s)
+	}
+	if code := f.post(t, f.ports["sw/template-service"], "/secret/API_TOKEN", "sw4rm-rotated-token"); code != 204 {
+		t.Errorf("template-service on swarm does not have the rotated secret: %d", code)
+	}
+	f.noLeak(ctx, t, "sw4rm-rotated-token")
 }
 
 // healthyTasks counts the service's tasks that swarm wants running and

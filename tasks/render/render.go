@@ -113,6 +113,19 @@ func SecretVar(service, key string) string {
 	return "SECRET__" + envName(service) + "__" + key
 }
 
+// SwarmSecretName is the name of the Docker secret that carries secret
+// key of service in a swarm stack: a swarm secret cannot change, so its
+// name changes with the value, by a digest keyed with secretKey (see
+// Options.SecretKey) that reveals nothing of it.
+func SwarmSecretName(project, service, key, value string, secretKey []byte) string {
+	d := strings.TrimPrefix(record.Digest(secretKey, value), "hmac:")
+	return project + "_" + service + "_" + key + "_" + d[:12]
+}
+
+// SwarmSecretFile is where a swarm service finds secret key: the file the
+// <key>_FILE variable names, the convention of official images.
+func SwarmSecretFile(key string) string { return "/run/secrets/" + key }
+
 // PortVar is the .env variable holding the published host port of a
 // service (informational: the compose files carry the number itself).
 func PortVar(service string) string { return "PORT_" + envName(service) }
@@ -153,6 +166,8 @@ type svcView struct {
 	// Publish is the published port (nil = none), for the long port
 	// syntax of a stack file.
 	Publish *publishView
+	// SwarmSecrets are the Docker secrets of the service in a stack file.
+	SwarmSecrets []swarmSecretRef
 	// Block is the service's block in the file at hand, made of the
 	// pieces rendered once: head, depends_on and tail.
 	Block string
@@ -181,7 +196,15 @@ type composeView struct {
 	Services []*svcView
 	Network  string
 	Volumes  []string
+	// Secrets are a stack file's Docker secrets, all external: the
+	// runtime creates them before the stack is deployed.
+	Secrets []swarmSecretRef
 }
+
+// swarmSecretRef is a Docker secret in a stack file: Alias is its key in
+// the file, Name the secret's name in the swarm, Target the file name it
+// is mounted as in the container (/run/secrets/<Target>).
+type swarmSecretRef struct{ Alias, Name, Target string }
 
 type envSection struct {
 	Comment string
@@ -666,9 +689,30 @@ func (r *renderer) files(validate bool) (Tree, error) {
 		parts = append(parts, func() ([]File, error) {
 			cv := composeView{Header: r.header, Stack: true, Network: r.cat.Project.Network, Volumes: volumeNames(all)}
 			in := r.names(all)
+			want := wantEnv(all)
 			for _, v := range all {
 				sv := *v
 				sv.Build = nil
+				// Secrets travel as Docker secrets, encrypted in the
+				// swarm's store, mounted as files: the container gets
+				// KEY_FILE, never the value in its environment.
+				sv.Env = nil
+				w := maps.Clone(want[v.Name])
+				for _, e := range v.Env {
+					if !e.Ref {
+						sv.Env = append(sv.Env, e)
+						continue
+					}
+					ref := swarmSecretRef{Alias: v.Name + "_" + e.Key, Target: e.Key,
+						Name: SwarmSecretName(r.cat.Project.Name, v.Name, e.Key, v.svc.Secrets[e.Key], r.opts.SecretKey)}
+					sv.SwarmSecrets = append(sv.SwarmSecrets, ref)
+					cv.Secrets = append(cv.Secrets, ref)
+					sv.Env = append(sv.Env, envVar{Key: e.Key + "_FILE", Value: SwarmSecretFile(e.Key)})
+					delete(w, e.Key)
+					w[e.Key+"_FILE"] = SwarmSecretFile(e.Key)
+				}
+				sort.SliceStable(sv.Env, func(i, j int) bool { return sv.Env[i].Key < sv.Env[j].Key })
+				want[v.Name] = w
 				if err := r.blocks(&sv, true); err != nil {
 					return nil, err
 				}
@@ -690,7 +734,7 @@ func (r *renderer) files(validate bool) (Tree, error) {
 				return nil, err
 			}
 			f, err := finish(File{Path: StackFile, Data: data, Mode: 0o644},
-				&composeCheck{path: StackFile, envPath: EnvFile, env: vars, want: wantEnv(all)}, envData)
+				&composeCheck{path: StackFile, envPath: EnvFile, env: vars, want: want}, envData)
 			return []File{f}, err
 		})
 	}

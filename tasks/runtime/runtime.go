@@ -56,6 +56,15 @@ type Release struct {
 	// Redact hides secret values in what is printed of the services'
 	// output.
 	Redact func(string) string
+	// Secrets are the Docker secrets a swarm release mounts into its
+	// services (render.SwarmSecretName); a compose runtime ignores them.
+	Secrets []Secret
+}
+
+// Secret is a Docker secret of a swarm release.
+type Secret struct {
+	Name  string
+	Value []byte
 }
 
 // Service is one service of a release.

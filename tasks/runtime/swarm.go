@@ -4,14 +4,11 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
 
-	"github.com/compose-spec/compose-go/v2/dotenv"
+	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/tasks/compose"
@@ -106,12 +103,13 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 		pl.Took = time.Since(t0)
 		return pl, s.ensureProxy(ctx, rel)
 	}
-	env, err := stackEnv(rel.Dir, s.Env)
-	if err != nil {
+	if err := s.ensureSecrets(ctx, rel); err != nil {
 		return pl, err
 	}
 	p.Line(ui.Run, "deploy", "docker stack deploy %s on %s: %s", rel.Project, s.Engine.Host, pl.Summary())
-	out, err := compose.ExecIsolated(ctx, rel.Dir, env, StackDeployArgs(rel.Project, render.StackFile))
+	// Nothing of the release's .env reaches the CLI: the stack file names
+	// no variable, its secrets are Docker secrets.
+	out, err := compose.ExecIsolated(ctx, rel.Dir, s.Env, StackDeployArgs(rel.Project, render.StackFile))
 	dim(p, rel, out)
 	if err != nil {
 		return pl, fmt.Errorf("docker stack deploy on %s: %w", s.Engine.Host, err)
@@ -125,6 +123,7 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 		return pl, fmt.Errorf("stack %s: %w", rel.Project, err)
 	}
 	p.Line(ui.OK, "converge", "every service runs its replicas, healthy, after %s", ui.Seconds(time.Since(t0)))
+	s.removeStaleSecrets(ctx, rel)
 	// The proxy joins the stack's network, which the first deploy creates.
 	if err := s.ensureProxy(ctx, rel); err != nil {
 		return pl, err
@@ -148,29 +147,49 @@ func (s *Swarm) ensureProxy(ctx context.Context, rel *Release) error {
 	return s.Proxy.Ensure(ctx, routes)
 }
 
-// secretVar is what a stack file may take from .env: the secret
-// references render writes. Nothing else of a .env ever reaches the
-// docker CLI's environment (DOCKER_HOST, PATH, LD_PRELOAD...).
-var secretVar = regexp.MustCompile(`^SECRET__[A-Z0-9_]+__[A-Za-z_][A-Za-z0-9_]*$`)
-
-// stackEnv is the CLI environment of a stack deploy: base, plus the
-// secret values the stack file refers to as ${VAR} (docker stack reads no
-// .env), never on a command line.
-func stackEnv(dir string, base []string) ([]string, error) {
-	env := slices.Clone(base)
-	vars, err := dotenv.Read(filepath.Join(dir, render.EnvFile))
+// ensureSecrets creates the release's Docker secrets the swarm lacks. A
+// secret's name changes with its value, so an existing one is the right
+// one; each is labelled with the project, for removeStaleSecrets.
+func (s *Swarm) ensureSecrets(ctx context.Context, rel *Release) error {
+	have, err := s.Engine.API.SecretList(ctx, client.SecretListOptions{
+		Filters: client.Filters{}.Add("label", labels.Project+"="+rel.Project)})
 	if err != nil {
-		if os.IsNotExist(err) {
-			return env, nil
-		}
-		return nil, fmt.Errorf("read %s: %w", render.EnvFile, err)
+		return fmt.Errorf("list the secrets of %s: %w", rel.Project, err)
 	}
-	for _, k := range slices.Sorted(maps.Keys(vars)) {
-		if secretVar.MatchString(k) {
-			env = append(env, k+"="+vars[k])
+	names := map[string]bool{}
+	for _, sec := range have.Items {
+		names[sec.Spec.Name] = true
+	}
+	for _, sec := range rel.Secrets {
+		if names[sec.Name] {
+			continue
+		}
+		spec := swarm.SecretSpec{Annotations: swarm.Annotations{Name: sec.Name,
+			Labels: map[string]string{labels.Project: rel.Project}}, Data: sec.Value}
+		if _, err := s.Engine.API.SecretCreate(ctx, client.SecretCreateOptions{Spec: spec}); err != nil && !strings.Contains(err.Error(), "already exists") {
+			return fmt.Errorf("create secret %s on %s: %w", sec.Name, s.Engine.Host, err)
 		}
 	}
-	return env, nil
+	return nil
+}
+
+// removeStaleSecrets removes the project's secrets the release no longer
+// mounts (old values); one still in use by a task is left for next time.
+func (s *Swarm) removeStaleSecrets(ctx context.Context, rel *Release) {
+	have, err := s.Engine.API.SecretList(ctx, client.SecretListOptions{
+		Filters: client.Filters{}.Add("label", labels.Project+"="+rel.Project)})
+	if err != nil {
+		return
+	}
+	keep := map[string]bool{}
+	for _, sec := range rel.Secrets {
+		keep[sec.Name] = true
+	}
+	for _, sec := range have.Items {
+		if !keep[sec.Spec.Name] {
+			_, _ = s.Engine.API.SecretRemove(ctx, sec.ID, client.SecretRemoveOptions{})
+		}
+	}
 }
 
 // Remove removes the stack.

@@ -14,10 +14,13 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/signal"
@@ -42,14 +45,20 @@ type state struct {
 
 func main() {
 	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, errBusy) {
+			os.Exit(3) // the answer was printed
+		}
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 }
 
+// errBusy is hold's answer when a live session holds the lock.
+var errBusy = errors.New("busy")
+
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: hosttool serve|claim|stage|activate|list|prune|remove ...")
+		return errors.New("usage: hosttool serve|claim|hold|audit-append|audit-read|stage|activate|list|prune|remove ...")
 	}
 	if v := os.Getenv("HOSTTOOL_ROOT"); v != "" {
 		root = v // tests run the tool outside a container
@@ -59,6 +68,18 @@ func run(args []string) error {
 	switch cmd, rest := args[0], args[1:]; cmd {
 	case "serve":
 		return serve()
+	case "hold":
+		if len(rest) != 1 {
+			return errors.New("usage: hosttool hold HOLDER-JSON")
+		}
+		return hold(rest[0], os.Stdin, os.Stdout)
+	case "audit-append":
+		if len(rest) != 1 {
+			return errors.New("usage: hosttool audit-append RECORD-JSON")
+		}
+		return auditAppend(rest[0])
+	case "audit-read":
+		return auditRead(os.Stdout)
 	case "claim":
 		if len(rest) != 2 {
 			return errors.New("usage: hosttool claim PROJECT ENVIRONMENT")
@@ -268,4 +289,127 @@ func syncDir(dir string) error {
 	}
 	defer f.Close()
 	return f.Sync()
+}
+
+// The lock of the folder: lockFile is flock()ed by the holder's process
+// for as long as it holds the lock, holderFile says who that is.
+const (
+	lockFile   = ".lock"
+	holderFile = ".lock-holder"
+)
+
+// maxRecord bounds a holder description or an audit record.
+const maxRecord = 64 << 10
+
+// hold takes the folder's lock for the holder described by holder (JSON)
+// and keeps it until its standard input says "release" or ends: the
+// caller's connection. A
+// caller that dies, or whose ssh session is cut, ends that input too, and
+// the kernel drops the flock with this process, so a lock can never
+// outlive its holder's session. It prints one JSON line: {"held":true}
+// with "took_over" set to the previous holder when that one's session
+// ended without releasing, or {"busy":true,"holder":...} and exit status 3
+// when a live session holds it.
+func hold(holder string, stdin io.Reader, stdout io.Writer) error {
+	if len(holder) > maxRecord || !json.Valid([]byte(holder)) {
+		return errors.New("hold: the holder must be a JSON object of at most 64 kB")
+	}
+	f, err := os.OpenFile(filepath.Join(root, lockFile), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	prev, _ := os.ReadFile(filepath.Join(root, holderFile))
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		out := map[string]any{"busy": true}
+		if json.Valid(prev) {
+			out["holder"] = json.RawMessage(prev)
+		}
+		_ = json.NewEncoder(stdout).Encode(out)
+		return errBusy
+	}
+	// The flock is ours: a holder file left behind is that of a session
+	// that ended without releasing.
+	out := map[string]any{"held": true}
+	if json.Valid(prev) && len(prev) > 0 {
+		out["took_over"] = json.RawMessage(prev)
+	}
+	if err := writeAtomic(filepath.Join(root, holderFile), []byte(holder)); err != nil {
+		return err
+	}
+	if err := json.NewEncoder(stdout).Encode(out); err != nil {
+		return err
+	}
+	// The holder releases by writing "release"; input that just ends is a
+	// holder gone (killed, or its session cut): its description stays,
+	// for the next holder to say whom it took over from.
+	line, _ := bufio.NewReader(io.LimitReader(stdin, 64)).ReadString('\n')
+	if strings.TrimSpace(line) == "release" {
+		return os.Remove(filepath.Join(root, holderFile))
+	}
+	return nil
+}
+
+func writeAtomic(p string, b []byte) error {
+	tmp := p + ".new"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, p); err != nil {
+		return err
+	}
+	return syncDir(filepath.Dir(p))
+}
+
+// auditFile is the folder's audit log: one JSON record per line, appended.
+const auditFile = "audit.log"
+
+// auditAppend appends one record (a JSON object) to the audit log and
+// syncs it: a promotion's record survives a crash of the host right after.
+func auditAppend(record string) error {
+	var obj map[string]any
+	if len(record) > maxRecord || json.Unmarshal([]byte(record), &obj) != nil {
+		return errors.New("audit-append: the record must be a JSON object of at most 64 kB")
+	}
+	line, err := json.Marshal(obj) // one line, whatever the input's layout
+	if err != nil {
+		return err
+	}
+	f, err := os.OpenFile(filepath.Join(root, auditFile), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Write(append(line, '\n')); err != nil {
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		return err
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]bool{"appended": true})
+}
+
+// maxAudit bounds what audit-read prints: the newest records that fit.
+const maxAudit = 4 << 20
+
+// auditRead prints the audit log's records as a JSON array, oldest first;
+// a log larger than maxAudit gives its newest records only.
+func auditRead(w io.Writer) error {
+	b, err := os.ReadFile(filepath.Join(root, auditFile))
+	if err != nil && !os.IsNotExist(err) {
+		return err
+	}
+	if len(b) > maxAudit {
+		b = b[len(b)-maxAudit:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	recs := []json.RawMessage{}
+	for _, l := range bytes.Split(b, []byte("\n")) {
+		if json.Valid(l) && len(bytes.TrimSpace(l)) > 0 {
+			recs = append(recs, json.RawMessage(l))
+		}
+	}
+	return json.NewEncoder(w).Encode(recs)
 }

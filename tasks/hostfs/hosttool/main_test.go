@@ -1,11 +1,16 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 func TestStageActivatePrune(t *testing.T) {
@@ -66,3 +71,88 @@ func TestClaim(t *testing.T) {
 		t.Fatal("a path was accepted as a project name")
 	}
 }
+
+// The lock is held while the holder's input is open; a second holder is
+// told who holds it; a holder whose input ended without a release leaves
+// its description, which the next holder reports as taken over.
+func TestHold(t *testing.T) {
+	root = t.TempDir()
+	in, inw := io.Pipe()
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- hold(`{"who":"a"}`, in, out) }()
+	for !strings.Contains(out.String(), `"held":true`) {
+		time.Sleep(time.Millisecond)
+	}
+	if strings.Contains(out.String(), "took_over") {
+		t.Fatalf("first holder took over from nobody: %s", out)
+	}
+	var busy bytes.Buffer
+	if err := hold(`{"who":"b"}`, strings.NewReader(""), &busy); !errors.Is(err, errBusy) ||
+		!strings.Contains(busy.String(), `"holder":{"who":"a"}`) {
+		t.Fatalf("second holder: %v %s", err, busy.String())
+	}
+	io.WriteString(inw, "release\n") // the first holder releases
+	inw.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(root, holderFile)); !os.IsNotExist(err) {
+		t.Fatalf("a released lock left its holder's description (%v)", err)
+	}
+	// A holder whose input just ends (killed): its description stays.
+	in2, inw2 := io.Pipe()
+	out2 := &syncBuffer{}
+	done2 := make(chan error, 1)
+	go func() { done2 <- hold(`{"who":"gone"}`, in2, out2) }()
+	for !strings.Contains(out2.String(), `"held":true`) {
+		time.Sleep(time.Millisecond)
+	}
+	inw2.Close()
+	if err := <-done2; err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(root, holderFile)); string(b) != `{"who":"gone"}` {
+		t.Fatalf("a holder gone without a release left %q", b)
+	}
+	// A holder whose session ended without a release: its description
+	// stays, the flock does not.
+	if err := os.WriteFile(filepath.Join(root, holderFile), []byte(`{"who":"dead"}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var next bytes.Buffer
+	if err := hold(`{"who":"c"}`, strings.NewReader(""), &next); err != nil || !strings.Contains(next.String(), `"took_over":{"who":"dead"}`) {
+		t.Fatalf("take over: %v %s", err, next.String())
+	}
+	if err := hold(`not json`, strings.NewReader(""), io.Discard); err == nil {
+		t.Fatal("a holder that is not JSON was accepted")
+	}
+}
+
+func TestAudit(t *testing.T) {
+	root = t.TempDir()
+	for _, r := range []string{`{"n":1}`, "{\n \"n\": 2\n}"} {
+		if err := auditAppend(r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := auditAppend(`[1]`); err == nil {
+		t.Fatal("a record that is no object was appended")
+	}
+	var out bytes.Buffer
+	if err := auditRead(&out); err != nil || strings.TrimSpace(out.String()) != `[{"n":1},{"n":2}]` {
+		t.Fatalf("audit-read: %v %q", err, out.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

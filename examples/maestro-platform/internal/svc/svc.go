@@ -9,10 +9,17 @@
 //	UPSTREAMS     name=url pairs, comma separated, that /call/{name} reaches
 //	DATA_DIR      (state store) where /kv values are kept
 //	FAIL_HEALTH   when set, /health answers 503 (used by tests of bad releases)
+//
+// A secret NAME comes from the environment variable NAME or, the
+// convention of official images that swarm's Docker secrets follow, from
+// the file NAME_FILE names. POST /secret/NAME with a candidate value
+// answers 204 when it is the secret's value and 403 when not, so that a
+// test can prove a value arrived without the service ever showing it.
 package svc
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -105,6 +112,7 @@ func (s *server) routes() http.Handler {
 	mux.HandleFunc("GET /call/{name}", s.call)
 	mux.HandleFunc("GET /api/status", s.status)
 	mux.HandleFunc("GET /env/{key}", s.env)
+	mux.HandleFunc("POST /secret/{name}", s.secret)
 	mux.HandleFunc("GET /kv/{key}", s.get)
 	mux.HandleFunc("PUT /kv/{key}", s.put)
 	return mux
@@ -186,6 +194,30 @@ func (s *server) env(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, _ = io.WriteString(w, v)
+}
+
+// secretValue is secret name's value: $NAME, or the content of the file
+// $NAME_FILE names.
+func secretValue(name string) (string, bool) {
+	if f := os.Getenv(name + "_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		return string(b), err == nil
+	}
+	return os.LookupEnv(name)
+}
+
+func (s *server) secret(w http.ResponseWriter, r *http.Request) {
+	want, ok := secretValue(r.PathValue("name"))
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	got, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+	if err != nil || subtle.ConstantTimeCompare(got, []byte(want)) != 1 {
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
 }
 
 func (s *server) get(w http.ResponseWriter, r *http.Request) {
