@@ -20,12 +20,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/hostfs"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/proxy"
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/runtime"
+	"github.com/maestro-platform/deploy/tasks/secrets"
 
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
@@ -801,6 +803,45 @@ func TestPromote(t *testing.T) {
 		}
 		f.noLeak(ctx, t, "r0tated-marker-token")
 		f.noLeak(ctx, t, "s3cret-release-token")
+	})
+
+	t.Run("a missing secret stops a promote before anything changes", func(t *testing.T) {
+		before := f.containers(ctx, t)
+		rels, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases"))
+		// No value outside the catalog: the dev default must not be used
+		// for a remote environment. A secrets file others may read is
+		// refused too.
+		t.Setenv("API_TOKEN", "")
+		_, err := release.Promote(ctx, f.cat, f.opts("e2e"))
+		var me *secrets.MissingError
+		if !errors.As(err, &me) || !strings.Contains(err.Error(), "API_TOKEN") || !strings.Contains(err.Error(), "e2e") ||
+			!strings.Contains(err.Error(), "not used for remote") || tasks.ExitCode(err) != tasks.ExitUsage {
+			t.Fatalf("promote without the secret: %v (exit %d)", err, tasks.ExitCode(err))
+		}
+		file := filepath.Join(filepath.Dir(f.cat.File), ".maestro", "secrets", "e2e.env")
+		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte("API_TOKEN=from-a-shared-file\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		defer os.Remove(file)
+		_, err = release.Promote(ctx, f.cat, f.opts("e2e"))
+		if err == nil || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "chmod 600") ||
+			strings.Contains(err.Error(), "from-a-shared-file") {
+			t.Fatalf("promote with a 0644 secrets file: %v", err)
+		}
+		after, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases"))
+		if !maps.EqualFunc(before, f.containers(ctx, t), slices.Equal) || len(after) != len(rels) {
+			t.Errorf("a refused promote changed the host")
+		}
+		// From the file, once it is private.
+		if err := os.Chmod(file, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := release.Plan(ctx, f.cat, f.opts("e2e")); err != nil && !errors.Is(err, release.ErrChanges) {
+			t.Fatalf("plan with the value in a private secrets file: %v", err)
+		}
 	})
 
 	t.Run("every promotion and rollback is in the audit log", func(t *testing.T) {
