@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/maestro-platform/deploy/internal/crashpoint"
 	"github.com/maestro-platform/deploy/tasks/labels"
 
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -239,6 +240,9 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 			return r, fmt.Errorf("build %s: %w", s.Service, err)
 		}
 		r.PrebuildSkipped = skipped
+		if err := crashpoint.Reached(ctx, "build:after-prebuild"); err != nil {
+			return r, err
+		}
 		if !skipped {
 			p.Line(ui.Info, s.Service, "prebuilt (%s) in %s", strings.Join(s.Prebuild, " "), ui.Seconds(time.Since(t0)))
 		}
@@ -284,6 +288,9 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 		return r, fmt.Errorf("build %s (%s): %w", s.Service, s.Context, err)
 	}
 	r.ImageID = id
+	if err := crashpoint.Reached(ctx, "build:before-tag"); err != nil {
+		return r, err
+	}
 	if _, err := e.API.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: latest}); err != nil {
 		return r, fmt.Errorf("build %s: tag %s: %w", s.Service, latest, err)
 	}

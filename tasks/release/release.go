@@ -44,6 +44,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/dotenv"
 	"github.com/moby/moby/client"
 
+	"github.com/maestro-platform/deploy/internal/crashpoint"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
@@ -429,6 +430,9 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 		audit.TookOver = lock.TookOver.String()
 	}
 	audit.Images = ids
+	if err := crashpoint.Reached(ctx, "promote:locked"); err != nil {
+		return nil, err
+	}
 	res, err = t.promote(ctx, cat, env, opts, key, res, ids, local, t0)
 	audit.Release, audit.Previous = res.Release, res.Previous
 	audit.finish(err, t0, check.Redactor(cat))
@@ -473,6 +477,9 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 	if len(rep.Sent) == 0 {
 		p.Line(ui.OK, "images", "nothing to send: all %d already on the host (%s)", len(rep.Present), ui.Seconds(time.Since(tt)))
 	}
+	if err := crashpoint.Reached(ctx, "promote:transferred"); err != nil {
+		return res, err
+	}
 	if _, err := proxy.EnsureImage(ctx, t.eng.API); err != nil {
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
@@ -486,6 +493,9 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	p.Line(ui.OK, "upload", "%s/releases/%s (%s)", env.Dir, res.Release, ui.Seconds(time.Since(tu)))
+	if err := crashpoint.Reached(ctx, "promote:uploaded"); err != nil {
+		return res, t.recover(ctx, opts, res.Release, res.Previous, "upload", err, nil)
+	}
 
 	// 7. Converge, check; put the previous release back on failure.
 	rel, err := spec(cat, env, rec, dir, key, p)
@@ -497,13 +507,22 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "start", err, res.Changes)
 	}
 	p.Line(ui.OK, "apply", "%s (%s)", res.Changes.Summary(), ui.Seconds(res.Changes.Took))
+	if err := crashpoint.Reached(ctx, "promote:applied"); err != nil {
+		return res, t.recover(ctx, opts, res.Release, res.Previous, "checks", err, res.Changes)
+	}
 	report, err := t.checks(ctx)
 	res.Checks = report
 	if err != nil {
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "checks", err, res.Changes)
 	}
+	if err := crashpoint.Reached(ctx, "promote:checked"); err != nil {
+		return res, t.recover(ctx, opts, res.Release, res.Previous, "activate", err, res.Changes)
+	}
 	if _, err := t.fs.Activate(ctx, res.Release); err != nil {
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "activate", err, res.Changes)
+	}
+	if err := crashpoint.Reached(ctx, "promote:activated"); err != nil {
+		return res, err
 	}
 	p.Line(ui.OK, "current", "%s/current -> releases/%s", env.Dir, res.Release)
 
@@ -717,6 +736,9 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	if lock.TookOver != nil {
 		audit.TookOver = lock.TookOver.String()
 	}
+	if err := crashpoint.Reached(ctx, "rollback:locked"); err != nil {
+		return err
+	}
 	err = t.rollback(ctx, opts, audit, t0)
 	audit.finish(err, t0, check.Redactor(cat))
 	t.audit(ctx, audit)
@@ -759,6 +781,9 @@ func (t *target) rollback(ctx context.Context, opts Options, audit *AuditRecord,
 	}
 	if _, err := t.checks(ctx); err != nil {
 		return t.recoverRollback(ctx, opts, prev, st.Current, "checks", err)
+	}
+	if err := crashpoint.Reached(ctx, "rollback:checked"); err != nil {
+		return t.recoverRollback(ctx, opts, prev, st.Current, "activate", err)
 	}
 	if _, err := t.fs.Activate(ctx, prev); err != nil {
 		return t.recoverRollback(ctx, opts, prev, st.Current, "activate", err)

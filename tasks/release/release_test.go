@@ -382,7 +382,7 @@ func (f *fixture) published() []int {
 
 func TestPromote(t *testing.T) {
 	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 12*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
 	defer cancel()
 	ids := f.build(ctx, nil)
 
@@ -880,6 +880,10 @@ func TestPromote(t *testing.T) {
 		if n := strings.Count(f.out.String(), "\n"); n != len(recs) || !strings.HasPrefix(f.out.String(), `{"time":`) {
 			t.Errorf("history -json: %d lines for %d records:\n%s", n, len(recs), f.out.String())
 		}
+	})
+
+	t.Run("interrupted anywhere, the next run converges", func(t *testing.T) {
+		f.interrupts(ctx, t)
 	})
 
 	t.Run("swarm", func(t *testing.T) {

@@ -80,6 +80,10 @@ type WriteOptions struct {
 	// Overwrite replaces hand-edited files, keeping a copy of each under
 	// .backup/<UTC timestamp>/, instead of refusing.
 	Overwrite bool
+	// BeforeSwap, when set, runs once the new folder is complete, just
+	// before it replaces the old one; an error stops Write there, with the
+	// old folder as it was.
+	BeforeSwap func() error
 }
 
 // WriteResult says what Write did; paths are slash-separated and relative.
@@ -212,8 +216,11 @@ func Write(dir string, tree Tree, opts WriteOptions) (*WriteResult, error) {
 	if err := syncDir(tmp); err != nil {
 		return nil, fmt.Errorf("write %s: %w", dir, err)
 	}
-	if testHookBeforeSwap != nil {
-		if err := testHookBeforeSwap(); err != nil {
+	for _, hook := range []func() error{testHookBeforeSwap, opts.BeforeSwap} {
+		if hook == nil {
+			continue
+		}
+		if err := hook(); err != nil {
 			return nil, fmt.Errorf("write %s: %w", dir, err)
 		}
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/moby/moby/client"
 
+	"github.com/maestro-platform/deploy/internal/crashpoint"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/health"
@@ -182,6 +183,9 @@ func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (
 	} else {
 		dim(p, rel, out)
 	}
+	if err := crashpoint.Reached(ctx, "apply:started"); err != nil {
+		return before, err
+	}
 	res, err := c.wait(ctx, rel, nil)
 	healthyAfter(before, res, time.Since(t0))
 	if err != nil {
@@ -312,6 +316,9 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		}
 	}
 
+	if err := crashpoint.Reached(ctx, "apply:started"); err != nil {
+		return pl, err
+	}
 	// The new containers must be healthy before anything is switched.
 	res, err := c.wait(ctx, rel, created)
 	healthyAfter(pl, res, time.Since(t0))
@@ -320,6 +327,9 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		return pl, err
 	}
 
+	if err := crashpoint.Reached(ctx, "apply:healthy"); err != nil {
+		return pl, err
+	}
 	// Traffic: every healthy container of a published service goes behind
 	// the proxy (kept ones too: a new proxy has none yet).
 	attached, err := c.Proxy.Attached(ctx)
@@ -359,6 +369,9 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		}
 	}
 
+	if err := crashpoint.Reached(ctx, "apply:switched"); err != nil {
+		return pl, err
+	}
 	// Drain and remove what was replaced or dropped: gracefully, all at
 	// once.
 	var old []string

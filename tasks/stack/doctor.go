@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -111,15 +112,29 @@ type PortConflict struct {
 	Service string
 	// Holder is "container <name>", "process <comm> (pid N)" or "another process".
 	Holder string
+	// Own is set when the holder is a container of this very stack (of
+	// another service: ports moved between services in the catalog).
+	Own string
 }
 
 func (c *PortConflict) advice(s *Stack) string {
+	switch {
+	case c.Own != "":
+		return fmt.Sprintf("port %d needed by %s is held by this stack's own container of %s (its port before the catalog moved it): "+
+			"`mage down` then `mage up` re-creates the stack with the new ports", c.Port, c.Service, c.Own)
+	case strings.Contains(c.Holder, "docker-proxy"):
+		return fmt.Sprintf("port %d needed by %s is held by %s, Docker's port proxy of some container: "+
+			"`docker ps -a --filter publish=%d` names it; stop that container, or change %s's %s port in %s",
+			c.Port, c.Service, c.Holder, c.Port, c.Service, s.Env.Ports, s.Cat.File)
+	}
 	return fmt.Sprintf("port %d needed by %s is held by %s: stop it, or change %s's %s port in %s",
 		c.Port, c.Service, c.Holder, c.Service, s.Env.Ports, s.Cat.File)
 }
 
 // portConflicts lists the published ports held by anything but this
-// stack's own container of the same service. ours maps ports to the
+// stack's own container of the same service, whatever that container's
+// state or name (an interrupted compose leaves containers renamed,
+// created or stopped; compose re-creates them). ours maps ports to the
 // "project/service" publishing them (publishedBy).
 func (s *Stack) portConflicts(ours map[int]string) []*PortConflict {
 	var out []*PortConflict
@@ -136,10 +151,13 @@ func (s *Stack) portConflicts(ours map[int]string) []*PortConflict {
 		if free {
 			continue
 		}
-		if who != "" {
-			holder = "container " + who
+		c := &PortConflict{Port: port, Service: svc.Name, Holder: holder}
+		if other, ok := strings.CutPrefix(who, s.Project()+"/"); ok {
+			c.Own = other
+		} else if who != "" {
+			c.Holder = "container " + who
 		}
-		out = append(out, &PortConflict{Port: port, Service: svc.Name, Holder: holder})
+		out = append(out, c)
 	}
 	return out
 }
@@ -152,8 +170,14 @@ func (s *Stack) checkPorts(ctx context.Context, eng *engine.Engine) error {
 		return nil
 	}
 	msgs := make([]string, len(cs))
+	own := true
 	for i, c := range cs {
 		msgs[i] = c.advice(s)
+		own = own && c.Own != ""
+	}
+	if own {
+		// Nothing the catalog or the user did wrong: not a usage error.
+		return errors.New(strings.Join(msgs, "\n"))
 	}
 	return &UsageError{Msg: strings.Join(msgs, "\n")}
 }
@@ -173,10 +197,12 @@ func (s *Stack) portFree(port int) (string, bool) {
 }
 
 // publishedBy maps host ports to "project/service" (or a container name) of
-// the containers that publish them.
+// the containers that publish them, or would once started: a container of
+// the stack that an interrupted compose left created or stopped counts by
+// its configured ports.
 func (s *Stack) publishedBy(ctx context.Context, eng *engine.Engine) map[int]string {
 	out := map[int]string{}
-	list, err := eng.API.ContainerList(ctx, client.ContainerListOptions{})
+	list, err := eng.API.ContainerList(ctx, client.ContainerListOptions{All: true})
 	if err != nil {
 		return out
 	}
@@ -188,6 +214,22 @@ func (s *Stack) publishedBy(ctx context.Context, eng *engine.Engine) map[int]str
 		for _, p := range c.Ports {
 			if p.PublicPort != 0 {
 				out[int(p.PublicPort)] = who
+			}
+		}
+		if c.State == "running" || c.Labels[labels.ComposeProject] != s.Project() {
+			continue
+		}
+		in, err := eng.API.ContainerInspect(ctx, c.ID, client.ContainerInspectOptions{})
+		if err != nil || in.Container.HostConfig == nil {
+			continue
+		}
+		for _, bs := range in.Container.HostConfig.PortBindings {
+			for _, b := range bs {
+				if n, err := strconv.Atoi(b.HostPort); err == nil && n != 0 {
+					if _, taken := out[n]; !taken {
+						out[n] = who
+					}
+				}
 			}
 		}
 	}

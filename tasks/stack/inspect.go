@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/internal/crashpoint"
 	"github.com/maestro-platform/deploy/tasks/labels"
 
 	"github.com/maestro-platform/deploy/tasks/check"
@@ -36,6 +37,9 @@ func (s *Stack) TestAll(ctx context.Context) error {
 		check.Options{Printer: s.Out, Secrets: check.Secrets(s.Cat)})
 	if rep == nil {
 		return runErr
+	}
+	if err := crashpoint.Reached(ctx, "testall:before-reports"); err != nil {
+		return err
 	}
 	if err := check.WriteReports(s.Dir, rep); err != nil {
 		return err

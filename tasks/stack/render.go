@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/maestro-platform/deploy/internal/crashpoint"
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -50,7 +51,8 @@ func (s *Stack) Render(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, err := render.Write(s.Dir, tree, render.WriteOptions{Overwrite: s.cfg.Overwrite})
+	res, err := render.Write(s.Dir, tree, render.WriteOptions{Overwrite: s.cfg.Overwrite,
+		BeforeSwap: func() error { return crashpoint.Reached(ctx, "render:before-swap") }})
 	if err != nil {
 		return err
 	}

@@ -368,3 +368,64 @@ func TestLocalSSHDockerHostRefused(t *testing.T) {
 		t.Fatalf("err = %v, want a usage error pointing to a promoted environment", err)
 	}
 }
+
+// Ports held by the stack's own containers are never blamed on the
+// catalog: a container an interrupted compose left renamed (compose v1
+// renames the old one while it recreates) is the service's own, and up
+// goes on; a port the catalog moved to another service is held by this
+// stack's own container, and the advice is to re-create the stack, not to
+// change the catalog.
+func TestPortHeldByTheStackItself(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "ownport")
+	s, _ := open(t, p)
+	cleanup(t, s, p)
+	deployAll(t, ctx, s)
+
+	ids := containerIDs(t, ctx, p.Project)
+	if out, err := exec.CommandContext(ctx, "docker", "rename", ids["quality-fabric"], "0a1b2c3d4e5f_"+p.Project+"_quality-fabric_1").CombinedOutput(); err != nil {
+		t.Fatalf("rename: %v: %s", err, out)
+	}
+	edit(t, p.Catalog, `SERVICE_NAME = "quality-fabric"`, `SERVICE_NAME = "quality-fabric", NOTE = "changed"`)
+	s2, out := open(t, p)
+	for _, step := range []func(context.Context) error{s2.Render, s2.Up} {
+		if err := step(ctx); err != nil {
+			t.Fatalf("up with the port held by the service's own renamed container: %v\n%s", err, out)
+		}
+	}
+
+	// Move quality-fabric's dev port to automation-service and give
+	// quality-fabric a free one.
+	qf, as := strconv.Itoa(p.DevPorts["quality-fabric"]), strconv.Itoa(p.DevPorts["automation-service"])
+	free := strconv.Itoa(testenv.FreePorts(t, 1)[0])
+	edit(t, p.Catalog, "dev_port = "+qf, "dev_port = "+free)
+	edit(t, p.Catalog, "dev_port = "+as, "dev_port = "+qf)
+	s3, out := open(t, p)
+	if err := s3.Render(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := s3.Up(ctx)
+	var ue *stack.UsageError
+	if err == nil || errors.As(err, &ue) || !strings.Contains(err.Error(), "this stack's own container of") ||
+		!strings.Contains(err.Error(), "mage down") || strings.Contains(err.Error(), "services.toml") {
+		t.Fatalf("up with ports swapped between services: %v\n%s", err, out)
+	}
+}
+
+// edit replaces old with new in a file, once, and fails if old is not there.
+func edit(t *testing.T, path, old, new string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), old) {
+		t.Fatalf("%s holds no %q", path, old)
+	}
+	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}

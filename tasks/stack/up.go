@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/atomicfile"
+	"github.com/maestro-platform/deploy/internal/crashpoint"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
@@ -163,6 +164,9 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := crashpoint.Reached(ctx, "up:before-compose"); err != nil {
+		return err
+	}
 	rel, err := s.release(images)
 	if err != nil {
 		return err
@@ -170,6 +174,9 @@ func (s *Stack) Up(ctx context.Context) error {
 	pl, err := s.runtime(eng, cli).Apply(ctx, rel)
 	session.recordUp(pl, false)
 	if err != nil {
+		return err
+	}
+	if err := crashpoint.Reached(ctx, "up:before-state"); err != nil {
 		return err
 	}
 	st, _ := json.MarshalIndent(upState{Files: sum, Images: images, At: time.Now().UTC()}, "", "  ")
