@@ -111,9 +111,10 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 		return pl, err
 	}
 	p.Line(ui.Run, "deploy", "docker stack deploy %s on %s: %s", rel.Project, s.Engine.Host, pl.Summary())
-	out, err := compose.ExecIsolated(ctx, rel.Dir, env, StackDeployArgs(rel.Project, render.StackFile))
-	dim(p, rel, out)
-	if err != nil {
+	w := rel.output()
+	_, err = compose.ExecIsolatedStream(ctx, rel.Dir, env, StackDeployArgs(rel.Project, render.StackFile), w)
+	w.Close()
+	if err = rel.redactError(err); err != nil {
 		return pl, fmt.Errorf("docker stack deploy on %s: %w", s.Engine.Host, err)
 	}
 	targets := make([]health.Target, 0, len(rel.Services))
