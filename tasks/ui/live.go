@@ -293,7 +293,7 @@ func (p *Printer) drawAreaLocked(b *strings.Builder) int {
 	// The area must fit the screen, or the cursor cannot get back up to
 	// its first line.
 	if limit := max(rows-2, 1); len(items) > limit {
-		keep := max(limit-1, 1)
+		keep := limit - 1 // and a line saying how many more
 		more, items = len(items)-keep, items[:keep]
 	}
 	now := p.clock.Now()
@@ -320,7 +320,9 @@ func (p *Printer) liveLine(mark, subject, state, progress string, elapsed time.D
 	room := width - visible(head)
 	state, progress = oneLine(state), oneLine(progress)
 	if room <= 1 {
-		return cut(head, width)
+		// A terminal too narrow for the head: the subject alone, plain,
+		// so that the cut cannot fall inside a colour sequence.
+		return cut(subject, width)
 	}
 	const sep, sepWidth = " · ", 3
 	if n := len([]rune(progress)); progress != "" && len([]rune(state))+sepWidth+n > room {
@@ -384,6 +386,8 @@ const MaxLine = 64 << 10
 // Lines returns a LineWriter calling fn.
 func Lines(fn func(line string)) *LineWriter { return &LineWriter{fn: fn} }
 
+// Write passes on each line b completes and keeps the rest for the next
+// write. It never fails.
 func (l *LineWriter) Write(b []byte) (int, error) {
 	n := len(b)
 	for len(b) > 0 {

@@ -161,7 +161,7 @@ func TestLiveAreaRedrawsInPlace(t *testing.T) {
 func TestLiveLinesFitTheTerminal(t *testing.T) {
 	p := newPrinter(&bytes.Buffer{}, true)
 	state := "sending " + strings.Repeat("maestro/service:0123456789ab, ", 5) + "to ssh://demo"
-	for _, width := range []int{39, 60, 79, 200} {
+	for _, width := range []int{10, 39, 60, 79, 200} {
 		line := p.liveLine("⠋", "images", state, "12.3 MB, 4.1 MB/s", 75*time.Second, width)
 		if visible(line) > width {
 			t.Errorf("width %d: %d runes: %q", width, visible(line), line)

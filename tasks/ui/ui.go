@@ -1,6 +1,9 @@
-// Package ui prints the runner's status lines and tables. Colour comes from
-// fatih/color and is off under NO_COLOR, when the output is not a terminal,
-// or when a Printer is made for a plain writer (tests, reports).
+// Package ui prints the runner's status lines and tables, and shows long
+// work while it happens (Activity: a live area redrawn in place on a
+// terminal, start and progress lines elsewhere). Colour and redrawing come
+// from fatih/color and a few ANSI sequences; both are off under NO_COLOR,
+// when the output is not a terminal, or when a Printer is made for a plain
+// writer (tests, reports).
 package ui
 
 import (
