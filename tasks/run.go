@@ -20,7 +20,11 @@ func run(ctx context.Context, step func(*stack.Stack, context.Context) error) er
 	if err != nil {
 		return exit(err)
 	}
-	return exit(step(s, ctx))
+	err = step(s, ctx)
+	// Nothing may stay live once the step is over: mage prints the error
+	// next, and a live line redrawn over it would hide it.
+	s.Out.EndActivities()
+	return exit(err)
 }
 
 func runRelease(ctx context.Context, env *string, force, wait bool, step func(context.Context, *stack.Stack, release.Options) error) error {

@@ -10,10 +10,12 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/ui/uitest"
 )
 
 var (
@@ -287,5 +289,42 @@ func TestStartArgs(t *testing.T) {
 	got = c.StartArgs("p", []string{"f.yml"}, []string{"db"}, nil, true)
 	if !slices.Contains(got, "--force-recreate") || slices.Contains(got, "--no-recreate") {
 		t.Errorf("recreate: %q", got)
+	}
+}
+
+// Output reaches the stream while the command runs: the stand-in prints
+// to stdout and stderr, then waits on a FIFO that the test opens only
+// once both lines arrived.
+func TestExecStreamWhileRunning(t *testing.T) {
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var stream uitest.Buffer
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() {
+		defer close(done)
+		out, err = ExecStream(context.Background(), dir, []string{"GATE=" + gate},
+			[]string{"sh", "-c", `echo "Creating web ... "; echo "a warning" >&2; read x < "$GATE"; echo "Creating web ... done"`}, &stream)
+	}()
+	stream.WaitFor(t, "Creating web ... \na warning\n", done)
+	select {
+	case <-done:
+		t.Fatal("the command ended before the test let it")
+	default:
+	}
+	if err := os.WriteFile(gate, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "Creating web ... \na warning\nCreating web ... done\n"
+	if string(out) != want || stream.String() != want {
+		t.Errorf("returned %q, streamed %q, want %q", out, stream.String(), want)
 	}
 }

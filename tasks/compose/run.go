@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"strings"
@@ -40,7 +41,16 @@ func (e *RunError) Unwrap() error { return e.Err }
 // command and the last TailLines lines of output. Values in env are never
 // put in the error.
 func Exec(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
-	return run(ctx, dir, append(os.Environ(), env...), argv)
+	return run(ctx, dir, append(os.Environ(), env...), argv, nil)
+}
+
+// ExecStream runs argv as Exec does and also writes its output to w as it
+// comes, while the command runs, so that a slow or hanging `up` shows what
+// compose is doing. w gets stdout and stderr interleaved, raw: the caller
+// cleans and redacts it (ui.Lines, ui.Clean). Writes to w are never
+// concurrent. The returned output and error are Exec's.
+func ExecStream(ctx context.Context, dir string, env []string, argv []string, w io.Writer) ([]byte, error) {
+	return run(ctx, dir, append(os.Environ(), env...), argv, w)
 }
 
 // ExecIsolated runs argv as Exec does, with exactly env as its environment
@@ -49,7 +59,13 @@ func Exec(ctx context.Context, dir string, env []string, argv []string) ([]byte,
 // credential, DOCKER_CONFIG, a credential helper) must neither be read
 // nor be reachable by interpolation. See MinimalEnv.
 func ExecIsolated(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
-	return run(ctx, dir, env, argv)
+	return run(ctx, dir, env, argv, nil)
+}
+
+// ExecIsolatedStream is ExecIsolated writing the output to w as it comes,
+// as ExecStream does.
+func ExecIsolatedStream(ctx context.Context, dir string, env []string, argv []string, w io.Writer) ([]byte, error) {
+	return run(ctx, dir, env, argv, w)
 }
 
 // MinimalEnv is the environment ExecIsolated runs a CLI with: PATH and
@@ -62,7 +78,7 @@ func MinimalEnv(dockerConfig string, extra ...string) []string {
 	return append(env, extra...)
 }
 
-func run(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
+func run(ctx context.Context, dir string, env []string, argv []string, stream io.Writer) ([]byte, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("compose: empty command line")
 	}
@@ -73,7 +89,13 @@ func run(ctx context.Context, dir string, env []string, argv []string) ([]byte, 
 	// on cancel; WaitDelay stops Run from waiting on it forever.
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	var w io.Writer = &out
+	if stream != nil {
+		// One writer for both: exec.Cmd then writes from one goroutine
+		// at a time, and the lines arrive in the order compose wrote them.
+		w = io.MultiWriter(&out, stream)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
 	err := cmd.Run()
 	if err != nil {
 		if ctx.Err() != nil {

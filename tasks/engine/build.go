@@ -147,14 +147,18 @@ func (e *Engine) Build(ctx context.Context, specs []BuildSpec, opts BuildOptions
 				errs[i] = gctx.Err()
 				return errs[i]
 			}
-			r, err := e.buildOne(gctx, &specs[i], opts.StateDir, images, slots, p)
+			// The service's live line: shown once it has something slow to
+			// do (a prebuild, an image build), so an unchanged service
+			// prints only its "cached" line.
+			a := p.Activity(specs[i].Service)
+			r, err := e.buildOne(gctx, &specs[i], opts.StateDir, images, slots, p, a)
 			results[i] = r
 			if err != nil {
 				errs[i] = err
 				if ctx.Err() == nil && errors.Is(err, context.Canceled) {
-					p.Line(ui.Skip, specs[i].Service, "cancelled after %s", ui.Seconds(r.Duration))
+					a.Done(ui.Skip, "cancelled after %s", ui.Seconds(r.Duration))
 				} else {
-					p.Line(ui.Fail, specs[i].Service, "failed after %s", ui.Seconds(r.Duration))
+					a.Done(ui.Fail, "failed after %s", ui.Seconds(r.Duration))
 				}
 			}
 			return err
@@ -224,27 +228,34 @@ func joinBuildErrors(ctx context.Context, specs []BuildSpec, errs []error, resul
 	return errors.Join(all...)
 }
 
-func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, images func() ([]image.Summary, error), slots *prebuildSlots, p *ui.Printer) (r BuildResult, err error) {
+func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, images func() ([]image.Summary, error), slots *prebuildSlots, p *ui.Printer, a *ui.Activity) (r BuildResult, err error) {
 	t0 := time.Now()
 	r.Service = s.Service
 	defer func() { r.Duration = time.Since(t0) }()
 
 	if len(s.Prebuild) > 0 {
-		release, err := slots.acquire(ctx, s.Prebuild[0])
+		sum, current, err := prebuildCurrent(s, stateDir)
 		if err != nil {
-			return r, err
+			return r, fmt.Errorf("build %s: prebuild: %w", s.Service, err)
 		}
-		skipped, err := prebuild(ctx, s, stateDir)
-		release()
-		if err != nil {
-			return r, fmt.Errorf("build %s: %w", s.Service, err)
+		r.PrebuildSkipped = current
+		if !current {
+			command := strings.Join(s.Prebuild, " ")
+			release, err := slots.acquire(ctx, s.Prebuild[0], func(why string) { a.Update("waiting for "+why, "") })
+			if err != nil {
+				return r, err
+			}
+			state := "prebuilding (" + command + ")"
+			a.Update(state, "")
+			err = runPrebuild(ctx, s, stateDir, sum, func(line string) { a.Progress(line) })
+			release()
+			if err != nil {
+				return r, fmt.Errorf("build %s: %w", s.Service, err)
+			}
+			p.Line(ui.Info, s.Service, "prebuilt (%s) in %s", command, ui.Seconds(time.Since(t0)))
 		}
-		r.PrebuildSkipped = skipped
 		if err := crashpoint.Reached(ctx, "build:after-prebuild"); err != nil {
 			return r, err
-		}
-		if !skipped {
-			p.Line(ui.Info, s.Service, "prebuilt (%s) in %s", strings.Join(s.Prebuild, " "), ui.Seconds(time.Since(t0)))
 		}
 	}
 	entries, err := contextEntries(s.Context, s.Dockerfile)
@@ -277,12 +288,12 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 				}
 			}
 		}
-		p.Line(ui.Skip, s.Service, "cached %s%s", r.Ref, prebuildNote(r.PrebuildSkipped))
+		a.Done(ui.Skip, "cached %s%s", r.Ref, prebuildNote(r.PrebuildSkipped))
 		return r, nil
 	}
 
-	p.Line(ui.Run, s.Service, "building %s", r.Ref)
-	id, err := e.imageBuild(ctx, s, entries, r.Ref, imgLabels)
+	a.Update("building "+r.Ref, "")
+	id, err := e.imageBuild(ctx, s, entries, r.Ref, imgLabels, a.Progress)
 	if err != nil {
 		e.untag(ctx, r.Ref)
 		return r, fmt.Errorf("build %s (%s): %w", s.Service, s.Context, err)
@@ -294,7 +305,7 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	if _, err := e.API.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: latest}); err != nil {
 		return r, fmt.Errorf("build %s: tag %s: %w", s.Service, latest, err)
 	}
-	p.Line(ui.OK, s.Service, "built %s in %s", r.Ref, ui.Seconds(time.Since(t0)))
+	a.Done(ui.OK, "built %s in %s", r.Ref, ui.Seconds(time.Since(t0)))
 	return r, nil
 }
 
@@ -320,8 +331,9 @@ func newPrebuildSlots(n int) *prebuildSlots {
 }
 
 // acquire waits for the first run of program to end (unless this is it)
-// and for a free slot; release gives the slot back.
-func (s *prebuildSlots) acquire(ctx context.Context, program string) (release func(), err error) {
+// and for a free slot; release gives the slot back. waiting, when it has
+// to wait, learns what for ("the first go prebuild", "a free CPU").
+func (s *prebuildSlots) acquire(ctx context.Context, program string, waiting func(what string)) (release func(), err error) {
 	s.mu.Lock()
 	done, later := s.first[program]
 	if !later {
@@ -330,22 +342,32 @@ func (s *prebuildSlots) acquire(ctx context.Context, program string) (release fu
 	}
 	s.mu.Unlock()
 	if later {
-		if testHookPrebuildWaits != nil {
-			testHookPrebuildWaits(program)
-		}
 		select {
 		case <-done:
-		case <-ctx.Done():
-			return nil, ctx.Err()
+		default:
+			waiting("the first " + filepath.Base(program) + " prebuild")
+			if testHookPrebuildWaits != nil {
+				testHookPrebuildWaits(program)
+			}
+			select {
+			case <-done:
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
 		}
 	}
 	select {
 	case s.cpus <- struct{}{}:
-	case <-ctx.Done():
-		if !later {
-			close(done)
+	default:
+		waiting("a free CPU")
+		select {
+		case s.cpus <- struct{}{}:
+		case <-ctx.Done():
+			if !later {
+				close(done)
+			}
+			return nil, ctx.Err()
 		}
-		return nil, ctx.Err()
 	}
 	return func() {
 		<-s.cpus
@@ -407,10 +429,17 @@ func (m *buildMessage) failure() string {
 
 // imageBuild sends the context and follows the build to its end, returning
 // the new image's ID.
-func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, ref string, imgLabels map[string]string) (string, error) {
+//
+// progress learns what the build is at: the context sent so far while it
+// uploads, then each step's name ("[2/3] COPY app /app") as the builder
+// starts it.
+func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, ref string, imgLabels map[string]string, progress func(string)) (string, error) {
+	send := func(w *io.PipeWriter) {
+		w.CloseWithError(writeTar(&contextProgress{w: w, progress: progress}, entries))
+	}
 	pr, pw := io.Pipe()
 	defer pr.Close()
-	go func() { pw.CloseWithError(writeTar(pw, entries)) }()
+	go send(pw)
 
 	var args map[string]*string
 	if len(s.BuildArgs) > 0 {
@@ -435,7 +464,7 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		classicOnly.Store(true)
 		pr2, pw2 := io.Pipe()
 		defer pr2.Close()
-		go func() { pw2.CloseWithError(writeTar(pw2, entries)) }()
+		go send(pw2)
 		opts.Version = build.BuilderV1
 		res, err = e.API.ImageBuild(ctx, pr2, opts)
 	}
@@ -471,9 +500,17 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		add(m.Stream)
 		add(m.Status)
 		if m.ID == "moby.buildkit.trace" {
-			for _, l := range traceLines(m.Aux, steps) {
+			lines, started := traceLines(m.Aux, steps)
+			for _, l := range lines {
 				add(l)
 			}
+			for _, name := range started {
+				progress(ui.Clean(name))
+			}
+		}
+		// The classic builder names its steps in the stream.
+		if l := strings.TrimSpace(m.Stream); strings.HasPrefix(l, "Step ") {
+			progress(ui.Clean(l))
 		}
 		if l := strings.TrimSpace(m.Stream); strings.HasPrefix(l, "---> ") && isHexID(l[5:]) {
 			layer = l[5:]
@@ -531,6 +568,24 @@ func (e *Engine) removeIntermediate(ctx context.Context, id string) {
 		return
 	}
 	_, _ = e.API.ImageRemove(cctx, id, client.ImageRemoveOptions{PruneChildren: true})
+}
+
+// contextProgress reports the build context sent so far, once per MB: a
+// large context takes a while to upload before the first step starts.
+type contextProgress struct {
+	w        io.Writer
+	n        int64
+	progress func(string)
+}
+
+func (c *contextProgress) Write(b []byte) (int, error) {
+	n, err := c.w.Write(b)
+	before := c.n
+	c.n += int64(n)
+	if c.n>>20 != before>>20 {
+		c.progress("sending context, " + ui.Bytes(c.n))
+	}
+	return n, err
 }
 
 func isHexID(s string) bool {

@@ -7,12 +7,14 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
 
 	"github.com/maestro-platform/deploy/tasks/ui"
+	"github.com/maestro-platform/deploy/tasks/ui/uitest"
 )
 
 func buildCtx(t *testing.T) context.Context {
@@ -236,6 +238,74 @@ func TestPrebuildRunsOnlyWhenInputsChange(t *testing.T) {
 	}
 }
 
+// While a slow prebuild runs, its line is already printed, and moving the
+// clock 10s on prints a progress line carrying its output; the result
+// lines follow. The stand-in prebuild waits on a FIFO that the test opens
+// only after it saw those lines, so they cannot come from after the
+// prebuild ended.
+func TestBuildShowsSlowPrebuildWhileItRuns(t *testing.T) {
+	e := connect(t)
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, e, "slow")
+	src := t.TempDir()
+	gate := filepath.Join(t.TempDir(), "gate")
+	if err := syscall.Mkfifo(gate, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	writeFiles(t, src, map[string]string{
+		"Dockerfile":    "FROM scratch\nCOPY out.txt /out.txt\n",
+		".dockerignore": "*\n!out.txt\n",
+		"input.txt":     "v1",
+	})
+	spec := BuildSpec{Service: "slow", Context: src, Repo: repo, Labels: fresh(repo, nil),
+		Prebuild:        []string{"sh", "-c", `echo "compiling step 1"; read x < "$GATE"; cp input.txt out.txt`},
+		PrebuildEnv:     map[string]string{"GATE": gate},
+		PrebuildOutputs: []string{"out.txt"},
+	}
+	var out uitest.Buffer
+	clk := uitest.NewClock()
+	p := ui.Plain(&out)
+	p.SetClock(clk)
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		_, err = e.Build(ctx, []BuildSpec{spec}, BuildOptions{Printer: p, StateDir: t.TempDir()})
+	}()
+	out.WaitFor(t, "prebuilding (sh -c", done)
+	// The output line reaches the live line through a pipe: move the
+	// clock on until a progress line carries it.
+	for !strings.Contains(out.String(), "s: compiling step 1\n") {
+		clk.Advance(ui.ProgressEvery)
+		select {
+		case <-done:
+			t.Fatalf("the build ended before the test let the prebuild go: %v\n%s", err, out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if _, err := os.Stat(filepath.Join(src, "out.txt")); err == nil {
+		t.Fatal("the prebuild finished before the test let it")
+	}
+	if err := os.WriteFile(gate, []byte("go\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := out.String()
+	t.Logf("output:\n%s", text)
+	last := -1
+	for _, want := range []string{"… slow                     prebuilding (sh -c", "still prebuilding (sh -c", ": compiling step 1",
+		"• slow                     prebuilt (sh -c", "… slow                     building " + repo, "✔ slow                     built " + repo} {
+		i := strings.Index(text, want)
+		if i < 0 || i < last {
+			t.Fatalf("%q missing or out of order:\n%s", want, text)
+		}
+		last = i
+	}
+}
+
 func TestBuildRejectsBadSpecs(t *testing.T) {
 	e := &Engine{} // never reached: specs are checked first
 	dir := t.TempDir()
@@ -303,8 +373,11 @@ func BenchmarkBuildNoop(b *testing.B) {
 	}
 }
 
+func noWait(what string) {}
+
 // The first prebuild of a program runs before the others of that program
-// start; prebuilds of another program do not wait for it.
+// start; prebuilds of another program do not wait for it. A prebuild that
+// waits is told what for, which its live line shows.
 func TestPrebuildSlotsFirstRunAlone(t *testing.T) {
 	ctx := context.Background()
 	slots := newPrebuildSlots(3)
@@ -312,18 +385,19 @@ func TestPrebuildSlotsFirstRunAlone(t *testing.T) {
 	testHookPrebuildWaits = func(p string) { waiting <- p }
 	defer func() { testHookPrebuildWaits = nil }()
 
-	releaseFirst, err := slots.acquire(ctx, "go")
+	releaseFirst, err := slots.acquire(ctx, "go", noWait)
 	if err != nil {
 		t.Fatal(err)
 	}
-	releaseOther, err := slots.acquire(ctx, "sh") // another program: at once
+	releaseOther, err := slots.acquire(ctx, "sh", noWait) // another program: at once
 	if err != nil {
 		t.Fatal(err)
 	}
 	releaseOther()
 	acquired := make(chan func(), 1)
+	var why string
 	go func() {
-		rel, err := slots.acquire(ctx, "go")
+		rel, err := slots.acquire(ctx, "go", func(w string) { why = w })
 		if err != nil {
 			t.Error(err)
 		}
@@ -339,17 +413,24 @@ func TestPrebuildSlotsFirstRunAlone(t *testing.T) {
 	}
 	releaseFirst()
 	(<-acquired)()
+	if why != "the first go prebuild" {
+		t.Errorf("the waiting prebuild was told it waits for %q", why)
+	}
 
 	// A first run that was cancelled lets the others go.
 	ctx2, cancel := context.WithCancel(ctx)
 	blocker := newPrebuildSlots(1)
-	relB, _ := blocker.acquire(ctx, "x")
+	relB, _ := blocker.acquire(ctx, "x", noWait)
 	cancel()
-	if _, err := blocker.acquire(ctx2, "y"); err == nil {
+	why = ""
+	if _, err := blocker.acquire(ctx2, "y", func(w string) { why = w }); err == nil {
 		t.Fatal("acquire on a cancelled context succeeded")
 	}
+	if why != "a free CPU" {
+		t.Errorf("a prebuild without a free slot was told it waits for %q", why)
+	}
 	relB()
-	if rel, err := blocker.acquire(ctx, "y"); err != nil {
+	if rel, err := blocker.acquire(ctx, "y", noWait); err != nil {
 		t.Fatalf("after a cancelled first run of y: %v", err)
 	} else {
 		rel()

@@ -44,14 +44,15 @@ func buildkitRefused(err error) bool {
 // traceLines turns one BuildKit trace message (the aux of a
 // "moby.buildkit.trace" line: a protobuf StatusResponse, base64 in JSON)
 // into readable lines: the names of the steps it starts and their output.
+// started are the names of those steps alone, for the build's progress.
 // seen keeps step names already reported, by digest. Anything it cannot
-// decode is skipped: the trace only feeds the output tail of an error.
-func traceLines(aux json.RawMessage, seen map[string]bool) []string {
+// decode is skipped: the trace only feeds the output tail of an error and
+// the progress shown.
+func traceLines(aux json.RawMessage, seen map[string]bool) (out, started []string) {
 	var raw []byte
 	if json.Unmarshal(aux, &raw) != nil {
-		return nil
+		return nil, nil
 	}
-	var out []string
 	protoFields(raw, func(num int, v []byte) {
 		switch num {
 		case 1: // Vertex: digest = 1, name = 3, error = 7
@@ -69,6 +70,7 @@ func traceLines(aux json.RawMessage, seen map[string]bool) []string {
 			if name != "" && !seen[digest] {
 				seen[digest] = true
 				out = append(out, "#"+name)
+				started = append(started, name)
 			}
 			if verr != "" {
 				out = append(out, "ERROR: "+verr)
@@ -81,7 +83,7 @@ func traceLines(aux json.RawMessage, seen map[string]bool) []string {
 			})
 		}
 	})
-	return out
+	return out, started
 }
 
 // protoFields calls fn for every length-delimited field of a protobuf

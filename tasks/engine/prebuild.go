@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -100,21 +101,23 @@ func stampPath(stateDir string, s *BuildSpec) string {
 	return filepath.Join(stateDir, "prebuild", s.Service+"-"+hex.EncodeToString(sum[:6])+".stamp")
 }
 
-// prebuild runs s.Prebuild in s.Context unless its inputs are unchanged
-// since its last success and its outputs exist. It reports whether it was
-// skipped.
-func prebuild(ctx context.Context, s *BuildSpec, stateDir string) (skipped bool, err error) {
-	if len(s.Prebuild) == 0 {
-		return false, nil
-	}
-	sum, err := prebuildHash(s)
+// prebuildCurrent hashes the prebuild's inputs and reports whether its last
+// successful run had the same hash and its outputs still exist: then it
+// need not run. The hash is what runPrebuild records after a success.
+func prebuildCurrent(s *BuildSpec, stateDir string) (sum string, current bool, err error) {
+	sum, err = prebuildHash(s)
 	if err != nil {
-		return false, err
+		return "", false, err
 	}
-	stamp := stampPath(stateDir, s)
-	if b, err := os.ReadFile(stamp); err == nil && strings.TrimSpace(string(b)) == sum && outputsExist(s) {
-		return true, nil
-	}
+	b, err := os.ReadFile(stampPath(stateDir, s))
+	return sum, err == nil && strings.TrimSpace(string(b)) == sum && outputsExist(s), nil
+}
+
+// runPrebuild runs s.Prebuild in s.Context and, after a success, records
+// sum as its last successful hash. progress gets each line of its output
+// (cleaned of escape sequences) as it comes; the error of a failed run
+// carries the last lines.
+func runPrebuild(ctx context.Context, s *BuildSpec, stateDir, sum string, progress func(line string)) error {
 	cmd := exec.CommandContext(ctx, s.Prebuild[0], s.Prebuild[1:]...)
 	cmd.Dir = s.Context
 	cmd.Env = os.Environ()
@@ -123,24 +126,34 @@ func prebuild(ctx context.Context, s *BuildSpec, stateDir string) (skipped bool,
 	}
 	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return false, fmt.Errorf("prebuild `%s`: %w", strings.Join(s.Prebuild, " "), ctx.Err())
+	lines := ui.Lines(func(l string) {
+		if l = strings.TrimSpace(ui.Clean(l)); l != "" {
+			progress(l)
 		}
-		return false, fmt.Errorf("prebuild `%s` in %s: %w%s", strings.Join(s.Prebuild, " "), s.Context, err,
+	})
+	// One writer for stdout and stderr: exec.Cmd then writes from one
+	// goroutine at a time.
+	w := io.MultiWriter(&out, lines)
+	cmd.Stdout, cmd.Stderr = w, w
+	err := cmd.Run()
+	lines.Close()
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("prebuild `%s`: %w", strings.Join(s.Prebuild, " "), ctx.Err())
+		}
+		return fmt.Errorf("prebuild `%s` in %s: %w%s", strings.Join(s.Prebuild, " "), s.Context, err,
 			errTail(ui.TailLines(out.String(), prebuildTail)))
 	}
 	if missing := missingOutputs(s); len(missing) > 0 {
-		return false, fmt.Errorf("prebuild `%s` succeeded but did not write %s (check prebuild_outputs)",
+		return fmt.Errorf("prebuild `%s` succeeded but did not write %s (check prebuild_outputs)",
 			strings.Join(s.Prebuild, " "), strings.Join(missing, ", "))
 	}
 	// The hash from before the run: an input edited while the command ran
 	// then makes the next run build again, never the opposite.
-	if err := atomicfile.Write(stamp, []byte(sum+"\n"), 0o644); err != nil {
-		return false, fmt.Errorf("save prebuild stamp: %w", err)
+	if err := atomicfile.Write(stampPath(stateDir, s), []byte(sum+"\n"), 0o644); err != nil {
+		return fmt.Errorf("save prebuild stamp: %w", err)
 	}
-	return false, nil
+	return nil
 }
 
 func outputsExist(s *BuildSpec) bool { return len(missingOutputs(s)) == 0 }

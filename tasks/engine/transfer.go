@@ -60,7 +60,14 @@ func Transfer(ctx context.Context, src, dst *Engine, refs []string, p *ui.Printe
 	}
 
 	t0 := time.Now()
-	p.Line(ui.Run, "images", "sending %s to %s", strings.Join(missing, ", "), dst.Host)
+	// A live line while the images stream: bytes sent and the rate.
+	a := p.Start("images", fmt.Sprintf("sending %s to %s", strings.Join(missing, ", "), dst.Host))
+	ok := false
+	defer func() {
+		if !ok {
+			a.Done(ui.Fail, "transfer failed after %s, %s sent", ui.Seconds(time.Since(t0)), ui.Bytes(rep.Bytes))
+		}
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // stops the save stream if the load fails early
 	saved, err := src.API.ImageSave(ctx, missing)
@@ -69,6 +76,9 @@ func Transfer(ctx context.Context, src, dst *Engine, refs []string, p *ui.Printe
 	}
 	defer saved.Close()
 	cr := &countingReader{r: saved}
+	// Bytes and rate as of each time the line is shown: a stalled stream
+	// shows its rate falling.
+	a.ProgressFunc(func(elapsed time.Duration) string { return rate(cr.n.Load(), elapsed) })
 	loaded, err := dst.API.ImageLoad(ctx, cr, client.ImageLoadWithQuiet(true))
 	if err != nil {
 		rep.Bytes = cr.n.Load()
@@ -87,10 +97,20 @@ func Transfer(ctx context.Context, src, dst *Engine, refs []string, p *ui.Printe
 		}
 		rep.Sent = append(rep.Sent, ref)
 	}
-	p.Line(ui.OK, "images", "sent %d image(s), %s in %s", len(rep.Sent), ui.Bytes(rep.Bytes), ui.Seconds(time.Since(t0)))
+	ok = true
+	a.Done(ui.OK, "sent %d image(s), %s in %s", len(rep.Sent), ui.Bytes(rep.Bytes), ui.Seconds(time.Since(t0)))
 	return rep, nil
 }
 
+// rate is the progress of a transfer: "12.3 MB sent, 4.1 MB/s".
+func rate(n int64, d time.Duration) string {
+	if d <= 0 {
+		return ui.Bytes(n) + " sent"
+	}
+	return fmt.Sprintf("%s sent, %s/s", ui.Bytes(n), ui.Bytes(int64(float64(n)/d.Seconds())))
+}
+
+// countingReader counts what the load has read of the save stream.
 type countingReader struct {
 	r io.Reader
 	n atomic.Int64

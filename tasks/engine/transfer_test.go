@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/ui"
+	"github.com/maestro-platform/deploy/tasks/ui/uitest"
 	"github.com/moby/moby/client"
 )
 
@@ -105,8 +107,8 @@ func TestTransfer(t *testing.T) {
 			t.Errorf("dst %s = %s, %v; want %s", r, got, err, id)
 		}
 	}
-	if !strings.Contains(out.String(), "sent 2 image(s)") {
-		t.Errorf("output: %q", out.String())
+	if i, j := strings.Index(out.String(), "… images                   sending "+ref), strings.Index(out.String(), "✔ images                   sent 2 image(s)"); i < 0 || j < i {
+		t.Errorf("want a sending line, then the sent line: %q", out.String())
 	}
 
 	// Already there: nothing is streamed.
@@ -132,5 +134,44 @@ func TestTransfer(t *testing.T) {
 	_, err = Transfer(ctx, src, dst, []string{repo + ":nope"}, nil)
 	if err == nil || !strings.Contains(err.Error(), repo+":nope") || !strings.Contains(err.Error(), "not on the source") {
 		t.Errorf("missing ref: %v", err)
+	}
+}
+
+// The bytes a transfer has streamed, and the rate, show while it runs: the
+// save stream here stops half-way until the test has seen the progress
+// line that moving the clock on prints.
+func TestTransferProgress(t *testing.T) {
+	var out uitest.Buffer
+	clk := uitest.NewClock()
+	p := ui.Plain(&out)
+	p.SetClock(clk)
+	a := p.Start("images", "sending example/a:1 to ssh://demo")
+	pr, pw := io.Pipe()
+	cr := &countingReader{r: pr}
+	a.ProgressFunc(func(elapsed time.Duration) string { return rate(cr.n.Load(), elapsed) })
+	go func() {
+		pw.Write(make([]byte, 1_500_000))
+		pw.Write(make([]byte, 500_000))
+		pw.Close()
+	}()
+	buf := make([]byte, 1_500_000)
+	if _, err := io.ReadFull(cr, buf); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(ui.ProgressEvery)
+	if want := "… images                   still sending example/a:1 to ssh://demo after 10s: 1.5 MB sent, 150.0 kB/s\n"; !strings.HasSuffix(out.String(), want) {
+		t.Errorf("got\n%s\nwant it to end with\n%s", out.String(), want)
+	}
+	// Stalled: the rate falls.
+	clk.Advance(ui.ProgressEvery)
+	if want := "after 20s: 1.5 MB sent, 75.0 kB/s\n"; !strings.HasSuffix(out.String(), want) {
+		t.Errorf("got\n%s\nwant it to end with\n%s", out.String(), want)
+	}
+	if n, err := io.Copy(io.Discard, cr); n != 500_000 || err != nil || cr.n.Load() != 2_000_000 {
+		t.Errorf("rest: %d, %v; counted %d", n, err, cr.n.Load())
+	}
+	a.Done(ui.OK, "sent 1 image(s), %s", ui.Bytes(cr.n.Load()))
+	if !strings.HasSuffix(out.String(), "✔ images                   sent 1 image(s), 2.0 MB\n") {
+		t.Errorf("output:\n%s", out.String())
 	}
 }

@@ -191,8 +191,13 @@ type Options struct {
 	Redact func(string) string
 	// Poll is the interval between observations (default 250ms).
 	Poll time.Duration
-	// Quiet leaves out the "waiting for" lines.
+	// Quiet leaves out the "waiting for" lines (and, on a terminal, the
+	// live lines): the result lines only.
 	Quiet bool
+	// Live are live lines already shown for targets, by service (e.g.
+	// "starting" during compose up): Wait carries them on, with the time
+	// they already show, instead of starting new ones, and ends them.
+	Live map[string]*ui.Activity
 }
 
 // LogTail is how many log lines Wait's error carries per failing service.
@@ -238,14 +243,28 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 	verdicts := make([]Verdict, len(targets))
 	done := make([]bool, len(targets))
 	var failed []int
+	// One live line per target: the state it is in as progress, its
+	// result line at the end. Whatever ends the wait, none stays live.
+	live := make([]*ui.Activity, len(targets))
+	why := ""
+	defer func() {
+		for i, a := range live {
+			if !done[i] && a != nil {
+				a.Done(ui.Skip, "stopped waiting after %s%s; it was %s", ui.Seconds(time.Since(t0)), why, redact(ui.Clean(results[i].State)))
+			}
+		}
+	}()
 	for i, t := range targets {
 		results[i] = Result{Service: t.Service, State: "no container"}
+		if live[i] = opts.Live[t.Service]; live[i] == nil {
+			live[i] = p.Activity(t.Service)
+		}
 		if !opts.Quiet {
 			how := "it to be healthy"
 			if t.URL != "" {
 				how = "it to be healthy, then GET " + t.URL
 			}
-			p.Line(ui.Run, t.Service, "waiting for %s", how)
+			live[i].Update("waiting for "+how, "")
 		}
 	}
 	for {
@@ -273,26 +292,30 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 				if strings.Contains(v.State, "/") {
 					what = v.State // replicas: "2/2 running and healthy"
 				}
-				p.Line(ui.OK, t.Service, "%s after %s", what, ui.Seconds(results[i].After))
+				live[i].Done(ui.OK, "%s after %s", what, ui.Seconds(results[i].After))
 			case v.Fatal != "":
 				done[i] = true
 				failed = append(failed, i)
-				p.Line(ui.Fail, t.Service, "%s after %s", redact(v.Fatal), ui.Seconds(results[i].After))
+				live[i].Done(ui.Fail, "%s after %s", redact(ui.Clean(v.Fatal)), ui.Seconds(results[i].After))
 			default:
 				pending++
+				live[i].Progress(redact(ui.Clean(v.State)))
 			}
 		}
 		if ctx.Err() != nil {
+			why = " (cancelled)"
 			return results, fmt.Errorf("wait healthy: %w", ctx.Err())
 		}
 		if len(failed) > 0 || pending == 0 && dctx.Err() == nil {
+			why = " because another service failed"
 			break
 		}
 		if dctx.Err() != nil {
-			for i, t := range targets {
+			for i := range targets {
 				if !done[i] {
+					done[i] = true
 					failed = append(failed, i)
-					p.Line(ui.Fail, t.Service, "not healthy after %s: %s", opts.Deadline, redact(results[i].State))
+					live[i].Done(ui.Fail, "not healthy after %s: %s", opts.Deadline, redact(ui.Clean(results[i].State)))
 				}
 			}
 			break

@@ -76,6 +76,22 @@ func (c *Compose) exec(ctx context.Context, dir string, argv []string) ([]byte, 
 	return compose.Exec(ctx, dir, c.Env, argv)
 }
 
+// stream runs a compose command in the release's folder and shows its
+// output ("Creating ...", "Recreating ...") while it runs, as rel.output
+// does: a slow or hanging compose is seen as such, not as a frozen
+// terminal.
+func (c *Compose) stream(ctx context.Context, rel *Release, argv []string) error {
+	w := rel.output()
+	var err error
+	if c.Isolated {
+		_, err = compose.ExecIsolatedStream(ctx, rel.Dir, c.Env, argv, w)
+	} else {
+		_, err = compose.ExecStream(ctx, rel.Dir, c.Env, argv, w)
+	}
+	w.Close()
+	return rel.redactError(err)
+}
+
 func (c *Compose) files() []string { return []string{render.ComposeFile} }
 
 // running lists the project's service containers by service.
@@ -177,16 +193,17 @@ func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (
 	if err != nil {
 		return nil, err
 	}
-	p := rel.printer()
-	if out, err := c.exec(ctx, rel.Dir, c.CLI.UpStackArgs(rel.Project, c.files())); err != nil {
+	// A live line per service from the start of compose up: the health
+	// wait carries each on.
+	live := startLive(rel.printer(), rel.Services, "starting")
+	if err := c.stream(ctx, rel, c.CLI.UpStackArgs(rel.Project, c.files())); err != nil {
+		endLive(live, "not started: compose up failed")
 		return before, fmt.Errorf("compose up in %s: %w", rel.Dir, err)
-	} else {
-		dim(p, rel, out)
 	}
 	if err := crashpoint.Reached(ctx, "apply:started"); err != nil {
 		return before, err
 	}
-	res, err := c.wait(ctx, rel, nil)
+	res, err := c.wait(ctx, rel, nil, live)
 	healthyAfter(before, res, time.Since(t0))
 	if err != nil {
 		return before, err
@@ -205,15 +222,27 @@ func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (
 	return before, nil
 }
 
-func dim(p *ui.Printer, rel *Release, out []byte) {
-	for _, l := range ui.TailLines(string(out), 200) {
-		p.Dim("    %s", rel.redact(ui.Clean(l)))
+// startLive shows a live line per service, in state.
+func startLive(p *ui.Printer, services []Service, state string) map[string]*ui.Activity {
+	live := map[string]*ui.Activity{}
+	for _, s := range services {
+		live[s.Name] = p.Start(s.Name, state)
+	}
+	return live
+}
+
+// endLive ends the live lines that are still shown, each with why.
+func endLive(live map[string]*ui.Activity, why string) {
+	for _, a := range live {
+		a.Done(ui.Skip, "%s", why)
 	}
 }
 
 // wait waits until the services are healthy; only, when set, restricts a
-// service to the given containers (the new ones of a replacement).
-func (c *Compose) wait(ctx context.Context, rel *Release, only map[string][]string) ([]health.Result, error) {
+// service to the given containers (the new ones of a replacement). live
+// are the services' live lines, which the wait carries on and ends.
+func (c *Compose) wait(ctx context.Context, rel *Release, only map[string][]string, live map[string]*ui.Activity) ([]health.Result, error) {
+	defer endLive(live, "not waited for")
 	var targets []health.Target
 	for _, s := range rel.Services {
 		if only != nil && only[s.Name] == nil {
@@ -225,7 +254,7 @@ func (c *Compose) wait(ctx context.Context, rel *Release, only map[string][]stri
 		return nil, nil
 	}
 	return health.Wait(ctx, &health.Compose{Engine: c.Engine, Project: rel.Project, Only: only}, targets,
-		health.Options{Deadline: rel.Env.HealthDeadline(), Printer: rel.Printer, Redact: rel.Redact})
+		health.Options{Deadline: rel.Env.HealthDeadline(), Printer: rel.Printer, Redact: rel.Redact, Live: live})
 }
 
 // healthyAfter records in the plan when each waited-for service was
@@ -283,20 +312,24 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		}
 	}
 	created := map[string][]string{}
+	// A live line per service started from its compose call on, carried
+	// on by the health wait.
+	live := map[string]*ui.Activity{}
+	defer endLive(live, "not started")
 	if len(side) > 0 {
 		p.Line(ui.Run, "start", "%s", startWhat(pl, side))
-		out, err := c.exec(ctx, rel.Dir, c.CLI.StartArgs(rel.Project, c.files(), side, scale, false))
-		dim(p, rel, out)
-		if err != nil {
+		for _, name := range side {
+			live[name] = p.Start(name, "starting")
+		}
+		if err := c.stream(ctx, rel, c.CLI.StartArgs(rel.Project, c.files(), side, scale, false)); err != nil {
 			c.discardNew(ctx, rel, run)
 			return pl, fmt.Errorf("compose up on %s: %w", c.Engine.Host, err)
 		}
 	}
 	for _, name := range stopFirst {
 		p.Line(ui.Run, name, "stateful: stopping the old container before its replacement starts")
-		out, err := c.exec(ctx, rel.Dir, c.CLI.StartArgs(rel.Project, c.files(), []string{name}, nil, true))
-		dim(p, rel, out)
-		if err != nil {
+		live[name] = p.Start(name, "replacing")
+		if err := c.stream(ctx, rel, c.CLI.StartArgs(rel.Project, c.files(), []string{name}, nil, true)); err != nil {
 			return pl, fmt.Errorf("compose up %s on %s: %w", name, c.Engine.Host, err)
 		}
 	}
@@ -320,7 +353,7 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		return pl, err
 	}
 	// The new containers must be healthy before anything is switched.
-	res, err := c.wait(ctx, rel, created)
+	res, err := c.wait(ctx, rel, created, live)
 	healthyAfter(pl, res, time.Since(t0))
 	if err != nil {
 		c.discardNew(ctx, rel, run)

@@ -12,12 +12,14 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -179,6 +181,30 @@ func (r *Release) redact(s string) string {
 		return s
 	}
 	return r.Redact(s)
+}
+
+// output is where a CLI's output goes while it runs: each line, cleaned of
+// escape sequences and with secrets hidden, is printed dimmed and indented
+// as it arrives. Close it when the command has ended.
+func (r *Release) output() *ui.LineWriter {
+	p := r.printer()
+	return ui.Lines(func(l string) {
+		if l = strings.TrimRight(r.redact(ui.Clean(l)), " \t"); l != "" {
+			p.Dim("    %s", l)
+		}
+	})
+}
+
+// redactError hides secrets in the output tail a failed CLI's error
+// carries, and cleans it: that error is printed in full. err must be what
+// the CLI's run returned, not yet wrapped (a wrapping error fixes its
+// message when it is made).
+func (r *Release) redactError(err error) error {
+	var re *compose.RunError
+	if errors.As(err, &re) {
+		re.Tail = r.redact(ui.Clean(re.Tail))
+	}
+	return err
 }
 
 func (r *Release) service(name string) (Service, bool) {

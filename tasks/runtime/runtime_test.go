@@ -1,11 +1,17 @@
 package runtime
 
 import (
+	"bytes"
+	"errors"
+	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 
+	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 func TestStackArgs(t *testing.T) {
@@ -65,5 +71,29 @@ func TestPlan(t *testing.T) {
 	}
 	if s := p.Summary(); s != "1 started (missing), 2 replaced (newimage, newconfig), 1 healed (crashed), 1 removed (gone), 2 unchanged" {
 		t.Errorf("summary %q", s)
+	}
+}
+
+// A CLI's output is shown line by line as it comes, dimmed and indented,
+// without escape sequences, blank lines or secrets, a secret split across
+// two writes included; the tail a failed CLI's error carries is cleaned
+// and redacted too.
+func TestOutputCleansAndRedacts(t *testing.T) {
+	var out bytes.Buffer
+	rel := &Release{Printer: ui.Plain(&out), Redact: func(s string) string { return strings.ReplaceAll(s, "hunter2", "***") }}
+	w := rel.output()
+	w.Write([]byte("Creating web ... \x1b[31mdone\x1b[0m\r\n\n   \npassword hun"))
+	if got := out.String(); got != "    Creating web ... done\n" {
+		t.Errorf("after the first write: %q", got)
+	}
+	w.Write([]byte("ter2 leaked\n\x1b]0;title\x07last"))
+	w.Close()
+	if want := "    Creating web ... done\n    password *** leaked\n    last\n"; out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+	err := fmt.Errorf("compose up: %w", rel.redactError(&compose.RunError{Argv: []string{"docker-compose", "up"},
+		Err: errors.New("exit status 1"), Tail: "error: hunter2 refused\x1b[2J"}))
+	if msg := err.Error(); strings.Contains(msg, "hunter2") || strings.Contains(msg, "\x1b") || !strings.Contains(msg, "error: *** refused") {
+		t.Errorf("error: %q", msg)
 	}
 }

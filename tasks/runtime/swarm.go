@@ -109,9 +109,10 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 	p.Line(ui.Run, "deploy", "docker stack deploy %s on %s: %s", rel.Project, s.Engine.Host, pl.Summary())
 	// Nothing of the release's .env reaches the CLI: the stack file names
 	// no variable, its secrets are Docker secrets.
-	out, err := compose.ExecIsolated(ctx, rel.Dir, s.Env, StackDeployArgs(rel.Project, render.StackFile))
-	dim(p, rel, out)
-	if err != nil {
+	w := rel.output()
+	_, err = compose.ExecIsolatedStream(ctx, rel.Dir, s.Env, StackDeployArgs(rel.Project, render.StackFile), w)
+	w.Close()
+	if err = rel.redactError(err); err != nil {
 		return pl, fmt.Errorf("docker stack deploy on %s: %w", s.Engine.Host, err)
 	}
 	targets := make([]health.Target, 0, len(rel.Services))

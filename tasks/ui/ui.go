@@ -1,6 +1,9 @@
-// Package ui prints the runner's status lines and tables. Colour comes from
-// fatih/color and is off under NO_COLOR, when the output is not a terminal,
-// or when a Printer is made for a plain writer (tests, reports).
+// Package ui prints the runner's status lines and tables, and shows long
+// work while it happens (Activity: a live area redrawn in place on a
+// terminal, start and progress lines elsewhere). Colour and redrawing come
+// from fatih/color and a few ANSI sequences; both are off under NO_COLOR,
+// when the output is not a terminal, or when a Printer is made for a plain
+// writer (tests, reports).
 package ui
 
 import (
@@ -31,7 +34,9 @@ const (
 var marks = map[Status]string{Info: "•", OK: "✔", Warn: "!", Fail: "✘", Skip: "–", Run: "…"}
 
 // Printer writes status lines; it is safe for concurrent use, so parallel
-// builds and checks can report through one Printer.
+// builds and checks can report through one Printer. On a terminal it also
+// keeps a live area of activities in progress below its lines (see
+// Activity).
 type Printer struct {
 	mu     sync.Mutex
 	w      io.Writer
@@ -39,6 +44,14 @@ type Printer struct {
 	bold   *color.Color
 	dim    *color.Color
 	plain  bool
+
+	// live is true when activities are redrawn in place: on a terminal,
+	// without NO_COLOR.
+	live  bool
+	clock Clock
+	items []*Activity   // shown and not done, in start order
+	drawn int           // lines of the live area now on the screen
+	quit  chan struct{} // stops the loop; nil while it does not run
 }
 
 // New returns a Printer for w. Colour is used only when w is a terminal and
@@ -64,7 +77,7 @@ func newPrinter(w io.Writer, plain bool) *Printer {
 		}
 		return c
 	}
-	return &Printer{w: w, plain: plain,
+	return &Printer{w: w, plain: plain, live: !plain, clock: realClock{},
 		colors: map[Status]*color.Color{
 			Info: mk(color.FgCyan), OK: mk(color.FgGreen), Warn: mk(color.FgYellow),
 			Fail: mk(color.FgRed, color.Bold), Skip: mk(color.FgHiBlack), Run: mk(color.FgBlue),
@@ -75,33 +88,36 @@ func newPrinter(w io.Writer, plain bool) *Printer {
 // Stdout is the Printer for the process's standard output.
 func Stdout() *Printer { return New(os.Stdout) }
 
-// Writer returns the underlying writer.
+// Writer returns the underlying writer. What is written to it directly
+// bypasses the live area: use it only while no activity runs.
 func (p *Printer) Writer() io.Writer { return p.w }
 
 // Line prints one status line: a coloured mark, a subject and a message.
 func (p *Printer) Line(s Status, subject, format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	msg := fmt.Sprintf(format, args...)
+	p.writeLocked(p.lineText(s, subject, fmt.Sprintf(format, args...)))
+}
+
+func (p *Printer) lineText(s Status, subject, msg string) string {
 	if subject != "" {
-		fmt.Fprintf(p.w, "%s %s %s\n", p.colors[s].Sprint(marks[s]), p.bold.Sprint(pad(subject, 24)), msg)
-		return
+		return fmt.Sprintf("%s %s %s\n", p.colors[s].Sprint(marks[s]), p.bold.Sprint(pad(subject, 24)), msg)
 	}
-	fmt.Fprintf(p.w, "%s %s\n", p.colors[s].Sprint(marks[s]), msg)
+	return fmt.Sprintf("%s %s\n", p.colors[s].Sprint(marks[s]), msg)
 }
 
 // Header prints a step title.
 func (p *Printer) Header(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "%s\n", p.bold.Sprintf("▸ "+format, args...))
+	p.writeLocked(p.bold.Sprintf("▸ "+format, args...) + "\n")
 }
 
-// Dim prints a quiet line (log tails, hints).
+// Dim prints a quiet line (log tails, hints, a command's output).
 func (p *Printer) Dim(format string, args ...any) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	fmt.Fprintf(p.w, "%s\n", p.dim.Sprintf(format, args...))
+	p.writeLocked(p.dim.Sprintf(format, args...) + "\n")
 }
 
 // Colorize returns text in the status's colour.
@@ -121,8 +137,7 @@ func (p *Printer) Table(header []string, rows [][]string) {
 			}
 		}
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	var out strings.Builder
 	line := func(cells []string, bold bool) {
 		var b strings.Builder
 		for i, c := range cells {
@@ -137,12 +152,15 @@ func (p *Printer) Table(header []string, rows [][]string) {
 				b.WriteString(strings.Repeat(" ", widths[i]-visible(cells[i])))
 			}
 		}
-		fmt.Fprintln(p.w, strings.TrimRight(b.String(), " "))
+		out.WriteString(strings.TrimRight(b.String(), " ") + "\n")
 	}
 	line(header, true)
 	for _, r := range rows {
 		line(r, false)
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.writeLocked(out.String())
 }
 
 // Seconds formats a duration for status lines: "1.24s".

@@ -1,0 +1,94 @@
+//go:build linux || darwin || freebsd
+
+package ui
+
+import (
+	"errors"
+	"io"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/creack/pty"
+
+	"github.com/maestro-platform/deploy/tasks/ui/uitest"
+)
+
+// Under a real pseudo-terminal, as a user sees it: New recognises the
+// terminal, asks its width, redraws the live area in place, and the
+// screen ends with the final lines only.
+func TestLiveAreaUnderPseudoTerminal(t *testing.T) {
+	t.Setenv("NO_COLOR", "")
+	t.Setenv("TERM", "xterm-256color")
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	defer ptmx.Close()
+	const cols = 72
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: cols}); err != nil {
+		t.Fatal(err)
+	}
+	var screen uitest.Buffer
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, err := io.Copy(&screen, ptmx)
+		// Linux ends a pty whose other side closed with EIO.
+		if err != nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, os.ErrClosed) {
+			t.Errorf("read pty: %v", err)
+		}
+	}()
+
+	clk := uitest.NewClock()
+	p := New(tty)
+	if !p.live {
+		t.Fatal("a printer on a terminal is not live")
+	}
+	p.SetClock(clk)
+	p.Header("up dev (project maestro)")
+	a := p.Start("state-store", "starting")
+	b := p.Start("template-service", "starting")
+	p.Dim("    Creating maestro_state-store_1 ... done")
+	a.Update("waiting for health", "health starting")
+	clk.Advance(2 * time.Second)
+	// A state too long for the 72 columns: cut, the elapsed time and the
+	// progress kept.
+	b.Update("waiting for it to be healthy, then GET http://127.0.0.1:9004/health", "running")
+	clk.Advance(100 * time.Millisecond)
+	// The whole redraw has arrived once its last line has (the terminal
+	// turns "\n" into "\r\n").
+	mid := spinless(emulate(t, screen.WaitFor(t, "running\x1b[0m\r\n", nil), cols))
+	want := []string{
+		"▸ up dev (project maestro)",
+		"    Creating maestro_state-store_1 ... done",
+		"* state-store                2.1s waiting for health · health starting",
+		"* template-service           0.1s waiting for it to be healt… · running",
+	}
+	if strings.Join(mid, "\n") != strings.Join(want, "\n") {
+		t.Errorf("screen while waiting:\n%s\nwant\n%s", strings.Join(mid, "\n"), strings.Join(want, "\n"))
+	}
+
+	a.Done(OK, "healthy after 2.10s")
+	b.Done(Fail, "exited (exit code 2) after 2.10s")
+	p.Line(Info, "", "end")
+	end := emulate(t, screen.WaitFor(t, "end", nil), cols)
+	want = []string{
+		"▸ up dev (project maestro)",
+		"    Creating maestro_state-store_1 ... done",
+		"✔ state-store              healthy after 2.10s",
+		"✘ template-service         exited (exit code 2) after 2.10s",
+		"• end",
+	}
+	if strings.Join(end, "\n") != strings.Join(want, "\n") {
+		t.Errorf("final screen:\n%s\nwant\n%s", strings.Join(end, "\n"), strings.Join(want, "\n"))
+	}
+	raw := screen.String()
+	if !strings.Contains(raw, "\x1b[32m") || strings.Count(raw, "\x1b[2A\x1b[J") < 2 {
+		t.Errorf("no colour, or the area was not redrawn in place: %q", raw)
+	}
+	tty.Close()
+	<-copied
+}
