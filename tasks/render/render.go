@@ -153,6 +153,8 @@ type svcView struct {
 	// Publish is the published port (nil = none), for the long port
 	// syntax of a stack file.
 	Publish *publishView
+	// MaxPerNode is deploy.placement.max_replicas_per_node (0 = none).
+	MaxPerNode int
 	// Block is the service's block in the file at hand, made of the
 	// pieces rendered once: head, depends_on and tail.
 	Block string
@@ -450,7 +452,7 @@ func (r *renderer) releaseNote() string {
 
 func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 	v := &svcView{Name: s.Name, Image: r.cat.ImageRef(s), svc: s, Replicas: max(s.Replicas, 1),
-		Healthcheck: s.Healthcheck, Volumes: s.Volumes}
+		Healthcheck: s.Healthcheck, Volumes: s.Volumes, MaxPerNode: s.MaxReplicasPerNode}
 	if img, ok := r.opts.Images[s.Name]; ok {
 		v.Image = img
 	}
@@ -515,7 +517,8 @@ func (r *renderer) configHash(v *svcView, role string) (string, error) {
 		Volumes              []string
 		Env                  []envVar
 		Secrets              []string
-	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets})
+		Deploy               *swarmDeploy `json:",omitempty"`
+	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets, r.swarmDeploy(v)})
 	if err != nil {
 		return "", err
 	}
