@@ -102,6 +102,9 @@ type Result struct {
 	Transfer *engine.TransferReport
 	// Changes is what the runtime did to each service.
 	Changes *runtime.Plan
+	// Swarm is what a swarm environment's promote saw of its nodes: what
+	// each was sent, where the tasks run (nodes.go); nil otherwise.
+	Swarm *SwarmReport
 	// Checks is the report of the checks run on the host.
 	Checks *check.Report
 	// Pruned are the old releases removed from the host.
@@ -375,6 +378,13 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	defer t.Close()
+	// A swarm's nodes: named in the catalog and reached over SSH, or down.
+	nodes, err := t.swarmNodes(ctx) // nodes.go
+	if err != nil {
+		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
+	}
+	defer nodes.Close()
+	res.Swarm = nodes.Report()
 	st, err := t.fs.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
@@ -400,7 +410,7 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 		refs = append(refs, res.Images[s.Name])
 	}
 	tt := time.Now()
-	rep, err := engine.Transfer(ctx, local, t.eng, refs, p)
+	rep, err := nodes.transfer(ctx, local, t.eng, refs, p) // every node of a swarm
 	res.Transfer = rep
 	if err != nil {
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
@@ -429,6 +439,7 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "start", err, res.Changes)
 	}
 	p.Line(ui.OK, "apply", "%s (%s)", res.Changes.Summary(), ui.Seconds(res.Changes.Took))
+	nodes.spread(ctx, t.eng.API, cat, p)
 	report, err := t.checks(ctx)
 	res.Checks = report
 	if err != nil {
