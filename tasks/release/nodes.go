@@ -282,7 +282,7 @@ func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
 			reachable++
 		}
 	}
-	t.p.Line(ui.OK, "nodes", "%d node(s) of the swarm, %d reached over SSH (%s)", len(s.rep.Nodes), reachable, ui.Seconds(time.Since(t0)))
+	t.p.Line(ui.OK, "nodes", "%d node(s) in the swarm, %d reached (%s)", len(s.rep.Nodes), reachable, ui.Seconds(time.Since(t0)))
 	for _, n := range s.rep.Nodes {
 		if n.Skipped != "" {
 			t.p.Line(ui.Warn, "nodes", "%s is %s", n.Name(), n.Skipped)
