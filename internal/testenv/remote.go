@@ -94,6 +94,9 @@ type remoteHost struct {
 	t        testing.TB
 	seq      int
 	hostVeth string
+	// hostname, when set, is the engine's host name, in a UTS namespace
+	// of its own: swarm nodes tell themselves apart by it (see swarm.go).
+	hostname string
 }
 
 func run(ctx context.Context, name string, args ...string) error {
@@ -207,10 +210,15 @@ func (h *remoteHost) dockerd(ctx context.Context) error {
 	}
 	defer logf.Close()
 	sock := strings.TrimPrefix(h.Socket, "unix://")
-	cmd := h.inNS("dockerd", "--config-file", cfg,
+	args := []string{"--config-file", cfg,
 		"--data-root", filepath.Join(h.Root, "data"), "--exec-root", filepath.Join(h.Root, "exec"),
 		"--pidfile", filepath.Join(h.Root, "dockerd.pid"), "-H", h.Socket,
-		"--default-address-pool", "base=10.202.0.0/16,size=24")
+		"--default-address-pool", "base=10.202.0.0/16,size=24"}
+	cmd := h.inNS("dockerd", args...)
+	if h.hostname != "" {
+		// unshare and sh exec in turn: the pid file and Pdeathsig are dockerd's.
+		cmd = h.inNS("unshare", append([]string{"--uts", "--", "sh", "-c", `hostname "$0" && exec dockerd "$@"`, h.hostname}, args...)...)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary killed by its timeout takes the host with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -237,8 +245,12 @@ func (h *remoteHost) dockerd(ctx context.Context) error {
 
 func (h *remoteHost) sshd(ctx context.Context) error {
 	hostKey := filepath.Join(h.Root, "ssh_host_ed25519_key")
-	h.Identity = filepath.Join(h.Root, "id_ed25519")
-	for _, k := range []string{hostKey, h.Identity} {
+	keys := []string{hostKey}
+	if h.Identity == "" { // else a key shared by several hosts (a swarm's)
+		h.Identity = filepath.Join(h.Root, "id_ed25519")
+		keys = append(keys, h.Identity)
+	}
+	for _, k := range keys {
 		if err := run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "maestro-test", "-f", k); err != nil {
 			return err
 		}

@@ -70,8 +70,14 @@ func TestSweepRemovesOnlyDeadRuns(t *testing.T) {
 		if err := os.MkdirAll(filepath.Join(root, "data"), 0o755); err != nil {
 			t.Fatal(err)
 		}
+		// A swarm's bridge and the DOCKER-USER rule that lets it forward.
+		br := "mt" + id + "02b"
+		sh("ip", "link", "add", br, "type", "bridge")
+		rule := "-A DOCKER-USER -i " + br + " -o " + br + " -m comment --comment maestro-test-t" + id + "x -j ACCEPT"
+		sh(append([]string{"iptables"}, strings.Fields(strings.Replace(rule, "-A", "-I", 1))...)...)
 		return []string{"image " + p + "/img:1", "network " + p + "_platform", "volume " + p + "_data",
-			"container " + p + "-svc-1", "netns mt" + id + "01", "link mt" + id + "01h", "folder " + root}
+			"container " + p + "-svc-1", "netns mt" + id + "01", "link mt" + id + "01h", "folder " + root,
+			"link " + br, "iptables " + rule}
 	}
 	// Nothing of a name without a run id goes, however it looks.
 	other := "sweep-nomarker-" + RunID(t)
@@ -103,6 +109,11 @@ func TestSweepRemovesOnlyDeadRuns(t *testing.T) {
 			err = exec.Command("ip", "link", "show", name).Run()
 		case "folder":
 			_, err = os.Stat(name)
+		case "iptables":
+			var out []byte
+			if out, err = exec.Command("iptables", "-S").Output(); err == nil && !strings.Contains(string(out), name) {
+				err = os.ErrNotExist
+			}
 		}
 		if err != nil {
 			t.Errorf("the live run's %s is gone: %v", w, err)

@@ -44,9 +44,14 @@ func redactHost(h string) string {
 // show the host with its password hidden: the catalog is committed, its
 // errors end up in CI logs.
 func (v *validator) host(key string, e *Environment, tls bool) *url.URL {
-	k := key + ".host"
-	shown := redactHost(e.Host)
-	if shown != e.Host {
+	return v.hostURL(key+".host", e.Host, tls)
+}
+
+// hostURL checks one Docker host URL written at key k (an environment's
+// host, or one of its nodes).
+func (v *validator) hostURL(k, host string, tls bool) *url.URL {
+	shown := redactHost(host)
+	if shown != host {
 		// Checked first, on the text: whatever else is wrong, the password
 		// is what must go, and url.Parse's errors would quote it. It is
 		// never the way in either: ssh uses a key, tcp:// a certificate.
@@ -54,13 +59,13 @@ func (v *validator) host(key string, e *Environment, tls bool) *url.URL {
 			"host %q holds a password", shown)
 		return nil
 	}
-	u, err := url.Parse(e.Host)
+	u, err := url.Parse(host)
 	if err != nil {
 		// url.Error quotes the URL again: keep its reason only.
 		if ue, ok := err.(*url.Error); ok {
 			err = ue.Err
 		}
-		v.add(k, hostHint, "invalid host %q: %v", e.Host, err)
+		v.add(k, hostHint, "invalid host %q: %v", host, err)
 		return nil
 	}
 	form := hostHint
@@ -76,25 +81,25 @@ func (v *validator) host(key string, e *Environment, tls bool) *url.URL {
 	// worse, pass it on: either way the host would not be what it says.
 	switch {
 	case u.Scheme == "":
-		v.add(k, hostHint, "host %q has no scheme", e.Host)
+		v.add(k, hostHint, "host %q has no scheme", host)
 	case u.Scheme != "ssh" && u.Scheme != "unix" && u.Scheme != "tcp":
 		v.add(k, hostHint, "unsupported host scheme %q", u.Scheme)
 	case u.RawQuery != "" || u.ForceQuery:
-		v.add(k, form, "host %q has a query", e.Host)
-	case u.Fragment != "" || strings.Contains(e.Host, "#"):
-		v.add(k, form, "host %q has a fragment", e.Host)
+		v.add(k, form, "host %q has a query", host)
+	case u.Fragment != "" || strings.Contains(host, "#"):
+		v.add(k, form, "host %q has a fragment", host)
 	case u.Scheme != "ssh" && u.User != nil:
-		v.add(k, form, "host %q names a user, which a %s:// host has no use for", e.Host, u.Scheme)
+		v.add(k, form, "host %q names a user, which a %s:// host has no use for", host, u.Scheme)
 	case u.Scheme != "unix" && u.Host == "":
-		v.add(k, hostHint, "host %q names no machine", e.Host)
+		v.add(k, hostHint, "host %q names no machine", host)
 	case u.Scheme != "unix" && u.Path != "":
-		v.add(k, form, "host %q has a path (%s)", e.Host, u.EscapedPath())
+		v.add(k, form, "host %q has a path (%s)", host, u.EscapedPath())
 	case u.Scheme == "tcp" && !tls && !loopback(u.Hostname()):
 		// A local dind on 127.0.0.1 never leaves the machine; anything
 		// else would carry the Docker API and the uploaded .env files
 		// (secrets) in clear, to anyone on the path.
 		v.add(k, `add tls_ca, tls_cert and tls_key (the daemon's CA, this client's certificate and key; the daemon runs with --tlsverify), or use ssh://user@host`,
-			"host %q is plain-text tcp: the Docker API (root on that host) and every uploaded .env would cross the network unencrypted", e.Host)
+			"host %q is plain-text tcp: the Docker API (root on that host) and every uploaded .env would cross the network unencrypted", host)
 	default:
 		return u
 	}

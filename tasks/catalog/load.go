@@ -50,6 +50,9 @@ type rawEnv struct {
 	// needs it told apart from a key left out.
 	SecretsFile    *string   `toml:"secrets_file"`
 	SecretsCommand *[]string `toml:"secrets_command"`
+
+	// A swarm's other nodes (nodes.go).
+	Nodes []string `toml:"nodes"`
 }
 
 type rawService struct {
@@ -72,6 +75,7 @@ type rawService struct {
 	PrebuildInputs  []string          `toml:"prebuild_inputs"`
 	PrebuildOutputs []string          `toml:"prebuild_outputs"`
 	Replicas        *int              `toml:"replicas"`
+	MaxPerNode      *int              `toml:"max_replicas_per_node"`
 	Volumes         []string          `toml:"volumes"`
 	Checks          []rawCheck        `toml:"checks"`
 }

@@ -118,6 +118,11 @@ type Environment struct {
 	// PublishMode is how a swarm stack publishes ports: PublishIngress
 	// (default) or PublishHost. Empty for compose environments.
 	PublishMode string
+	// Nodes are the swarm's other nodes (workers, further managers), as
+	// ssh://user@host[:port] reached with KnownHosts and Identity: promote
+	// sends each the images it lacks. Host is the manager it deploys
+	// through. Swarm environments only (see nodes.go).
+	Nodes []string
 	// SecretsFile is the absolute path of the dotenv file secret values
 	// are read from for this environment (secrets_file, default
 	// .maestro/secrets/<name>.env beside the catalog). It may be missing;
@@ -224,6 +229,9 @@ type Service struct {
 	PrebuildOutputs []string `view:"-"`
 	// Replicas for swarm environments (default 1).
 	Replicas int `view:"replicas"`
+	// MaxReplicasPerNode caps how many of its replicas one swarm node runs
+	// (0 = no cap): 1 spreads them over as many nodes. Swarm only.
+	MaxReplicasPerNode int `view:"max_replicas_per_node"`
 	// Volumes are named volumes, "name:/container/path".
 	Volumes []string `view:"volumes"`
 	// Checks are what testAll runs for this service, besides its health.

@@ -120,6 +120,7 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	if e.Host != "" {
 		u = v.host(key, e, tls)
 	}
+	v.nodes(key, r, e, u, tls) // nodes.go
 	if tls && (e.Host == "" || u != nil && u.Scheme != "tcp") {
 		v.tlsHost(key, r, e, u)
 	}
@@ -403,6 +404,7 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 			v.add(key+".replicas", "between 1 and 100; remove the key for the default of 1", "replicas %d out of range 1-100", s.Replicas)
 		}
 	}
+	v.maxPerNode(key, r, s) // nodes.go
 	for i, vol := range s.Volumes {
 		if !volumeSpec.MatchString(vol) {
 			v.add(fmt.Sprintf("%s.volumes[%d]", key, i), `write "name:/path/in/container" with a named volume (host folders are not allowed), optionally ending in :ro`,

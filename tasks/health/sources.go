@@ -169,14 +169,7 @@ func (s *Swarm) Observe(ctx context.Context) (map[string]Observation, error) {
 			}
 			o.Units = append(o.Units, u)
 		}
-		if len(failures) > 0 {
-			msg := "failed tasks: " + strings.Join(failures, "; ")
-			if o.Problem != "" {
-				msg = o.Problem + "; " + msg
-			}
-			o.Problem = msg
-		}
-		out[name] = o
+		out[name] = withFailures(o, failures)
 	}
 	return out, nil
 }
@@ -185,4 +178,27 @@ func (s *Swarm) Observe(ctx context.Context) (map[string]Observation, error) {
 // manager; a task on another node has no log here.
 func (s *Swarm) Logs(ctx context.Context, id string, n int, w io.Writer) error {
 	return s.Engine.Logs(ctx, id, n, false, w)
+}
+
+// withFailures adds the errors of a service's finished tasks to its
+// problem while fewer of its tasks run than it wants, to say why. Once
+// they all run they are history, not a problem: a task stopped on a
+// drained or lost node often ends with a cleanup error ("error while
+// removing network"), which must not keep a healthy service unhealthy.
+func withFailures(o Observation, failures []string) Observation {
+	running := 0
+	for _, u := range o.Units {
+		if u.Running {
+			running++
+		}
+	}
+	if len(failures) == 0 || running >= max(o.Want, 1) {
+		return o
+	}
+	msg := "failed tasks: " + strings.Join(failures, "; ")
+	if o.Problem != "" {
+		msg = o.Problem + "; " + msg
+	}
+	o.Problem = msg
+	return o
 }

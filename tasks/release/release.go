@@ -109,6 +109,9 @@ type Result struct {
 	Transfer *engine.TransferReport
 	// Changes is what the runtime did to each service.
 	Changes *runtime.Plan
+	// Swarm is what a swarm environment's promote saw of its nodes: what
+	// each was sent, where the tasks run (nodes.go); nil otherwise.
+	Swarm *SwarmReport
 	// Checks is the report of the checks run on the host.
 	Checks *check.Report
 	// Pruned are the old releases removed from the host.
@@ -433,7 +436,14 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	if err := crashpoint.Reached(ctx, "promote:locked"); err != nil {
 		return nil, err
 	}
-	res, err = t.promote(ctx, cat, env, opts, key, res, ids, local, t0)
+	// A swarm's nodes: named in the catalog and reached over SSH, or down.
+	nodes, err := t.swarmNodes(ctx) // nodes.go
+	if err != nil {
+		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
+	}
+	defer nodes.Close()
+	res.Swarm = nodes.Report()
+	res, err = t.promote(ctx, cat, env, opts, key, res, ids, local, nodes, t0)
 	audit.Release, audit.Previous = res.Release, res.Previous
 	audit.finish(err, t0, check.Redactor(cat))
 	t.audit(ctx, audit)
@@ -442,7 +452,7 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 
 // promote is what Promote does on the host once it holds its lock.
 func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment, opts Options, key []byte,
-	res *Result, ids map[string]string, local *engine.Engine, t0 time.Time) (*Result, error) {
+	res *Result, ids map[string]string, local *engine.Engine, nodes *swarmNodes, t0 time.Time) (*Result, error) {
 	p := opts.Printer
 	st, err := t.fs.List(ctx)
 	if err != nil {
@@ -469,7 +479,7 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 		refs = append(refs, res.Images[s.Name])
 	}
 	tt := time.Now()
-	rep, err := engine.Transfer(ctx, local, t.eng, refs, p)
+	rep, err := nodes.transfer(ctx, local, t.eng, refs, p) // every node of a swarm
 	res.Transfer = rep
 	if err != nil {
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
@@ -507,6 +517,7 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "start", err, res.Changes)
 	}
 	p.Line(ui.OK, "apply", "%s (%s)", res.Changes.Summary(), ui.Seconds(res.Changes.Took))
+	nodes.spread(ctx, t.eng.API, cat, p)
 	if err := crashpoint.Reached(ctx, "promote:applied"); err != nil {
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "checks", err, res.Changes)
 	}

@@ -168,6 +168,8 @@ type svcView struct {
 	Publish *publishView
 	// SwarmSecrets are the Docker secrets of the service in a stack file.
 	SwarmSecrets []swarmSecretRef
+	// MaxPerNode is deploy.placement.max_replicas_per_node (0 = none).
+	MaxPerNode int
 	// Block is the service's block in the file at hand, made of the
 	// pieces rendered once: head, depends_on and tail.
 	Block string
@@ -473,7 +475,7 @@ func (r *renderer) releaseNote() string {
 
 func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 	v := &svcView{Name: s.Name, Image: r.cat.ImageRef(s), svc: s, Replicas: max(s.Replicas, 1),
-		Healthcheck: s.Healthcheck, Volumes: s.Volumes}
+		Healthcheck: s.Healthcheck, Volumes: s.Volumes, MaxPerNode: s.MaxReplicasPerNode}
 	if img, ok := r.opts.Images[s.Name]; ok {
 		v.Image = img
 	}
@@ -538,7 +540,8 @@ func (r *renderer) configHash(v *svcView, role string) (string, error) {
 		Volumes              []string
 		Env                  []envVar
 		Secrets              []string
-	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets})
+		Deploy               *swarmDeploy `json:",omitempty"`
+	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets, r.swarmDeploy(v)})
 	if err != nil {
 		return "", err
 	}
