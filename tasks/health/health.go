@@ -76,6 +76,9 @@ type Source interface {
 // Target is a service to wait for.
 type Target struct {
 	Service string
+	// DependsOn names the services it waits for: one that never started
+	// because of a failing dependency is reported as waiting for it.
+	DependsOn []string
 	// URL, when set, must answer a GET with a 2xx status once the units
 	// run: the health of a service without a healthcheck of its own,
 	// probed on its published port.
@@ -116,6 +119,9 @@ type Verdict struct {
 	// NeedsURL is true when the units run without a healthcheck, so that
 	// a URL probe decides.
 	NeedsURL bool
+	// Started is true once a unit ran (it may have exited since): a
+	// service that never started may be waiting for a dependency.
+	Started bool
 }
 
 // Judge is the one judgement of a service: every unit must run and, with a
@@ -133,6 +139,16 @@ func Judge(o Observation) Verdict {
 		}
 		return Verdict{State: st}
 	}
+	started := false
+	for _, u := range o.Units {
+		started = started || u.Running || u.Fatal != ""
+	}
+	v := judgeUnits(o, want)
+	v.Started = started
+	return v
+}
+
+func judgeUnits(o Observation, want int) Verdict {
 	healthy, ownHealth := 0, false
 	var waiting *Unit
 	for i := range o.Units {
@@ -198,6 +214,41 @@ type Options struct {
 	// "starting" during compose up): Wait carries them on, with the time
 	// they already show, instead of starting new ones, and ends them.
 	Live map[string]*ui.Activity
+	// Settled, when set, receives the result of what starts the
+	// containers (compose up) once it returns. Until then a container
+	// that exited may be one compose is replacing, and a healthy one may
+	// be about to be replaced, so no verdict is final. After an error,
+	// nothing else will start: whatever is not healthy has failed, and a
+	// service that never started is reported as waiting for its failed
+	// dependencies (Target.DependsOn).
+	Settled <-chan error
+	// Since is when the work being waited for began (default: the start
+	// of Wait): the times Wait prints and returns count from it, so that
+	// they agree with what a caller reports of the whole step.
+	Since time.Time
+}
+
+// settlement follows Options.Settled.
+type settlement struct {
+	c       <-chan error
+	settled bool
+	err     error
+}
+
+// poll takes in the result if it has come; nil means settled from the
+// start.
+func (s *settlement) poll() {
+	if s.c == nil {
+		s.settled = true
+	}
+	if s.settled {
+		return
+	}
+	select {
+	case s.err = <-s.c:
+		s.settled = true
+	default:
+	}
 }
 
 // LogTail is how many log lines Wait's error carries per failing service.
@@ -210,9 +261,11 @@ type Result struct {
 	Unit    string
 	State   string
 	Healthy bool
-	// After is the time from the start of the wait to healthy (or
-	// failure).
+	// After is the time from the start of the wait (Options.Since) to
+	// healthy (or failure).
 	After time.Duration
+	// Started is false for a service none of whose units ever ran.
+	Started bool
 }
 
 // Wait observes src until every target is healthy, one fails for good, or
@@ -234,8 +287,11 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 	if poll <= 0 {
 		poll = 250 * time.Millisecond
 	}
-	t0 := time.Now()
-	dctx, cancel := context.WithTimeout(ctx, opts.Deadline)
+	t0 := opts.Since
+	if t0.IsZero() {
+		t0 = time.Now()
+	}
+	dctx, cancel := context.WithDeadline(ctx, t0.Add(opts.Deadline))
 	defer cancel()
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
 
@@ -267,7 +323,13 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 			live[i].Update("waiting for "+how, "")
 		}
 	}
+	st := settlement{c: opts.Settled}
+	// early holds, for a target seen healthy before the containers
+	// settled, that unit and when: if the same unit is still healthy
+	// afterwards, that was when it became so.
+	early := make([]*Result, len(targets))
 	for {
+		st.poll()
 		obs, err := src.Observe(dctx)
 		if err != nil && dctx.Err() == nil {
 			return results, fmt.Errorf("wait healthy on %s: %w", src.Where(), err)
@@ -284,8 +346,18 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 				}
 			}
 			verdicts[i] = v
-			results[i].State, results[i].Unit, results[i].After = v.State, v.Unit, time.Since(t0)
+			results[i].State, results[i].Unit, results[i].After, results[i].Started = v.State, v.Unit, time.Since(t0), v.Started
+			if v.Healthy && !st.settled && early[i] == nil {
+				r := results[i]
+				early[i] = &r
+			}
+			if v.Healthy && early[i] != nil && early[i].Unit == v.Unit {
+				results[i].After = early[i].After
+			}
 			switch {
+			case !st.settled && (v.Healthy || v.Fatal != ""):
+				pending++
+				live[i].Progress(redact(ui.Clean(v.State)))
 			case v.Healthy:
 				done[i], results[i].Healthy = true, true
 				what := "healthy"
@@ -297,6 +369,17 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 				done[i] = true
 				failed = append(failed, i)
 				live[i].Done(ui.Fail, "%s after %s", redact(ui.Clean(v.Fatal)), ui.Seconds(results[i].After))
+			case st.err != nil:
+				// Nothing else will start it: its state now is final.
+				done[i] = true
+				failed = append(failed, i)
+				if !v.Started {
+					verdicts[i].Fatal = "not started"
+					live[i].Done(ui.Fail, "not started: %s", redact(ui.Clean(v.State)))
+				} else {
+					verdicts[i].Fatal = v.State
+					live[i].Done(ui.Fail, "%s after %s", redact(ui.Clean(v.State)), ui.Seconds(results[i].After))
+				}
 			default:
 				pending++
 				live[i].Progress(redact(ui.Clean(v.State)))
@@ -312,6 +395,12 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 		}
 		if dctx.Err() != nil {
 			for i := range targets {
+				if !done[i] && verdicts[i].Healthy {
+					// Seen healthy while compose still ran (waiting for
+					// the one that is not): that stands.
+					done[i], results[i].Healthy = true, true
+					live[i].Done(ui.OK, "healthy after %s", ui.Seconds(results[i].After))
+				}
 				if !done[i] {
 					done[i] = true
 					failed = append(failed, i)
@@ -361,19 +450,47 @@ func probeURL(ctx context.Context, hc *http.Client, url string) (string, bool) {
 // log tail.
 func failure(ctx context.Context, src Source, targets []Target, results []Result, verdicts []Verdict, failed []int, deadline time.Duration, redact func(string) string) error {
 	var b strings.Builder
-	names := make([]string, len(failed))
-	for i, f := range failed {
+	failing := map[string]bool{}
+	for _, f := range failed {
+		failing[targets[f].Service] = true
+	}
+	// A service that never started because a dependency failed is a
+	// consequence: the causes come first, the dependants after, saying
+	// what they wait for.
+	waitsFor := map[int][]string{}
+	var causes, consequences []int
+	for _, f := range failed {
+		if !verdicts[f].Started {
+			for _, d := range targets[f].DependsOn {
+				if failing[d] {
+					waitsFor[f] = append(waitsFor[f], d)
+				}
+			}
+		}
+		if len(waitsFor[f]) > 0 {
+			consequences = append(consequences, f)
+		} else {
+			causes = append(causes, f)
+		}
+	}
+	failed = append(causes, consequences...)
+	names := make([]string, len(causes))
+	for i, f := range causes {
 		names[i] = targets[f].Service
 	}
 	fmt.Fprintf(&b, "not healthy: %s", strings.Join(names, ", "))
 	for _, f := range failed {
 		r, v := results[f], verdicts[f]
+		if deps := waitsFor[f]; len(deps) > 0 {
+			fmt.Fprintf(&b, "\n  %s: not started: it waits for %s", r.Service, strings.Join(deps, ", "))
+			continue
+		}
 		fmt.Fprintf(&b, "\n  %s: %s", r.Service, redact(ui.Clean(r.State)))
 		if v.Fatal == "" {
 			fmt.Fprintf(&b, " (still not healthy when the %s deadline passed)", deadline)
 		}
 		if out := strings.TrimSpace(v.HealthOutput); out != "" && !strings.Contains(r.State, out) {
-			fmt.Fprintf(&b, "\n    last healthcheck output: %s", redact(ui.Clean(out)))
+			fmt.Fprintf(&b, "\n    last healthcheck output: %s", strings.ReplaceAll(redact(ui.Clean(out)), "\n", "\n      "))
 		}
 		if r.Unit == "" {
 			continue

@@ -59,6 +59,8 @@ type Service struct {
 	// Secrets are the keys of its secrets; their values are in the
 	// release's .env files only.
 	Secrets []string `json:"secrets,omitempty"`
+	// DependsOn names the services it needs healthy first.
+	DependsOn []string `json:"depends_on,omitempty"`
 }
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

@@ -150,7 +150,7 @@ func plan(rel *Release, run map[string][]engine.Container) *Plan {
 			case s.ImageID != "" && ct.ImageID != s.ImageID:
 				ch.Action, ch.Why = Replace, "image "+engine.ShortID(ct.ImageID)+" -> "+engine.ShortID(s.ImageID)
 			case ct.Labels[labels.ConfigHash] != s.ConfigHash:
-				ch.Action, ch.Why = Replace, "configuration"
+				ch.Action, ch.Why = Replace, "configuration changed"
 			default:
 				ch.Action, ch.Why = Heal, health.ContainerUnit(ct).State
 				if u := health.ContainerUnit(ct); u.Fatal != "" {
@@ -187,7 +187,12 @@ func (c *Compose) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 }
 
 // applyDirect is the local stack: compose itself creates, recreates and
-// removes; then every service is waited for.
+// removes, while every service is waited for. The wait runs beside
+// compose up, not after it, because compose waits on its own for the
+// dependencies a service is declared to need healthy, without a deadline
+// and naming the dependant when one fails: the wait names the failing
+// service, with its health output and log, within the environment's
+// health_timeout, and stops compose then.
 func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (*Plan, error) {
 	before, err := c.Plan(ctx, rel)
 	if err != nil {
@@ -196,16 +201,30 @@ func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (
 	// A live line per service from the start of compose up: the health
 	// wait carries each on.
 	live := startLive(rel.printer(), rel.Services, "starting")
-	if err := c.stream(ctx, rel, c.CLI.UpStackArgs(rel.Project, c.files())); err != nil {
-		endLive(live, "not started: compose up failed")
-		return before, fmt.Errorf("compose up in %s: %w", rel.Dir, err)
+	cctx, stopCompose := context.WithCancel(ctx)
+	defer stopCompose()
+	settled := make(chan error, 1)
+	composed := make(chan error, 1)
+	go func() {
+		err := c.stream(cctx, rel, c.CLI.UpStackArgs(rel.Project, c.files()))
+		settled <- err
+		composed <- err
+	}()
+	res, werr := c.wait(ctx, rel, nil, live, health.Options{Settled: settled, Since: t0})
+	if werr != nil {
+		stopCompose()
+	}
+	cerr := <-composed
+	healthyAfter(before, res)
+	switch {
+	case werr != nil && (cerr == nil || anyStarted(res) || ctx.Err() != nil):
+		// The health error names the service at fault; compose's own
+		// error names a dependant, or is only its being stopped.
+		return before, werr
+	case cerr != nil:
+		return before, fmt.Errorf("compose up in %s: %w", rel.Dir, cerr)
 	}
 	if err := crashpoint.Reached(ctx, "apply:started"); err != nil {
-		return before, err
-	}
-	res, err := c.wait(ctx, rel, nil, live)
-	healthyAfter(before, res, time.Since(t0))
-	if err != nil {
 		return before, err
 	}
 	after, err := c.running(ctx, rel.Project)
@@ -220,6 +239,17 @@ func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (
 	}
 	before.Took = time.Since(t0)
 	return before, nil
+}
+
+// anyStarted reports whether some failed service had started: then its
+// failure, not compose's error, explains what went wrong.
+func anyStarted(res []health.Result) bool {
+	for _, r := range res {
+		if !r.Healthy && r.Started {
+			return true
+		}
+	}
+	return false
 }
 
 // startLive shows a live line per service, in state.
@@ -240,36 +270,31 @@ func endLive(live map[string]*ui.Activity, why string) {
 
 // wait waits until the services are healthy; only, when set, restricts a
 // service to the given containers (the new ones of a replacement). live
-// are the services' live lines, which the wait carries on and ends.
-func (c *Compose) wait(ctx context.Context, rel *Release, only map[string][]string, live map[string]*ui.Activity) ([]health.Result, error) {
+// are the services' live lines, which the wait carries on and ends; opts
+// adds to the release's deadline, printer and redaction.
+func (c *Compose) wait(ctx context.Context, rel *Release, only map[string][]string, live map[string]*ui.Activity, opts health.Options) ([]health.Result, error) {
 	defer endLive(live, "not waited for")
 	var targets []health.Target
 	for _, s := range rel.Services {
 		if only != nil && only[s.Name] == nil {
 			continue
 		}
-		targets = append(targets, health.Target{Service: s.Name, URL: s.HealthURL})
+		targets = append(targets, health.Target{Service: s.Name, URL: s.HealthURL, DependsOn: s.DependsOn})
 	}
 	if len(targets) == 0 {
 		return nil, nil
 	}
-	return health.Wait(ctx, &health.Compose{Engine: c.Engine, Project: rel.Project, Only: only}, targets,
-		health.Options{Deadline: rel.Env.HealthDeadline(), Printer: rel.Printer, Redact: rel.Redact, Live: live})
+	opts.Deadline, opts.Printer, opts.Redact, opts.Live = rel.Env.HealthDeadline(), rel.Printer, rel.Redact, live
+	return health.Wait(ctx, &health.Compose{Engine: c.Engine, Project: rel.Project, Only: only}, targets, opts)
 }
 
 // healthyAfter records in the plan when each waited-for service was
-// healthy, counted from the start of Apply: offset is the time Apply spent
-// before the wait began plus the wait itself, less the wait.
-func healthyAfter(p *Plan, res []health.Result, elapsed time.Duration) {
-	var waited time.Duration
-	for _, r := range res {
-		waited = max(waited, r.After)
-	}
-	before := elapsed - waited
+// healthy, counted from the start of Apply (the wait's Since).
+func healthyAfter(p *Plan, res []health.Result) {
 	for i := range p.Changes {
 		for _, r := range res {
 			if r.Service == p.Changes[i].Service && r.Healthy {
-				p.Changes[i].Healthy = before + r.After
+				p.Changes[i].Healthy = r.After
 			}
 		}
 	}
@@ -353,8 +378,8 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		return pl, err
 	}
 	// The new containers must be healthy before anything is switched.
-	res, err := c.wait(ctx, rel, created, live)
-	healthyAfter(pl, res, time.Since(t0))
+	res, err := c.wait(ctx, rel, created, live, health.Options{Since: t0})
+	healthyAfter(pl, res)
 	if err != nil {
 		c.discardNew(ctx, rel, run)
 		return pl, err

@@ -85,6 +85,8 @@ type Service struct {
 	// Stateful services (named volumes) never run twice at once: they are
 	// replaced stop-first.
 	Stateful bool
+	// DependsOn names the services it needs healthy before it starts.
+	DependsOn []string
 }
 
 // Action is what Apply does to a service.
@@ -103,8 +105,8 @@ const (
 type Change struct {
 	Service string
 	Action  Action
-	// Why, for Replace and Heal: "image", "configuration", "exited
-	// (exit code 1)"...
+	// Why, for Replace and Heal: "image 1a2b -> 3c4d", "configuration
+	// changed", "exited (exit code 1)"...
 	Why string
 	// Old and New are the containers (or swarm services) before and
 	// after; New is set once Apply made it.
@@ -142,6 +144,23 @@ func (p *Plan) Count(a Action) int {
 	return n
 }
 
+// actionWords are the actions in the output's words.
+var actionWords = map[Action]string{Start: "started", Replace: "replaced", Heal: "healed", Drop: "removed", Keep: "unchanged"}
+
+// Describe says what happened to the service and why: "replaced (image
+// 1a2b3c -> 4d5e6f)", "healed (it was exited (exit code 137))",
+// "started", "unchanged".
+func (c Change) Describe() string {
+	w := actionWords[c.Action]
+	switch {
+	case c.Why == "":
+		return w
+	case c.Action == Heal:
+		return w + " (it was " + c.Why + ")"
+	}
+	return w + " (" + c.Why + ")"
+}
+
 // Summary says the plan in one line: "1 replaced (quality-fabric), 5
 // unchanged".
 func (p *Plan) Summary() string {
@@ -156,7 +175,7 @@ func (p *Plan) Summary() string {
 		if len(names) == 0 {
 			continue
 		}
-		word := map[Action]string{Start: "started", Replace: "replaced", Heal: "healed", Drop: "removed", Keep: "unchanged"}[a]
+		word := actionWords[a]
 		if a == Keep {
 			parts = append(parts, fmt.Sprintf("%d %s", len(names), word))
 		} else {

@@ -58,7 +58,7 @@ func TestPlan(t *testing.T) {
 		a   Action
 		why string
 	}{
-		"same": {Keep, ""}, "newimage": {Replace, "image b1 -> b2"}, "newconfig": {Replace, "configuration"},
+		"same": {Keep, ""}, "newimage": {Replace, "image b1 -> b2"}, "newconfig": {Replace, "configuration changed"},
 		"crashed": {Heal, "exited (exit code 0)"}, "missing": {Start, ""}, "gone": {Drop, "no longer in the catalog"},
 		"twice": {Keep, ""},
 	} {

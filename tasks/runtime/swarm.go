@@ -78,7 +78,7 @@ func (s *Swarm) Plan(ctx context.Context, rel *Release) (*Plan, error) {
 		case h.image != sv.Image:
 			ch.Action, ch.Why, ch.Old = Replace, "image "+h.image+" -> "+sv.Image, []string{h.id}
 		default:
-			ch.Action, ch.Why, ch.Old = Replace, "configuration", []string{h.id}
+			ch.Action, ch.Why, ch.Old = Replace, "configuration changed", []string{h.id}
 		}
 		p.Changes = append(p.Changes, ch)
 	}

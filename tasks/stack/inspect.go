@@ -95,20 +95,10 @@ func (s *Stack) Summary(ctx context.Context) error {
 		if p, ok := svc.HostPort(s.Env.Ports); ok {
 			port = fmt.Sprint(p)
 		}
-		build, healthy, cached, _ := session.times(svc.Name)
-		timing := "-"
-		switch {
-		case session.noop:
-			timing = "unchanged"
-		case cached:
-			timing = "cached, healthy after " + ui.Seconds(healthy)
-		case build > 0 || healthy > 0:
-			timing = "built " + ui.Seconds(build) + ", healthy after " + ui.Seconds(healthy)
-		}
-		rows = append(rows, []string{svc.Name, s.Cat.ImageRef(svc), port, s.state(c), timing})
+		rows = append(rows, []string{svc.Name, s.Cat.ImageRef(svc), port, s.state(c), session.happened(svc.Name)})
 	}
 	s.Out.Header("deployAll %s: %s", s.Env.Name, s.Dir)
-	s.Out.Table([]string{"SERVICE", "IMAGE", "PORT", "STATE", "TIME"}, rows)
+	s.Out.Table([]string{"SERVICE", "IMAGE", "PORT", "STATE", "THIS RUN"}, rows)
 	return nil
 }
 
@@ -128,38 +118,98 @@ func (s *Stack) state(c engine.Container) string {
 	return s.Out.Colorize(ui.Fail, c.State)
 }
 
-// Status prints every container of the stack.
+// Status prints a row per catalog service, one without a container
+// included, and a row per container of the project the catalog no longer
+// names. It fails, naming them, when any catalog service is not running
+// and healthy.
 func (s *Stack) Status(ctx context.Context) error {
 	eng, cs, err := s.containers(ctx)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	if len(cs) == 0 {
-		s.Out.Line(ui.Info, s.Project(), "no containers: the stack is not running (`mage up`)")
-		return nil
-	}
-	sort.Slice(cs, func(i, j int) bool { return cs[i].Service < cs[j].Service })
-	var rows [][]string
+	byService := map[string][]engine.Container{}
 	for _, c := range cs {
-		health := c.Health
-		if health == "" {
-			health = "-"
+		byService[c.Service] = append(byService[c.Service], c)
+	}
+	var rows [][]string
+	var bad []string
+	row := func(name string, c engine.Container, note string) {
+		health, ports, uptime := "-", "-", "-"
+		if c.Health != "" {
+			health = c.Health
 		}
-		var ports []string
+		var ps []string
 		for _, p := range c.Ports {
 			if p.HostPort != 0 {
-				ports = append(ports, fmt.Sprintf("%s:%d->%d", p.HostIP, p.HostPort, p.ContainerPort))
+				ps = append(ps, fmt.Sprintf("%s:%d->%d", p.HostIP, p.HostPort, p.ContainerPort))
 			}
 		}
-		uptime := "-"
+		if len(ps) > 0 {
+			ports = strings.Join(ps, ",")
+		}
 		if c.State == "running" && !c.StartedAt.IsZero() {
 			uptime = time.Since(c.StartedAt).Round(time.Second).String()
 		}
-		rows = append(rows, []string{c.Service, s.state(c), health, strings.Join(ports, ","), c.Image, uptime})
+		state := s.state(c)
+		if note != "" {
+			state = s.Out.Colorize(ui.Warn, note)
+		}
+		image := c.Image
+		if image == "" {
+			image = "-"
+		}
+		rows = append(rows, []string{name, state, health, ports, image, uptime})
+	}
+	for _, svc := range s.Cat.All() {
+		got := byService[svc.Name]
+		if len(got) == 0 {
+			bad = append(bad, svc.Name+" (missing)")
+			row(svc.Name, engine.Container{}, "")
+			continue
+		}
+		for _, c := range got {
+			if !healthyContainer(c) {
+				bad = append(bad, svc.Name+" ("+containerState(c)+")")
+			}
+			row(svc.Name, c, "")
+		}
+		delete(byService, svc.Name)
+	}
+	var extra []string
+	for name := range byService {
+		extra = append(extra, name)
+	}
+	sort.Strings(extra)
+	for _, name := range extra {
+		for _, c := range byService[name] {
+			row(name, c, "not in the catalog")
+		}
 	}
 	s.Out.Table([]string{"SERVICE", "STATE", "HEALTH", "PORTS", "IMAGE", "UPTIME"}, rows)
+	if len(bad) > 0 {
+		return fmt.Errorf("not running and healthy in project %s: %s (`mage up` starts and heals them; `mage logs -service=NAME` shows why one stopped)",
+			s.Project(), strings.Join(bad, ", "))
+	}
+	s.Out.Line(ui.OK, "status", "%d services running and healthy", len(s.Cat.All()))
 	return nil
+}
+
+// healthyContainer is a container that runs and, with a healthcheck, is
+// healthy.
+func healthyContainer(c engine.Container) bool {
+	return c.State == "running" && (c.Health == "" || c.Health == "healthy")
+}
+
+// containerState describes a container that is not running and healthy.
+func containerState(c engine.Container) string {
+	switch {
+	case c.State == "running":
+		return c.Health
+	case c.State == "exited":
+		return fmt.Sprintf("exited with code %d", c.ExitCode)
+	}
+	return c.State
 }
 
 // Logs prints the last lines of one service's container.

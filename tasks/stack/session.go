@@ -1,11 +1,12 @@
 package stack
 
 import (
+	"strings"
 	"sync"
-	"time"
 
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/runtime"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // session collects what the steps of one mage run learned, so that
@@ -32,17 +33,31 @@ func (s *sessionState) recordUp(p *runtime.Plan, noop bool) {
 	s.up, s.noop = p, noop
 }
 
-func (s *sessionState) times(service string) (build, healthy time.Duration, cached, ok bool) {
+// happened says what this run did to a service: its build, and what up
+// changed and when it was healthy.
+func (s *sessionState) happened(service string) string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	b, okb := s.builds[service]
-	okw := false
-	if s.up != nil {
+	var parts []string
+	if b, ok := s.builds[service]; ok && !b.Cached {
+		parts = append(parts, "built in "+ui.Seconds(b.Duration))
+	}
+	switch {
+	case s.noop:
+		parts = append(parts, "unchanged")
+	case s.up != nil:
 		for _, c := range s.up.Changes {
-			if c.Service == service {
-				healthy, okw = c.Healthy, true
+			if c.Service != service {
+				continue
+			}
+			parts = append(parts, c.Describe())
+			if c.Action != runtime.Keep && c.Healthy > 0 {
+				parts = append(parts, "healthy after "+ui.Seconds(c.Healthy))
 			}
 		}
 	}
-	return b.Duration, healthy, b.Cached, okb || okw
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ", ")
 }

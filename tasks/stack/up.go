@@ -121,7 +121,7 @@ func (s *Stack) release(images map[string]string) (*runtime.Release, error) {
 		svc, _ := s.Cat.Service(t.Service)
 		port, _ := svc.HostPort(s.Env.Ports)
 		rel.Services = append(rel.Services, runtime.Service{Name: svc.Name, Image: s.Cat.ImageRef(svc), ImageID: images[svc.Name],
-			ConfigHash: hashes[svc.Name], ContainerPort: svc.Port, HostPort: port, HealthURL: t.URL, Stateful: len(svc.Volumes) > 0})
+			ConfigHash: hashes[svc.Name], ContainerPort: svc.Port, HostPort: port, HealthURL: t.URL, Stateful: len(svc.Volumes) > 0, DependsOn: svc.DependsOn})
 	}
 	return rel, nil
 }
