@@ -437,7 +437,7 @@ func (v *validator) checkKey(cat *Catalog, doc map[string]any, name string, add 
 		add(p.Path, specHint, "compose v2 would refuse it: %s", p.Msg)
 		return false
 	}
-	if msg, path := loadCompose(cat, doc, name); msg != "" {
+	if msg, path := loadCompose(filepath.Dir(cat.File), doc, name); msg != "" {
 		add(path, specHint, "compose v2 would refuse it: %s", msg)
 		return false
 	}
@@ -471,7 +471,7 @@ var servicePath = regexp.MustCompile(`'?services(?:\.|\[)([a-zA-Z0-9._-]+?)\]?\.
 // loadCompose runs compose-go's whole loader over doc, for the checks it
 // makes beyond the schema (durations, units, port and volume syntax,
 // ulimits...), with values taken literally as render writes them.
-func loadCompose(cat *Catalog, doc map[string]any, name string) (msg string, path []string) {
+func loadCompose(dir string, doc map[string]any, name string) (msg string, path []string) {
 	defer func() {
 		// compose-go trusts values that passed its schema; one it did not
 		// expect must not take Load down with it.
@@ -480,7 +480,7 @@ func loadCompose(cat *Catalog, doc map[string]any, name string) (msg string, pat
 		}
 	}()
 	doc = asYAML(doc).(map[string]any)
-	details := types.ConfigDetails{WorkingDir: filepath.Dir(cat.File), Environment: types.Mapping{},
+	details := types.ConfigDetails{WorkingDir: dir, Environment: types.Mapping{},
 		ConfigFiles: []types.ConfigFile{{Filename: "services.toml", Config: doc}}}
 	_, err := loader.LoadWithContext(context.Background(), details, func(o *loader.Options) {
 		o.SetProjectName("catalog-check", true)
@@ -528,4 +528,57 @@ func asYAML(v any) any {
 		return out
 	}
 	return v
+}
+
+// KeyProblem is what CheckComposeKey finds wrong in one compose key.
+type KeyProblem struct {
+	// Path is the place in the key's value (empty for the value itself):
+	// "nofile", "soft" in ulimits.
+	Path []string
+	Msg  string
+}
+
+func (p *KeyProblem) Error() string {
+	if len(p.Path) == 0 {
+		return p.Msg
+	}
+	return strings.Join(p.Path, ".") + ": " + p.Msg
+}
+
+// CheckComposeKey checks one key of a compose service, with a plain
+// value (see Service.ServiceMapping), as Load checks the compose
+// passthrough: as compose v2 and docker-compose 1.29 would read it. It
+// returns the first problem, or nil. Package importer asks it before
+// proposing a key.
+func CheckComposeKey(key string, value any) *KeyProblem {
+	svc := map[string]any{"image": "image", key: value}
+	doc := map[string]any{"services": map[string]any{"service": svc}}
+	if key == "volumes" {
+		s := &Service{}
+		if list, ok := value.([]any); ok {
+			for _, e := range list {
+				switch e := e.(type) {
+				case string:
+					s.Volumes = append(s.Volumes, Volume{Spec: e})
+				case map[string]any:
+					s.Volumes = append(s.Volumes, Volume{Long: e})
+				}
+			}
+		}
+		if vols := namedVolumes(s); len(vols) > 0 {
+			doc["volumes"] = vols
+		}
+	}
+	var found *KeyProblem
+	v := &validator{}
+	v.checkKey(&Catalog{File: "/services.toml"}, doc, "service", func(path []string, _ string, format string, args ...any) {
+		if found != nil {
+			return
+		}
+		found = &KeyProblem{Msg: fmt.Sprintf(format, args...)}
+		if len(path) > 3 {
+			found.Path = path[3:]
+		}
+	})
+	return found
 }
