@@ -377,6 +377,8 @@ func roundTrip(t *testing.T, cliName string, cat *catalog.Catalog, want, got map
 		gj, _ := json.MarshalIndent(gn, "", "  ")
 		if !bytes.Equal(wj, gj) {
 			t.Errorf("compose %s config of %s differs:\noriginal:\n%s\nrendered:\n%s", cliName, name, wj, gj)
+		} else if testing.Verbose() {
+			t.Logf("compose %s: %s equal in %s", cliName, name, strings.Join(slices.Sorted(mapKeys(wn)), ", "))
 		}
 	}
 	if len(gotSvcs) != len(wantSvcs) {
@@ -509,4 +511,14 @@ func portTarget(p any) string {
 		return parts[len(parts)-1] + "/" + proto
 	}
 	return fmt.Sprint(p)
+}
+
+func mapKeys(m map[string]any) func(func(string) bool) {
+	return func(yield func(string) bool) {
+		for k := range m {
+			if !yield(k) {
+				return
+			}
+		}
+	}
 }
