@@ -174,7 +174,7 @@ func (m *mapper) service(name string) (*entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	e := &entry{Name: catalogName(name), File: f.Shown, Line: f.line(at), Replicas: 0}
+	e := &entry{Name: catalogName(name), File: f.Shown, Line: f.line(at)}
 	if !dnsLabel.MatchString(e.Name) {
 		return nil, catalog.Errors{f.errorAt(at, "rename the service: letters, digits and '-'", "service name %q makes no DNS label", name)}
 	}
@@ -188,22 +188,25 @@ func (m *mapper) service(name string) (*entry, error) {
 		return nil, err
 	}
 	m.build(at, &svc, e)
-	m.ports(at, &svc, raw, e)
+	m.ports(at, &svc, e)
 	m.environment(at, &svc, raw, e)
 	m.healthcheck(at, raw, e)
 	m.dependsOn(at, &svc, raw, e)
-	m.networks(at, &svc, raw)
+	m.networks(at, &svc)
 	m.labels(at, &svc, e)
 	m.volumes(at, &svc, raw, e)
 	m.restartAndDeploy(at, raw, e)
 	m.passthrough(at, raw, e)
-	if e.Infra = e.published == 0; e.Infra {
-		m.note(at, "publishes no port: imported as [[infrastructure]], started first")
-	}
+	// What publishes nothing is a backing service: started first, and
+	// not asked for a dev_port.
+	e.Infra = e.published == 0
 	if xm, ok := raw["x-maestro"].(map[string]any); ok {
 		if infra, ok := xm["infrastructure"].(bool); ok {
 			e.Infra = infra
 		}
+	}
+	if e.Infra {
+		m.note(at, "publishes no port: imported as [[infrastructure]], started first")
 	}
 	return e, nil
 }
@@ -392,11 +395,16 @@ func (m *mapper) xMaestro(at string, raw map[string]any, e *entry) error {
 			bad("prebuild_env", "a mapping of strings")
 		}
 	}
-	if p, ok := xm["ports"].(map[string]any); ok {
+	if v, ok := xm["ports"]; ok {
+		p, isMap := v.(map[string]any)
 		e.ExtraPorts = map[string]int{}
-		for k, v := range p {
-			n, _ := v.(int)
+		for k, x := range p {
+			n, isInt := x.(int)
+			isMap = isMap && isInt
 			e.ExtraPorts[k] = n
+		}
+		if !isMap {
+			bad("ports", "a mapping of port columns to whole numbers")
 		}
 	}
 	if c, ok := xm["checks"]; ok {
@@ -413,12 +421,7 @@ func (m *mapper) xMaestro(at string, raw map[string]any, e *entry) error {
 			bad("checks", "a list of mappings (the catalog's [[services.checks]] keys)")
 		}
 	}
-	if d, ok := xm["depends_on"]; ok {
-		for _, n := range list("depends_on") {
-			e.DependsOn = append(e.DependsOn, n)
-		}
-		_ = d
-	}
+	e.DependsOn = list("depends_on") // services of other files: settled with the file's own
 	if _, ok := xm["infrastructure"]; ok {
 		if _, isBool := xm["infrastructure"].(bool); !isBool {
 			bad("infrastructure", "true or false")
@@ -509,7 +512,7 @@ func (m *mapper) rawBuild(name string) (map[string]any, bool) {
 
 // ports maps the first published port to port, prod_port and (later)
 // dev_port; an unpublished service's port comes from expose.
-func (m *mapper) ports(at string, svc *types.ServiceConfig, raw map[string]any, e *entry) {
+func (m *mapper) ports(at string, svc *types.ServiceConfig, e *entry) {
 	for i, p := range svc.Ports {
 		pat := fmt.Sprintf("%s.ports[%d]", at, i)
 		switch {
@@ -548,7 +551,6 @@ func (m *mapper) ports(at string, svc *types.ServiceConfig, raw map[string]any, 
 			e.Port = n
 		}
 	}
-	_ = raw
 }
 
 // environment splits the container's environment into env and secrets.
@@ -706,7 +708,7 @@ func (m *mapper) dependsOn(at string, svc *types.ServiceConfig, raw map[string]a
 
 // networks are the shared network's business: options on a network the
 // service joins are lost.
-func (m *mapper) networks(at string, svc *types.ServiceConfig, raw map[string]any) {
+func (m *mapper) networks(at string, svc *types.ServiceConfig) {
 	if mode := svc.NetworkMode; mode != "" {
 		m.loss(at+".network_mode", "network_mode %q: every service joins the stack's shared network, by which the services reach each other", mode)
 	}
@@ -745,7 +747,6 @@ func (m *mapper) networks(at string, svc *types.ServiceConfig, raw map[string]an
 	if len(joined) > 1 || len(joined) == 1 && joined[0] != "default" {
 		m.note(at+".networks", "joins the shared network instead of %s", strings.Join(joined, ", "))
 	}
-	_ = raw
 }
 
 func (m *mapper) labels(at string, svc *types.ServiceConfig, e *entry) {
