@@ -5,7 +5,7 @@
 //	_ "github.com/maestro-platform/deploy/tasks"
 //
 // and may add targets of its own that call into the packages below tasks/
-// (catalog, render, engine, compose, check, release, stack, ui). Every
+// (catalog, render, engine, compose, check, release, stack, importer, ui). Every
 // target reads its settings from the environment; the README's table lists
 // them all: DEPLOY_CATALOG, DEPLOY_DIR, DEPLOY_ENV, DEPLOY_OVERWRITE,
 // DEPLOY_COMPOSE, DEPLOY_BUILDER, DOCKER_HOST and NO_COLOR.
@@ -16,6 +16,8 @@ import (
 
 	"github.com/magefile/mage/mg"
 
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/importer"
 	"github.com/maestro-platform/deploy/tasks/release"
 	"github.com/maestro-platform/deploy/tasks/stack"
 )
@@ -45,6 +47,25 @@ func Plan(ctx context.Context, env *string) error {
 		_, err := release.Plan(ctx, s.Cat, releaseOptions(s, env, false, false))
 		return err
 	})
+}
+
+// Import brings existing compose files (comma separated, or folders holding one) into the catalog, showing the change as a diff first.
+//
+// Each service becomes a new [[services]] entry ([[infrastructure]] when it
+// publishes no port) appended to the catalog; what is there is never
+// changed, and a service the catalog has already is left as it is.
+// -dryRun shows the diff and writes nothing. Whatever the catalog cannot
+// carry is listed with file:line and why, and nothing is written then
+// (exit 2) unless -lossy is given. The README states the rules: ports,
+// secrets, paths.
+func Import(ctx context.Context, paths string, dryRun, lossy *bool) error {
+	cfg := stack.FromEnv()
+	if cfg.Catalog == "" {
+		cfg.Catalog = catalog.DefaultFile
+	}
+	_, err := importer.Import(ctx, importer.Options{Catalog: cfg.Catalog, Paths: stack.SplitList(paths),
+		DryRun: dryRun != nil && *dryRun, Lossy: lossy != nil && *lossy})
+	return exit(err)
 }
 
 // Build builds every service image through the Docker Engine, in parallel, reusing unchanged ones.

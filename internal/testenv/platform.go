@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -35,11 +36,29 @@ func RepoRoot() string {
 
 var devPortLine = regexp.MustCompile(`(?m)^dev_port = (\d+)`)
 
+// RepoFiles are the files of the sample services that stand for their
+// repositories' own compose setup, which `mage import` reads: the
+// catalog's pipeline never uses them, and SamplePlatform leaves them out
+// unless asked (WithRepoFiles).
+var RepoFiles = []string{"docker-compose.yml", ".env.example"}
+
+// PlatformOption changes what SamplePlatform copies.
+type PlatformOption func(*platformOptions)
+
+type platformOptions struct{ repoFiles bool }
+
+// WithRepoFiles copies the sample services' RepoFiles too.
+func WithRepoFiles() PlatformOption { return func(o *platformOptions) { o.repoFiles = true } }
+
 // SamplePlatform copies the repository's services.toml and sample services
 // into a temporary folder, renaming the project and moving the dev ports to
 // free ones so that several tests and packages can deploy at once.
-func SamplePlatform(t testing.TB, prefix string) *Platform {
+func SamplePlatform(t testing.TB, prefix string, opts ...PlatformOption) *Platform {
 	t.Helper()
+	var o platformOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	root := t.TempDir()
 	repo := RepoRoot()
 	src := filepath.Join(repo, "examples", "maestro-platform")
@@ -53,6 +72,9 @@ func SamplePlatform(t testing.TB, prefix string) *Platform {
 			return os.MkdirAll(dst, 0o755)
 		}
 		if d.Name() == "app" { // a binary left by an earlier build
+			return nil
+		}
+		if !o.repoFiles && slices.Contains(RepoFiles, d.Name()) {
 			return nil
 		}
 		b, err := os.ReadFile(p)
@@ -73,8 +95,19 @@ func SamplePlatform(t testing.TB, prefix string) *Platform {
 		t.Fatal(err)
 	}
 	p := &Platform{Root: root, Catalog: filepath.Join(root, "services.toml"),
-		Deploy: filepath.Join(root, "deployment"), Project: ProjectName(t, prefix), DevPorts: map[string]int{}}
-	text := strings.Replace(string(cat), `name = "maestro"`, fmt.Sprintf("name = %q", p.Project), 1)
+		Deploy: filepath.Join(root, "deployment"), Project: ProjectName(t, prefix)}
+	p.UseCatalog(t, string(cat))
+	return p
+}
+
+// UseCatalog makes text, a catalog of the sample platform (project
+// "maestro", deploy_dir "~/deployment"), the platform's catalog: with the
+// platform's project name and deployment folder, and its dev ports moved
+// to free ones (DevPorts says which).
+func (p *Platform) UseCatalog(t testing.TB, text string) {
+	t.Helper()
+	p.DevPorts = map[string]int{}
+	text = strings.Replace(text, `name = "maestro"`, fmt.Sprintf("name = %q", p.Project), 1)
 	text = strings.Replace(text, `deploy_dir = "~/deployment"`, fmt.Sprintf("deploy_dir = %q", p.Deploy), 1)
 	matches := devPortLine.FindAllStringSubmatchIndex(text, -1)
 	ports := FreePorts(t, len(matches))
@@ -98,5 +131,4 @@ func SamplePlatform(t testing.TB, prefix string) *Platform {
 	if err := os.WriteFile(p.Catalog, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return p
 }

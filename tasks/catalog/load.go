@@ -56,28 +56,34 @@ type rawEnv struct {
 }
 
 type rawService struct {
-	Name            *string           `toml:"name"`
-	Title           string            `toml:"title"`
-	Source          string            `toml:"source"`
-	Dockerfile      string            `toml:"dockerfile"`
-	Image           string            `toml:"image"`
-	Port            *int              `toml:"port"`
-	DevPort         *int              `toml:"dev_port"`
-	ProdPort        *int              `toml:"prod_port"`
-	Ports           map[string]int    `toml:"ports"`
-	Health          string            `toml:"health"`
-	Healthcheck     []string          `toml:"healthcheck"`
-	DependsOn       []string          `toml:"depends_on"`
-	Env             map[string]string `toml:"env"`
-	Secrets         rawSecrets        `toml:"secrets"`
-	Prebuild        []string          `toml:"prebuild"`
-	PrebuildEnv     map[string]string `toml:"prebuild_env"`
-	PrebuildInputs  []string          `toml:"prebuild_inputs"`
-	PrebuildOutputs []string          `toml:"prebuild_outputs"`
-	Replicas        *int              `toml:"replicas"`
-	MaxPerNode      *int              `toml:"max_replicas_per_node"`
-	Volumes         []string          `toml:"volumes"`
-	Checks          []rawCheck        `toml:"checks"`
+	Name        *string           `toml:"name"`
+	Title       string            `toml:"title"`
+	Source      string            `toml:"source"`
+	Dockerfile  string            `toml:"dockerfile"`
+	Image       string            `toml:"image"`
+	Port        *int              `toml:"port"`
+	DevPort     *int              `toml:"dev_port"`
+	ProdPort    *int              `toml:"prod_port"`
+	Ports       map[string]int    `toml:"ports"`
+	Health      string            `toml:"health"`
+	Healthcheck rawHealthcheck    `toml:"healthcheck"`
+	DependsOn   rawDepends        `toml:"depends_on"`
+	Env         map[string]string `toml:"env"`
+	Labels      map[string]string `toml:"labels"`
+	BuildArgs   map[string]string `toml:"build_args"`
+	BuildTarget string            `toml:"build_target"`
+	Compose     map[string]any    `toml:"compose"`
+	// ComposeEnv is by environment name.
+	ComposeEnv      map[string]map[string]any `toml:"compose_env"`
+	Secrets         rawSecrets                `toml:"secrets"`
+	Prebuild        []string                  `toml:"prebuild"`
+	PrebuildEnv     map[string]string         `toml:"prebuild_env"`
+	PrebuildInputs  []string                  `toml:"prebuild_inputs"`
+	PrebuildOutputs []string                  `toml:"prebuild_outputs"`
+	Replicas        *int                      `toml:"replicas"`
+	MaxPerNode      *int                      `toml:"max_replicas_per_node"`
+	Volumes         []rawVolume               `toml:"volumes"`
+	Checks          []rawCheck                `toml:"checks"`
 }
 
 type rawCheck struct {
@@ -120,7 +126,7 @@ func Parse(name, abs string, src []byte) (*Catalog, error) {
 	if _, err := toml.Decode(string(src), &tree); err != nil {
 		return nil, Errors{tomlError(name, err)}
 	}
-	v := &validator{file: name, dir: filepath.Dir(abs), pos: scanPositions(string(src))}
+	v := &validator{file: name, dir: filepath.Dir(abs), pos: scanPositions(string(src)), depKeys: map[*Service][]string{}, volIndex: map[*Service][]int{}}
 	if v.typeCheck(tree, reflect.TypeFor[rawCatalog](), ""); len(v.errs) > 0 {
 		return nil, v.sorted()
 	}
@@ -171,6 +177,12 @@ type validator struct {
 	// targets are the environments whose host and dir passed, for
 	// sameTargets.
 	targets []deployTarget
+	// depKeys are the keys of each entry's dependencies, in DependsOn's
+	// order: depends_on[1] for the array form, depends_on.db for the table.
+	depKeys map[*Service][]string
+	// volIndex is, for each entry of Volumes, its index in the file's
+	// volumes (entries refused at load are left out of Volumes).
+	volIndex map[*Service][]int
 }
 
 func (v *validator) add(key, hint, format string, args ...any) {
@@ -188,6 +200,10 @@ var knownKeys = map[string][]string{
 	"infrastructure.checks": fieldNames(rawCheck{}),
 }
 
+// freeTables are the keys of an entry whose tables hold compose's keys,
+// which the compose checks judge, not the catalog's key lists.
+var freeTables = map[string]bool{"compose": true, "compose_env": true, "healthcheck": true, "volumes": true}
+
 // unknownKeys reports every place a key the catalog does not know is
 // written. BurntSushi/toml names undecoded keys without array indices and
 // once per element, so each is looked up again among the written positions.
@@ -203,6 +219,9 @@ func (v *validator) unknownKeys(keys []toml.Key) {
 	}
 	for _, p := range plain {
 		parts := strings.Split(p, ".")
+		if len(parts) > 2 && freeTables[parts[1]] {
+			continue // inside a table of compose's own keys, checked as compose
+		}
 		// Keys inside an unknown table are not worth a message of their own.
 		inUnknown := false
 		for i := 1; i < len(parts); i++ {

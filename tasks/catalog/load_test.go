@@ -113,7 +113,7 @@ func TestLoadRealCatalog(t *testing.T) {
 
 	db := c.Infrastructure[0]
 	if db.Name != "state-store" || !db.Infra || db.Port != 6380 || db.DevPort != 0 || db.ProdPort != 0 ||
-		db.Title != "State Store" || !reflect.DeepEqual(db.Volumes, []string{"state-data:/data"}) {
+		db.Title != "State Store" || !reflect.DeepEqual(db.Volumes, []catalog.Volume{{Spec: "state-data:/data"}}) {
 		t.Errorf("infrastructure: %+v", db)
 	}
 	if _, published := db.HostPort("dev"); published {
@@ -484,5 +484,45 @@ func TestHostPasswordNeverPrinted(t *testing.T) {
 		if len(errs) != 1 || errs[0].Key != "environments.demo.host" || !strings.Contains(errs[0].Msg, "holds a password") {
 			t.Errorf("%s: want one password error on the host, got:\n%s", host, list(errs))
 		}
+	}
+}
+
+// TestPassthroughCatalog loads the table forms and the compose passthrough
+// and checks what they become: bind mounts absolute, per-environment keys
+// replacing the service's, and all of it part of the configuration.
+func TestPassthroughCatalog(t *testing.T) {
+	file := filepath.Join("testdata", "good", "passthrough.toml")
+	c := mustLoad(t, file)
+	web, _ := c.Service("web")
+	dir, _ := filepath.Abs(filepath.Dir(file))
+	wantVols := []catalog.Volume{
+		{Spec: filepath.Join(dir, "conf") + ":/etc/web:ro"},
+		{Spec: "cache:/cache"},
+		{Long: map[string]any{"type": "tmpfs", "target": "/tmp", "tmpfs": map[string]any{"size": int64(65536)}}},
+	}
+	if !reflect.DeepEqual(web.Volumes, wantVols) {
+		t.Errorf("Volumes = %#v, want %#v", web.Volumes, wantVols)
+	}
+	if got := []string{web.Volumes[0].Named(), web.Volumes[1].Named(), web.Volumes[2].Named()}; !reflect.DeepEqual(got, []string{"", "cache", ""}) {
+		t.Errorf("Named() = %q", got)
+	}
+	if !reflect.DeepEqual(web.Healthcheck, []string{"wget -qO- http://localhost:8080/health || exit 1"}) || web.HealthcheckOptions["interval"] != "10s" {
+		t.Errorf("Healthcheck %q, options %v", web.Healthcheck, web.HealthcheckOptions)
+	}
+	if !reflect.DeepEqual(web.DependsOn, []string{"db"}) || web.DependsOnConditions["db"] != "service_started" {
+		t.Errorf("DependsOn %q, conditions %v", web.DependsOn, web.DependsOnConditions)
+	}
+	if web.BuildArgs["VERSION"] != "1.2" || web.BuildTarget != "runtime" || web.Labels["com.example.team"] != "payments" {
+		t.Errorf("BuildArgs %v BuildTarget %q Labels %v", web.BuildArgs, web.BuildTarget, web.Labels)
+	}
+	dev, demo := web.ComposeFor("dev"), web.ComposeFor("demo")
+	if !reflect.DeepEqual(dev["command"], []any{"serve", "--port", "8080"}) || dev["user"] != "1000" {
+		t.Errorf("ComposeFor(dev) = %v", dev)
+	}
+	if !reflect.DeepEqual(demo["logging"], map[string]any{"driver": "local"}) || !reflect.DeepEqual(demo["command"], dev["command"]) {
+		t.Errorf("ComposeFor(demo) = %v: compose_env.demo must replace logging and keep the rest", demo)
+	}
+	if web.Compose["logging"].(map[string]any)["driver"] != "json-file" {
+		t.Error("ComposeFor changed the service's own compose table")
 	}
 }

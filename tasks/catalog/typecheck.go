@@ -14,8 +14,18 @@ import (
 // port = "80", depends_on = "db", [services] written for [[services]].
 // Keys the types do not know are left to the unknown-key check.
 func (v *validator) typeCheck(val any, t reflect.Type, path string) {
-	if t == reflect.TypeFor[rawSecrets]() {
+	switch t {
+	case reflect.TypeFor[rawSecrets]():
 		v.typeCheckSecrets(val, path)
+		return
+	case reflect.TypeFor[rawHealthcheck]():
+		v.typeCheckHealthcheck(val, path)
+		return
+	case reflect.TypeFor[rawDepends]():
+		v.typeCheckDepends(val, path)
+		return
+	case reflect.TypeFor[rawVolume]():
+		v.typeCheckVolume(val, path)
 		return
 	}
 	for t.Kind() == reflect.Pointer {

@@ -4,8 +4,10 @@
 package catalog
 
 import (
+	"encoding/json"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -176,6 +178,11 @@ type Service struct {
 	Source string `view:"-"`
 	// Dockerfile is relative to Source (default "Dockerfile").
 	Dockerfile string `view:"-"`
+	// BuildArgs are the build's arguments and BuildTarget the Dockerfile
+	// stage it builds ("" = the last): part of the build recipe, which the
+	// image ID covers.
+	BuildArgs   map[string]string `view:"-"`
+	BuildTarget string            `view:"-"`
 	// Image is a prebuilt image reference used instead of building Source.
 	Image string `view:"image"`
 	// Port is the port the container listens on.
@@ -187,14 +194,43 @@ type Service struct {
 	ExtraPorts map[string]int `view:"-"`
 	// Health is the HTTP health path (default "/health").
 	Health string `view:"health"`
-	// Healthcheck is the in-container health command (exec form), used as
-	// the compose healthcheck; empty = none, and health is then probed over
-	// HTTP on the published port.
+	// Healthcheck is the in-container health command; empty = none, and
+	// health is then probed over HTTP on the published port. In the array
+	// form (healthcheck = ["/app", "-healthcheck"]) it is the exec form's
+	// arguments, rendered with the tool's fast timings (FastHealthcheck).
+	// In the table form it is what the container runs, for those who only
+	// ask whether there is one: the arguments after "CMD", or the one
+	// shell line of "CMD-SHELL" (or of a test written as a string); empty
+	// when the test is "NONE", disabled or left to the image.
 	Healthcheck []string `view:"healthcheck"`
-	// DependsOn names services or infrastructure this one needs healthy first.
+	// HealthcheckOptions is the table form of healthcheck: compose's
+	// healthcheck keys (test, interval, timeout, retries, start_period,
+	// disable) as written, rendered as they are. nil for the array form.
+	HealthcheckOptions map[string]any `view:"healthcheck_options"`
+	// DependsOn names services or infrastructure this one needs started
+	// first: healthy when the dependency has a healthcheck, else started,
+	// unless DependsOnConditions says otherwise.
 	DependsOn []string `view:"depends_on"`
+	// DependsOnConditions are the compose conditions written in the table
+	// form of depends_on (depends_on = { db = "service_started" }), by
+	// dependency: service_started, service_healthy or
+	// service_completed_successfully.
+	DependsOnConditions map[string]string `view:"depends_on_conditions"`
 	// Env is the plain environment of the container.
 	Env map[string]string `view:"env"`
+	// Labels are the container's own labels; the tool adds its io.maestro.*
+	// labels beside them.
+	Labels map[string]string `view:"labels"`
+	// Compose holds the compose service keys the catalog does not model
+	// (command, entrypoint, user, extra_hosts, logging, deploy resources...),
+	// as written under compose = {...}, with TOML's types: strings, int64,
+	// float64, bool, []any and map[string]any. They are rendered unchanged
+	// into every compose and stack file that holds the service; values are
+	// literal ('$' is not interpolated). Use ComposeFor for an environment.
+	Compose map[string]any `view:"compose"`
+	// ComposeEnv holds, by environment name, compose keys that replace
+	// those of Compose in that environment (compose_env = { demo = {...} }).
+	ComposeEnv map[string]map[string]any `view:"compose_env"`
 	// Secrets are the values of the service's secrets: environment values
 	// that are never printed and never put in a compose file, only in the
 	// 0600 .env. Load fills it with SecretDefaults (what a local
@@ -232,8 +268,9 @@ type Service struct {
 	// MaxReplicasPerNode caps how many of its replicas one swarm node runs
 	// (0 = no cap): 1 spreads them over as many nodes. Swarm only.
 	MaxReplicasPerNode int `view:"max_replicas_per_node"`
-	// Volumes are named volumes, "name:/container/path".
-	Volumes []string `view:"volumes"`
+	// Volumes are the service's mounts: named volumes, bind mounts (their
+	// host paths absolute) and anonymous volumes, in the order written.
+	Volumes []Volume `view:"volumes"`
 	// Checks are what testAll runs for this service, besides its health.
 	Checks []*Check `view:"checks"`
 	// Infra is true for entries of [[infrastructure]].
@@ -367,3 +404,76 @@ func (c *Catalog) ImageRef(s *Service) string {
 	}
 	return c.ImageRepo(s) + ":latest"
 }
+
+// Volume is one entry of a service's volumes: compose's short syntax in
+// Spec, or its long syntax in Long.
+type Volume struct {
+	// Spec is "name:/path[:mode]" for a named volume, "/host/path:/path[:mode]"
+	// for a bind mount (the host path absolute once loaded: a relative one
+	// is taken from the catalog's folder), or "/path" for an anonymous
+	// volume. Empty when Long is set.
+	Spec string
+	// Long is compose's long syntax as written (a table: type, source,
+	// target, read_only, bind, volume, tmpfs), a bind mount's source made
+	// absolute. nil when Spec is set.
+	Long map[string]any
+}
+
+// MarshalJSON writes a short-syntax volume as its string and a long one
+// as its table, so that records and config hashes of catalogs holding
+// named volumes only read as they did when volumes were strings.
+func (v Volume) MarshalJSON() ([]byte, error) {
+	if v.Long != nil {
+		return json.Marshal(v.Long)
+	}
+	return json.Marshal(v.Spec)
+}
+
+// Named returns the named volume v mounts, or "" for a bind mount, a
+// tmpfs or an anonymous volume.
+func (v Volume) Named() string {
+	if v.Long != nil {
+		if t, _ := v.Long["type"].(string); t != "volume" {
+			return ""
+		}
+		s, _ := v.Long["source"].(string)
+		return s
+	}
+	src, _, ok := strings.Cut(v.Spec, ":")
+	if !ok || strings.ContainsAny(src[:min(len(src), 1)], "/.~") {
+		return ""
+	}
+	return src
+}
+
+// Bind reports whether v is a bind mount.
+func (v Volume) Bind() bool {
+	if v.Long != nil {
+		t, _ := v.Long["type"].(string)
+		return t == "bind"
+	}
+	src, _, ok := strings.Cut(v.Spec, ":")
+	return ok && src != "" && strings.ContainsAny(src[:1], "/.~")
+}
+
+// ComposeFor returns the compose keys the catalog does not model for
+// environment env: Compose, with the keys of ComposeEnv[env] replacing
+// those of the same name. The result is a new map; the values are shared.
+func (s *Service) ComposeFor(env string) map[string]any {
+	out := make(map[string]any, len(s.Compose)+len(s.ComposeEnv[env]))
+	for k, v := range s.Compose {
+		out[k] = v
+	}
+	for k, v := range s.ComposeEnv[env] {
+		out[k] = v
+	}
+	return out
+}
+
+// FastHealthcheck holds the timings the array form of healthcheck renders
+// with: probe every second, so that dependants start as soon as the
+// service answers, and give a slow start a minute.
+var FastHealthcheck = struct {
+	Interval, Timeout, StartPeriod string
+	Retries                        int
+}{Interval: "1s", Timeout: "3s", StartPeriod: "60s", Retries: 5}

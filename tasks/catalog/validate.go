@@ -19,7 +19,6 @@ var (
 	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	envVarName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
-	volumeSpec  = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]*:/[^:]*(:ro|:rw)?$`)
 )
 
 func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
@@ -56,7 +55,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 			cat.Services = append(cat.Services, s)
 		}
 	}
-	if len(raw.Services) == 0 {
+	if len(raw.Services) == 0 && len(raw.Infrastructure) == 0 {
 		v.errs = append(v.errs, &Error{File: v.file, Key: "services",
 			Msg:  "the catalog declares no services",
 			Hint: `add a [[services]] table with at least name, source and port; see services.toml in the repository for a full example`})
@@ -74,6 +73,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 
 	v.sameTargets(v.targets)
 	v.dependencies(cat)
+	v.composeChecks(cat)
 	for _, n := range slices.Sorted(maps.Keys(cat.Environments)) {
 		v.portClashes(cat, cat.Environments[n])
 	}
@@ -97,7 +97,8 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 		e.Ports = name
 		fallthrough
 	default:
-		if v.columnExists(cat, e.Ports) || len(cat.All()) == 0 {
+		if v.columnExists(cat, e.Ports) || len(cat.Services) == 0 {
+			// Infrastructure alone publishes nothing, by design.
 			break
 		}
 		if implicit {
@@ -282,9 +283,9 @@ func deref[T any](p *T) T {
 func (v *validator) service(r *rawService, key string, infra bool, seen map[string]string) *Service {
 	s := &Service{Name: deref(r.Name), Title: r.Title, Dockerfile: r.Dockerfile, Image: r.Image,
 		Port: deref(r.Port), DevPort: deref(r.DevPort), ProdPort: deref(r.ProdPort), ExtraPorts: r.Ports,
-		Health: r.Health, Healthcheck: r.Healthcheck, DependsOn: r.DependsOn,
-		Env: r.Env, Prebuild: r.Prebuild, PrebuildEnv: r.PrebuildEnv,
-		PrebuildOutputs: r.PrebuildOutputs, Replicas: 1, Volumes: r.Volumes,
+		Health: r.Health, Env: r.Env, Labels: r.Labels, BuildArgs: r.BuildArgs, BuildTarget: r.BuildTarget,
+		Prebuild: r.Prebuild, PrebuildEnv: r.PrebuildEnv,
+		PrebuildOutputs: r.PrebuildOutputs, Replicas: 1,
 		Infra: infra, Line: v.pos.line(key)}
 	const nameHint = "a DNS label: lower-case letters, digits and '-', at most 63 characters; it names the container, its folder and its host name on the network"
 	switch {
@@ -347,9 +348,14 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 		}
 	}
 
+	published := r.DevPort != nil || r.ProdPort != nil || len(r.Ports) > 0
 	if r.Port == nil {
-		v.add(key+".port", "add port = <number>: the port the process inside the container listens on (1-65535)",
-			"%s has no port (missing key \"port\")", label)
+		// An entry that publishes nothing and is never probed (a worker,
+		// a queue) needs no port.
+		if published || len(r.Checks) > 0 {
+			v.add(key+".port", "add port = <number>: the port the process inside the container listens on (1-65535)",
+				"%s has no port (missing key \"port\")", label)
+		}
 	} else {
 		v.port(key+".port", "port", *r.Port, "")
 	}
@@ -378,10 +384,20 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	} else if !strings.HasPrefix(s.Health, "/") {
 		v.add(key+".health", fmt.Sprintf("an HTTP path starting with '/': health = %q", "/"+s.Health), "health path %q does not start with /", s.Health)
 	}
-	if len(r.Healthcheck) > 0 && strings.TrimSpace(r.Healthcheck[0]) == "" {
-		v.add(key+".healthcheck", `an argument list such as ["/app", "-healthcheck"]`, "empty healthcheck command")
-	}
+	v.healthcheck(key+".healthcheck", &r.Healthcheck, s)
+	v.dependsOn(key+".depends_on", &r.DependsOn, s)
 	v.envTable(key+".env", s.Env)
+	v.labels(key+".labels", s.Labels)
+	v.envTable(key+".build_args", s.BuildArgs)
+	if r.Source == "" {
+		if len(r.BuildArgs) > 0 {
+			v.add(key+".build_args", "build arguments go to the build of source: set source, or remove build_args", "build_args without source")
+		}
+		if r.BuildTarget != "" {
+			v.add(key+".build_target", "a build target is a stage of source's Dockerfile: set source, or remove build_target", "build_target without source")
+		}
+	}
+	v.composeTables(key, r, s)
 	v.secrets(key, &r.Secrets, s)
 	v.envTable(key+".prebuild_env", s.PrebuildEnv)
 	if len(s.Prebuild) > 0 {
@@ -405,10 +421,10 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 		}
 	}
 	v.maxPerNode(key, r, s) // nodes.go
-	for i, vol := range s.Volumes {
-		if !volumeSpec.MatchString(vol) {
-			v.add(fmt.Sprintf("%s.volumes[%d]", key, i), `write "name:/path/in/container" with a named volume (host folders are not allowed), optionally ending in :ro`,
-				"invalid volume %q", vol)
+	for i := range r.Volumes {
+		if vol, ok := v.volume(fmt.Sprintf("%s.volumes[%d]", key, i), &r.Volumes[i]); ok {
+			s.Volumes = append(s.Volumes, vol)
+			v.volIndex[s] = append(v.volIndex[s], i)
 		}
 	}
 	names := map[string]string{}
@@ -488,18 +504,18 @@ func (v *validator) dependencies(cat *Catalog) {
 	for _, s := range all {
 		byName[s.Name] = s
 	}
-	keyOf := func(s *Service) string {
-		if s.Infra {
-			return fmt.Sprintf("infrastructure[%d].depends_on", indexOf(cat.Infrastructure, s))
+	keyAt := func(s *Service, i int) string {
+		if keys := v.depKeys[s]; i < len(keys) {
+			return keys[i]
 		}
-		return fmt.Sprintf("services[%d].depends_on", indexOf(cat.Services, s))
+		return fmt.Sprintf("%s.depends_on[%d]", v.serviceKey(cat, s), i)
 	}
 	entryKey := func(s *Service, dep string) string {
-		return fmt.Sprintf("%s[%d]", keyOf(s), slices.Index(s.DependsOn, dep))
+		return keyAt(s, slices.Index(s.DependsOn, dep))
 	}
 	for _, s := range all {
 		for i, d := range s.DependsOn {
-			key := fmt.Sprintf("%s[%d]", keyOf(s), i)
+			key := keyAt(s, i)
 			switch {
 			case d == s.Name:
 				v.add(key, fmt.Sprintf("remove %q from its depends_on", d), "%s depends on itself", s.Name)

@@ -56,6 +56,9 @@ type BuildSpec struct {
 	Labels map[string]string
 	// BuildArgs are passed to the build; they are part of its content hash.
 	BuildArgs map[string]string
+	// Target is the Dockerfile stage to build ("" = the last); part of the
+	// content hash.
+	Target string
 }
 
 // BuildResult is what Build did for one spec.
@@ -266,7 +269,13 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	if imgLabels == nil {
 		imgLabels = map[string]string{}
 	}
-	sum, err := contextHash(entries, s.Dockerfile, s.BuildArgs, imgLabels)
+	// A target rides on the Dockerfile's field ("Dockerfile\x00target=x",
+	// a NUL no file name holds), so that builds without one keep their hash.
+	df := s.Dockerfile
+	if s.Target != "" {
+		df += "\x00target=" + s.Target
+	}
+	sum, err := contextHash(entries, df, s.BuildArgs, imgLabels)
 	if err != nil {
 		return r, fmt.Errorf("build %s: hash context: %w", s.Service, err)
 	}
@@ -454,6 +463,7 @@ func (e *Engine) imageBuild(ctx context.Context, s *BuildSpec, entries []entry, 
 		Dockerfile:  filepath.ToSlash(s.Dockerfile),
 		Labels:      imgLabels,
 		BuildArgs:   args,
+		Target:      s.Target,
 		Remove:      true,
 		ForceRemove: true, // no intermediate containers left behind by a failed step
 		Version:     builderVersion(),

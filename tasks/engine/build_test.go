@@ -436,3 +436,47 @@ func TestPrebuildSlotsFirstRunAlone(t *testing.T) {
 		rel()
 	}
 }
+
+// TestBuildArgsAndTarget: build arguments reach the Dockerfile and the
+// target picks its stage; both are part of the content hash, so a
+// changed argument or target builds another image.
+func TestBuildArgsAndTarget(t *testing.T) {
+	e := connect(t)
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, e, "target")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile": "FROM scratch AS debug\nARG FLAVOUR\nLABEL stage=debug flavour=$FLAVOUR\nCOPY a.txt /a.txt\n" +
+			"FROM scratch AS runtime\nARG FLAVOUR\nLABEL stage=runtime flavour=$FLAVOUR\nCOPY a.txt /a.txt\n",
+		"a.txt": "a\n",
+	})
+	opts := BuildOptions{StateDir: t.TempDir()}
+	build := func(target, flavour string) BuildResult {
+		t.Helper()
+		spec := BuildSpec{Service: "t", Context: dir, Repo: repo, Labels: fresh(repo, nil),
+			Target: target, BuildArgs: map[string]string{"FLAVOUR": flavour}}
+		res, err := e.Build(ctx, []BuildSpec{spec}, opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := e.API.ImageInspect(ctx, res[0].Ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := target
+		if want == "" {
+			want = "runtime" // the last stage
+		}
+		if l := img.Config.Labels; l["stage"] != want || l["flavour"] != flavour {
+			t.Errorf("target %q flavour %q: labels %v", target, flavour, l)
+		}
+		return res[0]
+	}
+	last, debug, other := build("", "plain"), build("debug", "plain"), build("debug", "spicy")
+	if last.Hash == debug.Hash || debug.Hash == other.Hash || last.Hash == other.Hash {
+		t.Errorf("hashes %s %s %s: target and arguments must each make another image", last.Hash, debug.Hash, other.Hash)
+	}
+	if again := build("debug", "plain"); !again.Cached || again.ImageID != debug.ImageID {
+		t.Errorf("the same target and arguments again: %+v, want the cached image", again)
+	}
+}

@@ -58,6 +58,16 @@ func TestViews(t *testing.T) {
 		"timeout":     {func(c *catalog.Catalog) { c.Services[0].Checks[0].Timeout = time.Second }, `a: checks.h.timeout added ("1s")`},
 		"healthcheck": {func(c *catalog.Catalog) { c.Services[0].Healthcheck = []string{"/app", "-h"} }, `a: healthcheck added ("[\"/app\",\"-h\"]")`},
 		"network":     {func(c *catalog.Catalog) { c.Project.Network = "n" }, `[project]: network "platform" -> "n"`},
+		// The compose passthrough is configuration, key by key, per
+		// environment too: a service whose command changed is replaced.
+		"compose": {func(c *catalog.Catalog) {
+			c.Services[0].Compose = map[string]any{"logging": map[string]any{"driver": "local"}}
+		}, `a: compose.logging.driver added ("local")`},
+		"compose list": {func(c *catalog.Catalog) { c.Services[0].Compose = map[string]any{"command": []any{"serve", int64(1)}} },
+			`a: compose.command added ("[\"serve\",1]")`},
+		"compose_env": {func(c *catalog.Catalog) {
+			c.Services[0].ComposeEnv = map[string]map[string]any{"demo": {"user": "1000"}}
+		}, `a: compose_env.demo.user added ("1000")`},
 		"new service": {func(c *catalog.Catalog) { c.Services = append(c.Services, &catalog.Service{Name: "b"}) }, "b: added"},
 		// Which secrets a service gets is configuration, in clear: names
 		// are no secret.

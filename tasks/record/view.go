@@ -67,7 +67,9 @@ const ProjectKey = "[project]"
 // its view name; secret marks values that must be digested.
 func flatten(v View, prefix string, rv reflect.Value, secret bool, key []byte) {
 	switch rv.Kind() {
-	case reflect.Pointer:
+	case reflect.Pointer, reflect.Interface:
+		// Interfaces hold the compose passthrough's values: tables are
+		// flattened key by key like any map, arrays written as JSON.
 		if !rv.IsNil() {
 			flatten(v, prefix, rv.Elem(), secret, key)
 		}

@@ -183,7 +183,7 @@ func benchCatalog(n int) (*catalog.Catalog, *catalog.Environment) {
 			Env: map[string]string{"SERVICE_NAME": fmt.Sprintf("svc-%d", i), "PORT": "8080", "LOG_LEVEL": "info",
 				"UPSTREAMS": "svc-0=http://svc-0:8080"},
 			Secrets:  map[string]string{"TOKEN": "t0k3n"},
-			Volumes:  []string{fmt.Sprintf("data-%d:/data", i)},
+			Volumes:  []catalog.Volume{{Spec: fmt.Sprintf("data-%d:/data", i)}},
 			Prebuild: []string{"go", "build", "-o", "app", "."},
 			Checks:   []*catalog.Check{{Name: "health", Kind: catalog.CheckHTTP, Path: "/health", Status: 200, Timeout: 2 * time.Second, Retries: 2}},
 		}

@@ -30,6 +30,8 @@ import (
 	"sync"
 	"text/template"
 
+	dockertypes "github.com/docker/cli/cli/compose/types"
+
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/record"
 
@@ -39,9 +41,12 @@ import (
 
 // Names of the files and folders render writes.
 const (
-	ComposeFile  = "docker-compose.yml"
-	StackFile    = "docker-stack.yml" // swarm environments only
-	EnvFile      = ".env"
+	ComposeFile = "docker-compose.yml"
+	StackFile   = "docker-stack.yml" // swarm environments only
+	EnvFile     = ".env"
+	// EnvExample is beside each .env: every variable it sets, the values
+	// of secrets left blank, so that the folder says what it needs.
+	EnvExample   = ".env.example"
 	ManifestFile = ".manifest"
 	DeployScript = "deploy-all.sh"
 	TestScript   = "test-all.sh"
@@ -138,7 +143,13 @@ var (
 	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 )
 
-type buildView struct{ Context, Dockerfile string }
+type buildView struct {
+	Context, Dockerfile string
+	// Args and Target are left out of the config hash when empty, so that
+	// services without them keep the hash they had before they existed.
+	Args   []kv   `json:",omitempty"`
+	Target string `json:",omitempty"`
+}
 
 type envVar struct {
 	Key, Value string
@@ -161,8 +172,20 @@ type svcView struct {
 	Healthcheck []string
 	DependsOn   []depView
 	Labels      []kv
-	Volumes     []string
+	Volumes     []catalog.Volume
 	Replicas    int
+	// The pieces below are rendered YAML, each starting with a line break
+	// and holding keys at the service's indentation (see yaml.go), or "".
+	// HealthcheckYAML is the table form of healthcheck; VolumesYAML the
+	// volumes key.
+	HealthcheckYAML, VolumesYAML string
+	// ComposeExtra is the compose passthrough of a compose file, restart
+	// apart; Restart is restart's value, quoted ("" = unless-stopped).
+	ComposeExtra, Restart string
+	// StackExtra is the passthrough of a stack file: restart, expose and
+	// deploy apart; DeployExtra holds deploy's keys, at deploy's
+	// indentation; StackDropped names what a stack file leaves out.
+	StackExtra, DeployExtra, StackDropped string
 	// Publish is the published port (nil = none), for the long port
 	// syntax of a stack file.
 	Publish *publishView
@@ -170,6 +193,10 @@ type svcView struct {
 	SwarmSecrets []swarmSecretRef
 	// MaxPerNode is deploy.placement.max_replicas_per_node (0 = none).
 	MaxPerNode int
+	// PlacementExtra is true when DeployExtra holds a placement (from the
+	// passthrough), which then carries MaxPerNode: YAML allows one
+	// placement key.
+	PlacementExtra bool
 	// Block is the service's block in the file at hand, made of the
 	// pieces rendered once: head, depends_on and tail.
 	Block string
@@ -180,6 +207,8 @@ type svcView struct {
 	svc      *catalog.Service
 	hostPort int
 	secrets  []kv // .env name, value
+	// compose is the compose passthrough of the environment.
+	compose map[string]any
 }
 
 // blockView is what the service-head, -deps and -tail templates get.
@@ -211,11 +240,15 @@ type swarmSecretRef struct{ Alias, Name, Target string }
 type envSection struct {
 	Comment string
 	Vars    []kv
+	// Secret marks the section of secrets, blank in an example.
+	Secret bool
 }
 
 type envView struct {
 	Header   []string
 	Sections []envSection
+	// Example renders .env.example: secrets blank.
+	Example bool
 }
 
 type scriptSvc struct {
@@ -411,6 +444,18 @@ func (r *renderer) check() error {
 		if !s.Infra && s.Name == InfraDir {
 			return fmt.Errorf("service %s: the name is taken by the %s/ folder; rename the service", s.Name, InfraDir)
 		}
+		if r.env.Engine == catalog.EngineSwarm {
+			// Load refuses these with their lines; a catalog built in code
+			// is refused here rather than deployed without them.
+			for k := range s.ComposeFor(r.env.Name) {
+				_, dropped := catalog.StackDropped[k]
+				_, forbidden := dockertypes.ForbiddenProperties[k]
+				_, deprecated := dockertypes.DeprecatedProperties[k]
+				if !dropped && (forbidden || deprecated || slices.Contains(dockertypes.UnsupportedProperties, k)) {
+					return fmt.Errorf("service %s: docker stack deploy cannot carry compose key %s, and %s deploys to a swarm", s.Name, k, r.env.Name)
+				}
+			}
+		}
 		for k, v := range s.Secrets {
 			if _, err := envQuote(v); err != nil {
 				return fmt.Errorf("service %s: secret %s: %w; change the value or move it to env", s.Name, k, err)
@@ -475,7 +520,7 @@ func (r *renderer) releaseNote() string {
 
 func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 	v := &svcView{Name: s.Name, Image: r.cat.ImageRef(s), svc: s, Replicas: max(s.Replicas, 1),
-		Healthcheck: s.Healthcheck, Volumes: s.Volumes, MaxPerNode: s.MaxReplicasPerNode}
+		Healthcheck: s.Healthcheck, Volumes: s.Volumes, MaxPerNode: s.MaxReplicasPerNode, compose: s.ComposeFor(r.env.Name)}
 	if img, ok := r.opts.Images[s.Name]; ok {
 		v.Image = img
 	}
@@ -487,7 +532,13 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 		if df == "" {
 			df = "Dockerfile"
 		}
-		v.Build = &buildView{Context: s.Source, Dockerfile: df}
+		v.Build = &buildView{Context: s.Source, Dockerfile: df, Target: s.BuildTarget}
+		for _, k := range slices.Sorted(maps.Keys(s.BuildArgs)) {
+			v.Build.Args = append(v.Build.Args, kv{k, s.BuildArgs[k]})
+		}
+	}
+	if err := r.yamlPieces(v); err != nil {
+		return nil, fmt.Errorf("service %s: %w", s.Name, err)
 	}
 	if p, ok := s.HostPort(r.env.Ports); ok {
 		v.hostPort = p
@@ -518,7 +569,103 @@ func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 		{labels.Environment, r.env.Name},
 	}
 	v.Labels = append(v.Labels, kv{labels.Role, role}, kv{labels.Service, s.Name})
+	for k, val := range s.Labels {
+		v.Labels = append(v.Labels, kv{k, val})
+	}
+	sort.SliceStable(v.Labels, func(i, j int) bool { return v.Labels[i].Key < v.Labels[j].Key })
 	return v, nil
+}
+
+// yamlPieces renders what the catalog carries as written: the table form
+// of healthcheck, volumes, and the compose passthrough, for compose files
+// and for stack files.
+func (r *renderer) yamlPieces(v *svcView) error {
+	piece := func(write func(b *strings.Builder) error) (string, error) {
+		var b strings.Builder
+		if err := write(&b); err != nil {
+			return "", err
+		}
+		if b.Len() == 0 {
+			return "", nil
+		}
+		return "\n" + strings.TrimSuffix(b.String(), "\n"), nil
+	}
+	var err error
+	s := v.svc
+	if s.HealthcheckOptions != nil {
+		if v.HealthcheckYAML, err = piece(func(b *strings.Builder) error {
+			return writeYAMLKey(b, 4, "healthcheck", s.HealthcheckOptions)
+		}); err != nil {
+			return err
+		}
+	}
+	if len(s.Volumes) > 0 {
+		vols := make([]any, len(s.Volumes))
+		for i, vol := range s.Volumes {
+			if vol.Long != nil {
+				vols[i] = vol.Long
+			} else {
+				vols[i] = vol.Spec
+			}
+		}
+		if v.VolumesYAML, err = piece(func(b *strings.Builder) error { return writeYAMLKey(b, 4, "volumes", vols) }); err != nil {
+			return err
+		}
+	}
+	keys := slices.Sorted(maps.Keys(v.compose))
+	if v.ComposeExtra, err = piece(func(b *strings.Builder) error {
+		for _, k := range keys {
+			if k != "restart" {
+				if err := writeYAMLKey(b, 4, k, v.compose[k]); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if restart, ok := v.compose["restart"]; ok {
+		if v.Restart, err = yamlScalar(normalize(restart)); err != nil {
+			return fmt.Errorf("restart: %w", err)
+		}
+	}
+	var dropped []string
+	if v.StackExtra, err = piece(func(b *strings.Builder) error {
+		for _, k := range keys {
+			if _, ok := catalog.StackDropped[k]; ok {
+				dropped = append(dropped, k)
+				continue
+			}
+			if k == "deploy" {
+				continue
+			}
+			if err := writeYAMLKey(b, 4, k, v.compose[k]); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if len(dropped) > 0 {
+		v.StackDropped = strings.Join(dropped, ", ") + ": left out, docker stack deploy ignores them"
+	}
+	if d, ok := normalize(v.compose["deploy"]).(map[string]any); ok {
+		if p, ok := d["placement"].(map[string]any); ok {
+			v.PlacementExtra = true
+			if v.MaxPerNode > 0 {
+				withMax := maps.Clone(p)
+				withMax["max_replicas_per_node"] = v.MaxPerNode
+				d = maps.Clone(d)
+				d["placement"] = withMax
+			}
+		}
+		if v.DeployExtra, err = piece(func(b *strings.Builder) error { return writeYAMLMap(b, 6, d) }); err != nil {
+			return fmt.Errorf("deploy: %w", err)
+		}
+	}
+	return nil
 }
 
 // configHash is a hash of what the service runs with: a container whose
@@ -533,15 +680,21 @@ func (r *renderer) configHash(v *svcView, role string) (string, error) {
 		}
 		secrets = append(secrets, d)
 	}
+	// Fields added since the first are left out when empty, so that a
+	// service that does not use them keeps its hash.
 	sum, err := json.Marshal(struct {
 		Image, Network, Role string
 		Build                *buildView
 		Ports, Healthcheck   []string
-		Volumes              []string
+		Volumes              []catalog.Volume
 		Env                  []envVar
 		Secrets              []string
-		Deploy               *swarmDeploy `json:",omitempty"`
-	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets, r.swarmDeploy(v)})
+		Deploy               *swarmDeploy      `json:",omitempty"`
+		HealthcheckOptions   map[string]any    `json:",omitempty"`
+		Labels               map[string]string `json:",omitempty"`
+		Compose              map[string]any    `json:",omitempty"`
+	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets,
+		r.swarmDeploy(v), v.svc.HealthcheckOptions, v.svc.Labels, v.compose})
 	if err != nil {
 		return "", err
 	}
@@ -591,7 +744,9 @@ func (r *renderer) deps(v *svcView, in map[string]bool) []depView {
 			continue
 		}
 		cond := "service_started"
-		if dep := r.byName[d]; dep != nil && len(dep.svc.Healthcheck) > 0 {
+		if c, ok := v.svc.DependsOnConditions[d]; ok {
+			cond = c
+		} else if dep := r.byName[d]; dep != nil && len(dep.svc.Healthcheck) > 0 {
 			cond = "service_healthy"
 		}
 		out = append(out, depView{Name: d, Condition: cond})
@@ -678,12 +833,20 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			if err != nil {
 				return nil, err
 			}
+			ev.Example = true
+			ev.Header = append(slices.Clone(ev.Header), "An example of .env beside it: every variable .env sets, the values of secrets left blank.")
+			ev.Sections = slices.Clone(ev.Sections)
+			ev.Sections[2].Comment = "Secrets: the compose files refer to them as ${NAME}; .env holds their values, never this file."
+			example, err := execute(envTmpl, "env.tmpl", ev)
+			if err != nil {
+				return nil, err
+			}
 			c := &composeCheck{path: join(dir, ComposeFile), envPath: join(dir, EnvFile), env: vars, want: wantEnv(svcs)}
 			f, err := finish(File{Path: c.path, Data: data, Mode: 0o644}, c, envData)
 			if err != nil {
 				return nil, err
 			}
-			return []File{f, {Path: c.envPath, Data: envData, Mode: 0o600}}, nil
+			return []File{f, {Path: c.envPath, Data: envData, Mode: 0o600}, {Path: join(dir, EnvExample), Data: example, Mode: 0o644}}, nil
 		}
 	}
 	// The whole-stack files are the largest: they go first.
@@ -808,8 +971,9 @@ func volumeNames(svcs []*svcView) []string {
 	set := map[string]bool{}
 	for _, v := range svcs {
 		for _, vol := range v.Volumes {
-			name, _, _ := strings.Cut(vol, ":")
-			set[name] = true
+			if n := vol.Named(); n != "" {
+				set[n] = true
+			}
 		}
 	}
 	return slices.Sorted(maps.Keys(set))
@@ -849,9 +1013,9 @@ func (r *renderer) envFile(svcs []*svcView) (envView, map[string]string) {
 		}
 	}
 	return envView{Header: r.header, Sections: []envSection{
-		{"Compose reads COMPOSE_PROJECT_NAME from here: pass the same name as -p.", settings},
-		{"Published host ports, for scripts (the compose files carry the numbers themselves).", ports},
-		{"Secrets: the compose files refer to them as ${NAME}; their values live only here.", secrets},
+		{"Compose reads COMPOSE_PROJECT_NAME from here: pass the same name as -p.", settings, false},
+		{"Published host ports, for scripts (the compose files carry the numbers themselves).", ports, false},
+		{"Secrets: the compose files refer to them as ${NAME}; their values live only here.", secrets, true},
 	}}, vars
 }
 

@@ -47,6 +47,20 @@ func TestSpreadPlacement(t *testing.T) {
 		t.Errorf("placement outside state-store:\n%s", stack)
 	}
 
+	// A placement of the passthrough's (constraints) carries the limit:
+	// a stack file has one placement key per service, and docker stack
+	// deploy reads it.
+	ss.Compose = map[string]any{"deploy": map[string]any{"placement": map[string]any{"constraints": []any{"node.role == worker"}}}}
+	f, _ = mustRender(t, cat, "demo", render.Options{}).File(render.StackFile)
+	stack = string(f.Data)
+	i = strings.Index(stack, `"state-store":`)
+	j = strings.Index(stack[i+1:], "\n  \"")
+	block = stack[i : i+1+j]
+	if strings.Count(block, "placement:") != 1 || !strings.Contains(block, "max_replicas_per_node: 1") || !strings.Contains(block, "node.role == worker") {
+		t.Errorf("state-store's block should have one placement with the constraint and the limit:\n%s", block)
+	}
+	ss.Compose = nil
+
 	ss.Replicas = 3
 	three := hashes()
 	if two["state-store"] == capped["state-store"] || capped["state-store"] == three["state-store"] {

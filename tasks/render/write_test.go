@@ -54,7 +54,7 @@ func TestWriteFreshThenUnchanged(t *testing.T) {
 	}
 	for _, f := range tree {
 		inFile := strings.Contains(string(f.Data), secret)
-		if strings.HasSuffix(f.Path, ".yml") && inFile {
+		if (strings.HasSuffix(f.Path, ".yml") || strings.HasSuffix(f.Path, render.EnvExample)) && inFile {
 			t.Errorf("secret value in %s", f.Path)
 		}
 		if (f.Path == ".env" || f.Path == "maestro-gateway/.env") && !inFile {
@@ -128,7 +128,7 @@ func TestWriteCarriesUnmanagedAndRemovesOld(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "k8s-execution-service")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("folder of a removed service is still there: %v", err)
 	}
-	want := []string{"k8s-execution-service/.env", "k8s-execution-service/docker-compose.yml"}
+	want := []string{"k8s-execution-service/.env", "k8s-execution-service/.env.example", "k8s-execution-service/docker-compose.yml"}
 	if strings.Join(res.Removed, ",") != strings.Join(want, ",") {
 		t.Errorf("removed %v, want %v", res.Removed, want)
 	}

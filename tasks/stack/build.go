@@ -33,7 +33,8 @@ func BuildSpecs(cat *catalog.Catalog, only []string) ([]engine.BuildSpec, error)
 			Repo:     cat.ImageRepo(s),
 			Prebuild: s.Prebuild, PrebuildEnv: s.PrebuildEnv,
 			PrebuildInputs: s.PrebuildInputs, PrebuildOutputs: s.PrebuildOutputs,
-			Labels: map[string]string{labels.Project: cat.Project.Name, labels.Service: s.Name},
+			Labels:    map[string]string{labels.Project: cat.Project.Name, labels.Service: s.Name},
+			BuildArgs: s.BuildArgs, Target: s.BuildTarget,
 		})
 	}
 	return specs, nil
