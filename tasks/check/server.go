@@ -74,10 +74,9 @@ func LocalEngine(api *client.Client) bool {
 }
 
 // RemoveProbe removes every probe container of project (servers and any
-// one-shot probe left by a crash), running or not. Compose v1 removes the
-// server too on `down --remove-orphans` (it carries the project label); a
-// `down` without that flag fails while a running server holds the
-// network, so call this before it.
+// one-shot probe left by a crash), running or not. compose down leaves
+// the local probe server (it carries no compose label) and fails while
+// it holds the network, so call this before it.
 func RemoveProbe(ctx context.Context, api *client.Client, project string) error {
 	res, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
 		Filters: make(client.Filters).Add("label", labels.Probe+"="+project)})
@@ -217,13 +216,11 @@ func startServer(ctx context.Context, api *client.Client, ref, netName, project 
 			Env:          []string{"PROBE_TOKEN=" + token},
 			ExposedPorts: network.PortSet{cport: {}},
 			Labels: map[string]string{
-				labels.Probe: project, labels.ProbeMode: "serve", labels.ProbeImage: ref, labels.ProbeToken: token,
-				// The project label (and oneoff=False, which compose v1
-				// filters on) makes the server an orphan of the project:
-				// `compose down --remove-orphans` removes it with the
-				// stack. No service label: it is no service of the
-				// catalog, so up-to-date checks do not see it.
-				labels.ComposeProject: project, labels.ComposeOneOff: "False"}},
+				// No compose project label: compose would take the server
+				// for an orphan of the project, and every `up
+				// --remove-orphans` (mage's, deploy-all.sh's) would remove
+				// it. down removes it first (RemoveProbe).
+				labels.Probe: project, labels.ProbeMode: "serve", labels.ProbeImage: ref, labels.ProbeToken: token}},
 		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(netName),
 			// Loopback only, on a port the engine picks: nothing outside
 			// this machine reaches into the stack's network through it.
