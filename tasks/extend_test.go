@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -81,8 +82,49 @@ func Inventory() error {
 	if code != 3 || !strings.Contains(out, "docker-compose.yml") {
 		t.Errorf("imported plan: exit %d, want 3\n%s", code, out)
 	}
+	// Changes found is plan's answer, not an error.
+	if strings.Contains(out, "Error:") || !strings.Contains(out, "run `mage render` to apply") {
+		t.Errorf("plan's changes read as an error, or lack the hint:\n%s", out)
+	}
 	if _, err := os.Stat(p.Deploy); !os.IsNotExist(err) {
 		t.Errorf("plan wrote %s", p.Deploy)
+	}
+
+	// A file edited by hand: plan points to the overwrite that works, and
+	// the overwrite names the file it replaced and where the copy is.
+	if out, code := invoke(mage.Invocation{Args: []string{"render"}}); code != 0 {
+		t.Fatalf("render: exit %d\n%s", code, out)
+	}
+	edited := filepath.Join(p.Deploy, "template-service", "docker-compose.yml")
+	b, err := os.ReadFile(edited)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, edited, string(b)+"# my edit\n")
+	out, code = invoke(mage.Invocation{Args: []string{"plan"}})
+	if code != 3 || strings.Contains(out, "Error:") || !strings.Contains(out, "template-service/docker-compose.yml were edited by hand") ||
+		!strings.Contains(out, "`DEPLOY_OVERWRITE=1 mage render` replaces them") || strings.Contains(out, "run `mage render` to apply") {
+		t.Errorf("plan with a hand edit: exit %d, want 3 and the overwrite hint\n%s", code, out)
+	}
+	if out, code := invoke(mage.Invocation{Args: []string{"render"}}); code != 2 || !strings.Contains(out, "DEPLOY_OVERWRITE=1") {
+		t.Errorf("render over a hand edit: exit %d, want 2 and the overwrite hint\n%s", code, out)
+	}
+	t.Setenv("DEPLOY_OVERWRITE", "1")
+	out, code = invoke(mage.Invocation{Args: []string{"render"}})
+	if code != 0 || !regexp.MustCompile(`template-service/docker-compose.yml +edited by hand: replaced; your version is kept in `+
+		regexp.QuoteMeta(p.Deploy)+`/\.backup/[0-9TZ-]+/template-service/docker-compose.yml`).MatchString(out) {
+		t.Errorf("overwrite: exit %d, want 0 and the file and its copy named\n%s", code, out)
+	}
+	os.Unsetenv("DEPLOY_OVERWRITE")
+
+	// Unknown environments are bad arguments: exit 2, naming the known ones.
+	t.Setenv("DEPLOY_ENV", "prod")
+	if out, code := invoke(mage.Invocation{Args: []string{"render"}}); code != 2 || !strings.Contains(out, "known environments: demo, dev") {
+		t.Errorf("DEPLOY_ENV=prod render: exit %d, want 2\n%s", code, out)
+	}
+	os.Unsetenv("DEPLOY_ENV")
+	if out, code := invoke(mage.Invocation{Args: []string{"promote", "-env=staging"}}); code != 2 || !strings.Contains(out, "known environments: demo, dev") {
+		t.Errorf("promote -env=staging: exit %d, want 2\n%s", code, out)
 	}
 }
 

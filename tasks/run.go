@@ -3,6 +3,7 @@ package tasks
 import (
 	"context"
 	"errors"
+	"os"
 
 	"github.com/magefile/mage/mg"
 
@@ -10,6 +11,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/release"
 	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/stack"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // run opens the stack from the environment and runs one step, turning the
@@ -24,6 +26,12 @@ func run(ctx context.Context, step func(*stack.Stack, context.Context) error) er
 	// Nothing may stay live once the step is over: mage prints the error
 	// next, and a live line redrawn over it would hide it.
 	s.Out.EndActivities()
+	if ExitCode(err) == ExitChanges {
+		// Changes found is plan's answer, not a failure: said as a result
+		// line, without mage's "Error:", and told by the exit status.
+		s.Out.Line(ui.Warn, "plan", "%v", err)
+		os.Exit(ExitChanges)
+	}
 	return exit(err)
 }
 

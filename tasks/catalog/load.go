@@ -144,10 +144,38 @@ func Parse(name, abs string, src []byte) (*Catalog, error) {
 }
 
 // sorted orders the errors as they appear in the file, so that a user can
-// fix them top to bottom.
+// fix them top to bottom; an error that follows from a misspelled key
+// (dev_prot makes a service "have no dev_port") comes right after the
+// misspelling, which it names, wherever its own line is.
 func (v *validator) sorted() Errors {
-	sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
+	at := make(map[*Error]int, len(v.errs))
+	for _, e := range v.errs {
+		at[e] = e.Line
+		for _, t := range v.typos {
+			if t.err == e || !strings.HasPrefix(e.Key, t.entry) || !regexp.MustCompile(`\b`+regexp.QuoteMeta(t.meant)+`\b`).MatchString(e.Key+" "+e.Msg) {
+				continue
+			}
+			at[e] = t.err.Line
+			e.Hint += fmt.Sprintf("; probably because of the misspelled %q on line %d", t.leaf, t.err.Line)
+			break
+		}
+	}
+	sort.SliceStable(v.errs, func(i, j int) bool {
+		a, b := v.errs[i], v.errs[j]
+		if at[a] != at[b] {
+			return at[a] < at[b]
+		}
+		return at[a] == a.Line && at[b] != b.Line // the misspelling before what follows from it
+	})
 	return v.errs
+}
+
+// typo is an unknown key close to a known one.
+type typo struct {
+	// entry is the key of the table holding it ("services[1]"), leaf the
+	// key as written and meant the known key it is close to.
+	entry, leaf, meant string
+	err                *Error
 }
 
 var lineRE = regexp.MustCompile(`^toml: line (\d+) (?:\(last key "([^"]*)"\))?:? ?(.*)$`)
@@ -183,6 +211,8 @@ type validator struct {
 	// volIndex is, for each entry of Volumes, its index in the file's
 	// volumes (entries refused at load are left out of Volumes).
 	volIndex map[*Service][]int
+	// typos are the unknown keys that look like misspelled known ones.
+	typos []typo
 }
 
 func (v *validator) add(key, hint, format string, args ...any) {
@@ -251,8 +281,12 @@ func (v *validator) unknownKey(parts []string) {
 			hint = "known keys here: " + strings.Join(cands, ", ")
 		}
 	}
+	meant := didYouMean(leaf, knownKeys[parent])
 	for _, key := range v.findIndexed(parts) {
 		v.add(key, hint, "unknown key %q", leaf)
+		if meant != "" {
+			v.typos = append(v.typos, typo{entry: strings.TrimSuffix(key, "."+leaf), leaf: leaf, meant: meant, err: v.errs[len(v.errs)-1]})
+		}
 	}
 }
 

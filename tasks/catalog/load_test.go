@@ -526,3 +526,31 @@ func TestPassthroughCatalog(t *testing.T) {
 		t.Error("ComposeFor changed the service's own compose table")
 	}
 }
+
+// A misspelled key comes before the error it causes, which names it,
+// although that error is pinned to an earlier line (the entry's start).
+func TestTypoBeforeItsConsequence(t *testing.T) {
+	_, err := catalog.Load(filepath.Join("testdata", "bad", "unknown-service-key.toml"))
+	var es catalog.Errors
+	if !errors.As(err, &es) {
+		t.Fatalf("want catalog.Errors, got %v", err)
+	}
+	typo, follow := -1, -1
+	for i, e := range es {
+		switch {
+		case e.Key == "services[1].dev_prot":
+			typo = i
+		case e.Key == "services[1]" && strings.Contains(e.Msg, "has no dev_port"):
+			follow = i
+			if !strings.Contains(e.Hint, `misspelled "dev_prot" on line 18`) {
+				t.Errorf("the consequence does not name its cause: %v", e)
+			}
+		case e.Key == "services[2].dev_prot", e.Key == "services[2]":
+		default:
+			t.Errorf("unexpected error %v", e)
+		}
+	}
+	if typo < 0 || follow != typo+1 {
+		t.Errorf("want the misspelling right before what it causes:\n%v", err)
+	}
+}

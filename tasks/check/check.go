@@ -199,7 +199,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, t Target, opts Options) (*Re
 			continue
 		}
 		rep.Failed++
-		failed = append(failed, fmt.Sprintf("%s/%s (%s)", results[i].Service, results[i].Check, results[i].Detail))
+		failed = append(failed, results[i].Service+"/"+results[i].Check)
 	}
 	rep.Results = results
 	rep.Duration = time.Since(rep.Started)
@@ -207,7 +207,8 @@ func Run(ctx context.Context, cat *catalog.Catalog, t Target, opts Options) (*Re
 		rep.Print(opts.Printer)
 	}
 	if len(failed) > 0 {
-		return rep, fmt.Errorf("testAll: %d of %d checks failed: %s", rep.Failed, len(results), strings.Join(failed, "; "))
+		// The table above has the details; the error only names them.
+		return rep, fmt.Errorf("testAll: %d of %d checks failed: %s (details in the table above and in the reports)", rep.Failed, len(results), strings.Join(failed, ", "))
 	}
 	if err := ctx.Err(); err != nil {
 		return rep, fmt.Errorf("testAll: %w", err)

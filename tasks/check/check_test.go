@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -185,8 +186,13 @@ func TestHTTPVerdicts(t *testing.T) {
 		if r.Kind != catalog.CheckHTTP {
 			t.Errorf("%s: kind %q", name, r.Kind)
 		}
-		if strings.Contains(err.Error(), name+" (") == r.OK {
+		// The error names the failed checks, without their details:
+		// those are in the table and the reports.
+		if regexp.MustCompile(`\b`+regexp.QuoteMeta(name)+`\b`).MatchString(err.Error()) == r.OK {
 			t.Errorf("error names %s = %v, want %v: %v", name, !r.OK, !r.OK, err)
+		}
+		if !r.OK && strings.Contains(err.Error(), r.Detail) {
+			t.Errorf("error repeats the detail of %s: %v", name, err)
 		}
 	}
 	if rep.Passed != 2 || rep.Failed != 7 {

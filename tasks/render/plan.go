@@ -71,6 +71,16 @@ func Plan(dir string, tree Tree) (diff string, changed bool, err error) {
 	return b.String(), changed, nil
 }
 
+// Drifted names the files of tree that were edited by hand in dir since
+// the last render: Write stops at them unless told to overwrite.
+func Drifted(dir string, tree Tree) ([]string, error) {
+	st, err := inspect(dir, tree, false)
+	if err != nil {
+		return nil, fmt.Errorf("inspect %s: %w", dir, err)
+	}
+	return st.drift, nil
+}
+
 var secretLine = regexp.MustCompile(`(?m)^(SECRET__[A-Za-z0-9_]*)=.*$`)
 
 func fileDiff(p string, old, new []byte, created, removed bool) string {

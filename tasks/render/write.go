@@ -91,7 +91,7 @@ type WriteResult struct {
 	Written   []string // new or changed files
 	Unchanged []string // files already as rendered
 	Removed   []string // files of the previous render that are no longer rendered
-	BackedUp  []string // backup copies of hand-edited files (Overwrite)
+	BackedUp  []Backup // hand-edited files replaced, and their copies (Overwrite)
 }
 
 // Changed reports whether Write changed the folder.
@@ -521,9 +521,13 @@ func copyEntry(from, to string, d fs.DirEntry) error {
 	return nil // sockets and pipes do not survive a copy; nothing renders them
 }
 
+// Backup is a hand-edited file that Write replaced, and the copy of it
+// kept, both relative to the deployment folder.
+type Backup struct{ File, Copy string }
+
 // backup copies hand-edited files into .backup/<timestamp>/ of the new
-// folder; it returns the backup paths.
-func backup(from, to string, files []string) ([]string, error) {
+// folder.
+func backup(from, to string, files []string) ([]Backup, error) {
 	stamp := time.Now().UTC().Format("20060102T150405Z")
 	root := BackupDir + "/" + stamp
 	for i := 2; ; i++ {
@@ -532,7 +536,7 @@ func backup(from, to string, files []string) ([]string, error) {
 		}
 		root = BackupDir + "/" + stamp + "-" + strconv.Itoa(i)
 	}
-	var out []string
+	var out []Backup
 	for _, p := range files {
 		cur, mode, err := readExisting(from, p, true)
 		if err != nil {
@@ -545,7 +549,7 @@ func backup(from, to string, files []string) ([]string, error) {
 		if err := writeFile(filepath.Join(to, filepath.FromSlash(bp)), cur, mode); err != nil {
 			return nil, err
 		}
-		out = append(out, bp)
+		out = append(out, Backup{File: p, Copy: bp})
 	}
 	return out, nil
 }

@@ -182,10 +182,11 @@ func TestDrift(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.BackedUp) != 1 || !strings.HasPrefix(res.BackedUp[0], ".backup/") || !strings.HasSuffix(res.BackedUp[0], "/template-service/docker-compose.yml") {
+	if len(res.BackedUp) != 1 || res.BackedUp[0].File != "template-service/docker-compose.yml" ||
+		!strings.HasPrefix(res.BackedUp[0].Copy, ".backup/") || !strings.HasSuffix(res.BackedUp[0].Copy, "/template-service/docker-compose.yml") {
 		t.Fatalf("backups %v", res.BackedUp)
 	}
-	got, err := os.ReadFile(filepath.Join(dir, res.BackedUp[0]))
+	got, err := os.ReadFile(filepath.Join(dir, res.BackedUp[0].Copy))
 	if err != nil || string(got) != string(handEdit) {
 		t.Errorf("backup does not hold the hand edit: %v", err)
 	}

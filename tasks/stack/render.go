@@ -3,6 +3,8 @@ package stack
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/crashpoint"
@@ -56,8 +58,8 @@ func (s *Stack) Render(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, f := range res.BackedUp {
-		s.Out.Line(ui.Warn, f, "edited by hand: replaced, backup kept")
+	for _, b := range res.BackedUp {
+		s.Out.Line(ui.Warn, b.File, "edited by hand: replaced; your version is kept in %s", filepath.Join(s.Dir, b.Copy))
 	}
 	for _, f := range res.Written {
 		s.Out.Line(ui.OK, f, "written")
@@ -92,5 +94,13 @@ func (s *Stack) Plan(ctx context.Context) error {
 		return nil
 	}
 	fmt.Fprint(s.Out.Writer(), diff)
-	return ErrPlanChanged
+	drift, err := render.Drifted(s.Dir, tree)
+	if err != nil {
+		return err
+	}
+	if len(drift) > 0 {
+		return fmt.Errorf("%w, and %s were edited by hand: `mage render` stops at them; `DEPLOY_OVERWRITE=1 mage render` replaces them, keeping a copy of each in %s",
+			ErrPlanChanged, strings.Join(drift, ", "), filepath.Join(s.Dir, render.BackupDir))
+	}
+	return fmt.Errorf("%w (run `mage render` to apply)", ErrPlanChanged)
 }

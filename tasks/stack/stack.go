@@ -128,7 +128,7 @@ type UsageError struct{ Msg string }
 func (e *UsageError) Error() string { return e.Msg }
 
 // ErrPlanChanged is returned by Plan when render would change the folder.
-var ErrPlanChanged = errors.New("render would change the deployment folder (run `mage render` to apply)")
+var ErrPlanChanged = errors.New("render would change the deployment folder")
 
 // SplitList splits a comma-separated argument, dropping empty items.
 func SplitList(s string) []string {
