@@ -94,7 +94,12 @@ func DeployAll(ctx context.Context) error {
 	return run(ctx, (*stack.Stack).Summary)
 }
 
-// Status shows each container of the dev stack: state, health, ports, image and uptime.
+// Status shows every service of the catalog on the dev stack (state, health, ports, image, uptime) and fails when one is not running and healthy.
+//
+// A service without a container is listed as missing; a container of the
+// project that the catalog no longer names is listed too. The exit status
+// is 1 when any catalog service is missing, stopped or unhealthy, naming
+// them, so that scripts can rely on it.
 func Status(ctx context.Context) error { return run(ctx, (*stack.Stack).Status) }
 
 // Logs prints the last 100 log lines of one service of the dev stack.
