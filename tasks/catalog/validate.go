@@ -74,6 +74,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 	v.sameTargets(v.targets)
 	v.dependencies(cat)
 	v.composeChecks(cat)
+	v.oneShots(cat)
 	for _, n := range slices.Sorted(maps.Keys(cat.Environments)) {
 		v.portClashes(cat, cat.Environments[n])
 	}
@@ -579,7 +580,7 @@ func (v *validator) portClashes(cat *Catalog, e *Environment) {
 	for _, s := range cat.All() {
 		p, ok := s.HostPort(e.Ports)
 		if !ok {
-			if !s.Infra {
+			if !s.Infra && !cat.OneShot(s.Name) { // a one-shot serves nothing
 				v.add(v.serviceKey(cat, s), fmt.Sprintf("add %s = <host port> to it so that environment %q can publish it", columnKey(e.Ports), e.Name),
 					"service %s has no %s, which environment %q publishes", s.Name, columnKey(e.Ports), e.Name)
 			}

@@ -123,6 +123,7 @@ type job struct {
 	kind    string
 	spec    probe.Spec // http and network
 	skip    string     // non-empty: fails without running, with this detail
+	oneShot bool       // container: the service runs once (catalog.Catalog.OneShot)
 }
 
 // Run performs every check of cat against the stack described by t, all
@@ -225,14 +226,16 @@ func plan(cat *catalog.Catalog, t Target, opts Options) []*job {
 	}
 	for _, s := range cat.All() {
 		if !opts.DeclaredOnly {
-			add(&job{service: s, name: "container", kind: KindContainer})
+			oneShot := cat.OneShot(s.Name)
+			add(&job{service: s, name: "container", kind: KindContainer, oneShot: oneShot})
 			hasHTTP := false
 			for _, c := range s.Checks {
 				hasHTTP = hasHTTP || c.Kind == catalog.CheckHTTP
 			}
 			// Infrastructure may be a database with no HTTP at all: its
 			// container state (and healthcheck) is its health.
-			if !s.Infra && !hasHTTP {
+			// A one-shot has exited: its container check says it completed.
+			if !s.Infra && !hasHTTP && !oneShot {
 				c := &catalog.Check{Name: "health", Kind: catalog.CheckHTTP, Path: s.Health,
 					Status: 200, Timeout: 2 * time.Second, Retries: 2}
 				if _, published := s.HostPort(t.Env.Ports); !published {

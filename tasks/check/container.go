@@ -51,6 +51,7 @@ func runContainers(ctx context.Context, t Target, jobs []*job, results []Result)
 				r.OK, r.Detail = false, fmt.Sprintf("no container of service %s in project %s (is the stack up?)", j.service.Name, t.Project)
 				continue
 			}
+			o.OneShot = j.oneShot
 			v := health.Judge(o)
 			r.OK, r.Detail = v.Healthy, v.State
 			if !v.Healthy && v.Fatal == "" && o.Problem == "" {

@@ -46,6 +46,9 @@ type Unit struct {
 	State string
 	// HealthOutput is the last output of its healthcheck, if any.
 	HealthOutput string
+	// Completed is true for a unit that exited with status 0: the success
+	// of a one-shot service (Observation.OneShot), a failure otherwise.
+	Completed bool
 }
 
 // Observation is what a Source saw of one service.
@@ -60,6 +63,9 @@ type Observation struct {
 	// Fatal, when set, fails the service at once (a swarm update that
 	// rolled back).
 	Fatal string
+	// OneShot is true for a service that runs once (a dependant waits for
+	// it to complete): healthy once its units exited with status 0.
+	OneShot bool
 }
 
 // Source observes the services of one stack.
@@ -83,6 +89,8 @@ type Target struct {
 	// run: the health of a service without a healthcheck of its own,
 	// probed on its published port.
 	URL string
+	// OneShot: the service runs once; healthy once it completed.
+	OneShot bool
 }
 
 // Targets are the catalog's services to wait for in env: a service
@@ -91,8 +99,8 @@ type Target struct {
 func Targets(cat *catalog.Catalog, env *catalog.Environment, host string) []Target {
 	var out []Target
 	for _, s := range cat.All() {
-		t := Target{Service: s.Name}
-		if port, ok := s.HostPort(env.Ports); ok && len(s.Healthcheck) == 0 {
+		t := Target{Service: s.Name, OneShot: cat.OneShot(s.Name)}
+		if port, ok := s.HostPort(env.Ports); ok && len(s.Healthcheck) == 0 && !t.OneShot {
 			path := s.Health
 			if !strings.HasPrefix(path, "/") {
 				path = "/" + path
@@ -143,9 +151,30 @@ func Judge(o Observation) Verdict {
 	for _, u := range o.Units {
 		started = started || u.Running || u.Fatal != ""
 	}
+	if o.OneShot {
+		return judgeOneShot(o)
+	}
 	v := judgeUnits(o, want)
 	v.Started = started
 	return v
+}
+
+// judgeOneShot: every unit exited with status 0; one that runs is not
+// done yet; any other end is fatal.
+func judgeOneShot(o Observation) Verdict {
+	for _, u := range o.Units {
+		switch {
+		case u.Completed:
+		case u.Running:
+			return Verdict{State: "running (runs once: waiting for it to complete)", Unit: u.ID, Started: true}
+		case u.Fatal != "":
+			return Verdict{Fatal: u.Fatal, State: u.Fatal, Unit: u.ID, HealthOutput: u.HealthOutput, Started: true}
+		default:
+			return Verdict{State: u.State, Unit: u.ID}
+		}
+	}
+	last := o.Units[len(o.Units)-1]
+	return Verdict{Healthy: true, State: "completed (exit code 0)", Unit: last.ID, Started: true}
 }
 
 func judgeUnits(o Observation, want int) Verdict {
@@ -339,7 +368,9 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 			if done[i] || dctx.Err() != nil {
 				continue
 			}
-			v := Judge(obs[t.Service])
+			o := obs[t.Service]
+			o.OneShot = t.OneShot
+			v := Judge(o)
 			if v.Healthy && v.NeedsURL && t.URL != "" {
 				if st, ok := probeURL(dctx, hc, t.URL); !ok {
 					v = Verdict{State: st, Unit: v.Unit}

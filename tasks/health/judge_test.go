@@ -24,6 +24,11 @@ func TestJudge(t *testing.T) {
 		"update in progress":       {o: Observation{Units: []Unit{run("a", "")}, Problem: "update in progress"}, state: "update in progress"},
 		"rolled back":              {o: Observation{Units: []Unit{run("a", "")}, Fatal: "update rollback_completed: x"}, fatal: "update rollback_completed: x"},
 		"pending task with reason": {o: Observation{Units: []Unit{{ID: "t", State: "pending: no suitable node"}}}, state: "pending: no suitable node"},
+		"exit 0 of a service":      {o: Observation{Units: []Unit{{ID: "a", Fatal: "exited (exit code 0)", Completed: true}}}, fatal: "exited (exit code 0)"},
+		"one-shot completed":       {o: Observation{OneShot: true, Units: []Unit{{ID: "a", Fatal: "exited (exit code 0)", Completed: true}}}, healthy: true, state: "completed (exit code 0)"},
+		"one-shot running":         {o: Observation{OneShot: true, Units: []Unit{run("a", "")}}, state: "running (runs once"},
+		"one-shot failed":          {o: Observation{OneShot: true, Units: []Unit{{ID: "a", Fatal: "exited (exit code 3)"}}}, fatal: "exited (exit code 3)"},
+		"one-shot not started":     {o: Observation{OneShot: true, Units: []Unit{{ID: "a", State: "created"}}}, state: "created"},
 	} {
 		v := Judge(tc.o)
 		if v.Healthy != tc.healthy || v.Fatal != tc.fatal || v.NeedsURL != tc.needsURL || !strings.HasPrefix(v.State, tc.state) {

@@ -67,6 +67,7 @@ func ContainerUnit(c engine.Container) Unit {
 	switch c.State {
 	case string(container.StateExited), string(container.StateDead):
 		u.Fatal = fmt.Sprintf("%s (exit code %d)", c.State, c.ExitCode)
+		u.Completed = c.State == string(container.StateExited) && c.ExitCode == 0
 	case string(container.StateRestarting):
 		u.Fatal = fmt.Sprintf("restarting (last exit code %d, restarted %d times)", c.ExitCode, c.RestartCount)
 	case string(container.StateRunning):

@@ -61,6 +61,8 @@ type Service struct {
 	Secrets []string `json:"secrets,omitempty"`
 	// DependsOn names the services it needs healthy first.
 	DependsOn []string `json:"depends_on,omitempty"`
+	// OneShot services run once and are done when they exit 0.
+	OneShot bool `json:"one_shot,omitempty"`
 }
 
 var safeName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)

@@ -269,7 +269,7 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 	for _, s := range rec.Services {
 		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
 			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful,
-			DependsOn: s.DependsOn})
+			DependsOn: s.DependsOn, OneShot: s.OneShot})
 		if env.Engine != catalog.EngineSwarm || len(s.Secrets) == 0 {
 			continue
 		}
@@ -305,7 +305,7 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 func services(cat *catalog.Catalog, env *catalog.Environment) []record.Service {
 	var out []record.Service
 	for _, s := range cat.All() {
-		rs := record.Service{Name: s.Name, ContainerPort: s.Port, Stateful: len(s.Volumes) > 0, DependsOn: s.DependsOn,
+		rs := record.Service{Name: s.Name, ContainerPort: s.Port, Stateful: len(s.Volumes) > 0, DependsOn: s.DependsOn, OneShot: cat.OneShot(s.Name),
 			Secrets: slices.Sorted(maps.Keys(s.Secrets))}
 		if port, ok := s.HostPort(env.Ports); ok {
 			rs.HostPort = port

@@ -135,7 +135,7 @@ func plan(rel *Release, run map[string][]engine.Container) *Plan {
 		for i := range cs {
 			ct := &cs[i]
 			if ct.Labels[labels.ConfigHash] == s.ConfigHash && (s.ImageID == "" || ct.ImageID == s.ImageID) &&
-				health.Judge(health.Observation{Units: []health.Unit{health.ContainerUnit(*ct)}}).Healthy {
+				health.Judge(health.Observation{Units: []health.Unit{health.ContainerUnit(*ct)}, OneShot: s.OneShot}).Healthy {
 				fit = ct
 			}
 		}
@@ -279,7 +279,7 @@ func (c *Compose) wait(ctx context.Context, rel *Release, only map[string][]stri
 		if only != nil && only[s.Name] == nil {
 			continue
 		}
-		targets = append(targets, health.Target{Service: s.Name, URL: s.HealthURL, DependsOn: s.DependsOn})
+		targets = append(targets, health.Target{Service: s.Name, URL: s.HealthURL, DependsOn: s.DependsOn, OneShot: s.OneShot})
 	}
 	if len(targets) == 0 {
 		return nil, nil
@@ -329,7 +329,9 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		switch {
 		case ch.Action == Start:
 			side = append(side, ch.Service)
-		case (ch.Action == Replace || ch.Action == Heal) && s.Stateful:
+		case (ch.Action == Replace || ch.Action == Heal) && (s.Stateful || s.OneShot):
+			// A one-shot too: scaled up beside its old container,
+			// compose would run the old job again.
 			stopFirst = append(stopFirst, ch.Service)
 		case ch.Action == Replace || ch.Action == Heal:
 			side = append(side, ch.Service)
@@ -352,7 +354,7 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		}
 	}
 	for _, name := range stopFirst {
-		p.Line(ui.Run, name, "stateful: stopping the old container before its replacement starts")
+		p.Line(ui.Run, name, "stopping the old container before its replacement starts (it must not run twice)")
 		live[name] = p.Start(name, "replacing")
 		if err := c.stream(ctx, rel, c.CLI.StartArgs(rel.Project, c.files(), []string{name}, nil, true)); err != nil {
 			return pl, fmt.Errorf("compose up %s on %s: %w", name, c.Engine.Host, err)
@@ -404,7 +406,7 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 		if ids := created[ch.Service]; len(ids) > 0 {
 			ch.New = ids
 		}
-		if s.HostPort == 0 {
+		if s.HostPort == 0 || s.OneShot { // a finished job serves nothing
 			continue
 		}
 		for _, id := range ch.New {

@@ -87,6 +87,9 @@ type Service struct {
 	Stateful bool
 	// DependsOn names the services it needs healthy before it starts.
 	DependsOn []string
+	// OneShot services run once: done, and fit, once exited with status
+	// 0 (catalog.Catalog.OneShot).
+	OneShot bool
 }
 
 // Action is what Apply does to a service.

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/crashpoint"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/labels"
 
 	"github.com/maestro-platform/deploy/tasks/check"
@@ -102,20 +103,32 @@ func (s *Stack) Summary(ctx context.Context) error {
 	return nil
 }
 
+// judge is the one judgement of package health on a service's container
+// (up, promotion and testAll judge the same way).
+func (s *Stack) judge(c engine.Container) health.Verdict {
+	return health.Judge(health.Observation{Units: []health.Unit{health.ContainerUnit(c)}, OneShot: s.Cat.OneShot(c.Service)})
+}
+
+// healthy reports whether the container runs and is healthy (or, for a
+// one-shot service, completed).
+func (s *Stack) healthy(c engine.Container) bool { return s.judge(c).Healthy }
+
 func (s *Stack) state(c engine.Container) string {
-	switch {
-	case c.ID == "":
+	if c.ID == "" {
 		return s.Out.Colorize(ui.Fail, "missing")
-	case c.State == "running" && (c.Health == "healthy" || c.Health == ""):
-		st := "running"
-		if c.Health != "" {
-			st += " (healthy)"
-		}
-		return s.Out.Colorize(ui.OK, st)
-	case c.State == "running":
-		return s.Out.Colorize(ui.Warn, "running ("+c.Health+")")
 	}
-	return s.Out.Colorize(ui.Fail, c.State)
+	v := s.judge(c)
+	switch {
+	case v.Healthy && c.Health != "":
+		return s.Out.Colorize(ui.OK, "running (healthy)")
+	case v.Healthy && c.State == "running":
+		return s.Out.Colorize(ui.OK, "running")
+	case v.Healthy:
+		return s.Out.Colorize(ui.OK, v.State)
+	case v.Fatal != "":
+		return s.Out.Colorize(ui.Fail, v.Fatal)
+	}
+	return s.Out.Colorize(ui.Warn, v.State)
 }
 
 // Status prints a row per catalog service, one without a container
@@ -169,8 +182,8 @@ func (s *Stack) Status(ctx context.Context) error {
 			continue
 		}
 		for _, c := range got {
-			if !healthyContainer(c) {
-				bad = append(bad, svc.Name+" ("+containerState(c)+")")
+			if v := s.judge(c); !v.Healthy {
+				bad = append(bad, svc.Name+" ("+v.State+")")
 			}
 			row(svc.Name, c, "")
 		}
@@ -193,23 +206,6 @@ func (s *Stack) Status(ctx context.Context) error {
 	}
 	s.Out.Line(ui.OK, "status", "%d services running and healthy", len(s.Cat.All()))
 	return nil
-}
-
-// healthyContainer is a container that runs and, with a healthcheck, is
-// healthy.
-func healthyContainer(c engine.Container) bool {
-	return c.State == "running" && (c.Health == "" || c.Health == "healthy")
-}
-
-// containerState describes a container that is not running and healthy.
-func containerState(c engine.Container) string {
-	switch {
-	case c.State == "running":
-		return c.Health
-	case c.State == "exited":
-		return fmt.Sprintf("exited with code %d", c.ExitCode)
-	}
-	return c.State
 }
 
 // Logs prints the last lines of one service's container.

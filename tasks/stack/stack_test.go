@@ -167,7 +167,7 @@ func TestDeployAllNoopRebuildDown(t *testing.T) {
 	if err == nil {
 		t.Errorf("status succeeded with a stopped and a missing service:\n%s", stOut)
 	} else {
-		for _, want := range []string{"quality-fabric (exited with code 0)", "automation-service (missing)"} {
+		for _, want := range []string{"quality-fabric (exited (exit code 0))", "automation-service (missing)"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("status error lacks %q: %v", want, err)
 			}
@@ -566,5 +566,56 @@ func edit(t *testing.T, path, old, new string) {
 	}
 	if err := os.WriteFile(path, []byte(strings.Replace(string(b), old, new, 1)), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A one-shot service (a migration a dependant waits for with
+// service_completed_successfully) runs once: up waits for it to exit 0,
+// testAll and status count that as its health, and the next deployAll
+// leaves it alone.
+func TestOneShotService(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "once")
+	cat, _ := os.ReadFile(p.Catalog)
+	text := strings.Replace(string(cat), `depends_on = ["state-store"]     # started after these are healthy`,
+		`depends_on = { state-store = "service_healthy", migrate = "service_completed_successfully" }`, 1)
+	// The sample binary exits 0 after printing its flags for -h: a job
+	// that succeeds.
+	text += `
+[[services]]
+name = "migrate"
+source = "examples/maestro-platform/services/template-service"
+prebuild = ["go", "build", "-trimpath", "-ldflags=-s -w", "-o", "app", "."]
+prebuild_env = { CGO_ENABLED = "0", GOOS = "linux" }
+prebuild_inputs = ["examples/maestro-platform/services/template-service", "examples/maestro-platform/internal"]
+prebuild_outputs = ["app"]
+compose = { command = ["-h"], restart = "no" }
+`
+	if !strings.Contains(text, `migrate = "service_completed_successfully"`) {
+		t.Fatal("template-service's depends_on is not where the test expects it")
+	}
+	if err := os.WriteFile(p.Catalog, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, out := open(t, p)
+	cleanup(t, s, p)
+	deployAll(t, ctx, s)
+	if row := summaryRow(t, out.String(), "migrate"); !strings.Contains(row, "completed (exit code 0)") {
+		t.Errorf("summary row of the one-shot: %s", row)
+	}
+	if !regexp.MustCompile(`migrate +container +container +PASS .*completed \(exit code 0\)`).MatchString(out.String()) {
+		t.Errorf("testAll does not count the completed job as healthy:\n%s", out)
+	}
+	s2, out2 := open(t, p)
+	deployAll(t, ctx, s2)
+	if !strings.Contains(out2.String(), "nothing changed: 7 services") {
+		t.Errorf("second deployAll was not a noop with a completed job:\n%s", out2)
+	}
+	st, stOut := open(t, p)
+	if err := st.Status(ctx); err != nil {
+		t.Errorf("status with a completed job: %v\n%s", err, stOut)
 	}
 }

@@ -94,10 +94,7 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 	}
 	for _, svc := range s.Cat.All() {
 		c := byService[svc.Name]
-		if len(c) != 1 || c[0].State != "running" || c[0].ImageID != images[svc.Name] {
-			return false, nil
-		}
-		if len(svc.Healthcheck) > 0 && c[0].Health != "healthy" {
+		if len(c) != 1 || c[0].ImageID != images[svc.Name] || !s.healthy(c[0]) {
 			return false, nil
 		}
 	}
@@ -121,7 +118,8 @@ func (s *Stack) release(images map[string]string) (*runtime.Release, error) {
 		svc, _ := s.Cat.Service(t.Service)
 		port, _ := svc.HostPort(s.Env.Ports)
 		rel.Services = append(rel.Services, runtime.Service{Name: svc.Name, Image: s.Cat.ImageRef(svc), ImageID: images[svc.Name],
-			ConfigHash: hashes[svc.Name], ContainerPort: svc.Port, HostPort: port, HealthURL: t.URL, Stateful: len(svc.Volumes) > 0, DependsOn: svc.DependsOn})
+			ConfigHash: hashes[svc.Name], ContainerPort: svc.Port, HostPort: port, HealthURL: t.URL, Stateful: len(svc.Volumes) > 0, DependsOn: svc.DependsOn,
+			OneShot: t.OneShot})
 	}
 	return rel, nil
 }
