@@ -77,14 +77,24 @@ type State struct {
 	Releases []string `json:"releases"`
 	// Current is the release the current link points at ("" = none).
 	Current string `json:"current"`
+	// Live are the releases that went live (were current once), oldest
+	// first; the others were left by a promote stopped before its checks
+	// passed. Empty on a host whose releases predate the record: then
+	// every release counts (WentLive).
+	Live []string `json:"live"`
 	// Removed are the releases an operation removed.
 	Removed []string `json:"removed"`
+}
+
+// WentLive reports whether release id was ever current.
+func (s *State) WentLive(id string) bool {
+	return id == s.Current || len(s.Live) == 0 || slices.Contains(s.Live, id)
 }
 
 // validate refuses a state whose ids are not release ids: they flow into
 // paths, prune and rollback.
 func (s *State) validate() error {
-	for _, id := range append(append(slices.Clone(s.Releases), s.Removed...), s.Current) {
+	for _, id := range append(append(append(slices.Clone(s.Releases), s.Removed...), s.Live...), s.Current) {
 		if id != "" && !IDPattern.MatchString(id) {
 			return fmt.Errorf("the host reported %q, which is not a release id", ui.Clean(id))
 		}

@@ -85,9 +85,14 @@ func TestAgent(t *testing.T) {
 	if err != nil || len(got) != 3 || string(got["svc/.env"].Data) != "Y=2\n" {
 		t.Fatalf("fetch: %v %v", got, err)
 	}
-	// Keep 1 (the newest), plus the current one and a protected one:
-	// nothing goes; without the protection, ids[0] does.
-	if st, err = f.Prune(ctx, 1, ids[0]); err != nil || len(st.Removed) != 0 {
+	// ids[2] never went live (a promote killed after its upload); ids[0],
+	// older than the first release marked, counts as live.
+	if !slices.Equal(st.Live, ids[:2]) || st.WentLive(ids[2]) || !st.WentLive(ids[0]) {
+		t.Fatalf("live: %+v", st)
+	}
+	// Keep 1 live one (current), plus a protected one: only the release
+	// that never went live goes; without the protection, ids[0] goes too.
+	if st, err = f.Prune(ctx, 1, ids[0]); err != nil || !slices.Equal(st.Removed, ids[2:]) {
 		t.Fatalf("prune with ids[0] protected: %+v %v", st, err)
 	}
 	if st, err = f.Prune(ctx, 1); err != nil || !slices.Equal(st.Removed, ids[:1]) {
@@ -130,7 +135,7 @@ func TestAgent(t *testing.T) {
 		}
 	})
 	t.Run("a release grown too large on the host is not read", func(t *testing.T) {
-		big := filepath.Join(dir, "releases", ids[2], "huge.bin")
+		big := filepath.Join(dir, "releases", ids[1], "huge.bin")
 		fh, err := os.Create(big)
 		if err != nil {
 			t.Fatal(err)
@@ -139,7 +144,7 @@ func TestAgent(t *testing.T) {
 			t.Fatal(err)
 		}
 		fh.Close()
-		if _, err := f.Fetch(ctx, ids[2]); !errors.Is(err, hostfs.ErrTooLarge) {
+		if _, err := f.Fetch(ctx, ids[1]); !errors.Is(err, hostfs.ErrTooLarge) {
 			t.Fatalf("fetch of a release holding a 5 MB file: %v", err)
 		}
 	})

@@ -187,6 +187,15 @@ func (f *fixture) interrupts(ctx context.Context, t *testing.T) {
 				}
 			})
 			noFailures(t, "interrupt and rerun", st)
+			// A release the interrupted promote uploaded but never made
+			// live is not left for a rollback to take: the rerun's prune
+			// removed it.
+			ids, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases"))
+			for _, id := range ids {
+				if _, err := os.Stat(filepath.Join(f.r.Dir, ".live", id.Name())); err != nil {
+					t.Errorf("release %s on the host never went live, and is still there", id.Name())
+				}
+			}
 			if run := f.running(ctx, t); len(run["quality-fabric"]) != 1 || len(run["template-service"]) != 1 || len(run["state-store"]) != 1 {
 				t.Errorf("after the rerun: containers %v, want one of each service", run)
 			}

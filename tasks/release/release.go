@@ -769,14 +769,16 @@ func (t *target) rollback(ctx context.Context, opts Options, audit *AuditRecord,
 		return fmt.Errorf("rollback %s: no current release in %s on %s: nothing to roll back from (run `mage promote -env=%s` first)",
 			env.Name, env.Dir, displayHost(env), env.Name)
 	}
+	// The newest release before current that went live: one a killed
+	// promote left behind never passed its checks.
 	prev := ""
 	for _, id := range st.Releases {
-		if id < st.Current {
+		if id < st.Current && st.WentLive(id) {
 			prev = id
 		}
 	}
 	if prev == "" {
-		return fmt.Errorf("rollback %s: %s is the oldest release on the host (%s): there is none before it",
+		return fmt.Errorf("rollback %s: no release before %s went live on the host (releases: %s): there is none to go back to",
 			env.Name, st.Current, strings.Join(st.Releases, ", "))
 	}
 	p.Line(ui.Info, "rollback", "from %s to %s", st.Current, prev)
@@ -845,8 +847,13 @@ func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Releas
 		r.Recorded = slices.Contains(recorded, id)
 		out = append(out, r)
 		mark := ""
-		if r.Current {
+		switch {
+		case r.Current:
 			mark = opts.Printer.Colorize(ui.OK, "current")
+		case !st.WentLive(id):
+			// Left by a promote stopped before its checks passed; the
+			// next promote's prune removes it.
+			mark = opts.Printer.Colorize(ui.Warn, "never went live")
 		}
 		at := ""
 		if !r.At.IsZero() {

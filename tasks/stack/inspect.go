@@ -201,7 +201,7 @@ func (s *Stack) Status(ctx context.Context) error {
 	}
 	s.Out.Table([]string{"SERVICE", "STATE", "HEALTH", "PORTS", "IMAGE", "UPTIME"}, rows)
 	if len(bad) > 0 {
-		return fmt.Errorf("not running and healthy in project %s: %s (`mage up` starts and heals them; `mage logs -service=NAME` shows why one stopped)",
+		return fmt.Errorf("not running and healthy in project %s: %s (`mage up` starts and heals them; `mage logs NAME` shows why one stopped)",
 			s.Project(), strings.Join(bad, ", "))
 	}
 	s.Out.Line(ui.OK, "status", "%d services running and healthy", len(s.Cat.All()))

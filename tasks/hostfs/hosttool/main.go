@@ -26,6 +26,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -40,6 +41,7 @@ var idPattern = regexp.MustCompile(`^[0-9]{8}T[0-9]{6}Z(-[0-9a-f]{4,40})?(\.[0-9
 type state struct {
 	Releases []string `json:"releases"`
 	Current  string   `json:"current"`
+	Live     []string `json:"live"`
 	Removed  []string `json:"removed,omitempty"`
 }
 
@@ -114,6 +116,9 @@ func run(args []string) error {
 	}
 	out.Releases, out.Current, err = list()
 	if err != nil {
+		return err
+	}
+	if out.Live, err = live(); err != nil {
 		return err
 	}
 	return json.NewEncoder(os.Stdout).Encode(out)
@@ -208,9 +213,66 @@ func stage(id string) error {
 
 // activate points `current` at releases/ID with a rename over the old
 // link, so that a reader sees the old or the new release, never neither.
+// liveDir holds an empty file per release that went live (was current
+// once): a release uploaded by a promote that was killed before it checked
+// the release never went live, and rollback must not take it. It is beside
+// releases/, not in them, because a release's folder is compared with its
+// record.
+func liveDir() string { return filepath.Join(root, ".live") }
+
+// live lists the releases that went live, oldest first.
+func live() ([]string, error) {
+	entries, err := os.ReadDir(liveDir())
+	if err != nil && !os.IsNotExist(err) {
+		return nil, err
+	}
+	ids := []string{}
+	for _, e := range entries {
+		if idPattern.MatchString(e.Name()) {
+			if _, err := os.Stat(filepath.Join(releases(), e.Name())); err == nil {
+				ids = append(ids, e.Name())
+			}
+		}
+	}
+	sort.Strings(ids)
+	return ids, nil
+}
+
+// markLive records that id went live. The first time on a host whose
+// releases predate the marks, those releases (then all taken for live) are
+// marked too, so that rollback still finds them.
+func markLive(id string) error {
+	if _, err := os.Stat(liveDir()); os.IsNotExist(err) {
+		if err := os.MkdirAll(liveDir(), 0o755); err != nil {
+			return err
+		}
+		older, _, err := list()
+		if err != nil {
+			return err
+		}
+		for _, o := range older {
+			if o < id {
+				if err := os.WriteFile(filepath.Join(liveDir(), o), nil, 0o644); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(liveDir(), id), nil, 0o644); err != nil {
+		return err
+	}
+	return syncDir(liveDir())
+}
+
 func activate(id string) error {
 	if st, err := os.Stat(filepath.Join(releases(), id)); err != nil || !st.IsDir() {
 		return fmt.Errorf("release %s is not on this host", id)
+	}
+	// Marked before current moves: a release current points at is live,
+	// marked or not, and a mark without the move only makes a release
+	// that passed its checks eligible for rollback.
+	if err := markLive(id); err != nil {
+		return err
 	}
 	tmp := filepath.Join(root, ".current.new")
 	_ = os.Remove(tmp)
@@ -233,13 +295,19 @@ func remove(id string) error {
 		return fmt.Errorf("release %s is current: not removed", id)
 	}
 	_ = os.RemoveAll(filepath.Join(root, ".incoming", id))
+	_ = os.Remove(filepath.Join(liveDir(), id))
 	return os.RemoveAll(filepath.Join(releases(), id))
 }
 
-// prune keeps the newest keep releases, the current one and the protected
-// ones, and removes the rest.
+// prune keeps the newest keep releases that went live, the current one
+// and the protected ones, and removes the rest: older live ones, and those
+// that never went live (left by a promote that was killed).
 func prune(keep int, protected []string) ([]string, error) {
 	ids, cur, err := list()
+	if err != nil {
+		return nil, err
+	}
+	wasLive, err := live()
 	if err != nil {
 		return nil, err
 	}
@@ -247,15 +315,25 @@ func prune(keep int, protected []string) ([]string, error) {
 	for _, p := range protected {
 		safe[p] = true
 	}
+	// Before any mark (a host of an older version), every release counts
+	// as live.
+	marked := len(wasLive) > 0
 	var removed []string
-	for i := len(ids) - 1 - keep; i >= 0; i-- {
-		if safe[ids[i]] {
+	kept := 0
+	for i := len(ids) - 1; i >= 0; i-- {
+		id := ids[i]
+		isLive := !marked || slices.Contains(wasLive, id)
+		if isLive && kept < keep {
+			kept++
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(releases(), ids[i])); err != nil {
+		if safe[id] {
+			continue
+		}
+		if err := remove(id); err != nil {
 			return removed, err
 		}
-		removed = append(removed, ids[i])
+		removed = append(removed, id)
 	}
 	sort.Strings(removed)
 	return removed, nil

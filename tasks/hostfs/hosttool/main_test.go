@@ -40,13 +40,58 @@ func TestStageActivatePrune(t *testing.T) {
 	if err := remove(ids[1]); err == nil {
 		t.Fatal("removed the current release")
 	}
-	// keep 1: the newest stays, the current stays, a protected one stays.
+	// keep 1: the newest live one (current) stays, a protected one stays;
+	// the two that never went live go.
 	removed, err := prune(1, []string{ids[0]})
-	if err != nil || !slices.Equal(removed, []string{ids[2]}) {
+	if err != nil || !slices.Equal(removed, []string{ids[2], ids[3]}) {
 		t.Fatalf("prune removed %v, %v", removed, err)
 	}
 	if err := activate("20990101T000000Z"); err == nil {
 		t.Fatal("activated a release that is not there")
+	}
+	if err := run([]string{"stage", "../../etc"}); err == nil {
+		t.Fatal("a path was accepted as a release id")
+	}
+}
+
+// A release a killed promote left (uploaded, never activated) is not live:
+// rollback must not take it, and prune removes it. Releases from before
+// the marks count as live once the first release is marked.
+func TestLiveMarks(t *testing.T) {
+	root = t.TempDir()
+	ids := []string{"20260101T000000Z-aaaa", "20260102T000000Z-bbbb", "20260103T000000Z-cccc", "20260104T000000Z-dddd"}
+	for _, id := range ids {
+		if err := os.MkdirAll(filepath.Join(root, ".incoming", id), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := stage(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// An older host: aaaa went live before the marks existed.
+	if err := os.Symlink(filepath.Join("releases", ids[0]), filepath.Join(root, "current")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := live(); err != nil || len(got) != 0 {
+		t.Fatalf("live before any mark: %v %v", got, err)
+	}
+	// bbbb goes live: aaaa, older, is marked with it. cccc is uploaded by a
+	// promote that is killed; dddd goes live.
+	for _, id := range []string{ids[1], ids[3]} {
+		if err := activate(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := live()
+	if err != nil || !slices.Equal(got, []string{ids[0], ids[1], ids[3]}) {
+		t.Fatalf("live %v %v, want all but the never activated %s", got, err, ids[2])
+	}
+	removed, err := prune(2, nil)
+	if err != nil || !slices.Equal(removed, []string{ids[0], ids[2]}) {
+		t.Fatalf("prune(2) removed %v %v, want the oldest live one and the never live one", removed, err)
+	}
+	if got, _ := live(); !slices.Equal(got, []string{ids[1], ids[3]}) {
+		t.Errorf("live after prune: %v", got)
 	}
 	if err := run([]string{"stage", "../../etc"}); err == nil {
 		t.Fatal("a path was accepted as a release id")
