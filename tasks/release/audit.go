@@ -42,7 +42,8 @@ type AuditRecord struct {
 	// them ("" when there was none).
 	TestRecord string `json:"test_record,omitempty"`
 	Forced     bool   `json:"forced"`
-	// Outcome is "live", "rolled back", "failed" or "refused".
+	// Outcome is "live", "rolled back" or "failed". A promote the gate
+	// refuses never reaches the host, so it leaves no record there.
 	Outcome    string `json:"outcome"`
 	Step       string `json:"step,omitempty"`
 	Error      string `json:"error,omitempty"`
