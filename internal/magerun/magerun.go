@@ -32,6 +32,7 @@ import (
 	"runtime"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -259,7 +260,15 @@ func prune(cache, keep string) {
 	}
 	var bins []bin
 	for _, m := range matches {
-		if strings.Contains(filepath.Base(m), "stamp-") || strings.Contains(m, ".tmp-") || m == keep {
+		if i := strings.LastIndex(m, ".tmp-"); i >= 0 {
+			// A compile or stamp write in progress, or left by one that
+			// was killed: the latter goes.
+			if pid, err := strconv.Atoi(m[i+len(".tmp-"):]); err == nil && syscall.Kill(pid, 0) == syscall.ESRCH {
+				_ = os.Remove(m)
+			}
+			continue
+		}
+		if strings.Contains(filepath.Base(m), "stamp-") || m == keep {
 			continue
 		}
 		if fi, err := os.Stat(m); err == nil {

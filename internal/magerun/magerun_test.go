@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -106,5 +107,29 @@ func TestRunsTargets(t *testing.T) {
 		if got := runsTargets(strings.Fields(args)); got != want {
 			t.Errorf("runsTargets(%q) = %v, want %v", args, got, want)
 		}
+	}
+}
+
+// A compile killed halfway leaves its temporary binary; the next prune
+// removes it, and leaves the one of a compile still running.
+func TestPruneRemovesDeadTemporaries(t *testing.T) {
+	cache := t.TempDir()
+	done := exec.Command("true")
+	if err := done.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := filepath.Join(cache, exePrefix+"abc.tmp-"+strconv.Itoa(done.Process.Pid))
+	alive := filepath.Join(cache, exePrefix+"def.tmp-"+strconv.Itoa(os.Getpid()))
+	for _, f := range []string{dead, alive} {
+		if err := os.WriteFile(f, []byte("x"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	prune(cache, filepath.Join(cache, exePrefix+"current"))
+	if _, err := os.Stat(dead); !os.IsNotExist(err) {
+		t.Errorf("the temporary of a dead compile is still there: %v", err)
+	}
+	if _, err := os.Stat(alive); err != nil {
+		t.Errorf("the temporary of a running compile was removed: %v", err)
 	}
 }
