@@ -147,8 +147,10 @@ exit $rc
 	if !strings.Contains(seen, "    Creating "+p.Project) || !strings.Contains(seen, "GATEWAY_API_TOKEN=***") {
 		t.Errorf("compose's lines, or the redacted secret, were not shown while it ran:\n%s", seen)
 	}
+	// The wait runs beside compose, but calls nothing healthy while
+	// compose may still replace it.
 	if strings.Contains(seen, "healthy after") {
-		t.Errorf("the health wait began before compose ended:\n%s", seen)
+		t.Errorf("a service was called healthy before compose ended:\n%s", seen)
 	}
 	if err := os.WriteFile(gate, []byte("go\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -160,8 +162,8 @@ exit $rc
 	all := out.String()
 	t.Logf("up:\n%s", all)
 	last := -1
-	for _, want := range []string{"… quality-fabric           starting\n", "    Creating " + p.Project, "compose wrapper waits for the test",
-		"… quality-fabric           waiting for it to be healthy", "✔ quality-fabric           healthy after", "✔ up "} {
+	for _, want := range []string{"… quality-fabric           starting\n", "… quality-fabric           waiting for it to be healthy",
+		"    Creating " + p.Project, "compose wrapper waits for the test", "✔ quality-fabric           healthy after", "✔ up "} {
 		i := strings.Index(all, want)
 		if i < 0 || i < last {
 			t.Fatalf("%q missing or out of order", want)
