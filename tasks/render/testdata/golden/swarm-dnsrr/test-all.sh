@@ -145,27 +145,33 @@ run_probe() {
   bounded "$secs" docker run --rm --name "$name" --label "$l_probe=$project" --network "$net" \
     "$probe" -text "$specs" >"$tmp/$kind.out" 2>"$tmp/$kind.err" || rc=$?
   if ((rc == 124 || rc == 137)); then
+    # Timed out: the probe got SIGTERM (docker run passes it on), or the
+    # docker CLI was killed and the container may still run.
     docker rm -f "$name" >/dev/null 2>&1 || true
-    echo "no answer from the probe within ${secs}s" >"$tmp/$kind.err"
   fi
   return "$rc"
 }
 
-# take KIND RC: the verdicts the probe printed; a check it left out fails
-# with what is known.
+# take KIND RC SECONDS: the verdicts the probe printed; a check it left
+# out fails with what is known.
 take() {
-  local kind=$1 rc=$2 id verdict text why i
-  while IFS=$'\t' read -r id verdict text; do
-    [[ $id =~ ^[0-9]+$ && $id -lt ${#c_kind[@]} && ${c_kind[$id]} == "$kind" ]] || continue
-    [[ $verdict == PASS || $verdict == FAIL ]] || continue
-    state[id]=$verdict
-    detail[id]=${text:0:240}
-  done <"$tmp/$kind.out"
+  local kind=$1 rc=$2 secs=$3 id verdict text why i timedout=
   why="the probe returned no result for this check"
-  if ((rc != 0)); then
+  if ((rc == 124 || rc == 137)); then
+    timedout=1
+    why="no result: the probe did not finish within ${secs}s"
+  elif ((rc != 0)); then
     text=$(tail -n 1 "$tmp/$kind.err" 2>/dev/null || true)
     why="the probe failed (exit code $rc): ${text:0:200}"
   fi
+  while IFS=$'\t' read -r id verdict text; do
+    [[ $id =~ ^[0-9]+$ && $id -lt ${#c_kind[@]} && ${c_kind[$id]} == "$kind" ]] || continue
+    [[ $verdict == PASS || $verdict == FAIL ]] || continue
+    # A check the timeout cancelled says so, not "context canceled".
+    if [[ -n $timedout && $verdict == FAIL && $text == cancelled* ]]; then text=$why; fi
+    state[id]=$verdict
+    detail[id]=${text:0:240}
+  done <"$tmp/$kind.out"
   for i in "${!c_kind[@]}"; do
     if [[ ${c_kind[$i]} == "$kind" && -z ${state[$i]:-} && -z ${c_fail[$i]} ]]; then
       state[i]=FAIL
@@ -321,7 +327,10 @@ fi
 for p in "${pids[@]}"; do
   rc=0
   wait "${p#*:}" || rc=$?
-  take "${p%%:*}" "$rc"
+  kind=${p%%:*}
+  bound=$http_bound
+  if [[ $kind == network ]]; then bound=$network_bound; fi
+  take "$kind" "$rc" "$bound"
 done
 
 passed=0
