@@ -2,6 +2,7 @@ package check
 
 import (
 	"encoding/json"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -155,4 +156,91 @@ func shWords(t *testing.T, s string) []string {
 		words = append(words, cur.String())
 	}
 	return words
+}
+
+// On a swarm environment test-all.sh judges each service by its stack
+// service's replicas, not by compose containers, which a swarm has none of;
+// its settings are checked before anything runs. docker and curl are fakes
+// here: what the script makes of their answers is under test, not swarm.
+func TestRenderedTestScriptOnSwarm(t *testing.T) {
+	cat, err := catalog.Load(filepath.Join(testenv.RepoRoot(), "services.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := cat.Environments["demo"]
+	env.Engine = catalog.EngineSwarm
+	cat.SecretsEnv = env.Name // the catalog's values stand in for resolved secrets
+	tree, err := render.Render(cat, env, render.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	f, _ := tree.File(render.TestScript)
+	script := filepath.Join(dir, render.TestScript)
+	bin := filepath.Join(dir, "bin")
+	services := filepath.Join(dir, "services")
+	for name, text := range map[string]string{
+		script: string(f.Data),
+		filepath.Join(bin, "docker"): `#!/bin/sh
+case "$1" in
+version) echo 20.10.24 ;;
+images) ;;
+service) cat "$FAKE_SERVICES" ;;
+*) echo "fake docker: $*" >&2; exit 1 ;;
+esac
+`,
+		// Nothing answers on the published ports.
+		filepath.Join(bin, "curl"): "#!/bin/sh\necho 'curl: (7) Failed to connect' >&2\nexit 7\n",
+		services: "shop_state-store 2/2\nshop_template-service 1/1\nshop_automation-service 0/1\n" +
+			"shop_k8s-execution-service 1/1 (max 1 per node)\nshop_maestro-gateway 1/1\nother_quality-fabric 1/1\n",
+	} {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(env ...string) (string, int) {
+		cmd := exec.Command("bash", script)
+		cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE_SERVICES="+services, "COMPOSE_PROJECT_NAME=shop")
+		cmd.Env = append(cmd.Env, env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			code = ee.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	out, code := run("DEPLOY_PROBE_IMAGE=")
+	if code != 1 {
+		t.Errorf("exit %d, want 1", code)
+	}
+	for svc, want := range map[string]string{
+		"state-store":           "PASS  state-store              container                          2/2 tasks running",
+		"k8s-execution-service": "PASS  k8s-execution-service    container                          1/1 tasks running",
+		"automation-service":    "FAIL  automation-service       container                          0/1 tasks running",
+		"quality-fabric":        "FAIL  quality-fabric           container                          no service shop_quality-fabric in stack shop (is the stack up?)",
+	} {
+		if !strings.Contains(out, want+"\n") {
+			t.Errorf("%s: no line %q in:\n%s", svc, want, out)
+		}
+	}
+	if !strings.Contains(out, "no answer: could not connect to 127.0.0.1:8005") {
+		t.Errorf("curl's failure is not in words:\n%s", out)
+	}
+
+	for _, bad := range []struct{ env, want string }{
+		{"DEPLOY_HOST=127.0.0.1;id", `DEPLOY_HOST=127.0.0.1\;id: not a host name or address`},
+		{"DEPLOY_HOST=::1", "an IPv6 address goes in brackets"},
+		{"DEPLOY_PROBE_IMAGE=--privileged", "DEPLOY_PROBE_IMAGE=--privileged: not an image reference"},
+		{"COMPOSE_PROJECT_NAME=Shop", "COMPOSE_PROJECT_NAME=Shop: not a compose project name"},
+	} {
+		out, code := run(bad.env)
+		if code != 2 || !strings.Contains(out, bad.want) || strings.Contains(out, "PASS") {
+			t.Errorf("%s: exit %d, want 2 and %q:\n%s", bad.env, code, bad.want, out)
+		}
+	}
 }

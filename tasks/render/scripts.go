@@ -64,7 +64,7 @@ type scriptCheck struct {
 // scriptLabels are the Docker labels the scripts find things by.
 type scriptLabels struct {
 	ComposeProject, ComposeService, ComposeNetwork, ComposeOneOff string
-	ContextHash, Probe                                            string
+	ContextHash, Probe, StackNamespace                            string
 }
 
 type scriptView struct {
@@ -74,9 +74,12 @@ type scriptView struct {
 	Host        string
 	Timeout     int
 	Build       bool
-	Services    []scriptSvc
-	Builds      []scriptBuild
-	Checks      []scriptCheck
+	// Swarm: the environment runs as a swarm stack, whose services
+	// test-all.sh checks instead of compose containers.
+	Swarm    bool
+	Services []scriptSvc
+	Builds   []scriptBuild
+	Checks   []scriptCheck
 	// Network is the catalog's network name: the stack network is the
 	// one compose labels with it, else "<project>_<Network>".
 	Network string
@@ -114,7 +117,8 @@ func (r *renderer) scriptView(all []*svcView) (scriptView, error) {
 		HostPlaceholder: hostPlaceholder, ProbeRepo: probe.ImageRepo,
 		Labels: scriptLabels{ComposeProject: labels.ComposeProject, ComposeService: labels.ComposeService,
 			ComposeNetwork: labels.ComposeNetwork, ComposeOneOff: labels.ComposeOneOff,
-			ContextHash: labels.ContextHash, Probe: labels.Probe}}
+			ContextHash: labels.ContextHash, Probe: labels.Probe, StackNamespace: labels.StackNamespace},
+		Swarm: r.env.Engine == catalog.EngineSwarm}
 	var httpSpecs, netSpecs []probe.Spec
 	for _, v := range all {
 		s := v.svc

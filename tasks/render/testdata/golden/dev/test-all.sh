@@ -51,10 +51,10 @@ if ! err=$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null); then
 fi
 
 l_project=com.docker.compose.project
-l_service=com.docker.compose.service
 l_network=com.docker.compose.network
-l_oneoff=com.docker.compose.oneoff
 l_probe=maestro-deploy.probe
+l_service=com.docker.compose.service
+l_oneoff=com.docker.compose.oneoff
 network_name=platform
 
 # One entry per check, in the order of testAll's report: service, check

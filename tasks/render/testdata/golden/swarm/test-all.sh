@@ -51,10 +51,9 @@ if ! err=$(docker version --format '{{.Server.Version}}' 2>&1 >/dev/null); then
 fi
 
 l_project=com.docker.compose.project
-l_service=com.docker.compose.service
 l_network=com.docker.compose.network
-l_oneoff=com.docker.compose.oneoff
 l_probe=maestro-deploy.probe
+l_stack=com.docker.stack.namespace
 network_name=platform
 
 # One entry per check, in the order of testAll's report: service, check
@@ -204,47 +203,27 @@ if [[ -n $probe && -n $network_specs ]]; then
   fi
 fi
 
-# container SERVICE: the state of the service's containers, as testAll
-# judges it; a health still starting is looked at again, a second apart,
-# five times at most.
+# container SERVICE: the state of the stack's service, as testAll judges
+# it: swarm counts a task that has a healthcheck as running only once it is
+# healthy, so every replica running is every replica healthy. A service
+# still starting is looked at again, a second apart, five times at most.
 container() {
-  local svc=$1 attempt ids id info st health code restarts fatal waiting n healthy own
+  local svc=$1 attempt out name replicas
   for attempt in 1 2 3 4 5; do
-    if ! ids=$(docker ps -aq --no-trunc --filter "label=$l_project=$project" --filter "label=$l_service=$svc" \
-      --filter "label=$l_oneoff=False" 2>&1); then
-      verdict=FAIL why="docker ps: $ids"
+    if ! out=$(docker service ls --filter "label=$l_stack=$project" --format '{{.Name}} {{.Replicas}}' 2>&1); then
+      verdict=FAIL why="docker service ls: $out"
       return
     fi
-    if [[ -z $ids ]]; then
-      verdict=FAIL why="no container of service $svc in project $project (is the stack up?)"
-      return
-    fi
-    fatal='' waiting='' n=0 healthy=0 own=''
-    for id in $ids; do
-      info=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}} {{.RestartCount}}' "$id" 2>/dev/null) || continue
-      read -r st health code restarts <<<"$info"
-      n=$((n + 1))
-      case $st:$health in
-        exited:* | dead:*) fatal="$st (exit code $code)" ;;
-        restarting:*) fatal="restarting (last exit code $code, restarted $restarts times)" ;;
-        running:unhealthy) fatal="unhealthy (docker inspect ${id:0:12} shows the healthcheck's output)" ;;
-        running:healthy) healthy=$((healthy + 1)) own=1 ;;
-        running:none) healthy=$((healthy + 1)) ;;
-        running:starting) waiting="health starting" ;;
-        *) waiting=$st ;;
-      esac
-    done
-    if [[ -n $fatal ]]; then
-      verdict=FAIL why=$fatal
-      return
-    fi
-    if ((n > 0)) && [[ -z $waiting ]]; then
-      verdict=PASS why=running
-      if [[ -n $own ]]; then why=healthy; fi
-      if ((n > 1)); then why="$n containers running${own:+ and healthy}"; fi
-      return
-    fi
-    verdict=FAIL why=${waiting:-"no container of service $svc in project $project (is the stack up?)"}
+    verdict=FAIL why="no service ${project}_$svc in stack $project (is the stack up?)"
+    while read -r name replicas _; do
+      [[ $name == "${project}_$svc" ]] || continue
+      why="replicas $replicas"
+      if [[ $replicas =~ ^([0-9]+)/([0-9]+)$ ]]; then
+        why="${BASH_REMATCH[1]}/${BASH_REMATCH[2]} tasks running"
+        if ((BASH_REMATCH[2] > 0 && BASH_REMATCH[1] == BASH_REMATCH[2])); then verdict=PASS; fi
+      fi
+    done <<<"$out"
+    if [[ $verdict == PASS || $why == "no service "* ]]; then return; fi
     if ((attempt < 5)); then sleep 1; fi
   done
 }
