@@ -36,7 +36,7 @@ const probeModule = "github.com/maestro-platform/deploy/tasks/check/probe"
 // ProbeRepo is the repository probe images are tagged in; the tag is a
 // hash of the probe's source and the engine's architecture, so an image
 // is built once per probe version and engine.
-const ProbeRepo = "maestro-deploy/probe"
+const ProbeRepo = probe.ImageRepo
 
 // probeRepo is ProbeRepo, swapped by tests for a name of their own so that
 // they can remove what they built.

@@ -288,8 +288,10 @@ func TestStack(t *testing.T) {
 			t.Fatal(err)
 		}
 		got := in.Container.Config.Labels
+		// No compose label: compose would take the server for an orphan
+		// of the project, and `up --remove-orphans` would remove it.
 		if got[labels.ComposeProject] != "" || got[labels.ComposeService] != "" || got[labels.Probe] != project {
-			t.Errorf("probe server labels %v: want the probe label and no compose label", got)
+			t.Errorf("probe server labels %v: want no compose label and the probe label naming the project", got)
 		}
 		for port, bs := range in.Container.HostConfig.PortBindings {
 			for _, b := range bs {
@@ -478,10 +480,12 @@ func TestStack(t *testing.T) {
 		}
 	})
 
-	// Last: the project goes down as Stack.Down takes it: the probe server
-	// first (it carries no compose label, so that compose's
-	// --remove-orphans never takes it from under testAll), then compose.
-	t.Run("compose down", func(t *testing.T) {
+	// Last: compose's `up --remove-orphans` (mage's, deploy-all.sh's)
+	// removes the containers of services no longer in the file and leaves
+	// the probe server alone; down removes the server first (as stack's
+	// Down does: compose cannot take the network while it is attached),
+	// then compose takes the project down.
+	t.Run("compose leaves it, down removes it", func(t *testing.T) {
 		cli, err := compose.Detect(ctx)
 		if err != nil {
 			if testenv.InCI() {
@@ -489,12 +493,28 @@ func TestStack(t *testing.T) {
 			}
 			t.Skipf("no compose CLI: %v", err)
 		}
-		servedProbe(t, api, project) // left running by "backend stopped"
+		server := servedProbe(t, api, project) // left running by "backend stopped"
 		dir := t.TempDir()
 		file := filepath.Join(dir, "docker-compose.yml")
-		yml := "services:\n  template-service:\n    image: " + project + "/template-service:test\n    networks: [platform]\nnetworks:\n  platform: {}\n"
+		yml := "services:\n  other:\n    image: " + project + "/template-service:test\n    networks: [platform]\nnetworks:\n  platform: {}\n"
 		if err := os.WriteFile(file, []byte(yml), 0o644); err != nil {
 			t.Fatal(err)
+		}
+		if out, err := compose.Exec(ctx, dir, nil, cli.UpStackArgs(project, []string{file})); err != nil {
+			t.Fatalf("compose up --remove-orphans: %v\n%s", err, out)
+		}
+		if again := servedProbe(t, api, project); again != server {
+			t.Errorf("probe server %s replaced by %s", engine.ShortID(server), engine.ShortID(again))
+		}
+		left, err := api.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: make(client.Filters).Add("label", labels.ComposeProject+"="+project)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range left.Items {
+			if svc := c.Labels[labels.ComposeService]; svc != "other" {
+				t.Errorf("up --remove-orphans left %s, which the file no longer has", svc)
+			}
 		}
 		if err := RemoveProbe(ctx, api, project); err != nil {
 			t.Fatal(err)

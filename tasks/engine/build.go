@@ -301,6 +301,7 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 		return r, nil
 	}
 
+	outside := e.builtOutside(ctx, latest)
 	a.Update("building "+r.Ref, "")
 	id, err := e.imageBuild(ctx, s, entries, r.Ref, imgLabels, a.Progress)
 	if err != nil {
@@ -314,8 +315,26 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	if _, err := e.API.ImageTag(ctx, client.ImageTagOptions{Source: id, Target: latest}); err != nil {
 		return r, fmt.Errorf("build %s: tag %s: %w", s.Service, latest, err)
 	}
-	a.Done(ui.OK, "built %s in %s", r.Ref, ui.Seconds(time.Since(t0)))
+	if outside {
+		a.Done(ui.OK, "built %s in %s; %s was built outside mage (deploy-all.sh?) and now names this build", r.Ref, ui.Seconds(time.Since(t0)), latest)
+	} else {
+		a.Done(ui.OK, "built %s in %s", r.Ref, ui.Seconds(time.Since(t0)))
+	}
 	return r, nil
+}
+
+// builtOutside reports whether ref is an image that mage did not build:
+// it exists without the content hash label. deploy-all.sh, or a hand
+// build, made it under the tag the services run; mage builds by content
+// and moves the tag, and says so, because the containers running that
+// image will be replaced. It is asked only when mage builds anyway: one
+// inspect, and any error counts as no.
+func (e *Engine) builtOutside(ctx context.Context, ref string) bool {
+	img, err := e.API.ImageInspect(ctx, ref)
+	if err != nil {
+		return false
+	}
+	return img.Config == nil || img.Config.Labels[labels.ContextHash] == ""
 }
 
 // prebuildSlots bounds the prebuilds that run at once to the CPUs, and

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -478,5 +479,47 @@ func TestBuildArgsAndTarget(t *testing.T) {
 	}
 	if again := build("debug", "plain"); !again.Cached || again.ImageID != debug.ImageID {
 		t.Errorf("the same target and arguments again: %+v, want the cached image", again)
+	}
+}
+
+// An image under <repo>:latest that mage did not build (deploy-all.sh
+// builds with compose, under the tag the compose file names) is named on
+// the service's line when mage builds by content and moves the tag; once
+// latest is mage's own, nothing more is said.
+func TestBuildSaysLatestWasBuiltOutside(t *testing.T) {
+	e := connect(t)
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, e, "outside")
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"Dockerfile": "FROM scratch\nCOPY hello.txt /hello.txt\n",
+		"hello.txt":  "hello\n",
+	})
+	if out, err := exec.CommandContext(ctx, "docker", "build", "-q", "-t", repo+":latest", dir).CombinedOutput(); err != nil {
+		t.Fatalf("docker build: %v\n%s", err, out)
+	}
+	spec := BuildSpec{Service: "hello", Context: dir, Repo: repo, Labels: fresh(repo, nil)}
+	var out bytes.Buffer
+	opts := BuildOptions{Printer: ui.Plain(&out), StateDir: t.TempDir()}
+	res, err := e.Build(ctx, []BuildSpec{spec}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "built " + res[0].Ref + " in "
+	note := repo + ":latest was built outside mage (deploy-all.sh?) and now names this build"
+	if !strings.Contains(out.String(), want) || !strings.Contains(out.String(), note) {
+		t.Errorf("the build line does not say that latest was built outside mage:\n%s", out.String())
+	}
+	if id, _ := e.ImageID(ctx, repo+":latest"); id != res[0].ImageID {
+		t.Errorf("latest = %s, want mage's build %s", id, res[0].ImageID)
+	}
+
+	writeFiles(t, dir, map[string]string{"hello.txt": "hello again\n"})
+	out.Reset()
+	if _, err := e.Build(ctx, []BuildSpec{spec}, opts); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "built ") || strings.Contains(out.String(), "outside mage") {
+		t.Errorf("a build over mage's own latest says it was built outside mage:\n%s", out.String())
 	}
 }

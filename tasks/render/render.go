@@ -251,32 +251,6 @@ type envView struct {
 	Example bool
 }
 
-type scriptSvc struct {
-	Name, Mode, Path string
-	Port             int
-}
-
-type prebuildView struct {
-	Service, Dir, Program string
-	Env, Args             []string
-}
-
-type checkView struct {
-	Service, Name, Path, Contains, Timeout string
-	Port, Status, Retries                  int
-}
-
-type scriptView struct {
-	Header    []string
-	Project   string
-	Host      string
-	Timeout   int
-	Build     bool
-	Services  []scriptSvc
-	Prebuilds []prebuildView
-	Checks    []checkView
-}
-
 var (
 	tmplOnce sync.Once
 	tmplErr  error
@@ -904,9 +878,13 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			return []File{f}, err
 		})
 	}
+	sv, err := r.scriptView(all)
+	if err != nil {
+		return nil, err
+	}
 	for _, s := range []struct{ name, tmpl string }{{DeployScript, "deploy-all.sh.tmpl"}, {TestScript, "test-all.sh.tmpl"}} {
 		parts = append(parts, func() ([]File, error) {
-			data, err := execute(shTmpl, s.tmpl, r.scriptView(all))
+			data, err := execute(shTmpl, s.tmpl, sv)
 			return []File{{Path: s.name, Data: data, Mode: 0o755}}, err
 		})
 	}
@@ -1017,73 +995,4 @@ func (r *renderer) envFile(svcs []*svcView) (envView, map[string]string) {
 		{"Published host ports, for scripts (the compose files carry the numbers themselves).", ports, false},
 		{"Secrets: the compose files refer to them as ${NAME}; their values live only here.", secrets, true},
 	}}, vars
-}
-
-func (r *renderer) scriptView(all []*svcView) scriptView {
-	host := r.env.Bind
-	switch host {
-	case "", "0.0.0.0", "::":
-		host = "127.0.0.1"
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	sv := scriptView{Header: r.header, Project: r.cat.Project.Name, Host: host, Build: r.opts.Build,
-		Timeout: max(int(r.env.HealthDeadline().Seconds()), 1)}
-	for _, v := range all {
-		s := v.svc
-		mode := "running"
-		switch {
-		case len(s.Healthcheck) > 0:
-			mode = "container"
-		case v.hostPort != 0:
-			mode = "http"
-		}
-		health := s.Health
-		if health == "" {
-			health = "/health"
-		}
-		sv.Services = append(sv.Services, scriptSvc{Name: s.Name, Mode: mode, Port: v.hostPort, Path: health})
-		if r.opts.Build && s.Source != "" && len(s.Prebuild) > 0 {
-			pv := prebuildView{Service: s.Name, Dir: s.Source, Program: s.Prebuild[0], Args: s.Prebuild}
-			for _, k := range slices.Sorted(maps.Keys(s.PrebuildEnv)) {
-				pv.Env = append(pv.Env, k+"="+s.PrebuildEnv[k])
-			}
-			sv.Prebuilds = append(sv.Prebuilds, pv)
-		}
-		healthChecked := false
-		var cks []checkView
-		for _, c := range s.Checks {
-			if c.Kind != catalog.CheckHTTP {
-				continue
-			}
-			path := c.Path
-			if path == "" {
-				path = health
-			}
-			if path == health {
-				healthChecked = true
-			}
-			status := c.Status
-			if status == 0 {
-				status = 200
-			}
-			cks = append(cks, checkView{Service: s.Name, Name: c.Name, Port: v.hostPort, Path: path,
-				Status: status, Contains: c.Contains, Retries: max(c.Retries, 0), Timeout: seconds(c.Timeout)})
-		}
-		if !healthChecked && v.hostPort != 0 {
-			sv.Checks = append(sv.Checks, checkView{Service: s.Name, Name: "health", Port: v.hostPort,
-				Path: health, Status: 200, Retries: 2, Timeout: "2"})
-		}
-		sv.Checks = append(sv.Checks, cks...)
-	}
-	return sv
-}
-
-func seconds(d interface{ Seconds() float64 }) string {
-	s := d.Seconds()
-	if s <= 0 {
-		return "2"
-	}
-	return strconv.FormatFloat(s, 'f', -1, 64)
 }

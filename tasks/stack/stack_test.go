@@ -456,44 +456,252 @@ func assertNothingLeft(t *testing.T, ctx context.Context, project string) {
 	}
 }
 
-// The rendered scripts work with docker and a compose CLI alone:
-// deploy-all.sh builds and starts the stack and waits until it is healthy,
-// test-all.sh checks it with curl, and both fail when a service is down.
+// runScript runs a rendered script of the stack's folder with extra
+// environment variables, and returns its output and exit code.
+func runScript(t *testing.T, ctx context.Context, s *stack.Stack, script string, env ...string) (string, int) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, "bash", filepath.Join(s.Dir, script))
+	cmd.Env = append(append(os.Environ(), "DEPLOY_HEALTH_TIMEOUT=120"), env...)
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return string(out), ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("%s: %v\n%s", script, err, out)
+	}
+	return string(out), 0
+}
+
+// checkLine is the line test-all.sh prints for one check, "" when none.
+func checkLine(out, service, check string) string {
+	re := regexp.MustCompile(`(?m)^(PASS|FAIL|SKIP)  ` + regexp.QuoteMeta(service) + ` +` + regexp.QuoteMeta(check) + `  +.*$`)
+	return re.FindString(out)
+}
+
+// The rendered scripts work with docker and a compose CLI alone.
+// deploy-all.sh builds and starts the stack and waits until it is healthy;
+// mage then says that it rebuilds images built outside it, and
+// deploy-all.sh reuses mage's. test-all.sh runs testAll's 17 checks, the
+// network ones with testAll's probe image; without the probe it says
+// plainly what it did not check; a failing JSON field and a stopped
+// service fail in plain words. With both compose CLIs (DEPLOY_COMPOSE),
+// each on a platform of its own, so that the first leaves no image to the
+// second.
 func TestRenderedScripts(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
 	testenv.RequireCommand(t, "curl")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	v2 := testenv.ComposeV2(t)
+	for _, cli := range []struct{ name, path string }{{"v1", "docker-compose"}, {"v2", v2}} {
+		t.Run(cli.name, func(t *testing.T) {
+			t.Setenv("DEPLOY_COMPOSE", cli.path)
+			renderedScripts(t, strings.Fields(cli.path))
+		})
+	}
+}
+
+func renderedScripts(t *testing.T, compose []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "sh")
-	s, _ := open(t, p)
+	s, out := open(t, p)
 	cleanup(t, s, p)
 	if err := s.Render(ctx); err != nil {
 		t.Fatal(err)
 	}
-	run := func(script string) (string, error) {
-		cmd := exec.CommandContext(ctx, "bash", filepath.Join(s.Dir, script))
-		cmd.Env = append(os.Environ(), "DEPLOY_HEALTH_TIMEOUT=120")
-		out, err := cmd.CombinedOutput()
-		return string(out), err
+	services := []string{"state-store", "template-service", "automation-service", "k8s-execution-service", "quality-fabric", "maestro-gateway"}
+
+	// No image yet: deploy-all.sh builds every one with compose.
+	got, code := runScript(t, ctx, s, "deploy-all.sh")
+	if code != 0 || !strings.Contains(got, "deploy-all: OK: 6 services healthy") {
+		t.Fatalf("deploy-all.sh: exit %d\n%s", code, got)
 	}
-	out, err := run("deploy-all.sh")
-	if err != nil || !strings.Contains(out, "deploy-all: OK: 6 services healthy") {
-		t.Fatalf("deploy-all.sh: %v\n%s", err, out)
+	for _, svc := range services {
+		if want := "deploy-all: build " + svc + ": no image " + p.Project + "/" + svc + ":latest yet"; !strings.Contains(got, want) {
+			t.Errorf("deploy-all.sh does not say %q:\n%s", want, got)
+		}
 	}
-	out, err = run("test-all.sh")
-	if err != nil || !strings.Contains(out, "test-all: 5 PASS, 0 FAIL") {
-		t.Fatalf("test-all.sh: %v\n%s", err, out)
+
+	// mage builds by content and says that the images it replaces under
+	// :latest were built outside it.
+	if err := s.Build(ctx); err != nil {
+		t.Fatal(err)
 	}
-	// Stop one service: test-all.sh names it and fails.
-	stop := exec.CommandContext(ctx, "docker-compose", "-p", p.Project, "-f", filepath.Join(s.Dir, "docker-compose.yml"), "stop", "quality-fabric")
+	for _, svc := range services {
+		note := p.Project + "/" + svc + ":latest was built outside mage (deploy-all.sh?) and now names this build"
+		if !regexp.MustCompile(`(?m)^.*` + regexp.QuoteMeta(svc) + ` +built .*` + regexp.QuoteMeta(note)).MatchString(out.String()) {
+			t.Errorf("mage's build line of %s does not say %q:\n%s", svc, note, out)
+		}
+	}
+	// deploy-all.sh now runs mage's images: it builds nothing.
+	got, code = runScript(t, ctx, s, "deploy-all.sh")
+	if code != 0 || strings.Contains(got, "deploy-all: build ") || !strings.Contains(got, "deploy-all: OK: 6 services healthy") {
+		t.Fatalf("deploy-all.sh over mage's images: exit %d\n%s", code, got)
+	}
+	for _, svc := range services {
+		if want := "deploy-all: reuse " + svc + ": " + p.Project + "/" + svc + ":latest, built by mage"; !strings.Contains(got, want) {
+			t.Errorf("deploy-all.sh does not say %q:\n%s", want, got)
+		}
+	}
+
+	// testAll builds the probe image on this engine; with it test-all.sh
+	// runs what testAll runs, network checks included.
+	if err := s.TestAll(ctx); err != nil {
+		t.Fatalf("testAll: %v\n%s", err, out)
+	}
+	got, code = runScript(t, ctx, s, "test-all.sh")
+	if code != 0 || !strings.Contains(got, "test-all: 17 checks: 17 PASS, 0 FAIL, 0 SKIP") || !strings.Contains(got, ", probe maestro-deploy/probe:") {
+		t.Fatalf("test-all.sh with the probe: exit %d\n%s", code, got)
+	}
+	for _, c := range [][2]string{{"state-store", "container"}, {"template-service", "health"}, {"template-service", "reaches state-store"},
+		{"maestro-gateway", "gateway -> k8s-execution-service"}} {
+		if l := checkLine(got, c[0], c[1]); !strings.HasPrefix(l, "PASS") {
+			t.Errorf("%s/%s: %q\n%s", c[0], c[1], l, got)
+		}
+	}
+
+	// Without the probe: http checks with curl, their JSON field and the
+	// network checks not checked, and said so; nothing counts as a pass
+	// that was not wholly checked.
+	got, code = runScript(t, ctx, s, "test-all.sh", "DEPLOY_PROBE_IMAGE=")
+	if code != 0 || !strings.Contains(got, "test-all: 17 checks: 6 PASS, 0 FAIL, 11 SKIP") {
+		t.Fatalf("test-all.sh without the probe: exit %d\n%s", code, got)
+	}
+	for _, want := range []string{
+		"without the probe image: DEPLOY_PROBE_IMAGE is empty",
+		"test-all: not checked: 6 network checks and the JSON field of 5 http checks: they need testAll's probe image (DEPLOY_PROBE_IMAGE is empty).",
+		"`mage testAll` builds it on this engine",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("test-all.sh without the probe does not say %q:\n%s", want, got)
+		}
+	}
+	if l := checkLine(got, "template-service", "health"); l != `SKIP  template-service         health                             HTTP 200; not checked: json field status = "ok" (needs the probe image)` {
+		t.Errorf("health without the probe: %q", l)
+	}
+	if l := checkLine(got, "template-service", "reaches state-store"); !strings.HasPrefix(l, "SKIP") || !strings.Contains(l, "not checked") {
+		t.Errorf("network check without the probe: %q", l)
+	}
+
+	// A JSON field that does not match fails with the probe, in words; the
+	// catalog changes only test-all.sh.
+	edit(t, p.Catalog, `PORT = "8004", LOG_LEVEL = "info" }
+
+  [[services.checks]]
+  name = "health"
+  json_field = "status"
+  json_equals = "ok"`, `PORT = "8004", LOG_LEVEL = "info" }
+
+  [[services.checks]]
+  name = "health"
+  json_field = "status"
+  json_equals = "degraded"`)
+	s2, _ := open(t, p)
+	if err := s2.Render(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, code = runScript(t, ctx, s2, "test-all.sh")
+	if l := checkLine(got, "k8s-execution-service", "health"); code != 1 || l != `FAIL  k8s-execution-service    health                             json field status = "ok" (want "degraded")` ||
+		!strings.Contains(got, "test-all: 17 checks: 16 PASS, 1 FAIL, 0 SKIP") {
+		t.Errorf("test-all.sh with a JSON field that does not match: exit %d, line %q\n%s", code, l, got)
+	}
+
+	// A stopped service: its container, http and network checks fail in
+	// plain words, with the probe and without; never "000".
+	stop := exec.CommandContext(ctx, compose[0], append(compose[1:], "-p", p.Project, "-f", filepath.Join(s.Dir, "docker-compose.yml"), "stop", "template-service")...)
 	if b, err := stop.CombinedOutput(); err != nil {
 		t.Fatalf("stop: %v\n%s", err, b)
 	}
-	out, err = run("test-all.sh")
-	if err == nil || !strings.Contains(out, "1 FAIL") || !strings.Contains(out, "quality-fabric") {
-		t.Errorf("test-all.sh with quality-fabric stopped: %v\n%s", err, out)
+	port := strconv.Itoa(p.DevPorts["template-service"])
+	for _, run := range []struct {
+		env  []string
+		want map[string]string
+	}{
+		{nil, map[string]string{
+			"container":           "FAIL  template-service         container                          exited (exit code 0)",
+			"health":              "FAIL  template-service         health                             connection refused",
+			"reaches state-store": "FAIL  template-service         reaches state-store                no such host template-service",
+		}},
+		{[]string{"DEPLOY_PROBE_IMAGE="}, map[string]string{
+			"container":           "FAIL  template-service         container                          exited (exit code 0)",
+			"health":              "FAIL  template-service         health                             no answer: could not connect to 127.0.0.1:" + port,
+			"reaches state-store": "SKIP  template-service         reaches state-store                not checked: made from inside the stack's network by the probe image",
+		}},
+	} {
+		got, code = runScript(t, ctx, s2, "test-all.sh", run.env...)
+		if code != 1 || regexp.MustCompile(`\b000\b`).MatchString(got) {
+			t.Errorf("test-all.sh %v with template-service stopped: exit %d\n%s", run.env, code, got)
+		}
+		for check, want := range run.want {
+			if l := checkLine(got, "template-service", check); l != want {
+				t.Errorf("test-all.sh %v, template-service/%s:\n got %q\nwant %q", run.env, check, l, want)
+			}
+		}
 	}
+}
+
+// deploy-all.sh after mage deployAll reuses mage's images: it builds
+// nothing, replaces no container and leaves testAll's probe server alone;
+// the next deployAll then has nothing to do. With both compose CLIs, the
+// script and mage using the same one (DEPLOY_COMPOSE).
+func TestDeployScriptAndMageShareImages(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	testenv.RequireCommand(t, "curl")
+	v2 := testenv.ComposeV2(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	p := testenv.SamplePlatform(t, "share")
+	s0, _ := open(t, p)
+	cleanup(t, s0, p)
+	for _, cli := range []struct{ name, path string }{{"v1", "docker-compose"}, {"v2", v2}} {
+		t.Run(cli.name, func(t *testing.T) {
+			t.Setenv("DEPLOY_COMPOSE", cli.path)
+			s, _ := open(t, p)
+			deployAll(t, ctx, s)
+			before := containerIDs(t, ctx, p.Project)
+			probe := probeServer(t, ctx, p.Project)
+			if len(before) != 6 || probe == "" {
+				t.Fatalf("after deployAll: containers %v, probe server %q", before, probe)
+			}
+
+			got, code := runScript(t, ctx, s, "deploy-all.sh")
+			if code != 0 || strings.Contains(got, "deploy-all: build ") || !strings.Contains(got, "deploy-all: OK: 6 services healthy") {
+				t.Fatalf("deploy-all.sh after deployAll: exit %d\n%s", code, got)
+			}
+			if n := strings.Count(got, "deploy-all: reuse "); n != 6 {
+				t.Errorf("deploy-all.sh reused %d images, want 6:\n%s", n, got)
+			}
+			if after := containerIDs(t, ctx, p.Project); !equal(before, after) {
+				t.Errorf("deploy-all.sh replaced containers: %v -> %v\n%s", before, after, got)
+			}
+			if again := probeServer(t, ctx, p.Project); again != probe {
+				t.Errorf("testAll's probe server %q is gone after deploy-all.sh (now %q):\n%s", probe, again, got)
+			}
+
+			s2, out := open(t, p)
+			deployAll(t, ctx, s2)
+			if !strings.Contains(out.String(), "nothing to build") || !strings.Contains(out.String(), "nothing changed: 6 services") {
+				t.Errorf("deployAll after deploy-all.sh was not a noop:\n%s", out)
+			}
+			if err := s2.Down(ctx, true); err != nil {
+				t.Fatal(err)
+			}
+			assertNothingLeft(t, ctx, p.Project)
+		})
+	}
+}
+
+// probeServer is the ID of testAll's running probe server of project, ""
+// when there is none.
+func probeServer(t *testing.T, ctx context.Context, project string) string {
+	t.Helper()
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-q", "--no-trunc",
+		"--filter", "label="+labels.Probe+"="+project, "--filter", "label="+labels.ProbeMode+"=serve").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(out))
 }
 
 // DOCKER_HOST=ssh:// is refused for the local pipeline: compose v1 would

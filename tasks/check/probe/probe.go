@@ -22,6 +22,12 @@ import (
 	"time"
 )
 
+// ImageRepo is the repository the probe's images are tagged in (see
+// check.EnsureProbe), each tag a hash of the probe's source. It is here,
+// in a package that imports nothing of the runner, so that render can name
+// it in test-all.sh, which looks for the probe there.
+const ImageRepo = "maestro-deploy/probe"
+
 // Spec is one check to perform.
 type Spec struct {
 	// ID is echoed in the Outcome so results can be matched to requests.

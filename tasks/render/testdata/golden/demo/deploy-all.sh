@@ -10,6 +10,7 @@
 #
 # Settings (environment variables):
 #   COMPOSE_PROJECT_NAME   project name (default maestro, as in .env)
+#   DEPLOY_COMPOSE         compose command (default: docker compose, else docker-compose)
 #   DEPLOY_HEALTH_TIMEOUT  seconds to wait for health (default 180)
 #   DEPLOY_HOST            address the published ports are probed on (default 127.0.0.1)
 set -euo pipefail
@@ -20,7 +21,9 @@ if [[ -n "${COMPOSE_PROJECT_NAME:-}" ]]; then project=$COMPOSE_PROJECT_NAME; fi
 timeout=${DEPLOY_HEALTH_TIMEOUT:-180}
 host=${DEPLOY_HOST:-127.0.0.1}
 
-if docker compose version >/dev/null 2>&1; then
+if [[ -n "${DEPLOY_COMPOSE:-}" ]]; then
+  read -r -a compose <<<"$DEPLOY_COMPOSE"
+elif docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then
   compose=(docker-compose)

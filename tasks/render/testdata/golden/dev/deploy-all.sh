@@ -8,8 +8,17 @@
 # (docker compose, else docker-compose). Exits non-zero when a service does
 # not become healthy in time.
 #
+# Images: an image that mage built (it carries the io.maestro.context-hash
+# label) is used as it is, so that this script and mage run the same images
+# and never replace each other's containers; the others are built with
+# compose. mage builds by content, this script cannot tell whether sources
+# changed since: after editing them, run `mage build`, or set
+# DEPLOY_BUILD=always.
+#
 # Settings (environment variables):
 #   COMPOSE_PROJECT_NAME   project name (default maestro, as in .env)
+#   DEPLOY_COMPOSE         compose command (default: docker compose, else docker-compose)
+#   DEPLOY_BUILD           always: build every image with compose, mage's too
 #   DEPLOY_HEALTH_TIMEOUT  seconds to wait for health (default 120)
 #   DEPLOY_HOST            address the published ports are probed on (default 127.0.0.1)
 set -euo pipefail
@@ -20,7 +29,9 @@ if [[ -n "${COMPOSE_PROJECT_NAME:-}" ]]; then project=$COMPOSE_PROJECT_NAME; fi
 timeout=${DEPLOY_HEALTH_TIMEOUT:-120}
 host=${DEPLOY_HOST:-127.0.0.1}
 
-if docker compose version >/dev/null 2>&1; then
+if [[ -n "${DEPLOY_COMPOSE:-}" ]]; then
+  read -r -a compose <<<"$DEPLOY_COMPOSE"
+elif docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then
   compose=(docker-compose)
@@ -38,48 +49,110 @@ modes=(container container container container container container)
 ports=(0 9005 9003 9004 9000 9080)
 paths=(/health /health /health /health /health /health)
 
+# DEPLOY_BUILD=always builds every image; nothing else is meant.
+case ${DEPLOY_BUILD:-} in
+  "" | always) ;;
+  *)
+    echo "deploy-all: DEPLOY_BUILD=$(printf %q "$DEPLOY_BUILD"): want always, or nothing" >&2
+    exit 2
+    ;;
+esac
+
 # Pre-build steps, each run in its source folder when its program exists
 # there; without it the image is built from what the folder already holds.
 has_program() { (cd "$1" && command -v "$2" >/dev/null 2>&1); }
-if has_program /src/maestro/examples/maestro-platform/infrastructure/state-store go; then
-  printf 'deploy-all: prebuild %s\n' state-store
-  (cd /src/maestro/examples/maestro-platform/infrastructure/state-store && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
-else
-  printf 'deploy-all: skip prebuild of %s: %s not found\n' state-store go
-fi
-if has_program /src/maestro/examples/maestro-platform/services/template-service go; then
-  printf 'deploy-all: prebuild %s\n' template-service
-  (cd /src/maestro/examples/maestro-platform/services/template-service && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
-else
-  printf 'deploy-all: skip prebuild of %s: %s not found\n' template-service go
-fi
-if has_program /src/maestro/examples/maestro-platform/services/automation-service go; then
-  printf 'deploy-all: prebuild %s\n' automation-service
-  (cd /src/maestro/examples/maestro-platform/services/automation-service && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
-else
-  printf 'deploy-all: skip prebuild of %s: %s not found\n' automation-service go
-fi
-if has_program /src/maestro/examples/maestro-platform/services/k8s-execution-service go; then
-  printf 'deploy-all: prebuild %s\n' k8s-execution-service
-  (cd /src/maestro/examples/maestro-platform/services/k8s-execution-service && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
-else
-  printf 'deploy-all: skip prebuild of %s: %s not found\n' k8s-execution-service go
-fi
-if has_program /src/maestro/examples/maestro-platform/quality-fabric go; then
-  printf 'deploy-all: prebuild %s\n' quality-fabric
-  (cd /src/maestro/examples/maestro-platform/quality-fabric && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
-else
-  printf 'deploy-all: skip prebuild of %s: %s not found\n' quality-fabric go
-fi
-if has_program /src/maestro/examples/maestro-platform/maestro-engine go; then
-  printf 'deploy-all: prebuild %s\n' maestro-gateway
-  (cd /src/maestro/examples/maestro-platform/maestro-engine && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
-else
-  printf 'deploy-all: skip prebuild of %s: %s not found\n' maestro-gateway go
-fi
+prebuild() {
+  case $1 in
+    state-store)
+      if has_program /src/maestro/examples/maestro-platform/infrastructure/state-store go; then
+        printf 'deploy-all: prebuild %s\n' "$1"
+        (cd /src/maestro/examples/maestro-platform/infrastructure/state-store && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
+      else
+        printf 'deploy-all: skip prebuild of %s: %s not found\n' "$1" go
+      fi
+      ;;
+    template-service)
+      if has_program /src/maestro/examples/maestro-platform/services/template-service go; then
+        printf 'deploy-all: prebuild %s\n' "$1"
+        (cd /src/maestro/examples/maestro-platform/services/template-service && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
+      else
+        printf 'deploy-all: skip prebuild of %s: %s not found\n' "$1" go
+      fi
+      ;;
+    automation-service)
+      if has_program /src/maestro/examples/maestro-platform/services/automation-service go; then
+        printf 'deploy-all: prebuild %s\n' "$1"
+        (cd /src/maestro/examples/maestro-platform/services/automation-service && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
+      else
+        printf 'deploy-all: skip prebuild of %s: %s not found\n' "$1" go
+      fi
+      ;;
+    k8s-execution-service)
+      if has_program /src/maestro/examples/maestro-platform/services/k8s-execution-service go; then
+        printf 'deploy-all: prebuild %s\n' "$1"
+        (cd /src/maestro/examples/maestro-platform/services/k8s-execution-service && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
+      else
+        printf 'deploy-all: skip prebuild of %s: %s not found\n' "$1" go
+      fi
+      ;;
+    quality-fabric)
+      if has_program /src/maestro/examples/maestro-platform/quality-fabric go; then
+        printf 'deploy-all: prebuild %s\n' "$1"
+        (cd /src/maestro/examples/maestro-platform/quality-fabric && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
+      else
+        printf 'deploy-all: skip prebuild of %s: %s not found\n' "$1" go
+      fi
+      ;;
+    maestro-gateway)
+      if has_program /src/maestro/examples/maestro-platform/maestro-engine go; then
+        printf 'deploy-all: prebuild %s\n' "$1"
+        (cd /src/maestro/examples/maestro-platform/maestro-engine && export 'CGO_ENABLED=0' && export 'GOOS=linux' && exec go build -trimpath '-ldflags=-s -w' -o app .)
+      else
+        printf 'deploy-all: skip prebuild of %s: %s not found\n' "$1" go
+      fi
+      ;;
+  esac
+}
 
-echo "deploy-all: build images"
-dc build
+# built_by_mage IMAGE: whether IMAGE exists and mage built it: mage labels
+# each image it builds with the hash of its content.
+l_context_hash=io.maestro.context-hash
+built_by_mage() {
+  local keys key
+  keys=$(docker image inspect --format '{{range $k, $v := .Config.Labels}}{{println $k}}{{end}}' "$1" 2>/dev/null) || return 1
+  while IFS= read -r key; do
+    if [[ $key == "$l_context_hash" ]]; then return 0; fi
+  done <<<"$keys"
+  return 1
+}
+
+# The services built from source, and the image each runs.
+build_names=(state-store template-service automation-service k8s-execution-service quality-fabric maestro-gateway)
+build_images=(maestro/state-store:latest maestro/template-service:latest maestro/automation-service:latest maestro/k8s-execution-service:latest maestro/quality-fabric:latest maestro/maestro-gateway:latest)
+to_build=()
+for i in "${!build_names[@]}"; do
+  name=${build_names[$i]}
+  image=${build_images[$i]}
+  if [[ ${DEPLOY_BUILD:-} == always ]]; then
+    why="DEPLOY_BUILD=always"
+  elif built_by_mage "$image"; then
+    printf 'deploy-all: reuse %s: %s, built by mage\n' "$name" "$image"
+    continue
+  elif docker image inspect "$image" >/dev/null 2>&1; then
+    why="$image was not built by mage"
+  else
+    why="no image $image yet"
+  fi
+  printf 'deploy-all: build %s: %s\n' "$name" "$why"
+  to_build+=("$name")
+done
+for name in "${to_build[@]}"; do
+  prebuild "$name"
+done
+if ((${#to_build[@]} > 0)); then
+  echo "deploy-all: build images of ${to_build[*]}"
+  dc build "${to_build[@]}"
+fi
 
 echo "deploy-all: start project $project"
 dc up -d --remove-orphans
