@@ -102,8 +102,8 @@ func Inventory() error {
 	}
 	write(t, edited, string(b)+"# my edit\n")
 	out, code = invoke(mage.Invocation{Args: []string{"plan"}})
-	if code != 3 || strings.Contains(out, "Error:") || !strings.Contains(out, "template-service/docker-compose.yml were edited by hand") ||
-		!strings.Contains(out, "`DEPLOY_OVERWRITE=1 mage render` replaces them") || strings.Contains(out, "run `mage render` to apply") {
+	if code != 3 || strings.Contains(out, "Error:") || !strings.Contains(out, "template-service/docker-compose.yml was edited by hand") ||
+		!strings.Contains(out, "`DEPLOY_OVERWRITE=1 mage render` replaces what was edited") || strings.Contains(out, "run `mage render` to apply") {
 		t.Errorf("plan with a hand edit: exit %d, want 3 and the overwrite hint\n%s", code, out)
 	}
 	if out, code := invoke(mage.Invocation{Args: []string{"render"}}); code != 2 || !strings.Contains(out, "DEPLOY_OVERWRITE=1") {

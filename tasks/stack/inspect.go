@@ -149,8 +149,8 @@ func (s *Stack) Status(ctx context.Context) error {
 	var bad []string
 	row := func(name string, c engine.Container, note string) {
 		health, ports, uptime := "-", "-", "-"
-		if c.Health != "" {
-			health = c.Health
+		if c.Health != "" && c.State == "running" {
+			health = c.Health // a stopped container keeps its last, stale, health
 		}
 		var ps []string
 		for _, p := range c.Ports {

@@ -99,8 +99,12 @@ func (s *Stack) Plan(ctx context.Context) error {
 		return err
 	}
 	if len(drift) > 0 {
-		return fmt.Errorf("%w, and %s were edited by hand: `mage render` stops at them; `DEPLOY_OVERWRITE=1 mage render` replaces them, keeping a copy of each in %s",
-			ErrPlanChanged, strings.Join(drift, ", "), filepath.Join(s.Dir, render.BackupDir))
+		were := "were"
+		if len(drift) == 1 {
+			were = "was"
+		}
+		return fmt.Errorf("%w, and %s %s edited by hand: `mage render` stops there; `DEPLOY_OVERWRITE=1 mage render` replaces what was edited, keeping a copy in %s",
+			ErrPlanChanged, strings.Join(drift, ", "), were, filepath.Join(s.Dir, render.BackupDir))
 	}
 	return fmt.Errorf("%w (run `mage render` to apply)", ErrPlanChanged)
 }
