@@ -31,6 +31,11 @@ type runner struct {
 	exe string
 	p   *testenv.Platform
 	env []string
+	// dockerHost is the engine the targets deploy to ("": DOCKER_HOST or
+	// the default), and wrap the command they run under (nsenter, to run
+	// them where that engine's published ports are).
+	dockerHost string
+	wrap       []string
 }
 
 func newRunner(t *testing.T) *runner {
@@ -58,6 +63,9 @@ func newRunner(t *testing.T) *runner {
 
 func (r *runner) cmd(ctx context.Context, point string, args ...string) *exec.Cmd {
 	c := exec.CommandContext(ctx, r.exe, args...)
+	if len(r.wrap) > 0 {
+		c = exec.CommandContext(ctx, r.wrap[0], append(append(r.wrap[1:], r.exe), args...)...)
+	}
 	c.Dir = r.p.Root
 	c.Env = append(r.env, crashpoint.Env+"="+point)
 	return c
@@ -137,7 +145,7 @@ func (r *runner) converged(ctx context.Context) {
 	if out, err := r.cmd(ctx, "", "plan").CombinedOutput(); err != nil {
 		r.t.Errorf("plan after the rerun: %v\n%s", err, out)
 	}
-	e, err := engine.Connect(ctx, "")
+	e, err := engine.Connect(ctx, r.dockerHost)
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -241,4 +249,55 @@ func TestInterruptThenRerunConverges(t *testing.T) {
 	if !t.Failed() {
 		t.Logf("%d interrupts, each followed by a rerun that converged", n)
 	}
+}
+
+// The engine restarts under a running stack (a reboot, a Docker upgrade):
+// the next deployAll is a noop or heals, and testAll is green. The engine
+// restarted is a second one, in a network namespace of its own, standing
+// in for this machine's: restarting the machine's own engine would break
+// every test running beside this one. The targets run inside that
+// namespace, with DOCKER_HOST naming the engine, so that they reach its
+// published ports on 127.0.0.1 as they would locally.
+func TestLocalEngineRestart(t *testing.T) {
+	r := newRunner(t)
+	h := testenv.StartRemote(t)
+	r.dockerHost = h.Socket
+	r.wrap = []string{"nsenter", "--net=/run/netns/" + h.Namespace}
+	r.env = append(r.env, "DOCKER_HOST="+h.Socket)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	r.run(ctx, "deployAll")
+	r.converged(ctx)
+	e, err := engine.Connect(ctx, h.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	before, err := e.Containers(ctx, r.p.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	h.RestartEngine(t)
+	out := r.run(ctx, "deployAll")
+	r.converged(ctx)
+	// What came back by itself (restart policy) was kept, not recreated:
+	// the rerun healed or did nothing, and said which.
+	after, err := e.Containers(ctx, r.p.Project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]bool{}
+	for _, c := range after {
+		ids[c.ID] = true
+	}
+	for _, c := range before {
+		if c.Labels[labels.Probe] == "" && !ids[c.ID] {
+			t.Errorf("%s was recreated after the engine restarted; its container should have come back as it was", c.Service)
+		}
+	}
+	if !strings.Contains(out, "unchanged") && !strings.Contains(out, "healed") {
+		t.Errorf("the rerun's summary says neither unchanged nor healed:\n%s", out)
+	}
+	t.Logf("deployAll after the engine restarted:\n%s", out)
 }

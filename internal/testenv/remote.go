@@ -48,6 +48,8 @@ type Remote struct {
 	Root string
 	// Namespace is the network namespace the host lives in.
 	Namespace string
+
+	h *remoteHost
 }
 
 // SSHFlags are the ssh options that reach this host with its key checked:
@@ -82,6 +84,7 @@ func StartRemote(t testing.TB) *Remote {
 	r := &Remote{Root: root, Dir: filepath.Join(root, "deploy"), SSHPort: 2222,
 		Socket: "unix://" + filepath.Join(root, "docker.sock")}
 	h := &remoteHost{Remote: r, t: t, seq: int(seq % 100)}
+	r.h = h
 	t.Cleanup(h.stop)
 	if err := h.start(); err != nil {
 		t.Fatalf("remote host: %v", err)
@@ -315,6 +318,35 @@ func (h *remoteHost) sshd(ctx context.Context) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// RestartEngine stops the host's dockerd as an operator would (SIGTERM by
+// pid file: its containers stop) and starts it again on the same data, as
+// after a reboot of the engine. It returns once the engine answers; what
+// comes back by itself (restart policies) is the test's to see.
+func (r *Remote) RestartEngine(t testing.TB) {
+	t.Helper()
+	if err := r.h.stopEngine(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := r.h.dockerd(ctx); err != nil {
+		t.Fatalf("restart the engine of %s: %v", r.Host, err)
+	}
+}
+
+// stopEngine stops the host's dockerd by its pid file and returns once it
+// no longer answers. Its sshd and namespace stay: the machine is up, its
+// engine is not.
+func (h *remoteHost) stopEngine() error {
+	stopPidFile(filepath.Join(h.Root, "dockerd.pid"), 30*time.Second)
+	unmountUnder(filepath.Join(h.Root, "exec"))
+	unmountUnder(filepath.Join(h.Root, "data"))
+	if err := exec.Command("docker", "-H", h.Socket, "version").Run(); err == nil {
+		return fmt.Errorf("the engine of %s still answers after it was stopped", h.Host)
+	}
+	return nil
 }
 
 func (h *remoteHost) stop() {

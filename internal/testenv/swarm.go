@@ -136,6 +136,7 @@ func (s *Swarm) start(ctx context.Context, seq, n int) error {
 			Socket: "unix://" + filepath.Join(root, "docker.sock")}
 		ns := fmt.Sprintf("mt%s%02d", runID, nseq)
 		h := &remoteHost{Remote: r, t: s.t, seq: nseq, hostname: ns}
+		r.h = h
 		s.hosts = append(s.hosts, h)
 		s.Nodes = append(s.Nodes, r)
 		if err := os.MkdirAll(r.Dir, 0o755); err != nil {
@@ -326,12 +327,8 @@ func (s *Swarm) StopEngine(t testing.TB, i int) {
 	t.Helper()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	h := s.hosts[i]
-	stopPidFile(filepath.Join(h.Root, "dockerd.pid"), 30*time.Second)
-	unmountUnder(filepath.Join(h.Root, "exec"))
-	unmountUnder(filepath.Join(h.Root, "data"))
-	if err := exec.Command("docker", "-H", h.Socket, "version").Run(); err == nil {
-		t.Fatalf("node %d's engine still answers after it was stopped", i)
+	if err := s.hosts[i].stopEngine(); err != nil {
+		t.Fatalf("node %d: %v", i, err)
 	}
 }
 

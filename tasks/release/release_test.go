@@ -886,9 +886,88 @@ func TestPromote(t *testing.T) {
 		f.interrupts(ctx, t)
 	})
 
+	t.Run("the host's engine restarts: the live release comes back by itself", func(t *testing.T) {
+		f.engineRestart(ctx, t)
+	})
+
 	t.Run("swarm", func(t *testing.T) {
 		f.swarm(ctx, t)
 	})
+}
+
+// engineRestart restarts the host's engine under the live release: its
+// containers and the proxy come back by themselves (restart policy), the
+// same containers, serving again; current has not moved, releases marks
+// it, and testAll's checks against the host pass.
+func (f *fixture) engineRestart(ctx context.Context, t *testing.T) {
+	cur := f.current()
+	before := f.containers(ctx, t)
+	if cur == "" || len(before) == 0 {
+		t.Fatalf("nothing live to restart under: current %q, containers %v", cur, before)
+	}
+	f.r.RestartEngine(t)
+
+	// Back means: every container of the release healthy and each
+	// published port answering through the proxy. The bound only ends a
+	// test that would otherwise wait forever.
+	c := &http.Client{Timeout: 2 * time.Second}
+	back := func() error {
+		list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+f.project)})
+		if err != nil {
+			return err
+		}
+		for _, ct := range list.Items {
+			if ct.Labels[labels.Probe] == "" && !strings.Contains(ct.Status, "(healthy)") {
+				return fmt.Errorf("%s: %s", ct.Labels[labels.ComposeService], ct.Status)
+			}
+		}
+		for _, port := range f.published() {
+			resp, err := c.Get(fmt.Sprintf("http://%s:%d/health", f.r.Addr, port))
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return fmt.Errorf("port %d: status %d", port, resp.StatusCode)
+			}
+		}
+		return nil
+	}
+	var err error
+	for end := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+		if err = back(); err == nil || time.Now().After(end) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("the live release did not come back after the engine restarted: %v", err)
+	}
+	if after := f.containers(ctx, t); !maps.EqualFunc(before, after, slices.Equal) {
+		t.Errorf("containers %v -> %v: the restart policy should have brought the same ones back", before, after)
+	}
+	if got := f.current(); got != cur {
+		t.Errorf("current moved from %s to %s", cur, got)
+	}
+	rels, err := release.Releases(ctx, f.cat, f.opts("e2e"))
+	if err != nil {
+		t.Fatalf("releases after the restart: %v\n%s", err, f.out.String())
+	}
+	var marked []string
+	for _, r := range rels {
+		if r.Current {
+			marked = append(marked, "releases/"+r.ID)
+		}
+	}
+	if !slices.Equal(marked, []string{cur}) {
+		t.Errorf("releases marks %v as current, want %s", marked, cur)
+	}
+	env := f.cat.Environments["e2e"]
+	rep, err := check.Run(ctx, f.cat, check.Target{Env: env, Project: f.project, HostAddr: f.r.Addr, API: f.remote, ReuseProbe: true},
+		check.Options{Printer: ui.Plain(&f.out)})
+	if err != nil || rep.Failed != 0 || rep.Passed == 0 {
+		t.Fatalf("testAll's checks against the host after the restart: %v (%+v)\n%s", err, rep, f.out.String())
+	}
 }
 
 // TestHelperHoldLock is not a test: the lock test runs this binary as a
