@@ -130,7 +130,7 @@ func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow 
 	return nil
 }
 
-// ShortID is an image or container ID as docker prints it: 12 hex digits,
+// ShortID is an image, container or node ID as docker prints it: 12 hex digits,
 // without the "sha256:" prefix.
 func ShortID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")

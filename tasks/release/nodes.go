@@ -73,7 +73,7 @@ func (n *Node) Name() string {
 
 // describe names a node in full: host name, address, ID and state.
 func (n *Node) describe() string {
-	return fmt.Sprintf("%s (%s, node %s, %s)", n.Hostname, n.Addr, short(n.ID), n.State)
+	return fmt.Sprintf("%s (%s, node %s, %s)", n.Hostname, n.Addr, engine.ShortID(n.ID), n.State)
 }
 
 // NodesError is a swarm whose nodes do not match the catalog, or that
@@ -210,10 +210,10 @@ func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
 			problems = append(problems, fmt.Sprintf("node %s is not in a swarm (its swarm state is %q): join it to %s's swarm, or remove it from nodes",
 				r.host, r.info.LocalNodeState, t.eng.Host))
 		case id == sw.NodeID:
-			problems = append(problems, fmt.Sprintf("node %s is the manager itself (node %s): remove it from nodes", r.host, short(id)))
+			problems = append(problems, fmt.Sprintf("node %s is the manager itself (node %s): remove it from nodes", r.host, engine.ShortID(id)))
 		case !inSwarm[id]:
 			problems = append(problems, fmt.Sprintf("node %s is in another swarm (its node %s is not among %s's nodes): remove it from nodes, or join it to this swarm",
-				r.host, short(id), t.eng.Host))
+				r.host, engine.ShortID(id), t.eng.Host))
 		default:
 			byID[id] = r
 		}
@@ -249,7 +249,7 @@ func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
 			r := byAddr(n)
 			if r == nil {
 				problems = append(problems, fmt.Sprintf("node %s is in the swarm but not in nodes: add its ssh://user@host:port to nodes, or remove it from the swarm (`docker node rm %s`)",
-					node.describe(), short(n.ID)))
+					node.describe(), engine.ShortID(n.ID)))
 				break
 			}
 			used[r] = true
@@ -263,7 +263,7 @@ func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
 				break
 			}
 			problems = append(problems, fmt.Sprintf("node %s is in the swarm but not in nodes: promote could not send it images, and a task scheduled there would fail with \"No such image\"; "+
-				"add its ssh://user@host:port to nodes, or remove it from the swarm (`docker node rm %s`)", node.describe(), short(n.ID)))
+				"add its ssh://user@host:port to nodes, or remove it from the swarm (`docker node rm %s`)", node.describe(), engine.ShortID(n.ID)))
 		}
 		s.rep.Nodes = append(s.rep.Nodes, node)
 	}
@@ -348,13 +348,6 @@ func resolve(ctx context.Context, host string) []string {
 	return addrs
 }
 
-func short(id string) string {
-	if len(id) > 12 {
-		return id[:12]
-	}
-	return id
-}
-
 // transfer makes every ref exist on every reached node of the swarm (on
 // the target's engine alone for any other environment), sending each node
 // only what it lacks. The report it returns sums the nodes: Sent are the
@@ -434,7 +427,7 @@ func (s *swarmNodes) spread(ctx context.Context, api *client.Client, cat *catalo
 			if tk.Status.State == swarm.TaskStateRunning {
 				h := names[tk.NodeID]
 				if h == "" {
-					h = short(tk.NodeID)
+					h = engine.ShortID(tk.NodeID)
 				}
 				on = append(on, h)
 			}
