@@ -6,6 +6,8 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+
+	"github.com/maestro-platform/deploy/tasks/labels"
 )
 
 // Keys that take two forms: a short one for the common case, and a table
@@ -252,7 +254,7 @@ func (v *validator) dependsOn(key string, r *rawDepends, s *Service) {
 
 // reservedLabels are label prefixes set by the tool, compose and swarm,
 // by which they find their containers.
-var reservedLabels = []string{"io.maestro.", "com.docker."}
+var reservedLabels = []string{labels.Prefix, labels.HelperPrefix, labels.DockerPrefix}
 
 func (v *validator) labels(key string, m map[string]string) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
@@ -260,7 +262,7 @@ func (v *validator) labels(key string, m map[string]string) {
 		case strings.TrimSpace(k) == "":
 			v.add(key, `give each label a name, e.g. labels = { "com.example.team" = "payments" }`, "empty label name")
 		case slices.ContainsFunc(reservedLabels, func(p string) bool { return strings.HasPrefix(k, p) }):
-			v.add(key+"."+k, "io.maestro.* is the tool's, com.docker.* compose's and swarm's: they find containers by them; choose another name",
+			v.add(key+"."+k, labels.Prefix+"* and "+labels.HelperPrefix+"* are the tool's, "+labels.DockerPrefix+"* compose's and swarm's: they find containers by them; choose another name",
 				"label %q is reserved", k)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"go.yaml.in/yaml/v4"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/labels"
 )
 
 // Finding is one thing import says about a compose file: a loss (what it
@@ -752,9 +753,9 @@ func (m *mapper) networks(at string, svc *types.ServiceConfig) {
 func (m *mapper) labels(at string, svc *types.ServiceConfig, e *entry) {
 	for _, k := range slices.Sorted(maps.Keys(svc.Labels)) {
 		switch {
-		case strings.HasPrefix(k, "io.maestro."):
+		case strings.HasPrefix(k, labels.Prefix) || strings.HasPrefix(k, labels.HelperPrefix):
 			// The tool's own, on files it rendered: it sets them again.
-		case strings.HasPrefix(k, "com.docker."):
+		case strings.HasPrefix(k, labels.DockerPrefix):
 			m.loss(at+".labels."+k, "com.docker.* labels are compose's and swarm's")
 		default:
 			if e.Labels == nil {

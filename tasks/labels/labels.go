@@ -5,6 +5,15 @@
 // helpers.
 package labels
 
+// Prefixes of the label keys above: the runner's own (Prefix), those of
+// its helpers (HelperPrefix), and compose's and swarm's (DockerPrefix). A
+// catalog may set none of them: they are how containers are found.
+const (
+	Prefix       = "io.maestro."
+	HelperPrefix = "maestro-deploy."
+	DockerPrefix = "com.docker."
+)
+
 // Set by compose on the containers and networks of a project.
 const (
 	ComposeProject = "com.docker.compose.project"
