@@ -72,6 +72,13 @@ func Inventory() error {
 			t.Errorf("mage -l lacks %s:\n%s", target, list)
 		}
 	}
+	// A target's help says what each of its flags does.
+	help, code := invoke(mage.Invocation{Help: true, Args: []string{"promote"}})
+	for _, want := range []string{"-env=NAME the environment (default demo)", "-force ships even what", "-wait waits for another"} {
+		if code != 0 || !strings.Contains(strings.Join(strings.Fields(help), " "), want) {
+			t.Errorf("mage -h promote (exit %d) lacks %q:\n%s", code, want, help)
+		}
+	}
 	out, code := invoke(mage.Invocation{Args: []string{"inventory"}})
 	if code != 0 || !strings.Contains(out, "inventory maestro-gateway "+strconv.Itoa(p.DevPorts["maestro-gateway"])) {
 		t.Errorf("own target: exit %d\n%s", code, out)
