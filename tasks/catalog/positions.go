@@ -315,9 +315,14 @@ func resolveTable(parts []string, counts map[string]int) string {
 }
 
 // line returns the line of the most specific known prefix of key.
-func (p positions) line(key string) int {
+func (p positions) line(key string) int { return NearestLine(p, key) }
+
+// NearestLine returns the line lines holds for the most specific prefix
+// of key ("a.b[2].c", then "a.b[2]", "a.b", "a"), or 0: a key written
+// inline, or defaulted, is reported at the line of what holds it.
+func NearestLine(lines map[string]int, key string) int {
 	for k := key; k != ""; {
-		if n, ok := p[k]; ok {
+		if n, ok := lines[k]; ok {
 			return n
 		}
 		i := strings.LastIndexAny(k, ".[")

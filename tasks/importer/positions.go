@@ -2,9 +2,10 @@ package importer
 
 import (
 	"strconv"
-	"strings"
 
 	"go.yaml.in/yaml/v4"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
 )
 
 // positions maps the paths of a compose file's keys and list items
@@ -52,16 +53,4 @@ func yamlPositions(root *yaml.Node) positions {
 }
 
 // line returns the line of the most specific written prefix of path.
-func (p positions) line(path string) int {
-	for k := path; k != ""; {
-		if n, ok := p[k]; ok {
-			return n
-		}
-		i := strings.LastIndexAny(k, ".[")
-		if i < 0 {
-			break
-		}
-		k = k[:i]
-	}
-	return 0
-}
+func (p positions) line(path string) int { return catalog.NearestLine(p, path) }
