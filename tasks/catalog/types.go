@@ -324,11 +324,31 @@ type Check struct {
 	// JSONField and JSONEquals, when set, require the response to be a JSON
 	// object whose field (dotted path) equals the value.
 	JSONField, JSONEquals string
-	// Timeout per attempt (default 2s) and Retries after a failure (default 2).
+	// Timeout per attempt (DefaultCheckTimeout) and Retries after a
+	// failure (DefaultCheckRetries).
 	Timeout time.Duration
 	Retries int
 	// Line is the line of the [[services.checks]] header.
 	Line int `view:"-"`
+}
+
+// The defaults of a check's timeout and retries.
+const (
+	DefaultCheckTimeout = 2 * time.Second
+	DefaultCheckRetries = 2
+)
+
+// ImplicitHealthCheck is the check testAll (and test-all.sh) runs for a
+// service that names no HTTP check of its own: GET its health path, 200.
+// A service whose port is not published gets it as a network check, made
+// from inside the stack's network.
+func (s *Service) ImplicitHealthCheck(published bool) *Check {
+	c := &Check{Name: "health", Kind: CheckHTTP, Path: s.Health, Status: 200,
+		Timeout: DefaultCheckTimeout, Retries: DefaultCheckRetries}
+	if !published {
+		c.Kind = CheckNetwork
+	}
+	return c
 }
 
 // All returns infrastructure then services: the order in which they start.

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"time"
 )
 
 var (
@@ -464,7 +463,7 @@ func (v *validator) envTable(key string, m map[string]string) {
 func (v *validator) check(r *rawCheck, key string, s *Service) *Check {
 	c := &Check{Name: r.Name, Kind: r.Kind, Path: r.Path, Status: r.Status,
 		Contains: r.Contains, JSONField: r.JSONField, JSONEquals: r.JSONEquals,
-		Retries: 2, Line: v.pos.line(key)}
+		Retries: DefaultCheckRetries, Line: v.pos.line(key)}
 	if c.Kind == "" {
 		c.Kind = CheckHTTP
 	} else if c.Kind != CheckHTTP && c.Kind != CheckNetwork {
@@ -489,7 +488,7 @@ func (v *validator) check(r *rawCheck, key string, s *Service) *Check {
 	case c.JSONField == "" && c.JSONEquals != "":
 		v.add(key+".json_equals", `add json_field = "..." naming the field (dotted path) to compare`, "json_equals without json_field")
 	}
-	c.Timeout = v.duration(key+".timeout", r.Timeout, 2*time.Second)
+	c.Timeout = v.duration(key+".timeout", r.Timeout, DefaultCheckTimeout)
 	if r.Retries != nil {
 		c.Retries = *r.Retries
 		if c.Retries < 0 || c.Retries > 10 {

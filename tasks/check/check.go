@@ -236,12 +236,8 @@ func plan(cat *catalog.Catalog, t Target, opts Options) []*job {
 			// container state (and healthcheck) is its health.
 			// A one-shot has exited: its container check says it completed.
 			if !s.Infra && !hasHTTP && !oneShot {
-				c := &catalog.Check{Name: "health", Kind: catalog.CheckHTTP, Path: s.Health,
-					Status: 200, Timeout: 2 * time.Second, Retries: 2}
-				if _, published := s.HostPort(t.Env.Ports); !published {
-					c.Kind = catalog.CheckNetwork
-				}
-				add(checkJob(s, c, t))
+				_, published := s.HostPort(t.Env.Ports)
+				add(checkJob(s, s.ImplicitHealthCheck(published), t))
 			}
 		}
 		for _, c := range s.Checks {

@@ -115,7 +115,7 @@ func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job
 	for i, j := range jobs {
 		specs[i] = j.spec
 		specs[i].ID = strconv.Itoa(j.idx)
-		if d := worstCase(j.spec); d > longest {
+		if d := j.spec.WorstCase(); d > longest {
 			longest = d
 		}
 	}
@@ -156,19 +156,6 @@ func runNetwork(ctx context.Context, cat *catalog.Catalog, t Target, jobs []*job
 		}
 		setOutcome(&results[j.idx], o)
 	}
-}
-
-// worstCase is how long a spec may take with every attempt timing out.
-func worstCase(s probe.Spec) time.Duration {
-	d := time.Duration(s.TimeoutMS) * time.Millisecond
-	if d <= 0 {
-		d = 2 * time.Second
-	}
-	total := d * time.Duration(s.Retries+1)
-	for n := 1; n <= s.Retries; n++ {
-		total += probe.Backoff(n)
-	}
-	return total
 }
 
 // runProbe runs the probe container once and returns what it printed.

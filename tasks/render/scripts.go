@@ -151,13 +151,8 @@ func (r *renderer) scriptView(all []*svcView) (scriptView, error) {
 		sv.Checks = append(sv.Checks, scriptCheck{Service: s.Name, Name: "container", Kind: "container"})
 		checks := s.Checks
 		hasHTTP := slices.ContainsFunc(s.Checks, func(c *catalog.Check) bool { return c.Kind == catalog.CheckHTTP })
-		if !s.Infra && !hasHTTP {
-			c := &catalog.Check{Name: "health", Kind: catalog.CheckHTTP, Path: s.Health,
-				Status: 200, Timeout: 2 * time.Second, Retries: 2}
-			if v.hostPort == 0 {
-				c.Kind = catalog.CheckNetwork
-			}
-			checks = append([]*catalog.Check{c}, checks...)
+		if !s.Infra && !hasHTTP && !r.cat.OneShot(s.Name) {
+			checks = append([]*catalog.Check{s.ImplicitHealthCheck(v.hostPort != 0)}, checks...)
 		}
 		for _, c := range checks {
 			id := strconv.Itoa(len(sv.Checks))
@@ -236,23 +231,17 @@ func specsJSON(specs []probe.Spec, host bool) (string, error) {
 func probeBound(specs []probe.Spec) int {
 	var longest time.Duration
 	for _, s := range specs {
-		d := time.Duration(s.TimeoutMS) * time.Millisecond
-		if d <= 0 {
-			d = 2 * time.Second
-		}
-		total := d * time.Duration(s.Retries+1)
-		for n := 1; n <= s.Retries; n++ {
-			total += probe.Backoff(n)
-		}
-		longest = max(longest, total)
+		longest = max(longest, s.WorstCase())
 	}
 	return int(math.Ceil((longest + time.Minute).Seconds()))
 }
 
+// seconds is a check's timeout as curl takes it: the probe's default when
+// the catalog sets none.
 func seconds(d interface{ Seconds() float64 }) string {
 	s := d.Seconds()
 	if s <= 0 {
-		return "2"
+		s = probe.DefaultTimeout.Seconds()
 	}
 	return strconv.FormatFloat(s, 'f', -1, 64)
 }

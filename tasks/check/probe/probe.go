@@ -42,7 +42,7 @@ type Spec struct {
 	// be a JSON object whose field equals the value.
 	JSONField  string `json:"json_field,omitempty"`
 	JSONEquals string `json:"json_equals,omitempty"`
-	// TimeoutMS bounds each attempt (0 = 2000).
+	// TimeoutMS bounds each attempt (0: DefaultTimeout).
 	TimeoutMS int64 `json:"timeout_ms,omitempty"`
 	// Retries after a failed attempt.
 	Retries int `json:"retries,omitempty"`
@@ -85,6 +85,27 @@ func Client() *http.Client {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
+// DefaultTimeout bounds each attempt of a Spec that sets no TimeoutMS.
+const DefaultTimeout = 2 * time.Second
+
+// timeout is how long each attempt of s may take.
+func (s Spec) timeout() time.Duration {
+	if s.TimeoutMS <= 0 {
+		return DefaultTimeout
+	}
+	return time.Duration(s.TimeoutMS) * time.Millisecond
+}
+
+// WorstCase is how long Do may take for s: every attempt timing out and
+// every backoff waited. Whoever runs a probe bounds the run by it.
+func (s Spec) WorstCase() time.Duration {
+	total := s.timeout() * time.Duration(s.Retries+1)
+	for n := 1; n <= s.Retries; n++ {
+		total += Backoff(n)
+	}
+	return total
+}
+
 // Backoff is the pause before retry n (1-based): short, because a check
 // that is still failing after a second or two is failing.
 func Backoff(n int) time.Duration {
@@ -121,10 +142,7 @@ func Do(ctx context.Context, c *http.Client, s Spec) Outcome {
 }
 
 func once(ctx context.Context, c *http.Client, s Spec) Outcome {
-	timeout := time.Duration(s.TimeoutMS) * time.Millisecond
-	if timeout <= 0 {
-		timeout = 2 * time.Second
-	}
+	timeout := s.timeout()
 	want := s.Status
 	if want == 0 {
 		want = http.StatusOK
