@@ -339,11 +339,7 @@ func (s *Service) ServiceMapping(env string) map[string]any {
 	if len(s.Volumes) > 0 {
 		vols := make([]any, len(s.Volumes))
 		for i, vol := range s.Volumes {
-			if vol.Long != nil {
-				vols[i] = vol.Long
-			} else {
-				vols[i] = vol.Spec
-			}
+			vols[i] = vol.Value()
 		}
 		m["volumes"] = vols
 	}

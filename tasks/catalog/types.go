@@ -439,6 +439,15 @@ type Volume struct {
 	Long map[string]any
 }
 
+// Value is the volume as a compose file holds it: the short string, or
+// the long syntax's table.
+func (v Volume) Value() any {
+	if v.Long != nil {
+		return v.Long
+	}
+	return v.Spec
+}
+
 // MarshalJSON writes a short-syntax volume as its string and a long one
 // as its table, so that records and config hashes of catalogs holding
 // named volumes only read as they did when volumes were strings.

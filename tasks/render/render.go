@@ -576,11 +576,7 @@ func (r *renderer) yamlPieces(v *svcView) error {
 	if len(s.Volumes) > 0 {
 		vols := make([]any, len(s.Volumes))
 		for i, vol := range s.Volumes {
-			if vol.Long != nil {
-				vols[i] = vol.Long
-			} else {
-				vols[i] = vol.Spec
-			}
+			vols[i] = vol.Value()
 		}
 		if v.VolumesYAML, err = piece(func(b *strings.Builder) error { return writeYAMLKey(b, 4, "volumes", vols) }); err != nil {
 			return err
