@@ -59,6 +59,9 @@ type scriptCheck struct {
 	// detail: testAll's verdict on an http check of a service the
 	// environment does not publish.
 	Fail string
+	// Once marks the container check of a one-shot job: it passes once
+	// the job exited 0.
+	Once bool
 }
 
 // scriptLabels are the Docker labels the scripts find things by.
@@ -148,10 +151,11 @@ func (r *renderer) scriptView(all []*svcView) (scriptView, error) {
 
 		// The checks of testAll (check.plan and check.checkJob), the same
 		// specs for the same probe.
-		sv.Checks = append(sv.Checks, scriptCheck{Service: s.Name, Name: "container", Kind: "container"})
+		oneShot := r.cat.OneShot(s.Name)
+		sv.Checks = append(sv.Checks, scriptCheck{Service: s.Name, Name: "container", Kind: "container", Once: oneShot})
 		checks := s.Checks
 		hasHTTP := slices.ContainsFunc(s.Checks, func(c *catalog.Check) bool { return c.Kind == catalog.CheckHTTP })
-		if !s.Infra && !hasHTTP && !r.cat.OneShot(s.Name) {
+		if !s.Infra && !hasHTTP && !oneShot {
 			checks = append([]*catalog.Check{s.ImplicitHealthCheck(v.hostPort != 0)}, checks...)
 		}
 		for _, c := range checks {

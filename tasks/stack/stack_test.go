@@ -826,4 +826,13 @@ compose = { command = ["-h"], restart = "no" }
 	if err := st.Status(ctx); err != nil {
 		t.Errorf("status with a completed job: %v\n%s", err, stOut)
 	}
+	// test-all.sh counts the job as testAll does: its container check, and
+	// no health check of a server it is not.
+	got, code := runScript(t, ctx, s, "test-all.sh")
+	if code != 0 || !strings.Contains(got, "test-all: 18 checks: 18 PASS, 0 FAIL, 0 SKIP") {
+		t.Errorf("test-all.sh with a completed job: exit %d\n%s", code, got)
+	}
+	if l := checkLine(got, "migrate", "container"); !strings.HasPrefix(l, "PASS") {
+		t.Errorf("test-all.sh's container check of the job: %q\n%s", l, got)
+	}
 }

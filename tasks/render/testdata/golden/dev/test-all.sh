@@ -58,12 +58,14 @@ l_oneoff=com.docker.compose.oneoff
 network_name=platform
 
 # One entry per check, in the order of testAll's report: service, check
-# name, kind; for an http check, what curl needs (published port, path,
+# name, kind, whether its service is a one-shot job (its container check
+# wants it exited 0); for an http check, what curl needs (published port, path,
 # status, body text, retries, timeout in seconds) and the JSON assertion
 # curl cannot judge; a verdict known without running the check.
 c_service=(state-store template-service template-service template-service automation-service automation-service automation-service k8s-execution-service k8s-execution-service quality-fabric quality-fabric maestro-gateway maestro-gateway maestro-gateway maestro-gateway maestro-gateway maestro-gateway)
 c_name=(container container health 'reaches state-store' container health 'reaches template-service' container health container health container health 'gateway -> quality-fabric' 'gateway -> automation-service' 'gateway -> k8s-execution-service' 'gateway -> template-service')
 c_kind=(container container http network container http network container http container http container http network network network network)
+c_once=(0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0)
 c_port=(0 0 9005 0 0 9003 0 0 9004 0 9000 0 9080 0 0 0 0)
 c_path=('' '' /health '' '' /health '' '' /health '' /health '' /health '' '' '' '')
 c_status=(0 0 200 0 0 200 0 0 200 0 200 0 200 0 0 0 0)
@@ -204,11 +206,11 @@ if [[ -n $probe && -n $network_specs ]]; then
   fi
 fi
 
-# container SERVICE: the state of the service's containers, as testAll
-# judges it; a health still starting is looked at again, a second apart,
-# five times at most.
+# container SERVICE ONCE: the state of the service's containers, as testAll
+# judges it (with ONCE=1, a one-shot job: done when it exited 0); a health
+# still starting is looked at again, a second apart, five times at most.
 container() {
-  local svc=$1 attempt ids id info st health code restarts fatal waiting n healthy own
+  local svc=$1 once=${2:-0} attempt ids id info st health code restarts fatal waiting n healthy own done
   for attempt in 1 2 3 4 5; do
     if ! ids=$(docker ps -aq --no-trunc --filter "label=$l_project=$project" --filter "label=$l_service=$svc" \
       --filter "label=$l_oneoff=False" 2>&1); then
@@ -219,11 +221,19 @@ container() {
       verdict=FAIL why="no container of service $svc in project $project (is the stack up?)"
       return
     fi
-    fatal='' waiting='' n=0 healthy=0 own=''
+    fatal='' waiting='' n=0 healthy=0 own='' done=''
     for id in $ids; do
       info=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}} {{.RestartCount}}' "$id" 2>/dev/null) || continue
       read -r st health code restarts <<<"$info"
       n=$((n + 1))
+      if ((once)); then
+        case $st:$code in
+          exited:0) done="completed (exit code 0)" ;;
+          exited:* | dead:*) fatal="$st (exit code $code)" ;;
+          *) waiting="still running" ;;
+        esac
+        continue
+      fi
       case $st:$health in
         exited:* | dead:*) fatal="$st (exit code $code)" ;;
         restarting:*) fatal="restarting (last exit code $code, restarted $restarts times)" ;;
@@ -236,6 +246,10 @@ container() {
     done
     if [[ -n $fatal ]]; then
       verdict=FAIL why=$fatal
+      return
+    fi
+    if [[ -n $done && -z $waiting ]]; then
+      verdict=PASS why=$done
       return
     fi
     if ((n > 0)) && [[ -z $waiting ]]; then
@@ -294,7 +308,7 @@ for i in "${!c_kind[@]}"; do
     state[i]=FAIL
     detail[i]=${c_fail[$i]}
   elif [[ ${c_kind[$i]} == container ]]; then
-    container "${c_service[$i]}"
+    container "${c_service[$i]}" "${c_once[$i]}"
     state[i]=$verdict
     detail[i]=$why
   fi

@@ -57,12 +57,14 @@ l_stack=com.docker.stack.namespace
 network_name=platform
 
 # One entry per check, in the order of testAll's report: service, check
-# name, kind; for an http check, what curl needs (published port, path,
+# name, kind, whether its service is a one-shot job (its container check
+# wants it exited 0); for an http check, what curl needs (published port, path,
 # status, body text, retries, timeout in seconds) and the JSON assertion
 # curl cannot judge; a verdict known without running the check.
 c_service=(state-store template-service template-service template-service automation-service automation-service automation-service k8s-execution-service k8s-execution-service quality-fabric quality-fabric maestro-gateway maestro-gateway maestro-gateway maestro-gateway maestro-gateway maestro-gateway)
 c_name=(container container health 'reaches state-store' container health 'reaches template-service' container health container health container health 'gateway -> quality-fabric' 'gateway -> automation-service' 'gateway -> k8s-execution-service' 'gateway -> template-service')
 c_kind=(container container http network container http network container http container http container http network network network network)
+c_once=(0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0)
 c_port=(0 0 8005 0 0 8003 0 0 8004 0 8000 0 8080 0 0 0 0)
 c_path=('' '' /health '' '' /health '' '' /health '' /health '' /health '' '' '' '')
 c_status=(0 0 200 0 0 200 0 0 200 0 200 0 200 0 0 0 0)
@@ -273,7 +275,7 @@ for i in "${!c_kind[@]}"; do
     state[i]=FAIL
     detail[i]=${c_fail[$i]}
   elif [[ ${c_kind[$i]} == container ]]; then
-    container "${c_service[$i]}"
+    container "${c_service[$i]}" "${c_once[$i]}"
     state[i]=$verdict
     detail[i]=$why
   fi
