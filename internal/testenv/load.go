@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 )
 
@@ -423,4 +424,31 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	}
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[max(i, 0)]
+}
+
+// During runs fn under the load spec describes and returns what the load
+// saw, logged in the test's output. The load starts half a second before
+// fn and stops half a second after it, so that a change breaking the
+// ports at its edges shows too; a load that ended before fn did (its
+// duration or request bound reached) fails the test.
+func During(t testing.TB, spec LoadSpec, fn func()) LoadStats {
+	t.Helper()
+	l, err := NewLoad(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := l.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond)
+	fn()
+	time.Sleep(500 * time.Millisecond)
+	st := l.Stop()
+	t.Logf("%s", st)
+	if st.Reason != "stopped" {
+		t.Errorf("the load ended by %s before the change did", st.Reason)
+	}
+	return st
 }

@@ -146,37 +146,47 @@ func (h *remoteHost) network(ctx context.Context) error {
 		// Named for the run (see Sweep): mt<run id><seq>, its veths with a
 		// letter more (15 characters at most).
 		ns := fmt.Sprintf("mt%s%02d", runID, h.seq)
-		hv, nv := ns+"h", ns+"n"
 		hostIP := net.IPv4(10, 201, byte(i/64), byte(i%64*4+1)).String()
 		nsIP := net.IPv4(10, 201, byte(i/64), byte(i%64*4+2)).String()
-		if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+		if err := h.plug(ctx, ns, nsIP+"/30", func(hv string) error {
+			return run(ctx, "ip", "addr", "add", hostIP+"/30", "dev", hv)
+		}); err != nil {
 			return err
-		}
-		h.Namespace = ns
-		if err := run(ctx, "ip", "link", "add", hv, "type", "veth", "peer", "name", nv); err != nil {
-			return err
-		}
-		h.hostVeth = hv
-		in := func(args ...string) error {
-			return run(ctx, "ip", append([]string{"-n", ns}, args...)...)
-		}
-		steps := []func() error{
-			func() error { return run(ctx, "ip", "link", "set", nv, "netns", ns) },
-			func() error { return run(ctx, "ip", "addr", "add", hostIP+"/30", "dev", hv) },
-			func() error { return run(ctx, "ip", "link", "set", hv, "up") },
-			func() error { return in("addr", "add", nsIP+"/30", "dev", nv) },
-			func() error { return in("link", "set", nv, "up") },
-			func() error { return in("link", "set", "lo", "up") },
-		}
-		for _, s := range steps {
-			if err := s(); err != nil {
-				return err
-			}
 		}
 		h.Addr = nsIP
 		return nil
 	}
 	return fmt.Errorf("no free /30 in 10.201.0.0/16")
+}
+
+// plug makes the network namespace ns and a veth pair into it, named for
+// it (<ns>h on this side, <ns>n inside), the inside end with address addr
+// (CIDR); hostEnd sets up this side's end (an address, a bridge) before it
+// comes up. Both are recorded on h, so that stop removes them.
+func (h *remoteHost) plug(ctx context.Context, ns, addr string, hostEnd func(hv string) error) error {
+	hv, nv := ns+"h", ns+"n"
+	if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+		return err
+	}
+	h.Namespace = ns
+	if err := run(ctx, "ip", "link", "add", hv, "type", "veth", "peer", "name", nv); err != nil {
+		return err
+	}
+	h.hostVeth = hv
+	in := func(args ...string) error { return run(ctx, "ip", append([]string{"-n", ns}, args...)...) }
+	for _, step := range []func() error{
+		func() error { return run(ctx, "ip", "link", "set", nv, "netns", ns) },
+		func() error { return hostEnd(hv) },
+		func() error { return run(ctx, "ip", "link", "set", hv, "up") },
+		func() error { return in("addr", "add", addr, "dev", nv) },
+		func() error { return in("link", "set", nv, "up") },
+		func() error { return in("link", "set", "lo", "up") },
+	} {
+		if err := step(); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // inNS runs a program in the host's network namespace only: `ip netns

@@ -233,29 +233,12 @@ func (s *Swarm) network(ctx context.Context, seq int) (int, error) {
 
 // attach makes node h's namespace and its veth, the host end on the bridge.
 func (s *Swarm) attach(ctx context.Context, h *remoteHost, ns string, last int) error {
-	hv, nv := ns+"h", ns+"n"
 	ip := strings.TrimSuffix(s.Subnet, "/28")
 	ip = ip[:strings.LastIndexByte(ip, '.')+1] + fmt.Sprint(last)
-	if err := run(ctx, "ip", "netns", "add", ns); err != nil {
+	if err := h.plug(ctx, ns, ip+"/28", func(hv string) error {
+		return run(ctx, "ip", "link", "set", hv, "master", s.Bridge)
+	}); err != nil {
 		return err
-	}
-	h.Namespace = ns
-	if err := run(ctx, "ip", "link", "add", hv, "type", "veth", "peer", "name", nv); err != nil {
-		return err
-	}
-	h.hostVeth = hv
-	in := func(args ...string) error { return run(ctx, "ip", append([]string{"-n", ns}, args...)...) }
-	for _, step := range []func() error{
-		func() error { return run(ctx, "ip", "link", "set", nv, "netns", ns) },
-		func() error { return run(ctx, "ip", "link", "set", hv, "master", s.Bridge) },
-		func() error { return run(ctx, "ip", "link", "set", hv, "up") },
-		func() error { return in("addr", "add", ip+"/28", "dev", nv) },
-		func() error { return in("link", "set", nv, "up") },
-		func() error { return in("link", "set", "lo", "up") },
-	} {
-		if err := step(); err != nil {
-			return err
-		}
 	}
 	h.Addr = ip
 	return nil

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -118,15 +117,12 @@ func (t *target) audit(ctx context.Context, a *AuditRecord) {
 // them as a table (or, with asJSON, one JSON record per line, for scripts).
 func History(ctx context.Context, cat *catalog.Catalog, opts Options, asJSON bool) ([]AuditRecord, error) {
 	opts.defaults(cat)
-	env, err := cat.Env(opts.Env)
+	t, err := look(ctx, cat, opts.Env, "history")
 	if err != nil {
 		return nil, err
 	}
-	t, err := connect(ctx, cat, env, ui.Plain(io.Discard))
-	if err != nil {
-		return nil, fmt.Errorf("history %s: %w", env.Name, err)
-	}
 	defer t.Close()
+	env := t.env
 	raw, err := t.fs.AuditRead(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("history %s: %w", env.Name, err)

@@ -230,7 +230,7 @@ func TestMultinodeSwarm(t *testing.T) {
 				t.Errorf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		mnNoFailures(t, "unchanged promote", st)
+		noFailures(t, "unchanged promote", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -258,7 +258,7 @@ func TestMultinodeSwarm(t *testing.T) {
 				t.Errorf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		mnNoFailures(t, "one-service promote", st)
+		noFailures(t, "one-service promote", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -286,7 +286,7 @@ func TestMultinodeSwarm(t *testing.T) {
 			f.availability(ctx, t, drained, swarm.NodeAvailabilityDrain)
 			took = f.waitConverged(ctx, t, drained, t0, 60*time.Second)
 		})
-		mnNoFailures(t, "drain", st)
+		noFailures(t, "drain", st)
 		t.Logf("FIGURE drain of %s: every service back to %d healthy tasks off it after %s; %d requests, %d failed",
 			f.nameOf[drained], mnReplicas, took.Round(100*time.Millisecond), st.Total, st.Failed)
 		f.checksGreen(ctx, t)
@@ -333,7 +333,7 @@ func TestMultinodeSwarm(t *testing.T) {
 			}
 		})
 		t.Logf("output:\n%s", f.out.String())
-		mnNoFailures(t, "promote with a node down", st)
+		noFailures(t, "promote with a node down", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -718,33 +718,9 @@ func (f *mnFixture) checksGreen(ctx context.Context, t *testing.T) {
 func (f *mnFixture) load(t *testing.T, fn func()) testenv.LoadStats {
 	t.Helper()
 	m := f.sw.Manager().Addr
-	l, err := testenv.NewLoad(testenv.LoadSpec{Targets: []string{
+	return testenv.During(t, testenv.LoadSpec{Targets: []string{
 		fmt.Sprintf("http://%s:8005/health", m), fmt.Sprintf("http://%s:8000/health", m)},
-		Hosts: f.sw.Addrs(), Rate: 25, Duration: time.Minute, MaxRequests: 20_000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := l.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	time.Sleep(500 * time.Millisecond)
-	fn()
-	time.Sleep(500 * time.Millisecond)
-	st := l.Stop()
-	t.Logf("%s", st)
-	if st.Reason != "stopped" {
-		t.Errorf("the load ended by %s before the change did", st.Reason)
-	}
-	return st
-}
-
-func mnNoFailures(t *testing.T, what string, st testenv.LoadStats) {
-	t.Helper()
-	if st.Failed != 0 || st.Total == 0 {
-		t.Errorf("%s: %d of %d requests failed:\n%s", what, st.Failed, st.Total, st)
-	}
+		Hosts: f.sw.Addrs(), Rate: 25, Duration: time.Minute, MaxRequests: 20_000}, fn)
 }
 
 // mnTornDown fails unless nothing of the swarm is left: no namespace,

@@ -821,19 +821,30 @@ func (t *target) recoverRollback(ctx context.Context, opts Options, id, current,
 	return e
 }
 
-// Releases lists the releases on the host of opts.Env, oldest first, with
-// the current one marked, and prints them as a table.
-func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Release, error) {
-	opts.defaults(cat)
-	env, err := cat.Env(opts.Env)
+// look connects to env's host for a command that only reads it (releases,
+// history): quietly, and without the lock.
+func look(ctx context.Context, cat *catalog.Catalog, envName, command string) (*target, error) {
+	env, err := cat.Env(envName)
 	if err != nil {
 		return nil, err
 	}
 	t, err := connect(ctx, cat, env, ui.Plain(io.Discard))
 	if err != nil {
-		return nil, fmt.Errorf("releases %s: %w", env.Name, err)
+		return nil, fmt.Errorf("%s %s: %w", command, env.Name, err)
+	}
+	return t, nil
+}
+
+// Releases lists the releases on the host of opts.Env, oldest first, with
+// the current one marked, and prints them as a table.
+func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Release, error) {
+	opts.defaults(cat)
+	t, err := look(ctx, cat, opts.Env, "releases")
+	if err != nil {
+		return nil, err
 	}
 	defer t.Close()
+	env := t.env
 	st, err := t.fs.List(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("releases %s: %w", env.Name, err)

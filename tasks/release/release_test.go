@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -37,6 +36,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/release"
 	"github.com/maestro-platform/deploy/tasks/ui"
+	"github.com/maestro-platform/deploy/tasks/ui/uitest"
 )
 
 // examples is the sample platform the test catalog builds from.
@@ -322,27 +322,8 @@ func (f *fixture) load(t *testing.T, ports []int, fn func()) testenv.LoadStats {
 	for _, p := range ports {
 		urls = append(urls, fmt.Sprintf("http://%s:%d/health", f.r.Addr, p))
 	}
-	l, err := testenv.NewLoad(testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50,
-		Duration: time.Minute, MaxRequests: 90_000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := l.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
-	// A moment of traffic before and after: a change that breaks the
-	// ports at its edges shows too.
-	time.Sleep(500 * time.Millisecond)
-	fn()
-	time.Sleep(500 * time.Millisecond)
-	st := l.Stop()
-	t.Logf("%s", st)
-	if st.Reason != "stopped" {
-		t.Errorf("the load ended by %s before the change did", st.Reason)
-	}
-	return st
+	return testenv.During(t, testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50,
+		Duration: time.Minute, MaxRequests: 90_000}, fn)
 }
 
 // noFailures fails the test on any failed request and records the figures.
@@ -730,7 +711,7 @@ func TestPromote(t *testing.T) {
 		}
 		o := f.opts("e2e")
 		o.Wait = true
-		out := &syncBuffer{}
+		out := &uitest.Buffer{}
 		o.Printer = ui.Plain(out)
 		done := make(chan error, 1)
 		go func() { _, err := release.Promote(ctx, f.cat, o); done <- err }()
@@ -986,24 +967,6 @@ func TestHelperHoldLock(t *testing.T) {
 	}
 	fmt.Println("held")
 	time.Sleep(5 * time.Minute)
-}
-
-// syncBuffer is a buffer a Printer writes to while the test reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func (f *fixture) post(t *testing.T, port int, path, body string) int {

@@ -2,16 +2,12 @@ package stack_test
 
 import (
 	"context"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/stack"
@@ -58,24 +54,8 @@ func TestLiveOutput(t *testing.T) {
 	t.Run("build under a terminal", func(t *testing.T) {
 		t.Setenv("NO_COLOR", "")
 		t.Setenv("TERM", "xterm-256color")
-		ptmx, tty, err := pty.Open()
-		if err != nil {
-			t.Skipf("no pseudo-terminal: %v", err)
-		}
-		defer ptmx.Close()
 		const cols = 200 // wide enough for the result lines not to wrap
-		if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 40, Cols: cols}); err != nil {
-			t.Fatal(err)
-		}
-		var screen uitest.Buffer
-		copied := make(chan struct{})
-		go func() {
-			defer close(copied)
-			_, err := io.Copy(&screen, ptmx)
-			if err != nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, os.ErrClosed) {
-				t.Errorf("read pty: %v", err)
-			}
-		}()
+		tty, screen, closeTTY := uitest.Terminal(t, 40, cols)
 		st, err := stack.Open(stack.Config{Catalog: p.Catalog, Out: ui.New(tty)})
 		if err != nil {
 			t.Fatal(err)
@@ -85,8 +65,7 @@ func TestLiveOutput(t *testing.T) {
 		}
 		st.Out.Line(ui.Info, "", "end of build")
 		raw := screen.WaitFor(t, "end of build", nil)
-		tty.Close()
-		<-copied
+		closeTTY()
 		lines, err := uitest.Screen(raw, cols)
 		if err != nil {
 			t.Fatal(err)

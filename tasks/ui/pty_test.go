@@ -3,15 +3,9 @@
 package ui
 
 import (
-	"errors"
-	"io"
-	"os"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/creack/pty"
 
 	"github.com/maestro-platform/deploy/tasks/ui/uitest"
 )
@@ -22,25 +16,8 @@ import (
 func TestLiveAreaUnderPseudoTerminal(t *testing.T) {
 	t.Setenv("NO_COLOR", "")
 	t.Setenv("TERM", "xterm-256color")
-	ptmx, tty, err := pty.Open()
-	if err != nil {
-		t.Skipf("no pseudo-terminal: %v", err)
-	}
-	defer ptmx.Close()
 	const cols = 72
-	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: 24, Cols: cols}); err != nil {
-		t.Fatal(err)
-	}
-	var screen uitest.Buffer
-	copied := make(chan struct{})
-	go func() {
-		defer close(copied)
-		_, err := io.Copy(&screen, ptmx)
-		// Linux ends a pty whose other side closed with EIO.
-		if err != nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, os.ErrClosed) {
-			t.Errorf("read pty: %v", err)
-		}
-	}()
+	tty, screen, closeTTY := uitest.Terminal(t, 24, cols)
 
 	clk := uitest.NewClock()
 	p := New(tty)
@@ -89,6 +66,5 @@ func TestLiveAreaUnderPseudoTerminal(t *testing.T) {
 	if !strings.Contains(raw, "\x1b[32m") || strings.Count(raw, "\x1b[2A\x1b[J") < 2 {
 		t.Errorf("no colour, or the area was not redrawn in place: %q", raw)
 	}
-	tty.Close()
-	<-copied
+	closeTTY()
 }

@@ -8,9 +8,10 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/maestro-platform/deploy/tasks/ui/uitest"
 )
 
 func TestStageActivatePrune(t *testing.T) {
@@ -123,7 +124,7 @@ func TestClaim(t *testing.T) {
 func TestHold(t *testing.T) {
 	root = t.TempDir()
 	in, inw := io.Pipe()
-	out := &syncBuffer{}
+	out := &uitest.Buffer{}
 	done := make(chan error, 1)
 	go func() { done <- hold(`{"who":"a"}`, in, out) }()
 	for !strings.Contains(out.String(), `"held":true`) {
@@ -147,7 +148,7 @@ func TestHold(t *testing.T) {
 	}
 	// A holder whose input just ends (killed): its description stays.
 	in2, inw2 := io.Pipe()
-	out2 := &syncBuffer{}
+	out2 := &uitest.Buffer{}
 	done2 := make(chan error, 1)
 	go func() { done2 <- hold(`{"who":"gone"}`, in2, out2) }()
 	for !strings.Contains(out2.String(), `"held":true`) {
@@ -189,15 +190,3 @@ func TestAudit(t *testing.T) {
 		t.Fatalf("audit-read: %v %q", err, out.String())
 	}
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }

@@ -6,10 +6,16 @@ package uitest
 
 import (
 	"bytes"
+	"errors"
+	"io"
+	"os"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/creack/pty"
 )
 
 // Clock is a ui.Clock that moves only when Advance is called.
@@ -144,5 +150,35 @@ func (b *Buffer) WaitFor(t testing.TB, text string, stop <-chan struct{}) string
 		case <-deadline:
 			t.Fatalf("%q not printed after %s:\n%s", text, WaitTimeout, b.String())
 		}
+	}
+}
+
+// Terminal opens a pseudo-terminal of rows × cols and copies what is
+// written to its terminal side, tty, into screen. closeTTY closes tty and
+// returns once the copy has read everything written before. A machine
+// without pseudo-terminals skips the test.
+func Terminal(t testing.TB, rows, cols uint16) (tty *os.File, screen *Buffer, closeTTY func()) {
+	t.Helper()
+	ptmx, tty, err := pty.Open()
+	if err != nil {
+		t.Skipf("no pseudo-terminal: %v", err)
+	}
+	t.Cleanup(func() { ptmx.Close() })
+	if err := pty.Setsize(ptmx, &pty.Winsize{Rows: rows, Cols: cols}); err != nil {
+		t.Fatal(err)
+	}
+	screen = &Buffer{}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		_, err := io.Copy(screen, ptmx)
+		// Linux ends a pty whose other side closed with EIO.
+		if err != nil && !errors.Is(err, syscall.EIO) && !errors.Is(err, os.ErrClosed) {
+			t.Errorf("read pty: %v", err)
+		}
+	}()
+	return tty, screen, func() {
+		tty.Close()
+		<-copied
 	}
 }
