@@ -232,11 +232,8 @@ func (v *validator) composeTable(key string, m map[string]any) map[string]any {
 // for each environment whose keys differ, and as docker stack deploy
 // would for swarm environments. It runs once environments are known.
 func (v *validator) composeChecks(cat *Catalog) {
-	for i, s := range cat.Infrastructure {
-		v.composeCheck(cat, fmt.Sprintf("infrastructure[%d]", i), s)
-	}
-	for i, s := range cat.Services {
-		v.composeCheck(cat, fmt.Sprintf("services[%d]", i), s)
+	for _, s := range cat.All() {
+		v.composeCheck(cat, v.serviceKey(cat, s), s)
 	}
 }
 

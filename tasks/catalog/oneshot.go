@@ -29,11 +29,8 @@ func (c *Catalog) OneShot(name string) bool {
 // "no" or "on-failure"), and a swarm, which restarts every task and
 // ignores depends_on conditions, cannot run one.
 func (v *validator) oneShots(cat *Catalog) {
-	for i, s := range cat.Infrastructure {
-		v.oneShot(cat, fmt.Sprintf("infrastructure[%d]", i), s)
-	}
-	for i, s := range cat.Services {
-		v.oneShot(cat, fmt.Sprintf("services[%d]", i), s)
+	for _, s := range cat.All() {
+		v.oneShot(cat, v.serviceKey(cat, s), s)
 	}
 }
 
