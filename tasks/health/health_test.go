@@ -214,7 +214,6 @@ func TestWaitHealthy(t *testing.T) {
 	})
 
 	t.Run("exited fails fast with its log", func(t *testing.T) {
-		t0 := time.Now()
 		_, err := wait(ctx, e, project, []health.Target{
 			{Service: "web", URL: url(ports[0])},
 			{Service: "crash", URL: url(ports[2])},
@@ -222,8 +221,9 @@ func TestWaitHealthy(t *testing.T) {
 		if err == nil {
 			t.Fatal("an exited container was healthy")
 		}
-		if d := time.Since(t0); d > 20*time.Second {
-			t.Errorf("took %v: exited containers must fail fast", d)
+		// Failed by its exit, not by the deadline.
+		if strings.Contains(err.Error(), "deadline passed") {
+			t.Errorf("an exited container was waited for until the deadline: %v", err)
 		}
 		t.Logf("%v", err)
 		for _, want := range []string{"not healthy: crash", "crash: exited (exit code 2)", "flag provided but not defined: -no-such-flag"} {

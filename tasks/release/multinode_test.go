@@ -720,7 +720,7 @@ func (f *mnFixture) load(t *testing.T, fn func()) testenv.LoadStats {
 	m := f.sw.Manager().Addr
 	return testenv.During(t, testenv.LoadSpec{Targets: []string{
 		fmt.Sprintf("http://%s:8005/health", m), fmt.Sprintf("http://%s:8000/health", m)},
-		Hosts: f.sw.Addrs(), Rate: 25, Duration: time.Minute, MaxRequests: 20_000}, fn)
+		Hosts: f.sw.Addrs(), Rate: 25}, fn)
 }
 
 // mnTornDown fails unless nothing of the swarm is left: no namespace,

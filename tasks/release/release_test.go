@@ -322,8 +322,7 @@ func (f *fixture) load(t *testing.T, ports []int, fn func()) testenv.LoadStats {
 	for _, p := range ports {
 		urls = append(urls, fmt.Sprintf("http://%s:%d/health", f.r.Addr, p))
 	}
-	return testenv.During(t, testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50,
-		Duration: time.Minute, MaxRequests: 90_000}, fn)
+	return testenv.During(t, testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50}, fn)
 }
 
 // noFailures fails the test on any failed request and records the figures.
