@@ -40,8 +40,9 @@ func setup(t *testing.T) *testEnv {
 	t.Helper()
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "go")
-	// The first build of the proxy on a machine compiles Caddy (~100 s).
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	// The first build of the proxy on a machine compiles Caddy (.ci/run
+	// builds it before the tests, see internal/helperimages).
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	t.Cleanup(cancel)
 	e, err := engine.Connect(ctx, "")
 	if err != nil {
@@ -51,13 +52,11 @@ func setup(t *testing.T) *testEnv {
 	env := &testEnv{t: t, ctx: ctx, api: e.API, project: testenv.ProjectName(t, "prx")}
 
 	// Images first: their cleanup runs last, once no container uses them.
-	saved := imageRepo
-	imageRepo = "proxytest/" + env.project + "-caddy"
-	t.Cleanup(func() { imageRepo = saved })
+	// The proxy image is the tool's own (ImageRepo), built once per
+	// machine and version and shared by every package's tests, as by
+	// every project of a user: it is not this test's to remove.
 	backendRepo := "proxytest/" + env.project + "-backend"
-	for _, repo := range []string{imageRepo, backendRepo} {
-		t.Cleanup(func() { env.removeRepo(repo) })
-	}
+	t.Cleanup(func() { env.removeRepo(backendRepo) })
 	env.backend, err = engine.EnsureGoImage(ctx, e.API, engine.GoImage{Name: "test backend", Repo: backendRepo,
 		Source: backendSource, Dir: "testdata/backend", Module: "example.test/backend", Binary: "backend"})
 	if err != nil {
