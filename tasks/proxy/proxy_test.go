@@ -131,7 +131,7 @@ func (env *testEnv) startBackend(service, version string) string {
 	if _, err := env.api.ContainerStart(env.ctx, created.ID, client.ContainerStartOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(env.ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(env.ctx, 5*time.Minute)
 	defer cancel()
 	for {
 		in, err := env.api.ContainerInspect(ctx, created.ID, client.ContainerInspectOptions{})
@@ -195,7 +195,7 @@ func version(ctx context.Context, url string) (string, error) {
 func (env *testEnv) waitVersion(url, want string) time.Duration {
 	env.t.Helper()
 	start := time.Now()
-	ctx, cancel := context.WithTimeout(env.ctx, time.Minute)
+	ctx, cancel := context.WithTimeout(env.ctx, 5*time.Minute)
 	defer cancel()
 	for {
 		got, err := version(ctx, url)

@@ -915,7 +915,7 @@ func (f *fixture) engineRestart(ctx context.Context, t *testing.T) {
 		return nil
 	}
 	var err error
-	for end := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 		if err = back(); err == nil || time.Now().After(end) {
 			break
 		}
