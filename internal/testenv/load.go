@@ -507,3 +507,12 @@ func During(t testing.TB, spec LoadSpec, fn func()) LoadStats {
 	}
 	return st
 }
+
+// NoFailures fails the test when a load saw a failed request, or none at
+// all, naming what ran under it.
+func NoFailures(t testing.TB, what string, st LoadStats) {
+	t.Helper()
+	if st.Failed != 0 || st.Total == 0 {
+		t.Errorf("%s: %d of %d requests failed:\n%s", what, st.Failed, st.Total, st)
+	}
+}

@@ -1,4 +1,7 @@
-package release_test
+// Package multinode_test is the multi-node swarm promotion test: a package
+// of its own so that it runs beside tasks/release's promotion tests
+// (go test runs packages in parallel), each with its own hosts.
+package multinode_test
 
 import (
 	"bytes"
@@ -230,7 +233,7 @@ func TestMultinodeSwarm(t *testing.T) {
 				t.Errorf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		noFailures(t, "unchanged promote", st)
+		testenv.NoFailures(t, "unchanged promote", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -258,7 +261,7 @@ func TestMultinodeSwarm(t *testing.T) {
 				t.Errorf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		noFailures(t, "one-service promote", st)
+		testenv.NoFailures(t, "one-service promote", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -286,7 +289,7 @@ func TestMultinodeSwarm(t *testing.T) {
 			f.availability(ctx, t, drained, swarm.NodeAvailabilityDrain)
 			took = f.waitConverged(ctx, t, drained, t0, mnSafetyBound)
 		})
-		noFailures(t, "drain", st)
+		testenv.NoFailures(t, "drain", st)
 		t.Logf("FIGURE drain of %s: every service back to %d healthy tasks off it after %s; %d requests, %d failed",
 			f.nameOf[drained], mnReplicas, took.Round(100*time.Millisecond), st.Total, st.Failed)
 		f.checksGreen(ctx, t)
@@ -333,7 +336,7 @@ func TestMultinodeSwarm(t *testing.T) {
 			}
 		})
 		t.Logf("output:\n%s", f.out.String())
-		noFailures(t, "promote with a node down", st)
+		testenv.NoFailures(t, "promote with a node down", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -394,11 +397,7 @@ func mnSetup(t *testing.T, sw *testenv.Swarm) *mnFixture {
 	f := &mnFixture{sw: sw, project: testenv.ProjectName(t, "mn"), byNode: map[string]*client.Client{}, nameOf: map[string]string{}}
 	tmp := t.TempDir()
 	f.deploy, f.state = filepath.Join(tmp, "deployment"), filepath.Join(tmp, "state")
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex := filepath.Join(wd, "..", "..", "examples", "maestro-platform")
+	ex := filepath.Join(testenv.RepoRoot(), "examples", "maestro-platform")
 	p := testenv.FreePorts(t, 2)
 	m, w := sw.Manager(), sw.Workers()
 	src := fmt.Sprintf(mnCatalog, f.project, f.deploy, m.Host, w[0].Host, w[1].Host, m.Dir, sw.KnownHosts, sw.Identity, ex, p[0], p[1])
@@ -406,6 +405,7 @@ func mnSetup(t *testing.T, sw *testenv.Swarm) *mnFixture {
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if f.cat, err = catalog.Load(file); err != nil {
 		t.Fatalf("test catalog: %v", err)
 	}
