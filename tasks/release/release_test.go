@@ -65,7 +65,7 @@ known_hosts = %[5]q
 identity = %[6]q
 bind = ""
 keep_releases = 2
-health_timeout = "30s"
+health_timeout = "5m"
 
 # A swarm that needs no IPVS in the kernel: DNS round robin inside the
 # stack, ports bound on the node that runs the task.
@@ -79,7 +79,7 @@ dir = %[7]q
 known_hosts = %[5]q
 identity = %[6]q
 bind = ""
-health_timeout = "90s"
+health_timeout = "5m"
 
 # Swarm's defaults (virtual IPs, the ingress routing mesh): needs IPVS.
 [environments.swvip]
@@ -90,7 +90,7 @@ dir = %[15]q
 known_hosts = %[5]q
 identity = %[6]q
 bind = ""
-health_timeout = "90s"
+health_timeout = "5m"
 
 # Two replicas: unpublished, so host-mode ports do not limit it to one per
 # node; template-service's network check reaches it by name.

@@ -54,7 +54,7 @@ nodes = [%[4]q, %[5]q]
 dir = %[6]q
 known_hosts = %[7]q
 identity = %[8]q
-health_timeout = "90s"
+health_timeout = "5m"
 
 [[infrastructure]]
 name = "state-store"
