@@ -311,7 +311,10 @@ func TestNeverHealthyAndBuildFailure(t *testing.T) {
 	p := testenv.SamplePlatform(t, "sick")
 	cat, _ := os.ReadFile(p.Catalog)
 	text := strings.Replace(string(cat), `env = { SERVICE_NAME = "maestro-gateway",`, `env = { FAIL_HEALTH = "1", SERVICE_NAME = "maestro-gateway",`, 1)
-	text = strings.Replace(text, `health_timeout = "2m"`, `health_timeout = "25s"`, 1)
+	// The deadline out of reach: the gateway fails by its own healthcheck
+	// (unhealthy once its start period is over), whatever the machine's
+	// speed; a short deadline could pass before its dependencies are up.
+	text = strings.Replace(text, `health_timeout = "2m"`, `health_timeout = "10m"`, 1)
 	if err := os.WriteFile(p.Catalog, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -367,7 +370,11 @@ func TestFailingHealthcheckNamesTheService(t *testing.T) {
 	i := strings.Index(text, `name = "k8s-execution-service"`)
 	j := i + strings.Index(text[i:], `healthcheck = ["/app", "-healthcheck"]`)
 	text = text[:j] + `healthcheck = ["/app", "-no-such-flag"]` + text[j+len(`healthcheck = ["/app", "-healthcheck"]`):]
-	text = strings.Replace(text, `health_timeout = "2m"`, `health_timeout = "25s"`, 1)
+	// The deadline passes before the failing healthcheck can make the
+	// container unhealthy (its 60 s start period runs from the container's
+	// start, after the deadline's from up's), and leaves the healthy
+	// services time to be healthy on a busy machine.
+	text = strings.Replace(text, `health_timeout = "2m"`, `health_timeout = "55s"`, 1)
 	if err := os.WriteFile(p.Catalog, []byte(text), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -390,7 +397,7 @@ func TestFailingHealthcheckNamesTheService(t *testing.T) {
 			t.Logf("up said:\n%s\nand returned:\n%s", out, msg)
 			for _, want := range []string{
 				"not healthy: k8s-execution-service\n",
-				"the 25s deadline passed",
+				"the 55s deadline passed",
 				"flag provided but not defined: -no-such-flag", // its health output
 				"listening on", // its log tail
 				"maestro-gateway: not started: it waits for k8s-execution-service",
