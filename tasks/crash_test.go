@@ -212,7 +212,11 @@ func TestInterruptThenRerunConverges(t *testing.T) {
 		{"build", []string{"build:after-prebuild", "build:before-tag"}},
 		{"up", []string{"up:before-compose", "apply:started", "up:before-state"}},
 		{"testAll", []string{"testall:before-reports"}},
-		{"deployAll", []string{"render:before-swap", "build:after-prebuild", "build:before-tag", "up:before-compose", "apply:started", "up:before-state", "testall:before-reports"}},
+		// deployAll runs the same steps, whose every point the cells above
+		// interrupt (each then rerun, and followed by deployAll): here
+		// deployAll itself is the interrupted command, once in its build
+		// and once in its up.
+		{"deployAll", []string{"build:after-prebuild", "apply:started"}},
 	}
 	n := 0
 	for _, cell := range cells {
