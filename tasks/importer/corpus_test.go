@@ -30,8 +30,10 @@ import (
 //	loss: KEY "message substring"          (lossy: each must be listed, and nothing else)
 //	error: LINE KEY "message substring"    (broken: each must be reported; KEY "-" = none)
 //	secret: NAME                           (NAME must become a secret name; no value written)
+//	note: KEY "message substring"          (a note import must give)
 //	want: TEXT                             (the proposed catalog must hold TEXT)
-//	env: NAME=value                        (the shell environment of the import and of compose)
+//	env: NAME=value                        (the shell environment of compose and of the import,
+//	                                        which must take nothing from it)
 //	roundtrip: v1 only: REASON | refused WHAT: REASON
 //
 // An ok case imports without -lossy, loads, renders, and its round trip
@@ -47,6 +49,7 @@ type expectation struct {
 	losses    []keyMsg
 	errors    []lineKeyMsg
 	secrets   []string
+	notes     []keyMsg
 	wants     []string
 	env       []string
 	v1Only    string // why the round trip runs under compose v1 only
@@ -62,7 +65,7 @@ type lineKeyMsg struct {
 }
 
 var (
-	lossLine  = regexp.MustCompile(`^loss: (\S+) "(.*)"$`)
+	lossLine  = regexp.MustCompile(`^(?:loss|note): (\S+) "(.*)"$`)
 	errorLine = regexp.MustCompile(`^error: (\d+) (\S+) "(.*)"$`)
 )
 
@@ -96,6 +99,12 @@ func readExpect(t *testing.T, dir string) expectation {
 			x.errors = append(x.errors, lineKeyMsg{n, m[2], m[3]})
 		case "secret":
 			x.secrets = append(x.secrets, v)
+		case "note":
+			m := lossLine.FindStringSubmatch(l)
+			if m == nil {
+				t.Fatalf("%s: bad line %q", dir, l)
+			}
+			x.notes = append(x.notes, keyMsg{m[1], m[2]})
 		case "want":
 			x.wants = append(x.wants, v)
 		case "env":
@@ -151,16 +160,14 @@ func composeCLIs(t *testing.T) []cli {
 	return []cli{{"v1", []string{v1}}, {"v2", strings.Fields(testenv.ComposeV2(t))}}
 }
 
-// cleanEnv is the process environment without what would change what
-// compose reads: COMPOSE_*, DOCKER_HOST, and any variable the corpus uses.
+// cleanEnv is what compose runs with: PATH and HOME of the process, and
+// extra; nothing else of the process environment changes what it reads.
 func cleanEnv(extra []string) []string {
 	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "COMPOSE_") || strings.HasPrefix(k, "SECRET__") || k == "DOCKER_HOST" {
-			continue
+	for _, k := range []string{"PATH", "HOME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			out = append(out, k+"="+v)
 		}
-		out = append(out, kv)
 	}
 	return append(out, extra...)
 }
@@ -220,7 +227,13 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 	if err := os.WriteFile(catFile, []byte(empty), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Catalog: catFile, Paths: []string{dir}, Environ: x.env, Out: &bytes.Buffer{}}
+	// The shell's variables are set for the import too: it must take
+	// nothing from them.
+	for _, kv := range x.env {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	opts := Options{Catalog: catFile, Paths: []string{dir}, Out: &bytes.Buffer{}}
 	res, err := Import(context.Background(), opts)
 	if b, _ := os.ReadFile(catFile); string(b) != empty {
 		if x.kind != "ok" {
@@ -265,7 +278,17 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 	if !res.Written || res.Diff == "" {
 		t.Fatalf("nothing written: %+v", res)
 	}
+	for _, w := range x.notes {
+		if !slices.ContainsFunc(res.Notes, func(n Finding) bool { return n.Key == w.key && strings.Contains(n.Msg, w.msg) && n.Line > 0 }) {
+			t.Errorf("no note %s %q in:\n%v", w.key, w.msg, res.Notes)
+		}
+	}
 	text, _ := os.ReadFile(catFile)
+	for _, kv := range x.env {
+		if _, v, _ := strings.Cut(kv, "="); v != "" && strings.Contains(string(text), v) {
+			t.Errorf("the shell's value %q is in the catalog", v)
+		}
+	}
 	for _, w := range x.wants {
 		if !strings.Contains(string(text), w) {
 			t.Errorf("the catalog lacks %q:\n%s", w, text)
@@ -335,7 +358,7 @@ func originalValues(t *testing.T, dir string, env []string) map[string]map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := readCompose(context.Background(), path, path, env)
+	f, err := readCompose(context.Background(), path, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +394,9 @@ func roundTrip(t *testing.T, cliName string, cat *catalog.Catalog, want, got map
 			t.Errorf("%s: service %s not rendered", cliName, name)
 			continue
 		}
-		wn := normalize(w.(map[string]any), want)
-		gn := normalize(g.(map[string]any), got)
+		wm, gm := fileSecrets(w.(map[string]any), g.(map[string]any))
+		wn := normalize(wm, want)
+		gn := normalize(gm, got)
 		wj, _ := json.MarshalIndent(wn, "", "  ")
 		gj, _ := json.MarshalIndent(gn, "", "  ")
 		if !bytes.Equal(wj, gj) {
@@ -384,6 +408,31 @@ func roundTrip(t *testing.T, cliName string, cat *catalog.Catalog, want, got map
 	if len(gotSvcs) != len(wantSvcs) {
 		t.Errorf("%s: %d services rendered, %d in the original", cliName, len(gotSvcs), len(wantSvcs))
 	}
+}
+
+// fileSecrets maps the original's file secrets as import does: each
+// becomes a variable of the rendered service's environment.
+func fileSecrets(want, got map[string]any) (map[string]any, map[string]any) {
+	list, ok := want["secrets"].([]any)
+	if !ok {
+		return want, got
+	}
+	want, got = cloneMap(want), cloneMap(got)
+	delete(want, "secrets")
+	env, _ := got["environment"].(map[string]any)
+	env = cloneMap(env)
+	for _, s := range list {
+		name := fmt.Sprint(s)
+		if m, ok := s.(map[string]any); ok {
+			name = fmt.Sprint(m["source"])
+		}
+		delete(env, name)
+	}
+	got["environment"] = env
+	if len(env) == 0 {
+		delete(got, "environment")
+	}
+	return want, got
 }
 
 // normalize leaves out what the tool adds or maps on purpose, as the
@@ -399,6 +448,7 @@ func roundTrip(t *testing.T, cliName string, cat *catalog.Catalog, want, got map
 //   - the image name of a built service (the tool tags its builds
 //     <project>/<service>);
 //   - the x-maestro extension, which import reads;
+//   - container_name, which import drops (a note);
 //
 // and, as equal forms: no restart and restart "no" (docker's default), no
 // dockerfile and "Dockerfile",
@@ -453,6 +503,7 @@ func normalize(svc map[string]any, doc map[string]any) map[string]any {
 		}
 	}
 	delete(out, "x-maestro")
+	delete(out, "container_name")
 	if out["restart"] == "no" {
 		delete(out, "restart")
 	}
