@@ -3,6 +3,7 @@ package importer
 import (
 	"fmt"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v4"
 
@@ -29,7 +30,11 @@ func yamlPositions(root *yaml.Node, shown string) (positions, *catalog.Error) {
 			return
 		}
 		if visited++; visited > maxNodes {
-			tooBig = &catalog.Error{File: shown, Line: n.Line, Key: path,
+			// Named by the top-level key being expanded: deeper paths
+			// run through aliases and point at their anchors' lines.
+			top, _, _ := strings.Cut(path, ".")
+			top, _, _ = strings.Cut(top, "[")
+			tooBig = &catalog.Error{File: shown, Line: p[top], Key: top,
 				Msg:  fmt.Sprintf("the file expands to more than %d YAML nodes (its aliases are expanded where they are used)", maxNodes),
 				Hint: "a compose file is far smaller: write the repeated parts out, or use fewer aliases of aliases"}
 			return
