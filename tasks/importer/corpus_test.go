@@ -34,6 +34,8 @@ import (
 //	want: TEXT                             (the proposed catalog must hold TEXT)
 //	env: NAME=value                        (the shell environment of compose and of the import,
 //	                                        which must take nothing from it)
+//	shell: NAME=value                      (the operator's shell during the import only, which
+//	                                        it must take nothing from; compose runs without it)
 //	roundtrip: v1 only: REASON | refused WHAT: REASON
 //
 // An ok case imports without -lossy, loads, renders, and its round trip
@@ -52,6 +54,7 @@ type expectation struct {
 	notes     []keyMsg
 	wants     []string
 	env       []string
+	shell     []string
 	v1Only    string // why the round trip runs under compose v1 only
 	refused   string // why the round trip is not expected to hold
 	refusedAs string
@@ -66,7 +69,7 @@ type lineKeyMsg struct {
 
 var (
 	lossLine  = regexp.MustCompile(`^(?:loss|note): (\S+) "(.*)"$`)
-	errorLine = regexp.MustCompile(`^error: (\d+) (\S+) "(.*)"$`)
+	errorLine = regexp.MustCompile(`^error: (\d+) ("[^"]*"|\S+) "(.*)"$`)
 )
 
 func readExpect(t *testing.T, dir string) expectation {
@@ -96,6 +99,7 @@ func readExpect(t *testing.T, dir string) expectation {
 			if m[2] == "-" {
 				m[2] = ""
 			}
+			m[2] = strings.Trim(m[2], `"`)
 			x.errors = append(x.errors, lineKeyMsg{n, m[2], m[3]})
 		case "secret":
 			x.secrets = append(x.secrets, v)
@@ -109,6 +113,8 @@ func readExpect(t *testing.T, dir string) expectation {
 			x.wants = append(x.wants, v)
 		case "env":
 			x.env = append(x.env, v)
+		case "shell":
+			x.shell = append(x.shell, v)
 		case "roundtrip":
 			switch {
 			case strings.HasPrefix(v, "v1 only: "):
@@ -229,7 +235,7 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 	}
 	// The shell's variables are set for the import too: it must take
 	// nothing from them.
-	for _, kv := range x.env {
+	for _, kv := range slices.Concat(x.env, x.shell) {
 		k, v, _ := strings.Cut(kv, "=")
 		t.Setenv(k, v)
 	}
@@ -284,7 +290,7 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 		}
 	}
 	text, _ := os.ReadFile(catFile)
-	for _, kv := range x.env {
+	for _, kv := range slices.Concat(x.env, x.shell) {
 		if _, v, _ := strings.Cut(kv, "="); v != "" && strings.Contains(string(text), v) {
 			t.Errorf("the shell's value %q is in the catalog", v)
 		}
@@ -450,7 +456,9 @@ func fileSecrets(want, got map[string]any) (map[string]any, map[string]any) {
 //   - the x-maestro extension, which import reads;
 //   - container_name, which import drops (a note);
 //
-// and, as equal forms: no restart and restart "no" (docker's default), no
+// and, as equal forms: an environment value written as a number or as a
+// string (the container gets a string; v1's config echoes the YAML type),
+// no restart and restart "no" (docker's default), no
 // dockerfile and "Dockerfile",
 // depends_on as a list and as service_started conditions, a volume
 // declared with and without the local driver.
@@ -504,6 +512,16 @@ func normalize(svc map[string]any, doc map[string]any) map[string]any {
 	}
 	delete(out, "x-maestro")
 	delete(out, "container_name")
+	if env, ok := out["environment"].(map[string]any); ok {
+		strs := map[string]any{}
+		for k, v := range env {
+			if v != nil {
+				v = fmt.Sprint(v)
+			}
+			strs[k] = v
+		}
+		out["environment"] = strs
+	}
 	if out["restart"] == "no" {
 		delete(out, "restart")
 	}

@@ -217,21 +217,41 @@ func (m *mapper) containerName(at string, raw map[string]any, e *entry) {
 	}
 	kat := at + ".container_name"
 	if name != e.Name {
-		word := regexp.MustCompile(`(^|[^A-Za-z0-9_.-])` + regexp.QuoteMeta(name) + `($|[^A-Za-z0-9_-])`)
-		var where string
-		walkStrings(m.f.raw["services"], "services", func(p, s string) bool {
-			if p != kat && !strings.HasSuffix(p, ".container_name") && word.MatchString(s) {
-				where = p
-				return false
-			}
-			return true
-		})
-		if where != "" {
+		if where := m.reachedAs(name, kat); where != "" {
 			m.loss(kat, "container_name %q is dropped, but %s reaches the container by it: the catalog's services reach each other by service name, here %q", name, where, e.Name)
 			return
 		}
 	}
 	m.note(kat, "container_name %q is dropped: the tool names containers after the project, and other services reach this one by its name %q", name, e.Name)
+}
+
+// hostKey is a variable or key name that holds a host name.
+var hostKey = regexp.MustCompile(`(?i)(HOST|HOSTS|HOSTNAME|ADDR|ADDRESS|SERVER|SERVERS|ENDPOINT|URL|URI)$`)
+
+// reachedAs is the first string of the file but skip's that uses name as
+// a host: in a URL (://name, @name), with a port (name:5432), or as the
+// whole value of a key or variable named like a host (DB_HOST: name).
+func (m *mapper) reachedAs(name, skip string) string {
+	q := regexp.QuoteMeta(name)
+	inURL := regexp.MustCompile(`(://|@)` + q + `($|[^A-Za-z0-9_.-])`)
+	withPort := regexp.MustCompile(`(^|[\s,=])` + q + `:[0-9]`)
+	var where string
+	walkStrings(m.f.raw["services"], "services", func(p, s string) bool {
+		if p == skip || strings.HasSuffix(p, ".container_name") {
+			return true
+		}
+		key := p[strings.LastIndexAny(p, ".[")+1:]
+		value := s
+		if k, v, ok := strings.Cut(s, "="); ok && strings.HasSuffix(p, "]") {
+			key, value = k, v // KEY=value in a list
+		}
+		if inURL.MatchString(s) || withPort.MatchString(s) || value == name && hostKey.MatchString(key) {
+			where = p
+			return false
+		}
+		return true
+	})
+	return where
 }
 
 // walkStrings calls fn with every string under v and its path, until fn

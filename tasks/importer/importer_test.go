@@ -305,8 +305,10 @@ func TestSecretRules(t *testing.T) {
 	for name, want := range map[string]bool{
 		"DB_PASSWORD": true, "PASSWORD": true, "db_pass": true, "API_TOKEN": true, "GITHUB_TOKEN": true,
 		"AWS_SECRET_ACCESS_KEY": true, "STRIPE_API_KEY": true, "APIKEY": true, "SESSION_KEY": true,
-		"CREDENTIALS": true, "PRIVATE_KEY_PATH": true,
-		"PASSENGER_COUNT": false, "KEYBOARD": false, "MONKEY": false, "LOG_LEVEL": false, "KEY_COUNT": false,
+		"CREDENTIALS": true, "PRIVATE_KEY_PATH": true, "GITHUB_PAT": true, "ME_CONFIG_MONGODB_ADMINPASSWORD": true,
+		"OAUTH_ACCESSTOKEN": true, "DB_PASSWORDS": true, "PATH": false, "PATTERN": false, "BYPASS_CACHE": false,
+		"PASSWORDLESS_LOGIN": false,
+		"PASSENGER_COUNT":    false, "KEYBOARD": false, "MONKEY": false, "LOG_LEVEL": false, "KEY_COUNT": false,
 		"TOKENIZER": false, "PORT": false, "PWD": false,
 	} {
 		if secretName(name) != want {

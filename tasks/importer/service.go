@@ -177,7 +177,7 @@ var handled = map[string]bool{
 	"image": true, "build": true, "ports": true, "environment": true, "env_file": true,
 	"healthcheck": true, "depends_on": true, "networks": true, "labels": true, "label_file": true,
 	"volumes": true, "restart": true, "deploy": true, "x-maestro": true, "extends": true, "secrets": true,
-	"container_name": true,
+	"container_name": true, "network_mode": true,
 }
 
 // service maps one compose service to a catalog entry.
