@@ -113,24 +113,25 @@ func TestAttackShellTokenNotImported(t *testing.T) {
 	}
 }
 
-// A token in the project's own .env is found by the secret detector
-// wherever it is interpolated, and left out even with -lossy.
+// A token in the project's own .env, under a name that does not say so,
+// is found by its shape wherever it is interpolated, and left out even
+// with -lossy.
 func TestAttackDotenvTokenNotWritten(t *testing.T) {
 	const token = "ghp_Pr0j3ctT0k3nV4lu3Th4tMu5tN3v3rL34k0"
 	dir, cat := project(t, map[string]string{
-		".env": "GITHUB_PAT=" + token + "\nCI_USER=robot\n",
+		".env": "SYNC_AUTH=" + token + "\nCI_USER=robot\n",
 		"docker-compose.yml": `services:
   sync:
     image: example/sync:1
     ports: ["8201:8000"]
-    command: ["sync", "--user", "${CI_USER}", "--token", "${GITHUB_PAT}"]
-    labels: ["ci.token=${GITHUB_PAT}", "ci.user=${CI_USER}"]
+    command: ["sync", "--user", "${CI_USER}", "--token", "${SYNC_AUTH}"]
+    labels: ["ci.token=${SYNC_AUTH}", "ci.user=${CI_USER}"]
     healthcheck:
-      test: ["CMD", "probe", "--auth", "${GITHUB_PAT}"]
+      test: ["CMD", "probe", "--auth", "${SYNC_AUTH}"]
 `})
 	losses, text, printed := importBoth(t, dir, cat)
 	for _, key := range []string{"services.sync.command[4]", "services.sync.labels[0]", "services.sync.healthcheck.test[3]"} {
-		if !hasLoss(losses, key, "carries a secret (${GITHUB_PAT} holds what looks like a token)") {
+		if !hasLoss(losses, key, "carries a secret (${SYNC_AUTH} holds what looks like a token)") {
 			t.Errorf("no loss at %s: %v", key, losses)
 		}
 	}
@@ -314,5 +315,46 @@ services:
 	logrus.Warn("after")
 	if !strings.Contains(log.String(), "after") {
 		t.Errorf("import left logrus silenced")
+	}
+}
+
+// A secret a service gets through extends, from its own file or another,
+// is found at the extending service's own keys, and not written.
+func TestAttackExtendedSecretNotWritten(t *testing.T) {
+	dir, cat := project(t, map[string]string{
+		".env": "DB_PASSWORD=hunter2-extended\nNPM_TOKEN=npm-token-value-9\n",
+		"docker-compose.yml": `services:
+  base:
+    image: example/base:1
+    command: ["serve", "--db-password", "${DB_PASSWORD}"]
+  api:
+    extends: base
+    ports: ["8206:8000"]
+  worker:
+    extends: { file: common.yml, service: worker-base }
+`,
+		"common.yml": `services:
+  worker-base:
+    image: example/worker:1
+    labels: { deploy.password: "${DB_PASSWORD}" }
+    build:
+      context: .
+      args: ["NPM_TOKEN=${NPM_TOKEN}", "MODE=prod"]
+`,
+		"Dockerfile": "FROM scratch\n",
+	})
+	losses, text, printed := importBoth(t, dir, cat)
+	for _, key := range []string{"services.base.command[2]", "services.api.command[2]", "services.worker.labels.deploy.password", "services.worker.build.args[0]"} {
+		if !hasLoss(losses, key, "carries a secret") {
+			t.Errorf("no loss at %s: %v", key, losses)
+		}
+	}
+	for _, v := range []string{"hunter2-extended", "npm-token-value-9"} {
+		if strings.Contains(text, v) || strings.Contains(printed, v) {
+			t.Errorf("%s was written or printed:\n%s\n%s", v, text, printed)
+		}
+	}
+	if !strings.Contains(text, `MODE = "prod"`) {
+		t.Errorf("the build argument without a secret is not imported:\n%s", text)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,6 +27,8 @@ import (
 // The corpus: testdata/corpus/*/ each hold a compose file (with what it
 // needs beside it) and expect.txt, which says what import must make of it:
 //
+//	project: WHAT                          (a project written from what public compose files
+//	                                        do, not a case of one rule; counted apart)
 //	import: ok | lossy | broken
 //	loss: KEY "message substring"          (lossy: each must be listed, and nothing else)
 //	error: LINE KEY "message substring"    (broken: each must be reported; KEY "-" = none)
@@ -47,6 +50,7 @@ import (
 // file:line errors and writes nothing.
 
 type expectation struct {
+	project   string
 	kind      string // ok, lossy, broken
 	losses    []keyMsg
 	errors    []lineKeyMsg
@@ -84,6 +88,8 @@ func readExpect(t *testing.T, dir string) expectation {
 		switch k {
 		case "import":
 			x.kind = v
+		case "project":
+			x.project = v
 		case "loss":
 			m := lossLine.FindStringSubmatch(l)
 			if m == nil {
@@ -182,6 +188,14 @@ func cleanEnv(extra []string) []string {
 // reports: JSON from v2, YAML (no JSON there) from v1.
 func config(t *testing.T, c cli, dir, file string, env []string) map[string]any {
 	t.Helper()
+	doc, err := configOf(c, dir, file, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func configOf(c cli, dir, file string, env []string) (map[string]any, error) {
 	args := slices.Clone(c.argv[1:])
 	if file != "" {
 		args = append(args, "-f", file)
@@ -198,7 +212,7 @@ func config(t *testing.T, c cli, dir, file string, env []string) map[string]any 
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("compose %s config in %s: %v\n%s", c.name, dir, err, stderr.String())
+		return nil, fmt.Errorf("compose %s config in %s: %v\n%s", c.name, dir, err, stderr.String())
 	}
 	var doc map[string]any
 	if c.name == "v2" {
@@ -207,21 +221,51 @@ func config(t *testing.T, c cli, dir, file string, env []string) map[string]any 
 		err = yaml.Unmarshal(out, &doc)
 	}
 	if err != nil {
-		t.Fatalf("compose %s config output: %v\n%s", c.name, err, out)
+		return nil, fmt.Errorf("compose %s config output: %v\n%s", c.name, err, out)
 	}
-	return doc
+	return doc, nil
 }
 
+// TestCorpus runs the cases two at a time (but those that set the
+// shell's variables, which a parallel test may not), each running its
+// compose commands at once: docker-compose 1.29 takes seconds to start on
+// a busy machine, and the package's tests share one time limit.
+//
+// It ends with the counts of the cases that held, the projects apart:
+// how many import without -lossy and round-trip under compose v1 and v2,
+// how many are refused.
 func TestCorpus(t *testing.T) {
 	dirs := corpusDirs(t)
-	var clis []cli
+	clis := composeCLIs(t)
+	var mu sync.Mutex
+	held := map[bool]map[string]int{true: {}, false: {}}
+	t.Cleanup(func() {
+		for _, projects := range []bool{true, false} {
+			what := "rule cases"
+			if projects {
+				what = "projects"
+			}
+			c := held[projects]
+			t.Logf("corpus %s held: %d import without -lossy and round-trip under compose v1 and v2 (%d under v1 only), %d refused with losses, %d refused with errors",
+				what, c["ok"], c["ok under v1 only"], c["lossy"], c["broken"])
+		}
+	})
 	for _, dir := range dirs {
 		x := readExpect(t, dir)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			if x.kind != "broken" && clis == nil {
-				clis = composeCLIs(t)
+			if len(x.env) == 0 && len(x.shell) == 0 {
+				t.Parallel()
 			}
 			corpusCase(t, dir, x, clis)
+			if !t.Failed() {
+				kind := x.kind
+				if kind == "ok" && x.v1Only != "" {
+					kind = "ok under v1 only"
+				}
+				mu.Lock()
+				held[x.project != ""][kind]++
+				mu.Unlock()
+			}
 		})
 	}
 }
@@ -337,22 +381,53 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 	if _, err := render.Write(deploy, tree, render.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Every compose command at once; the rendered file must always be
+	// good, the original's config is compared where a round trip holds.
+	var runs []configRun
+	for _, c := range clis {
+		runs = append(runs, configRun{c: c, dir: deploy})
+		if x.refused == "" && (x.v1Only == "" || c.name == "v1") {
+			runs = append(runs, configRun{c: c, dir: dir, file: "docker-compose.yml", env: x.env})
+		}
+	}
+	configs(t, runs)
 	if x.refused != "" {
 		t.Logf("round trip refused (%s): %s", x.refusedAs, x.refused)
-		for _, c := range clis {
-			config(t, c, deploy, "", nil) // the rendered file is still good
-		}
 		return
 	}
-	for _, c := range clis {
-		if x.v1Only != "" && c.name == "v2" {
-			t.Logf("round trip under v2 not applicable: %s", x.v1Only)
-			config(t, c, deploy, "", nil)
-			continue
+	if x.v1Only != "" {
+		t.Logf("round trip under v2 not applicable: %s", x.v1Only)
+	}
+	for i := 0; i+1 < len(runs); i++ {
+		if runs[i+1].file != "" && runs[i+1].c.name == runs[i].c.name {
+			roundTrip(t, runs[i].c.name, cat, runs[i+1].doc, runs[i].doc)
 		}
-		want := config(t, c, dir, "docker-compose.yml", x.env)
-		got := config(t, c, deploy, "", nil)
-		roundTrip(t, c.name, cat, want, got)
+	}
+}
+
+// configRun is one `config` of configs: its command line, folder, file
+// and environment, and what it reported.
+type configRun struct {
+	c         cli
+	dir, file string
+	env       []string
+	doc       map[string]any
+}
+
+// configs runs them all at once.
+func configs(t *testing.T, runs []configRun) {
+	t.Helper()
+	errs := make([]error, len(runs))
+	var wg sync.WaitGroup
+	for i := range runs {
+		wg.Go(func() {
+			r := &runs[i]
+			r.doc, errs[i] = configOf(r.c, r.dir, r.file, r.env)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
 	}
 }
 

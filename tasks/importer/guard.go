@@ -118,33 +118,15 @@ func (m *mapper) taintedKeys(path string, v any) map[string]bool {
 
 // neverWritten is the last line of defence: the entry as it will be
 // written holds none of the credential-shaped values of the variables
-// the files refer to.
+// the files may refer to (the files a service extends share them).
 func (m *mapper) neverWritten(at string, e *entry) error {
 	var b strings.Builder
 	writeEntry(&b, e)
 	text := b.String()
-	for _, f := range append([]*composeFile{m.f}, m.extendedFiles...) {
-		for _, name := range slices.Sorted(maps.Keys(f.env)) {
-			v := f.env[name]
-			if secretValue(v) != "" && strings.Contains(text, v) {
-				return catalog.Errors{m.f.errorAt(at, "take the variable out of what the service says, or give the value through a secret",
-					"the entry would hold the value of ${%s}, which looks like a credential", name)}
-			}
-		}
-		if f == m.f {
-			continue
-		}
-		var unset []string
-		for _, vs := range f.unset {
-			for _, v := range vs {
-				if !slices.Contains(unset, v) {
-					unset = append(unset, v)
-				}
-			}
-		}
-		slices.Sort(unset)
-		for _, v := range unset {
-			m.loss(at+".extends", "%s refers to ${%s}, which neither .env nor .env.example beside the file sets: import takes nothing from the operator's environment (imported blank)", f.Shown, v)
+	for _, name := range slices.Sorted(maps.Keys(m.f.env)) {
+		if v := m.f.env[name]; secretValue(v) != "" && strings.Contains(text, v) {
+			return catalog.Errors{m.f.errorAt(at, "take the variable out of what the service says, or give the value through a secret",
+				"the entry would hold the value of ${%s}, which looks like a credential", name)}
 		}
 	}
 	return nil

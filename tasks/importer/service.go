@@ -98,8 +98,6 @@ type mapper struct {
 	// tainted are the paths of the current service's strings that carry
 	// a secret: never imported.
 	tainted map[string]bool
-	// extendedFiles are the other files the current service extends.
-	extendedFiles []*composeFile
 }
 
 func (m *mapper) loss(path, format string, args ...any) {
@@ -185,7 +183,6 @@ func (m *mapper) service(name string) (*entry, error) {
 	f := m.f
 	at := "services." + name
 	svc := f.project.Services[name]
-	m.extendedFiles = nil
 	raw, err := m.rawService(name)
 	if err != nil {
 		return nil, err
@@ -250,12 +247,15 @@ func (m *mapper) extended(f *composeFile, services map[string]any, name string, 
 	}
 	var base map[string]any
 	var err error
+	baseFile, baseName := f, ""
 	switch ext := ext.(type) {
 	case string:
+		baseName = ext
 		base, err = m.extended(f, services, ext, depth+1)
 	case map[string]any:
 		from, _ := ext["service"].(string)
 		file, _ := ext["file"].(string)
+		baseName = from
 		if file == "" {
 			base, err = m.extended(f, services, from, depth+1)
 			break
@@ -267,17 +267,60 @@ func (m *mapper) extended(f *composeFile, services map[string]any, name string, 
 		if rerr != nil {
 			return nil, rerr
 		}
-		m.extendedFiles = append(m.extendedFiles, other)
 		otherServices, _ := other.raw["services"].(map[string]any)
+		baseFile = other
 		base, err = m.extended(other, otherServices, from, depth+1)
 	}
 	if err != nil {
 		return nil, err
 	}
+	f.inherit(baseFile, baseName, name, svc)
 	out := mergeService(base, svc)
 	delete(out, "extends")
 	out["extends"] = ext // kept to say it was merged
 	return out, nil
+}
+
+// inherit gives the service name of f what the strings of the service
+// it extends (fromName of from) refer to, at its own paths, so that the
+// secret detector and the environment rule see what the merge brings in.
+// What the service says itself wins, as in mergeService.
+func (f *composeFile) inherit(from *composeFile, fromName, name string, own map[string]any) {
+	src, dst := "services."+fromName, "services."+name
+	type entry struct {
+		path  string
+		vars  []string
+		unset []string
+		value string
+	}
+	var add []entry
+	for p, vars := range from.vars {
+		if !under(p, src) {
+			continue
+		}
+		rest := p[len(src):]
+		q := dst + rest
+		if _, ok := f.vars[q]; ok {
+			continue
+		}
+		k := strings.TrimLeft(rest, ".")
+		k, _, _ = strings.Cut(k, ".")
+		k, _, _ = strings.Cut(k, "[")
+		if v, ok := own[k]; ok {
+			_, isMap := v.(map[string]any)
+			_, isList := v.([]any)
+			if replaced[k] || !isMap && !isList {
+				continue
+			}
+		}
+		add = append(add, entry{q, vars, from.unset[p], from.values[p]})
+	}
+	for _, a := range add {
+		f.vars[a.path], f.values[a.path] = a.vars, a.value
+		if len(a.unset) > 0 {
+			f.unset[a.path] = a.unset
+		}
+	}
 }
 
 // readRaw reads another compose file (one a service extends) as written,
@@ -539,8 +582,10 @@ func (m *mapper) build(at string, svc *types.ServiceConfig, e *entry) {
 	case df != "Dockerfile":
 		e.Dockerfile = filepath.ToSlash(df)
 	}
+	rawBuild, _ := m.rawBuild(svc.Name)
+	secretArgs := m.taintedKeys(at+".args", rawBuild["args"])
 	for k, v := range b.Args {
-		if m.taint(at + ".args." + k) {
+		if secretArgs[k] {
 			continue
 		}
 		if v == nil {
@@ -553,7 +598,6 @@ func (m *mapper) build(at string, svc *types.ServiceConfig, e *entry) {
 		e.BuildArgs[k] = *v
 	}
 	e.BuildTarget = b.Target
-	rawBuild, _ := m.rawBuild(svc.Name)
 	for _, k := range slices.Sorted(maps.Keys(rawBuild)) {
 		if !slices.Contains(buildKeys, k) && k != "dockerfile_inline" && !strings.HasPrefix(k, "x-") {
 			m.loss(at+"."+k, "the tool builds through the Engine API with context, dockerfile, args and target only")
