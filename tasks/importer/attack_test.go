@@ -146,24 +146,32 @@ func TestAttackDotenvTokenNotWritten(t *testing.T) {
 	}
 }
 
-// An env_file outside the compose folder (the operator's file) is a
-// loss, and none of its values is read into the catalog.
+// An env_file or label_file outside the compose folder (the operator's
+// files) is a loss, and none of their values is read into the catalog.
 func TestAttackEnvFileOutsideFolder(t *testing.T) {
 	dir, cat := project(t, map[string]string{
 		"docker-compose.yml": `services:
   api:
     image: example/api:1
     ports: ["8202:8000"]
-    env_file: [app.env, ../operator.env]
+    env_file: [app.env, ../operator.env, link.env]
+    label_file: ../operator.labels
 `,
-		"app.env":         "LOG_LEVEL=info\n",
-		"../operator.env": "AWS_REGION=operator-region\n",
+		"app.env":            "LOG_LEVEL=info\n",
+		"../operator.env":    "AWS_REGION=operator-region\n",
+		"../operator.labels": "owner=operator-label\n",
 	})
+	// A link in the folder to the operator's file is that file.
+	if err := os.Symlink(filepath.Join(dir, "..", "operator.env"), filepath.Join(dir, "link.env")); err != nil {
+		t.Fatal(err)
+	}
 	losses, text, _ := importBoth(t, dir, cat)
-	if !hasLoss(losses, "services.api.env_file[1]", "outside the compose file's folder") || len(losses) != 1 {
+	if !hasLoss(losses, "services.api.env_file[1]", "its variables are not imported") ||
+		!hasLoss(losses, "services.api.env_file[2]", "link.env is outside the compose file's folder") ||
+		!hasLoss(losses, "services.api.label_file", "its labels are not imported") || len(losses) != 3 {
 		t.Errorf("losses: %v", losses)
 	}
-	if strings.Contains(text, "operator-region") || !strings.Contains(text, `LOG_LEVEL = "info"`) {
+	if strings.Contains(text, "operator-") || !strings.Contains(text, `LOG_LEVEL = "info"`) {
 		t.Errorf("the catalog:\n%s", text)
 	}
 }

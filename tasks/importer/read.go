@@ -393,7 +393,7 @@ func indexPath(p string) string {
 // awayFile is an env_file or label_file entry naming a file outside the
 // compose file's folder: the operator's, not the project's (~/.aws/...,
 // /etc/...), which import does not read.
-type awayFile struct{ key, file string }
+type awayFile struct{ what, key, file string }
 
 // fileKeys are the service keys naming files compose reads into the
 // service.
@@ -429,7 +429,7 @@ func (f *composeFile) vetFiles(top map[string]any) (map[string]any, error) {
 					abs = filepath.Join(f.Dir, p)
 				}
 				if p != "" && !within(f.Dir, abs) {
-					f.away[name] = append(f.away[name], awayFile{key: kat, file: p})
+					f.away[name] = append(f.away[name], awayFile{what: key, key: kat, file: p})
 					continue
 				}
 				keep = append(keep, i)

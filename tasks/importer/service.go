@@ -663,10 +663,8 @@ func (m *mapper) environment(at string, svc *types.ServiceConfig, raw map[string
 		m.note(at+".env_file", "%s is read into env and secrets", m.rebase(ef.Path))
 	}
 	for _, a := range m.f.away[svc.Name] {
-		if strings.HasSuffix(strings.TrimRight(a.key, "]0123456789["), ".env_file") {
+		if a.what == "env_file" {
 			m.loss(a.key, "%s is outside the compose file's folder: import reads none of the operator's files, so its variables are not imported; copy what the service needs into the folder or into environment:", a.file)
-		} else {
-			m.loss(a.key, "%s is outside the compose file's folder: import reads none of the operator's files, so its labels are not imported; give them under labels:", a.file)
 		}
 	}
 	// The variables each value refers to, as written.
@@ -877,7 +875,7 @@ func (m *mapper) labels(at string, svc *types.ServiceConfig, e *entry) {
 	raw, _ := m.rawService(svc.Name)
 	secret := m.taintedKeys(at+".labels", raw["labels"])
 	for _, a := range m.f.away[svc.Name] {
-		if strings.HasSuffix(strings.TrimRight(a.key, "]0123456789["), ".label_file") {
+		if a.what == "label_file" {
 			m.loss(a.key, "%s is outside the compose file's folder: import reads none of the operator's files, so its labels are not imported; give them under labels:", a.file)
 		}
 	}
