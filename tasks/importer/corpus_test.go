@@ -228,8 +228,9 @@ func configOf(c cli, dir, file string, env []string) (map[string]any, error) {
 
 // TestCorpus runs the cases two at a time (but those that set the
 // shell's variables, which a parallel test may not), each running its
-// compose commands at once: docker-compose 1.29 takes seconds to start on
-// a busy machine, and the package's tests share one time limit.
+// compose commands at once, while the originals' `config` runs ahead, a
+// few at a time: docker-compose 1.29 takes seconds to start on a busy
+// machine, and the package's tests share one time limit.
 //
 // It ends with the counts of the cases that held, the projects apart:
 // how many import without -lossy and round-trip under compose v1 and v2,
@@ -237,6 +238,7 @@ func configOf(c cli, dir, file string, env []string) (map[string]any, error) {
 func TestCorpus(t *testing.T) {
 	dirs := corpusDirs(t)
 	clis := composeCLIs(t)
+	ahead := originalsAhead(t, dirs, clis)
 	var mu sync.Mutex
 	held := map[bool]map[string]int{true: {}, false: {}}
 	t.Cleanup(func() {
@@ -256,7 +258,7 @@ func TestCorpus(t *testing.T) {
 			if len(x.env) == 0 && len(x.shell) == 0 {
 				t.Parallel()
 			}
-			corpusCase(t, dir, x, clis)
+			corpusCase(t, dir, x, clis, ahead)
 			if !t.Failed() {
 				kind := x.kind
 				if kind == "ok" && x.v1Only != "" {
@@ -270,7 +272,36 @@ func TestCorpus(t *testing.T) {
 	}
 }
 
-func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
+// originalsAhead starts `config` of every original a round trip compares
+// with, at most four at a time; each result is awaited where it is used.
+func originalsAhead(t *testing.T, dirs []string, clis []cli) map[string]*configRun {
+	out := map[string]*configRun{}
+	slots := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, dir := range dirs {
+		x := readExpect(t, dir)
+		if x.kind == "broken" || x.refused != "" {
+			continue
+		}
+		for _, c := range clis {
+			if x.v1Only != "" && c.name == "v2" {
+				continue
+			}
+			r := &configRun{c: c, dir: dir, file: "docker-compose.yml", env: x.env, done: make(chan struct{})}
+			out[c.name+" "+dir] = r
+			wg.Go(func() {
+				defer close(r.done)
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				r.doc, r.err = configOf(r.c, r.dir, r.file, r.env)
+			})
+		}
+	}
+	t.Cleanup(wg.Wait)
+	return out
+}
+
+func corpusCase(t *testing.T, dir string, x expectation, clis []cli, ahead map[string]*configRun) {
 	catDir := t.TempDir()
 	catFile := filepath.Join(catDir, "services.toml")
 	empty := "[project]\nname = \"roundtrip\"\ndeploy_dir = \"deployment\"\n"
@@ -383,11 +414,11 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 	}
 	// Every compose command at once; the rendered file must always be
 	// good, the original's config is compared where a round trip holds.
-	var runs []configRun
+	var runs []*configRun
 	for _, c := range clis {
-		runs = append(runs, configRun{c: c, dir: deploy})
+		runs = append(runs, &configRun{c: c, dir: deploy})
 		if x.refused == "" && (x.v1Only == "" || c.name == "v1") {
-			runs = append(runs, configRun{c: c, dir: dir, file: "docker-compose.yml", env: x.env})
+			runs = append(runs, ahead[c.name+" "+dir])
 		}
 	}
 	configs(t, runs)
@@ -406,28 +437,35 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 }
 
 // configRun is one `config` of configs: its command line, folder, file
-// and environment, and what it reported.
+// and environment, and what it reported; done, when set, is closed once
+// it ran ahead.
 type configRun struct {
 	c         cli
 	dir, file string
 	env       []string
 	doc       map[string]any
+	err       error
+	done      chan struct{}
 }
 
-// configs runs them all at once.
-func configs(t *testing.T, runs []configRun) {
+// configs runs them all at once, or waits for those that ran ahead.
+func configs(t *testing.T, runs []*configRun) {
 	t.Helper()
-	errs := make([]error, len(runs))
 	var wg sync.WaitGroup
-	for i := range runs {
+	for _, r := range runs {
 		wg.Go(func() {
-			r := &runs[i]
-			r.doc, errs[i] = configOf(r.c, r.dir, r.file, r.env)
+			if r.done != nil {
+				<-r.done
+				return
+			}
+			r.doc, r.err = configOf(r.c, r.dir, r.file, r.env)
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatal(err)
+	for _, r := range runs {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
 	}
 }
 

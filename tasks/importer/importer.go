@@ -23,7 +23,13 @@
 //   - restart: a file without one says compose's "no", which is written
 //     (the tool's own default is unless-stopped).
 //   - x-maestro: a service's x-maestro extension gives the catalog keys a
-//     compose file cannot hold (title, health, checks, prebuild...).
+//     compose file cannot hold (title, health, checks, prebuild...); its
+//     prebuild and prebuild_env, host commands, only with Options.Prebuild.
+//   - Untrusted input: variables come from .env and .env.example beside
+//     the file, never the process environment; no file outside the
+//     file's folder is read into the catalog; no value the secret
+//     detector flags is written; files and YAML aliases are bounded (see
+//     bounds.go and guard.go).
 package importer
 
 import (
