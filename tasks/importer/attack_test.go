@@ -128,20 +128,27 @@ func TestAttackDotenvTokenNotWritten(t *testing.T) {
     labels: ["ci.token=${SYNC_AUTH}", "ci.user=${CI_USER}"]
     healthcheck:
       test: ["CMD", "probe", "--auth", "${SYNC_AUTH}"]
-`})
+  builder:
+    build:
+      context: .
+      args: [SYNC_AUTH, CI_USER]
+`, "Dockerfile": "FROM scratch\n"})
 	losses, text, printed := importBoth(t, dir, cat)
 	for _, key := range []string{"services.sync.command[4]", "services.sync.labels[0]", "services.sync.healthcheck.test[3]"} {
 		if !hasLoss(losses, key, "carries a secret (${SYNC_AUTH} holds what looks like a token)") {
 			t.Errorf("no loss at %s: %v", key, losses)
 		}
 	}
-	if len(losses) != 3 {
-		t.Errorf("%d losses, want 3: %v", len(losses), losses)
+	if !hasLoss(losses, "services.builder.build.args.SYNC_AUTH", "carries a secret") {
+		t.Errorf("no loss for the build argument: %v", losses)
+	}
+	if len(losses) != 4 {
+		t.Errorf("%d losses, want 4: %v", len(losses), losses)
 	}
 	if strings.Contains(text, token) || strings.Contains(printed, token) {
 		t.Errorf("the token was written or printed:\n%s\n%s", text, printed)
 	}
-	if !strings.Contains(text, `"ci.user" = "robot"`) {
+	if !strings.Contains(text, `"ci.user" = "robot"`) || !strings.Contains(text, `build_args = { CI_USER = "robot" }`) {
 		t.Errorf("the label without a secret is not imported:\n%s", text)
 	}
 }

@@ -592,6 +592,12 @@ func (m *mapper) build(at string, svc *types.ServiceConfig, e *entry) {
 			m.loss(at+".args."+k, "build argument %s has no value: compose takes it from the shell at build time; give it one in build_args", k)
 			continue
 		}
+		// A value from .env for an argument written without one is no
+		// interpolated string: the detector sees it here.
+		if shape := secretValue(*v); secretName(k) || shape != "" {
+			m.loss(at+".args."+k, "build argument %s carries a secret: not imported, -lossy or not (a build argument stays in the image's history); use a build secret in the Dockerfile instead", k)
+			continue
+		}
 		if e.BuildArgs == nil {
 			e.BuildArgs = map[string]string{}
 		}
