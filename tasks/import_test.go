@@ -36,17 +36,17 @@ func TestImportTarget(t *testing.T) {
 		{"26-broken-schema", "docker-compose.yml:6: services.web.restart_always: unknown key"},
 		{"12-profiles", "services.debug.profiles"},
 	} {
-		err := tasks.Import(context.Background(), filepath.Join(corpus, c.dir), nil, nil)
+		err := tasks.Import(context.Background(), filepath.Join(corpus, c.dir), nil, nil, nil)
 		if mg.ExitStatus(err) != 2 || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: exit %d %v, want 2 and %q", c.dir, mg.ExitStatus(err), err, c.want)
 		}
 		unchanged(c.dir)
 	}
-	if err := tasks.Import(context.Background(), filepath.Join(corpus, "02-command-entrypoint"), &yes, nil); err != nil {
+	if err := tasks.Import(context.Background(), filepath.Join(corpus, "02-command-entrypoint"), &yes, nil, nil); err != nil {
 		t.Errorf("-dryRun: %v", err)
 	}
 	unchanged("-dryRun")
-	if err := tasks.Import(context.Background(), filepath.Join(corpus, "12-profiles"), nil, &yes); err != nil {
+	if err := tasks.Import(context.Background(), filepath.Join(corpus, "12-profiles"), nil, &yes, nil); err != nil {
 		t.Fatalf("-lossy: %v", err)
 	}
 	if b, _ := os.ReadFile(cat); !strings.Contains(string(b), `name = "debug"`) || strings.Contains(string(b), "profiles =") {

@@ -56,15 +56,16 @@ func Plan(ctx context.Context, env *string) error {
 // changed, and a service the catalog has already is left as it is.
 // -dryRun shows the diff and writes nothing. Whatever the catalog cannot
 // carry is listed with file:line and why, and nothing is written then
-// (exit 2) unless -lossy is given. The README states the rules: ports,
-// secrets, paths.
-func Import(ctx context.Context, paths string, dryRun, lossy *bool) error {
+// (exit 2) unless -lossy is given. A file's x-maestro prebuild is a host
+// command: it is imported only with -prebuild, with a warning. The README
+// states the rules: ports, secrets, paths.
+func Import(ctx context.Context, paths string, dryRun, lossy, prebuild *bool) error {
 	cfg := stack.FromEnv()
 	if cfg.Catalog == "" {
 		cfg.Catalog = catalog.DefaultFile
 	}
 	_, err := importer.Import(ctx, importer.Options{Catalog: cfg.Catalog, Paths: stack.SplitList(paths),
-		DryRun: dryRun != nil && *dryRun, Lossy: lossy != nil && *lossy})
+		DryRun: dryRun != nil && *dryRun, Lossy: lossy != nil && *lossy, Prebuild: prebuild != nil && *prebuild})
 	return exit(err)
 }
 

@@ -512,6 +512,11 @@ func TestPassthroughCatalog(t *testing.T) {
 	if !reflect.DeepEqual(web.DependsOn, []string{"db"}) || web.DependsOnConditions["db"] != "service_started" {
 		t.Errorf("DependsOn %q, conditions %v", web.DependsOn, web.DependsOnConditions)
 	}
+	// Dotted and dashed names, which containers take (Elasticsearch's
+	// discovery.type), are accepted in env.
+	if !reflect.DeepEqual(web.Env, map[string]string{"LOG_LEVEL": "info", "discovery.type": "single-node", "log-format": "json"}) {
+		t.Errorf("Env = %v", web.Env)
+	}
 	if web.BuildArgs["VERSION"] != "1.2" || web.BuildTarget != "runtime" || web.Labels["com.example.team"] != "payments" {
 		t.Errorf("BuildArgs %v BuildTarget %q Labels %v", web.BuildArgs, web.BuildTarget, web.Labels)
 	}

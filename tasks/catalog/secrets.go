@@ -124,7 +124,10 @@ func reservedSecret(name string) string {
 	return ""
 }
 
-const varNameHint = "a variable name is letters, digits and '_', not starting with a digit, e.g. LOG_LEVEL"
+const (
+	varNameHint      = "a variable name is letters, digits and '_', not starting with a digit, e.g. LOG_LEVEL"
+	containerEnvHint = "a container's variable name is letters, digits, '_', '.' and '-', not starting with a digit or either of the last two, e.g. LOG_LEVEL or discovery.type"
+)
 
 // secretName checks one declared name at key. An element of the array
 // form that is no name is not shown: it is most likely a value written

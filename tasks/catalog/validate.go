@@ -18,6 +18,11 @@ var (
 	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
 	projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 	envVarName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	// containerEnvName is what a container's environment takes besides
+	// variable names: dotted and dashed names, which Docker and compose
+	// pass on and programs read (Elasticsearch's discovery.type). They
+	// never reach a shell or a .env file, unlike secrets and build args.
+	containerEnvName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_.-]*$`)
 )
 
 func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
@@ -386,9 +391,9 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	}
 	v.healthcheck(key+".healthcheck", &r.Healthcheck, s)
 	v.dependsOn(key+".depends_on", &r.DependsOn, s)
-	v.envTable(key+".env", s.Env)
+	v.envTable(key+".env", s.Env, containerEnvName, containerEnvHint)
 	v.labels(key+".labels", s.Labels)
-	v.envTable(key+".build_args", s.BuildArgs)
+	v.envTable(key+".build_args", s.BuildArgs, envVarName, varNameHint)
 	if r.Source == "" {
 		if len(r.BuildArgs) > 0 {
 			v.add(key+".build_args", "build arguments go to the build of source: set source, or remove build_args", "build_args without source")
@@ -399,7 +404,7 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 	}
 	v.composeTables(key, r, s)
 	v.secrets(key, &r.Secrets, s)
-	v.envTable(key+".prebuild_env", s.PrebuildEnv)
+	v.envTable(key+".prebuild_env", s.PrebuildEnv, envVarName, varNameHint)
 	if len(s.Prebuild) > 0 {
 		if r.Source == "" {
 			v.add(key+".prebuild", "a pre-build command runs in the source folder: set source, or remove prebuild", "prebuild without source")
@@ -449,10 +454,10 @@ func (v *validator) port(key, name string, p int, unpublish string) {
 	}
 }
 
-func (v *validator) envTable(key string, m map[string]string) {
+func (v *validator) envTable(key string, m map[string]string, name *regexp.Regexp, hint string) {
 	for _, k := range slices.Sorted(maps.Keys(m)) {
-		if !envVarName.MatchString(k) {
-			v.add(key+"."+k, varNameHint, "invalid variable name %q", k)
+		if !name.MatchString(k) {
+			v.add(key+"."+k, hint, "invalid variable name %q", k)
 		}
 		if strings.ContainsRune(m[k], 0) {
 			v.add(key+"."+k, "remove the \\u0000: a process environment cannot carry a NUL byte", "value of %s holds a NUL byte", k)

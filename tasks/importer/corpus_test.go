@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,12 +27,18 @@ import (
 // The corpus: testdata/corpus/*/ each hold a compose file (with what it
 // needs beside it) and expect.txt, which says what import must make of it:
 //
+//	project: WHAT                          (a project written from what public compose files
+//	                                        do, not a case of one rule; counted apart)
 //	import: ok | lossy | broken
 //	loss: KEY "message substring"          (lossy: each must be listed, and nothing else)
 //	error: LINE KEY "message substring"    (broken: each must be reported; KEY "-" = none)
 //	secret: NAME                           (NAME must become a secret name; no value written)
+//	note: KEY "message substring"          (a note import must give)
 //	want: TEXT                             (the proposed catalog must hold TEXT)
-//	env: NAME=value                        (the shell environment of the import and of compose)
+//	env: NAME=value                        (the shell environment of compose and of the import,
+//	                                        which must take nothing from it)
+//	shell: NAME=value                      (the operator's shell during the import only, which
+//	                                        it must take nothing from; compose runs without it)
 //	roundtrip: v1 only: REASON | refused WHAT: REASON
 //
 // An ok case imports without -lossy, loads, renders, and its round trip
@@ -43,12 +50,15 @@ import (
 // file:line errors and writes nothing.
 
 type expectation struct {
+	project   string
 	kind      string // ok, lossy, broken
 	losses    []keyMsg
 	errors    []lineKeyMsg
 	secrets   []string
+	notes     []keyMsg
 	wants     []string
 	env       []string
+	shell     []string
 	v1Only    string // why the round trip runs under compose v1 only
 	refused   string // why the round trip is not expected to hold
 	refusedAs string
@@ -62,8 +72,8 @@ type lineKeyMsg struct {
 }
 
 var (
-	lossLine  = regexp.MustCompile(`^loss: (\S+) "(.*)"$`)
-	errorLine = regexp.MustCompile(`^error: (\d+) (\S+) "(.*)"$`)
+	lossLine  = regexp.MustCompile(`^(?:loss|note): (\S+) "(.*)"$`)
+	errorLine = regexp.MustCompile(`^error: (\d+) ("[^"]*"|\S+) "(.*)"$`)
 )
 
 func readExpect(t *testing.T, dir string) expectation {
@@ -78,6 +88,8 @@ func readExpect(t *testing.T, dir string) expectation {
 		switch k {
 		case "import":
 			x.kind = v
+		case "project":
+			x.project = v
 		case "loss":
 			m := lossLine.FindStringSubmatch(l)
 			if m == nil {
@@ -93,13 +105,22 @@ func readExpect(t *testing.T, dir string) expectation {
 			if m[2] == "-" {
 				m[2] = ""
 			}
+			m[2] = strings.Trim(m[2], `"`)
 			x.errors = append(x.errors, lineKeyMsg{n, m[2], m[3]})
 		case "secret":
 			x.secrets = append(x.secrets, v)
+		case "note":
+			m := lossLine.FindStringSubmatch(l)
+			if m == nil {
+				t.Fatalf("%s: bad line %q", dir, l)
+			}
+			x.notes = append(x.notes, keyMsg{m[1], m[2]})
 		case "want":
 			x.wants = append(x.wants, v)
 		case "env":
 			x.env = append(x.env, v)
+		case "shell":
+			x.shell = append(x.shell, v)
 		case "roundtrip":
 			switch {
 			case strings.HasPrefix(v, "v1 only: "):
@@ -151,16 +172,14 @@ func composeCLIs(t *testing.T) []cli {
 	return []cli{{"v1", []string{v1}}, {"v2", strings.Fields(testenv.ComposeV2(t))}}
 }
 
-// cleanEnv is the process environment without what would change what
-// compose reads: COMPOSE_*, DOCKER_HOST, and any variable the corpus uses.
+// cleanEnv is what compose runs with: PATH and HOME of the process, and
+// extra; nothing else of the process environment changes what it reads.
 func cleanEnv(extra []string) []string {
 	var out []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(k, "COMPOSE_") || strings.HasPrefix(k, "SECRET__") || k == "DOCKER_HOST" {
-			continue
+	for _, k := range []string{"PATH", "HOME"} {
+		if v, ok := os.LookupEnv(k); ok {
+			out = append(out, k+"="+v)
 		}
-		out = append(out, kv)
 	}
 	return append(out, extra...)
 }
@@ -169,6 +188,14 @@ func cleanEnv(extra []string) []string {
 // reports: JSON from v2, YAML (no JSON there) from v1.
 func config(t *testing.T, c cli, dir, file string, env []string) map[string]any {
 	t.Helper()
+	doc, err := configOf(c, dir, file, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return doc
+}
+
+func configOf(c cli, dir, file string, env []string) (map[string]any, error) {
 	args := slices.Clone(c.argv[1:])
 	if file != "" {
 		args = append(args, "-f", file)
@@ -185,7 +212,7 @@ func config(t *testing.T, c cli, dir, file string, env []string) map[string]any 
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		t.Fatalf("compose %s config in %s: %v\n%s", c.name, dir, err, stderr.String())
+		return nil, fmt.Errorf("compose %s config in %s: %v\n%s", c.name, dir, err, stderr.String())
 	}
 	var doc map[string]any
 	if c.name == "v2" {
@@ -194,33 +221,100 @@ func config(t *testing.T, c cli, dir, file string, env []string) map[string]any 
 		err = yaml.Unmarshal(out, &doc)
 	}
 	if err != nil {
-		t.Fatalf("compose %s config output: %v\n%s", c.name, err, out)
+		return nil, fmt.Errorf("compose %s config output: %v\n%s", c.name, err, out)
 	}
-	return doc
+	return doc, nil
 }
 
+// TestCorpus runs the cases two at a time (but those that set the
+// shell's variables, which a parallel test may not), each running its
+// compose commands at once, while the originals' `config` runs ahead, a
+// few at a time: docker-compose 1.29 takes seconds to start on a busy
+// machine, and the package's tests share one time limit.
+//
+// It ends with the counts of the cases that held, the projects apart:
+// how many import without -lossy and round-trip under compose v1 and v2,
+// how many are refused.
 func TestCorpus(t *testing.T) {
 	dirs := corpusDirs(t)
-	var clis []cli
+	clis := composeCLIs(t)
+	ahead := originalsAhead(t, dirs, clis)
+	var mu sync.Mutex
+	held := map[bool]map[string]int{true: {}, false: {}}
+	t.Cleanup(func() {
+		for _, projects := range []bool{true, false} {
+			what := "rule cases"
+			if projects {
+				what = "projects"
+			}
+			c := held[projects]
+			t.Logf("corpus %s held: %d import without -lossy and round-trip under compose v1 and v2 (%d under v1 only), %d refused with losses, %d refused with errors",
+				what, c["ok"], c["ok under v1 only"], c["lossy"], c["broken"])
+		}
+	})
 	for _, dir := range dirs {
 		x := readExpect(t, dir)
 		t.Run(filepath.Base(dir), func(t *testing.T) {
-			if x.kind != "broken" && clis == nil {
-				clis = composeCLIs(t)
+			if len(x.env) == 0 && len(x.shell) == 0 {
+				t.Parallel()
 			}
-			corpusCase(t, dir, x, clis)
+			corpusCase(t, dir, x, clis, ahead)
+			if !t.Failed() {
+				kind := x.kind
+				if kind == "ok" && x.v1Only != "" {
+					kind = "ok under v1 only"
+				}
+				mu.Lock()
+				held[x.project != ""][kind]++
+				mu.Unlock()
+			}
 		})
 	}
 }
 
-func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
+// originalsAhead starts `config` of every original a round trip compares
+// with, at most four at a time; each result is awaited where it is used.
+func originalsAhead(t *testing.T, dirs []string, clis []cli) map[string]*configRun {
+	out := map[string]*configRun{}
+	slots := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	for _, dir := range dirs {
+		x := readExpect(t, dir)
+		if x.kind == "broken" || x.refused != "" {
+			continue
+		}
+		for _, c := range clis {
+			if x.v1Only != "" && c.name == "v2" {
+				continue
+			}
+			r := &configRun{c: c, dir: dir, file: "docker-compose.yml", env: x.env, done: make(chan struct{})}
+			out[c.name+" "+dir] = r
+			wg.Go(func() {
+				defer close(r.done)
+				slots <- struct{}{}
+				defer func() { <-slots }()
+				r.doc, r.err = configOf(r.c, r.dir, r.file, r.env)
+			})
+		}
+	}
+	t.Cleanup(wg.Wait)
+	return out
+}
+
+func corpusCase(t *testing.T, dir string, x expectation, clis []cli, ahead map[string]*configRun) {
 	catDir := t.TempDir()
 	catFile := filepath.Join(catDir, "services.toml")
 	empty := "[project]\nname = \"roundtrip\"\ndeploy_dir = \"deployment\"\n"
 	if err := os.WriteFile(catFile, []byte(empty), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	opts := Options{Catalog: catFile, Paths: []string{dir}, Environ: x.env, Out: &bytes.Buffer{}}
+	// The shell's variables are set for the import too: it must take
+	// nothing from them.
+	for _, kv := range slices.Concat(x.env, x.shell) {
+		k, v, _ := strings.Cut(kv, "=")
+		t.Setenv(k, v)
+	}
+	opts := Options{Catalog: catFile, Paths: []string{dir}, Out: &bytes.Buffer{}}
 	res, err := Import(context.Background(), opts)
 	if b, _ := os.ReadFile(catFile); string(b) != empty {
 		if x.kind != "ok" {
@@ -265,7 +359,17 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 	if !res.Written || res.Diff == "" {
 		t.Fatalf("nothing written: %+v", res)
 	}
+	for _, w := range x.notes {
+		if !slices.ContainsFunc(res.Notes, func(n Finding) bool { return n.Key == w.key && strings.Contains(n.Msg, w.msg) && n.Line > 0 }) {
+			t.Errorf("no note %s %q in:\n%v", w.key, w.msg, res.Notes)
+		}
+	}
 	text, _ := os.ReadFile(catFile)
+	for _, kv := range slices.Concat(x.env, x.shell) {
+		if _, v, _ := strings.Cut(kv, "="); v != "" && strings.Contains(string(text), v) {
+			t.Errorf("the shell's value %q is in the catalog", v)
+		}
+	}
 	for _, w := range x.wants {
 		if !strings.Contains(string(text), w) {
 			t.Errorf("the catalog lacks %q:\n%s", w, text)
@@ -308,22 +412,60 @@ func corpusCase(t *testing.T, dir string, x expectation, clis []cli) {
 	if _, err := render.Write(deploy, tree, render.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// Every compose command at once; the rendered file must always be
+	// good, the original's config is compared where a round trip holds.
+	var runs []*configRun
+	for _, c := range clis {
+		runs = append(runs, &configRun{c: c, dir: deploy})
+		if x.refused == "" && (x.v1Only == "" || c.name == "v1") {
+			runs = append(runs, ahead[c.name+" "+dir])
+		}
+	}
+	configs(t, runs)
 	if x.refused != "" {
 		t.Logf("round trip refused (%s): %s", x.refusedAs, x.refused)
-		for _, c := range clis {
-			config(t, c, deploy, "", nil) // the rendered file is still good
-		}
 		return
 	}
-	for _, c := range clis {
-		if x.v1Only != "" && c.name == "v2" {
-			t.Logf("round trip under v2 not applicable: %s", x.v1Only)
-			config(t, c, deploy, "", nil)
-			continue
+	if x.v1Only != "" {
+		t.Logf("round trip under v2 not applicable: %s", x.v1Only)
+	}
+	for i := 0; i+1 < len(runs); i++ {
+		if runs[i+1].file != "" && runs[i+1].c.name == runs[i].c.name {
+			roundTrip(t, runs[i].c.name, cat, runs[i+1].doc, runs[i].doc)
 		}
-		want := config(t, c, dir, "docker-compose.yml", x.env)
-		got := config(t, c, deploy, "", nil)
-		roundTrip(t, c.name, cat, want, got)
+	}
+}
+
+// configRun is one `config` of configs: its command line, folder, file
+// and environment, and what it reported; done, when set, is closed once
+// it ran ahead.
+type configRun struct {
+	c         cli
+	dir, file string
+	env       []string
+	doc       map[string]any
+	err       error
+	done      chan struct{}
+}
+
+// configs runs them all at once, or waits for those that ran ahead.
+func configs(t *testing.T, runs []*configRun) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for _, r := range runs {
+		wg.Go(func() {
+			if r.done != nil {
+				<-r.done
+				return
+			}
+			r.doc, r.err = configOf(r.c, r.dir, r.file, r.env)
+		})
+	}
+	wg.Wait()
+	for _, r := range runs {
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
 	}
 }
 
@@ -335,7 +477,7 @@ func originalValues(t *testing.T, dir string, env []string) map[string]map[strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	f, err := readCompose(context.Background(), path, path, env)
+	f, err := readCompose(context.Background(), path, path)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,8 +513,9 @@ func roundTrip(t *testing.T, cliName string, cat *catalog.Catalog, want, got map
 			t.Errorf("%s: service %s not rendered", cliName, name)
 			continue
 		}
-		wn := normalize(w.(map[string]any), want)
-		gn := normalize(g.(map[string]any), got)
+		wm, gm := fileSecrets(w.(map[string]any), g.(map[string]any))
+		wn := normalize(wm, want)
+		gn := normalize(gm, got)
 		wj, _ := json.MarshalIndent(wn, "", "  ")
 		gj, _ := json.MarshalIndent(gn, "", "  ")
 		if !bytes.Equal(wj, gj) {
@@ -384,6 +527,31 @@ func roundTrip(t *testing.T, cliName string, cat *catalog.Catalog, want, got map
 	if len(gotSvcs) != len(wantSvcs) {
 		t.Errorf("%s: %d services rendered, %d in the original", cliName, len(gotSvcs), len(wantSvcs))
 	}
+}
+
+// fileSecrets maps the original's file secrets as import does: each
+// becomes a variable of the rendered service's environment.
+func fileSecrets(want, got map[string]any) (map[string]any, map[string]any) {
+	list, ok := want["secrets"].([]any)
+	if !ok {
+		return want, got
+	}
+	want, got = cloneMap(want), cloneMap(got)
+	delete(want, "secrets")
+	env, _ := got["environment"].(map[string]any)
+	env = cloneMap(env)
+	for _, s := range list {
+		name := fmt.Sprint(s)
+		if m, ok := s.(map[string]any); ok {
+			name = fmt.Sprint(m["source"])
+		}
+		delete(env, name)
+	}
+	got["environment"] = env
+	if len(env) == 0 {
+		delete(got, "environment")
+	}
+	return want, got
 }
 
 // normalize leaves out what the tool adds or maps on purpose, as the
@@ -399,8 +567,11 @@ func roundTrip(t *testing.T, cliName string, cat *catalog.Catalog, want, got map
 //   - the image name of a built service (the tool tags its builds
 //     <project>/<service>);
 //   - the x-maestro extension, which import reads;
+//   - container_name, which import drops (a note);
 //
-// and, as equal forms: no restart and restart "no" (docker's default), no
+// and, as equal forms: an environment value written as a number or as a
+// string (the container gets a string; v1's config echoes the YAML type),
+// no restart and restart "no" (docker's default), no
 // dockerfile and "Dockerfile",
 // depends_on as a list and as service_started conditions, a volume
 // declared with and without the local driver.
@@ -453,6 +624,17 @@ func normalize(svc map[string]any, doc map[string]any) map[string]any {
 		}
 	}
 	delete(out, "x-maestro")
+	delete(out, "container_name")
+	if env, ok := out["environment"].(map[string]any); ok {
+		strs := map[string]any{}
+		for k, v := range env {
+			if v != nil {
+				v = fmt.Sprint(v)
+			}
+			strs[k] = v
+		}
+		out["environment"] = strs
+	}
 	if out["restart"] == "no" {
 		delete(out, "restart")
 	}

@@ -36,7 +36,7 @@ func TestImportedSampleDeploys(t *testing.T) {
 		paths = append(paths, filepath.Join(p.Root, "examples", "maestro-platform", r))
 	}
 	var out bytes.Buffer
-	res, err := importer.Import(ctx, importer.Options{Catalog: p.Catalog, Paths: paths, Environ: []string{}, Out: &out})
+	res, err := importer.Import(ctx, importer.Options{Catalog: p.Catalog, Paths: paths, Prebuild: true, Out: &out})
 	if err != nil {
 		t.Fatalf("import: %v\n%s", err, out.String())
 	}

@@ -23,7 +23,13 @@
 //   - restart: a file without one says compose's "no", which is written
 //     (the tool's own default is unless-stopped).
 //   - x-maestro: a service's x-maestro extension gives the catalog keys a
-//     compose file cannot hold (title, health, checks, prebuild...).
+//     compose file cannot hold (title, health, checks, prebuild...); its
+//     prebuild and prebuild_env, host commands, only with Options.Prebuild.
+//   - Untrusted input: variables come from .env and .env.example beside
+//     the file, never the process environment; no file outside the
+//     file's folder is read into the catalog; no value the secret
+//     detector flags is written; files and YAML aliases are bounded (see
+//     bounds.go and guard.go).
 package importer
 
 import (
@@ -37,9 +43,11 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/BurntSushi/toml"
 	"github.com/aymanbagabas/go-udiff"
+	"github.com/sirupsen/logrus"
 
 	"github.com/maestro-platform/deploy/internal/atomicfile"
 	"github.com/maestro-platform/deploy/tasks/catalog"
@@ -57,9 +65,9 @@ type Options struct {
 	// Lossy writes the entries even though the files say things the
 	// catalog cannot carry (each one listed).
 	Lossy bool
-	// Environ is the environment the files are interpolated with, as
-	// KEY=value (default os.Environ()), before .env and .env.example.
-	Environ []string
+	// Prebuild takes the files' x-maestro prebuild and prebuild_env:
+	// host commands, which import otherwise refuses (a loss).
+	Prebuild bool
 	// Out receives the diff, then what was mapped and what was lost
 	// (default os.Stdout).
 	Out io.Writer
@@ -73,8 +81,9 @@ type Result struct {
 	// catalog, left as they are.
 	Added, Kept []string
 	// Losses are what the catalog cannot carry; Notes what import mapped
-	// on purpose (the shared network, secrets, env files...).
-	Losses, Notes []Finding
+	// on purpose (the shared network, secrets, env files...); Warnings
+	// what it took only because Options said so (host commands).
+	Losses, Notes, Warnings []Finding
 	// Written is true when the catalog was written.
 	Written bool
 }
@@ -139,9 +148,7 @@ func (e existingEntry) hasHealthcheck() bool {
 // input (a compose file compose cannot read, a catalog that does not
 // load) is a catalog.Errors, each with file:line: key: message (hint).
 func Import(ctx context.Context, o Options) (*Result, error) {
-	if o.Environ == nil {
-		o.Environ = os.Environ()
-	}
+	defer quietLoader()()
 	if o.Out == nil {
 		o.Out = os.Stdout
 	}
@@ -185,7 +192,7 @@ func Import(ctx context.Context, o Options) (*Result, error) {
 			errs = append(errs, &catalog.Error{File: p, Msg: err.Error(), Hint: "name a compose file or a folder holding one"})
 			continue
 		}
-		f, err := readCompose(ctx, path, shownPath(path), o.Environ)
+		f, err := readCompose(ctx, path, shownPath(path))
 		if err != nil {
 			var ce catalog.Errors
 			if errors.As(err, &ce) {
@@ -197,9 +204,9 @@ func Import(ctx context.Context, o Options) (*Result, error) {
 		if firstProject == "" {
 			firstProject = f.name
 		}
-		m := &mapper{f: f, catDir: filepath.Dir(catAbs)}
+		m := &mapper{f: f, catDir: filepath.Dir(catAbs), prebuild: o.Prebuild}
 		for _, name := range f.order {
-			nl, nn := len(m.losses), len(m.notes)
+			nl, nn, nw := len(m.losses), len(m.notes), len(m.warnings)
 			e, err := m.service(name)
 			if err != nil {
 				var ce catalog.Errors
@@ -209,7 +216,7 @@ func Import(ctx context.Context, o Options) (*Result, error) {
 				}
 				return nil, err
 			}
-			losses, notes := m.losses[nl:], m.notes[nn:]
+			losses, notes, warnings := m.losses[nl:], m.notes[nn:], m.warnings[nw:]
 			switch {
 			case haveNames[e.Name]:
 				res.Kept = append(res.Kept, e.Name)
@@ -224,6 +231,7 @@ func Import(ctx context.Context, o Options) (*Result, error) {
 			entries = append(entries, e)
 			res.Losses = append(res.Losses, losses...)
 			res.Notes = append(res.Notes, notes...)
+			res.Warnings = append(res.Warnings, warnings...)
 		}
 	}
 	if len(errs) > 0 {
@@ -265,6 +273,28 @@ func Import(ctx context.Context, o Options) (*Result, error) {
 	}
 	res.Written = true
 	return res, nil
+}
+
+// loaderLog serialises imports around compose-go's logger, which is
+// the process's logrus standard logger.
+var loaderLog sync.Mutex
+
+// quietLoader keeps compose-go's log lines (logrus: "the attribute
+// version is obsolete", "the X variable is not set") off the output
+// until the returned function is called: import reports what matters of
+// them itself, with file:line (an unset variable is a loss or a secret),
+// and the rest says nothing about the catalog.
+func quietLoader() (restore func()) {
+	loaderLog.Lock()
+	l := logrus.StandardLogger()
+	out := l.Out
+	l.SetOutput(io.Discard)
+	hooks := l.ReplaceHooks(logrus.LevelHooks{})
+	return func() {
+		l.SetOutput(out)
+		l.ReplaceHooks(hooks)
+		loaderLog.Unlock()
+	}
 }
 
 func readCatalog(abs string) (string, fs.FileMode, error) {
@@ -403,6 +433,9 @@ func report(w io.Writer, res *Result, lossy bool) {
 	}
 	for _, n := range res.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)
+	}
+	for _, n := range res.Warnings {
+		fmt.Fprintf(w, "WARNING: %s\n", n)
 	}
 	if lossy {
 		for _, l := range res.Losses {

@@ -52,7 +52,7 @@ func emptyCatalog(t *testing.T, dir string) string {
 func TestImportTwiceChangesNothing(t *testing.T) {
 	root := testenv.RepoRoot()
 	cat := emptyCatalog(t, t.TempDir())
-	opts := Options{Catalog: cat, Paths: samplePaths(root), Environ: []string{}, Out: &bytes.Buffer{}}
+	opts := Options{Catalog: cat, Paths: samplePaths(root), Prebuild: true, Out: &bytes.Buffer{}}
 	res, err := Import(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +98,7 @@ func TestImportKeepsWhatIsThere(t *testing.T) {
 	corpus := filepath.Join("testdata", "corpus")
 	var out bytes.Buffer
 	opts := Options{Catalog: cat, Paths: append(samplePaths(root), filepath.Join(corpus, "02-command-entrypoint")),
-		Environ: []string{}, Out: &out, DryRun: true}
+		Prebuild: true, Out: &out, DryRun: true}
 	res, err := Import(context.Background(), opts)
 	if err != nil {
 		t.Fatal(err)
@@ -130,7 +130,7 @@ func TestImportKeepsWhatIsThere(t *testing.T) {
 	// Refused: losses without -lossy, and a broken file; nothing written.
 	for _, p := range []string{"12-profiles", "26-broken-schema"} {
 		before, _ := os.ReadFile(cat)
-		_, err := Import(context.Background(), Options{Catalog: cat, Paths: []string{filepath.Join(corpus, p)}, Environ: []string{}, Out: &bytes.Buffer{}})
+		_, err := Import(context.Background(), Options{Catalog: cat, Paths: []string{filepath.Join(corpus, p)}, Prebuild: true, Out: &bytes.Buffer{}})
 		var le *LossError
 		var ce catalog.Errors
 		if !errors.As(err, &le) && !errors.As(err, &ce) {
@@ -150,7 +150,7 @@ func TestImportKeepsWhatIsThere(t *testing.T) {
 func TestSampleImportIsTheCatalog(t *testing.T) {
 	root := testenv.RepoRoot()
 	cat := emptyCatalog(t, t.TempDir()) // paths are absolute once loaded, wherever the catalog is
-	if _, err := Import(context.Background(), Options{Catalog: cat, Paths: samplePaths(root), Environ: []string{}, Out: &bytes.Buffer{}}); err != nil {
+	if _, err := Import(context.Background(), Options{Catalog: cat, Paths: samplePaths(root), Prebuild: true, Out: &bytes.Buffer{}}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := catalog.Load(cat)
@@ -229,7 +229,7 @@ func TestImportRenderedFiles(t *testing.T) {
 	dir := t.TempDir()
 	cat := emptyCatalog(t, dir)
 	var out bytes.Buffer
-	res, err := Import(context.Background(), Options{Catalog: cat, Paths: []string{first}, Environ: []string{}, Out: &out})
+	res, err := Import(context.Background(), Options{Catalog: cat, Paths: []string{first}, Prebuild: true, Out: &out})
 	if err != nil {
 		t.Fatalf("%v\n%s", err, out.String())
 	}
@@ -253,7 +253,7 @@ func TestImportRenderedFiles(t *testing.T) {
 
 	// Twice: nothing changes the second time.
 	before, _ := os.ReadFile(cat)
-	res, err = Import(context.Background(), Options{Catalog: cat, Paths: []string{second}, Environ: []string{}, Out: &bytes.Buffer{}})
+	res, err = Import(context.Background(), Options{Catalog: cat, Paths: []string{second}, Prebuild: true, Out: &bytes.Buffer{}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,8 +305,10 @@ func TestSecretRules(t *testing.T) {
 	for name, want := range map[string]bool{
 		"DB_PASSWORD": true, "PASSWORD": true, "db_pass": true, "API_TOKEN": true, "GITHUB_TOKEN": true,
 		"AWS_SECRET_ACCESS_KEY": true, "STRIPE_API_KEY": true, "APIKEY": true, "SESSION_KEY": true,
-		"CREDENTIALS": true, "PRIVATE_KEY_PATH": true,
-		"PASSENGER_COUNT": false, "KEYBOARD": false, "MONKEY": false, "LOG_LEVEL": false, "KEY_COUNT": false,
+		"CREDENTIALS": true, "PRIVATE_KEY_PATH": true, "GITHUB_PAT": true, "ME_CONFIG_MONGODB_ADMINPASSWORD": true,
+		"OAUTH_ACCESSTOKEN": true, "DB_PASSWORDS": true, "PATH": false, "PATTERN": false, "BYPASS_CACHE": false,
+		"PASSWORDLESS_LOGIN": false,
+		"PASSENGER_COUNT":    false, "KEYBOARD": false, "MONKEY": false, "LOG_LEVEL": false, "KEY_COUNT": false,
 		"TOKENIZER": false, "PORT": false, "PWD": false,
 	} {
 		if secretName(name) != want {

@@ -1,7 +1,9 @@
 package importer
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
 
 	"go.yaml.in/yaml/v4"
 
@@ -13,10 +15,30 @@ import (
 // every message points at its line.
 type positions map[string]int
 
-func yamlPositions(root *yaml.Node) positions {
+// yamlPositions walks the document with its aliases expanded, as the
+// decoder will expand them, and stops with an error past maxNodes nodes:
+// a few hundred bytes of aliases of aliases (a "billion laughs") expand
+// into billions of nodes, which neither this walk nor the decoder may
+// reach. A file that passes here decodes within the same bound.
+func yamlPositions(root *yaml.Node, shown string) (positions, *catalog.Error) {
 	p := positions{}
+	visited := 0
+	var tooBig *catalog.Error
 	var walk func(n *yaml.Node, path string)
 	walk = func(n *yaml.Node, path string) {
+		if tooBig != nil {
+			return
+		}
+		if visited++; visited > maxNodes {
+			// Named by the top-level key being expanded: deeper paths
+			// run through aliases and point at their anchors' lines.
+			top, _, _ := strings.Cut(path, ".")
+			top, _, _ = strings.Cut(top, "[")
+			tooBig = &catalog.Error{File: shown, Line: p[top], Key: top,
+				Msg:  fmt.Sprintf("the file expands to more than %d YAML nodes (its aliases are expanded where they are used)", maxNodes),
+				Hint: "a compose file is far smaller: write the repeated parts out, or use fewer aliases of aliases"}
+			return
+		}
 		switch n.Kind {
 		case yaml.DocumentNode:
 			for _, c := range n.Content {
@@ -49,7 +71,10 @@ func yamlPositions(root *yaml.Node) positions {
 		}
 	}
 	walk(root, "")
-	return p
+	if tooBig != nil {
+		return nil, tooBig
+	}
+	return p, nil
 }
 
 // line returns the line of the most specific written prefix of path.

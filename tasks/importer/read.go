@@ -1,11 +1,9 @@
 package importer
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"path/filepath"
@@ -19,7 +17,6 @@ import (
 	"github.com/compose-spec/compose-go/v2/loader"
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
-	"go.yaml.in/yaml/v4"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
 )
@@ -36,18 +33,26 @@ type composeFile struct {
 	legacy bool
 	// name is compose's project name for the file.
 	name string
-	// env is what the file is interpolated with: the process environment,
-	// then .env, then .env.example beside it.
+	// env is what the file is interpolated with: .env, then .env.example
+	// beside it. Never the process environment: what the operator's
+	// shell holds (tokens, paths) must not end up in the catalog.
 	env map[string]string
-	// from says where each variable of env came from, for notes.
-	from map[string]string
 	// blank are the variables .env.example lists without a value: the
 	// ones a repository leaves for each user to fill in, its secrets.
 	blank map[string]bool
 	// raw is the file interpolated, with services under "services";
-	// vars holds, by path, the variables each string refers to.
-	raw  map[string]any
-	vars map[string][]string
+	// vars holds, by path, the variables each string refers to, and
+	// unset those of them that neither .env nor .env.example sets and
+	// that have no default: compose would take them from the shell.
+	raw   map[string]any
+	vars  map[string][]string
+	unset map[string][]string
+	// values are, by path, the strings that refer to variables, as
+	// interpolated.
+	values map[string]string
+	// away are, by service, the env_file and label_file entries outside
+	// the file's folder: left out of what is loaded, and each a loss.
+	away map[string][]awayFile
 	// project is what compose-go's loader makes of it.
 	project *types.Project
 	// order lists the services as written.
@@ -113,28 +118,15 @@ func yamlError(file string, err error) *catalog.Error {
 	return e
 }
 
-// readCompose reads, interpolates and loads one compose file. environ is
-// the process environment (KEY=value).
-func readCompose(ctx context.Context, path, shown string, environ []string) (*composeFile, error) {
-	f := &composeFile{Path: path, Shown: shown, Dir: filepath.Dir(path), vars: map[string][]string{}}
-	src, err := os.ReadFile(path)
+// readCompose reads, interpolates and loads one compose file.
+func readCompose(ctx context.Context, path, shown string) (*composeFile, error) {
+	f := &composeFile{Path: path, Shown: shown, Dir: filepath.Dir(path), vars: map[string][]string{}, unset: map[string][]string{},
+		values: map[string]string{}}
+	root, pos, err := parseYAML(path, shown)
 	if err != nil {
-		return nil, catalog.Errors{{File: shown, Msg: err.Error(), Hint: "name a compose file or a folder holding one"}}
+		return nil, err
 	}
-	var root yaml.Node
-	dec := yaml.NewDecoder(bytes.NewReader(src))
-	if err := dec.Decode(&root); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, catalog.Errors{f.errorAt("", "a compose file declares its services under services:", "the file is empty")}
-		}
-		return nil, catalog.Errors{yamlError(shown, err)}
-	}
-	var more yaml.Node
-	if err := dec.Decode(&more); !errors.Is(err, io.EOF) {
-		return nil, catalog.Errors{{File: shown, Line: more.Line, Msg: "a second YAML document",
-			Hint: "import reads one document per file: split it into files"}}
-	}
-	f.pos = yamlPositions(&root)
+	f.pos = pos
 	var doc any
 	if err := root.Decode(&doc); err != nil {
 		return nil, catalog.Errors{{File: shown, Msg: err.Error(), Hint: yamlHint}}
@@ -146,7 +138,11 @@ func readCompose(ctx context.Context, path, shown string, environ []string) (*co
 	if top, err = f.legacyFormat(top); err != nil {
 		return nil, err
 	}
-	if err := f.environment(environ); err != nil {
+	if _, ok := top["include"]; ok {
+		return nil, catalog.Errors{f.errorAt("include", "name each included file to import as a path of its own",
+			"include: import reads the files it is given, one by one")}
+	}
+	if err := f.environment(); err != nil {
 		return nil, err
 	}
 	f.name = projectName(top, f.Dir)
@@ -155,6 +151,9 @@ func readCompose(ctx context.Context, path, shown string, environ []string) (*co
 		return nil, err
 	}
 	f.raw = interpolated.(map[string]any)
+	if top, err = f.vetFiles(top); err != nil {
+		return nil, err
+	}
 	if err := f.load(ctx, top); err != nil {
 		return nil, err
 	}
@@ -210,26 +209,21 @@ func (f *composeFile) legacyFormat(top map[string]any) (map[string]any, error) {
 	return map[string]any{"services": services}, nil
 }
 
-// environment reads .env and .env.example beside the file, below the
-// process environment, as compose does for .env (compose ignores
-// .env.example: it is where a repository shows what .env needs, and
-// import falls back on it for what neither gives).
-func (f *composeFile) environment(environ []string) error {
-	f.env, f.from, f.blank = map[string]string{}, map[string]string{}, map[string]bool{}
-	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
-			f.env[k], f.from[k] = v, "the environment"
-		}
-	}
+// environment reads .env and .env.example beside the file, as compose
+// does for .env (compose ignores .env.example: it is where a repository
+// shows what .env needs, and import falls back on it for what .env does
+// not give).
+func (f *composeFile) environment() error {
+	f.env, f.blank = map[string]string{}, map[string]bool{}
 	for _, name := range []string{".env", ".env.example"} {
 		p := filepath.Join(f.Dir, name)
-		src, err := os.ReadFile(p)
-		if errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Lstat(p); errors.Is(err, os.ErrNotExist) {
 			continue
 		}
 		shown := filepath.Join(filepath.Dir(f.Shown), name)
+		src, err := readBounded(p, shown)
 		if err != nil {
-			return catalog.Errors{{File: shown, Msg: err.Error(), Hint: "make it readable, or remove it"}}
+			return err
 		}
 		vars, err := dotenv.UnmarshalBytesWithLookup(src, func(k string) (string, bool) {
 			v, ok := f.env[k]
@@ -243,7 +237,7 @@ func (f *composeFile) environment(environ []string) error {
 				f.blank[k] = true
 			}
 			if _, set := f.env[k]; !set {
-				f.env[k], f.from[k] = v, name
+				f.env[k] = v
 			}
 		}
 	}
@@ -270,17 +264,30 @@ func projectName(top map[string]any, dir string) string {
 func (f *composeFile) interpolate(v any, path string) (any, error) {
 	switch v := v.(type) {
 	case string:
-		var used []string
-		out, err := template.Substitute(v, func(name string) (string, bool) {
+		var used, unset []string
+		lookup := func(name string) (string, bool) {
 			used = append(used, name)
 			val, ok := f.env[name]
 			return val, ok
-		})
+		}
+		out, err := template.SubstituteWithOptions(v, lookup, template.WithoutLogging,
+			template.WithReplacementFunction(func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
+				if name := bareVariable(sub); name != "" {
+					if _, ok := f.env[name]; !ok {
+						unset = append(unset, name)
+					}
+				}
+				return template.DefaultReplacementFunc(sub, m, cfg)
+			}))
 		if err != nil {
-			return nil, catalog.Errors{f.errorAt(path, "set the variable in the environment, or in .env beside the file", "%v", err)}
+			return nil, catalog.Errors{f.errorAt(path, "set the variable in .env beside the file (import does not read the shell's environment)", "%v", err)}
 		}
 		if len(used) > 0 {
 			f.vars[path] = used
+			f.values[path] = out
+		}
+		if len(unset) > 0 {
+			f.unset[path] = unset
 		}
 		return out, nil
 	case map[string]any:
@@ -305,6 +312,18 @@ func (f *composeFile) interpolate(v any, path string) (any, error) {
 		return out, nil
 	}
 	return v, nil
+}
+
+// bare is a variable reference without a default, a required mark or
+// an alternative: $NAME or ${NAME}.
+var bare = regexp.MustCompile(`^\$\{?([_A-Za-z][_A-Za-z0-9]*)\}?$`)
+
+// bareVariable is the name a bare reference refers to, or "".
+func bareVariable(ref string) string {
+	if m := bare.FindStringSubmatch(ref); m != nil && strings.HasPrefix(ref, "${") == strings.HasSuffix(ref, "}") {
+		return m[1]
+	}
+	return ""
 }
 
 func joinPath(a, b string) string {
@@ -369,4 +388,155 @@ func indexPath(p string) string {
 		b.WriteString(part)
 	}
 	return b.String()
+}
+
+// awayFile is an env_file or label_file entry naming a file outside the
+// compose file's folder: the operator's, not the project's (~/.aws/...,
+// /etc/...), which import does not read.
+type awayFile struct{ what, key, file string }
+
+// fileKeys are the service keys naming files compose reads into the
+// service.
+var fileKeys = []string{"env_file", "label_file"}
+
+// vetFiles checks the files compose-go will read while loading: each
+// env_file and label_file inside the folder is a regular file of bounded
+// size, one outside it is taken out of what is loaded (and reported as a
+// loss); each file a service extends is read within the bounds, and may
+// name no env_file outside the folder either.
+func (f *composeFile) vetFiles(top map[string]any) (map[string]any, error) {
+	rawServices, _ := f.raw["services"].(map[string]any)
+	topServices, _ := top["services"].(map[string]any)
+	if len(rawServices) == 0 || len(topServices) == 0 {
+		return top, nil
+	}
+	f.away = map[string][]awayFile{}
+	services := maps.Clone(topServices)
+	var errs catalog.Errors
+	for _, name := range slices.Sorted(maps.Keys(rawServices)) {
+		svc, _ := rawServices[name].(map[string]any)
+		at := "services." + name
+		for _, key := range fileKeys {
+			files, isList := fileEntries(svc[key])
+			var keep []int
+			for i, p := range files {
+				kat := at + "." + key
+				if isList {
+					kat = fmt.Sprintf("%s[%d]", kat, i)
+				}
+				abs := p
+				if !filepath.IsAbs(abs) {
+					abs = filepath.Join(f.Dir, p)
+				}
+				if p != "" && !within(f.Dir, abs) {
+					f.away[name] = append(f.away[name], awayFile{what: key, key: kat, file: p})
+					continue
+				}
+				keep = append(keep, i)
+				if fi, err := os.Stat(abs); err == nil && (!fi.Mode().IsRegular() || fi.Size() > maxFileSize) {
+					errs = append(errs, f.errorAt(kat, "name a regular file of a few kilobytes", "%s is not a regular file of at most %d KiB", p, maxFileSize>>10))
+				}
+			}
+			if len(keep) == len(files) {
+				continue
+			}
+			ts, _ := services[name].(map[string]any)
+			ts = maps.Clone(ts)
+			if l, ok := ts[key].([]any); ok {
+				var kept []any
+				for _, i := range keep {
+					kept = append(kept, l[i])
+				}
+				ts[key] = kept
+			}
+			if len(keep) == 0 {
+				delete(ts, key)
+			}
+			services[name] = ts
+		}
+		if err := f.vetExtends(at, f, svc, 0); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errs
+	}
+	out := maps.Clone(top)
+	out["services"] = services
+	return out, nil
+}
+
+// vetExtends reads the file svc extends, if any, within the bounds, and
+// refuses an env_file or label_file outside f's folder in it: compose-go
+// reads those while merging, and that file cannot be changed here.
+func (f *composeFile) vetExtends(at string, in *composeFile, svc map[string]any, depth int) *catalog.Error {
+	ext, _ := svc["extends"].(map[string]any)
+	file, _ := ext["file"].(string)
+	if file == "" || depth > 10 {
+		return nil
+	}
+	if !filepath.IsAbs(file) {
+		file = filepath.Join(in.Dir, file)
+	}
+	other, err := readRaw(file, f)
+	if err != nil {
+		var ce catalog.Errors
+		if errors.As(err, &ce) && len(ce) > 0 {
+			return ce[0]
+		}
+		return f.errorAt(at+".extends", "extends names a file that cannot be read", "%v", err)
+	}
+	from, _ := ext["service"].(string)
+	base, _ := other.raw["services"].(map[string]any)
+	bsvc, _ := base[from].(map[string]any)
+	for _, key := range fileKeys {
+		files, _ := fileEntries(bsvc[key])
+		for _, p := range files {
+			abs := p
+			if !filepath.IsAbs(abs) {
+				abs = filepath.Join(other.Dir, p)
+			}
+			if p != "" && !within(f.Dir, abs) {
+				return f.errorAt(at+".extends", "keep the files a service reads in the compose file's folder, or give the values in environment:",
+					"the service it extends (%s in %s) has %s %s, outside the compose file's folder: import takes nothing from the operator's files", from, shownPath(file), key, p)
+			}
+		}
+	}
+	return f.vetExtends(at, other, bsvc, depth+1)
+}
+
+// fileEntries are the paths of an env_file or label_file value (a string,
+// or a list of strings and {path: ...} mappings), and whether it is a list.
+func fileEntries(v any) ([]string, bool) {
+	switch v := v.(type) {
+	case string:
+		return []string{v}, false
+	case []any:
+		out := make([]string, len(v))
+		for i, e := range v {
+			switch e := e.(type) {
+			case string:
+				out[i] = e
+			case map[string]any:
+				out[i], _ = e["path"].(string)
+			}
+		}
+		return out, true
+	}
+	return nil, false
+}
+
+// within says whether path is inside dir, symbolic links followed.
+func within(dir, path string) bool {
+	resolve := func(p string) string {
+		if r, err := filepath.EvalSymlinks(p); err == nil {
+			return r
+		}
+		if r, err := filepath.EvalSymlinks(filepath.Dir(p)); err == nil {
+			return filepath.Join(r, filepath.Base(p))
+		}
+		return filepath.Clean(p)
+	}
+	rel, err := filepath.Rel(resolve(dir), resolve(path))
+	return err == nil && filepath.IsLocal(rel)
 }

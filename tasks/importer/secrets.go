@@ -10,8 +10,9 @@ import (
 // environment becomes a secret name (its value never written anywhere by
 // import) when
 //
-//  1. its name says so: a word PASSWORD, PASSWD, PASS, SECRET, TOKEN,
-//     CREDENTIAL(S) or APIKEY, or a KEY after API, ACCESS, PRIVATE,
+//  1. its name says so: a word PASS, PAT (a personal access token),
+//     CREDENTIAL(S) or APIKEY, a word ending in PASSWORD, PASSWD, SECRET
+//     or TOKEN (ADMINPASSWORD, ACCESSTOKEN), or a KEY after API, ACCESS, PRIVATE,
 //     SECRET, SIGNING, ENCRYPTION, MASTER or SESSION (words are split at
 //     '_'; case does not matter);
 //  2. its value comes from a compose variable that (1) or (3) marks, or
@@ -27,7 +28,7 @@ import (
 //     catalog's secrets are.
 
 var (
-	secretWord = regexp.MustCompile(`(?i)(^|_)(PASSWORD|PASSWD|PASS|SECRET|SECRETS|TOKEN|TOKENS|CREDENTIAL|CREDENTIALS|APIKEY)(_|$)`)
+	secretWord = regexp.MustCompile(`(?i)(^|_)(PASS|PAT|CREDENTIALS?|APIKEY|[A-Z0-9]*(PASSWORD|PASSWD|SECRET|TOKEN)S?)(_|$)`)
 	secretKey  = regexp.MustCompile(`(?i)(^|_)(API|ACCESS|PRIVATE|SECRET|SIGNING|ENCRYPTION|MASTER|SESSION)_KEY(_|$)`)
 
 	urlPassword = regexp.MustCompile(`[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:[^/\s@]+@`)

@@ -3,20 +3,18 @@ package importer
 import (
 	"fmt"
 	"maps"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/compose-spec/compose-go/v2/format"
 	"github.com/compose-spec/compose-go/v2/types"
-	"go.yaml.in/yaml/v4"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // Finding is one thing import says about a compose file: a loss (what it
@@ -39,7 +37,9 @@ func (f Finding) String() string {
 		b.WriteString(": " + f.Key)
 	}
 	b.WriteString(": " + f.Msg)
-	return b.String()
+	// Keys and values come from the file: they may not move the cursor
+	// or hide what the line says.
+	return ui.Clean(b.String())
 }
 
 // entry is a catalog entry import proposes.
@@ -87,10 +87,17 @@ type entry struct {
 type mapper struct {
 	f      *composeFile
 	catDir string
-	losses []Finding
-	notes  []Finding
+	// prebuild says the operator takes the files' host commands.
+	prebuild bool
+	losses   []Finding
+	notes    []Finding
+	// warnings are what import takes only because it was told to.
+	warnings []Finding
 	// said are the top-level keys a loss was reported for.
 	said map[string]bool
+	// tainted are the paths of the current service's strings that carry
+	// a secret: never imported.
+	tainted map[string]bool
 }
 
 func (m *mapper) loss(path, format string, args ...any) {
@@ -109,6 +116,10 @@ func (m *mapper) loss(path, format string, args ...any) {
 
 func (m *mapper) note(path, format string, args ...any) {
 	m.notes = append(m.notes, Finding{File: m.f.Shown, Line: m.f.line(path), Key: path, Msg: fmt.Sprintf(format, args...)})
+}
+
+func (m *mapper) warn(path, format string, args ...any) {
+	m.warnings = append(m.warnings, Finding{File: m.f.Shown, Line: m.f.line(path), Key: path, Msg: fmt.Sprintf(format, args...)})
 }
 
 // rebase writes an absolute path relative to the catalog's folder, the
@@ -163,7 +174,8 @@ func catalogName(name string) string {
 var handled = map[string]bool{
 	"image": true, "build": true, "ports": true, "environment": true, "env_file": true,
 	"healthcheck": true, "depends_on": true, "networks": true, "labels": true, "label_file": true,
-	"volumes": true, "restart": true, "deploy": true, "x-maestro": true, "extends": true,
+	"volumes": true, "restart": true, "deploy": true, "x-maestro": true, "extends": true, "secrets": true,
+	"container_name": true, "network_mode": true,
 }
 
 // service maps one compose service to a catalog entry.
@@ -176,6 +188,9 @@ func (m *mapper) service(name string) (*entry, error) {
 		return nil, err
 	}
 	e := &entry{Name: catalogName(name), File: f.Shown, Line: f.line(at)}
+	if err := m.guard(at); err != nil {
+		return nil, err
+	}
 	if !dnsLabel.MatchString(e.Name) {
 		return nil, catalog.Errors{f.errorAt(at, "rename the service: letters, digits and '-'", "service name %q makes no DNS label", name)}
 	}
@@ -191,6 +206,8 @@ func (m *mapper) service(name string) (*entry, error) {
 	m.build(at, &svc, e)
 	m.ports(at, &svc, e)
 	m.environment(at, &svc, raw, e)
+	m.fileSecrets(at, raw, e)
+	m.containerName(at, raw, e)
 	m.healthcheck(at, raw, e)
 	m.dependsOn(at, &svc, raw, e)
 	m.networks(at, &svc)
@@ -208,6 +225,9 @@ func (m *mapper) service(name string) (*entry, error) {
 	}
 	if e.Infra {
 		m.note(at, "publishes no port: imported as [[infrastructure]], started first")
+	}
+	if err := m.neverWritten(at, e); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -227,12 +247,15 @@ func (m *mapper) extended(f *composeFile, services map[string]any, name string, 
 	}
 	var base map[string]any
 	var err error
+	baseFile, baseName := f, ""
 	switch ext := ext.(type) {
 	case string:
+		baseName = ext
 		base, err = m.extended(f, services, ext, depth+1)
 	case map[string]any:
 		from, _ := ext["service"].(string)
 		file, _ := ext["file"].(string)
+		baseName = from
 		if file == "" {
 			base, err = m.extended(f, services, from, depth+1)
 			break
@@ -245,34 +268,80 @@ func (m *mapper) extended(f *composeFile, services map[string]any, name string, 
 			return nil, rerr
 		}
 		otherServices, _ := other.raw["services"].(map[string]any)
+		baseFile = other
 		base, err = m.extended(other, otherServices, from, depth+1)
 	}
 	if err != nil {
 		return nil, err
 	}
+	f.inherit(baseFile, baseName, name, svc)
 	out := mergeService(base, svc)
 	delete(out, "extends")
 	out["extends"] = ext // kept to say it was merged
 	return out, nil
 }
 
+// inherit gives the service name of f what the strings of the service
+// it extends (fromName of from) refer to, at its own paths, so that the
+// secret detector and the environment rule see what the merge brings in.
+// What the service says itself wins, as in mergeService.
+func (f *composeFile) inherit(from *composeFile, fromName, name string, own map[string]any) {
+	src, dst := "services."+fromName, "services."+name
+	type entry struct {
+		path  string
+		vars  []string
+		unset []string
+		value string
+	}
+	var add []entry
+	for p, vars := range from.vars {
+		if !under(p, src) {
+			continue
+		}
+		rest := p[len(src):]
+		q := dst + rest
+		if _, ok := f.vars[q]; ok {
+			continue
+		}
+		k := strings.TrimLeft(rest, ".")
+		k, _, _ = strings.Cut(k, ".")
+		k, _, _ = strings.Cut(k, "[")
+		if v, ok := own[k]; ok {
+			_, isMap := v.(map[string]any)
+			_, isList := v.([]any)
+			if replaced[k] || !isMap && !isList {
+				continue
+			}
+		}
+		add = append(add, entry{q, vars, from.unset[p], from.values[p]})
+	}
+	for _, a := range add {
+		f.vars[a.path], f.values[a.path] = a.vars, a.value
+		if len(a.unset) > 0 {
+			f.unset[a.path] = a.unset
+		}
+	}
+}
+
 // readRaw reads another compose file (one a service extends) as written,
-// interpolated with f's variables.
+// within the bounds, interpolated with f's variables.
 func readRaw(path string, f *composeFile) (*composeFile, error) {
-	src, err := os.ReadFile(path)
+	o := &composeFile{Path: path, Shown: shownPath(path), Dir: filepath.Dir(path), env: f.env, blank: f.blank,
+		vars: map[string][]string{}, unset: map[string][]string{}, values: map[string]string{}}
+	root, pos, err := parseYAML(path, o.Shown)
 	if err != nil {
-		return nil, catalog.Errors{{File: path, Msg: err.Error(), Hint: "extends names a file that cannot be read"}}
+		return nil, err
 	}
+	o.pos = pos
 	var doc map[string]any
-	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, catalog.Errors{{File: path, Msg: err.Error(), Hint: yamlHint}}
+	if err := root.Decode(&doc); err != nil {
+		return nil, catalog.Errors{{File: o.Shown, Msg: err.Error(), Hint: yamlHint}}
 	}
-	o := &composeFile{Path: path, Shown: path, Dir: filepath.Dir(path), env: f.env, vars: map[string][]string{}}
 	raw, err := o.interpolate(doc, "")
 	if err != nil {
 		return nil, err
 	}
-	o.raw = raw.(map[string]any)
+	o.raw, _ = raw.(map[string]any)
 	return o, nil
 }
 
@@ -422,6 +491,7 @@ func (m *mapper) xMaestro(at string, raw map[string]any, e *entry) error {
 			bad("checks", "a list of mappings (the catalog's [[services.checks]] keys)")
 		}
 	}
+	m.hostCommand(at, e)
 	e.DependsOn = list("depends_on") // services of other files: settled with the file's own
 	if _, ok := xm["infrastructure"]; ok {
 		if _, isBool := xm["infrastructure"].(bool); !isBool {
@@ -432,6 +502,32 @@ func (m *mapper) xMaestro(at string, raw map[string]any, e *entry) error {
 		return errs
 	}
 	return nil
+}
+
+// hostCommand takes x-maestro's prebuild and prebuild_env only when the
+// operator said so: they run on this machine at the next build,
+// unsandboxed and with the operator's environment, which compose never
+// does with a file's contents. Without -prebuild they are a loss (so
+// nothing is written without -lossy, and -lossy leaves them out); with
+// it, a warning says what will run.
+func (m *mapper) hostCommand(at string, e *entry) {
+	if len(e.Prebuild) == 0 && len(e.PrebuildEnv) == 0 {
+		return
+	}
+	key := at + ".prebuild"
+	if len(e.Prebuild) == 0 {
+		key = at + ".prebuild_env"
+	}
+	what := fmt.Sprintf("%q", e.Prebuild)
+	for _, k := range slices.Sorted(maps.Keys(e.PrebuildEnv)) {
+		what = fmt.Sprintf("%s=%q ", k, e.PrebuildEnv[k]) + what
+	}
+	if m.prebuild {
+		m.warn(key, "a host command, imported because of -prebuild: %s runs on this machine, unsandboxed and with your environment, at the next build", what)
+		return
+	}
+	m.loss(key, "a host command: %s would run on this machine, unsandboxed and with your environment, at every build, which compose never does with a file; read it, then import with -prebuild to take it (or write it into the catalog yourself)", what)
+	e.Prebuild, e.PrebuildEnv, e.PrebuildInputs, e.PrebuildOutputs = nil, nil, nil, nil
 }
 
 func stringMap(v any) map[string]string {
@@ -486,9 +582,20 @@ func (m *mapper) build(at string, svc *types.ServiceConfig, e *entry) {
 	case df != "Dockerfile":
 		e.Dockerfile = filepath.ToSlash(df)
 	}
+	rawBuild, _ := m.rawBuild(svc.Name)
+	secretArgs := m.taintedKeys(at+".args", rawBuild["args"])
 	for k, v := range b.Args {
+		if secretArgs[k] {
+			continue
+		}
 		if v == nil {
 			m.loss(at+".args."+k, "build argument %s has no value: compose takes it from the shell at build time; give it one in build_args", k)
+			continue
+		}
+		// A value from .env for an argument written without one is no
+		// interpolated string: the detector sees it here.
+		if shape := secretValue(*v); secretName(k) || shape != "" {
+			m.loss(at+".args."+k, "build argument %s carries a secret: not imported, -lossy or not (a build argument stays in the image's history); use a build secret in the Dockerfile instead", k)
 			continue
 		}
 		if e.BuildArgs == nil {
@@ -497,7 +604,6 @@ func (m *mapper) build(at string, svc *types.ServiceConfig, e *entry) {
 		e.BuildArgs[k] = *v
 	}
 	e.BuildTarget = b.Target
-	rawBuild, _ := m.rawBuild(svc.Name)
 	for _, k := range slices.Sorted(maps.Keys(rawBuild)) {
 		if !slices.Contains(buildKeys, k) && k != "dockerfile_inline" && !strings.HasPrefix(k, "x-") {
 			m.loss(at+"."+k, "the tool builds through the Engine API with context, dockerfile, args and target only")
@@ -514,6 +620,9 @@ func (m *mapper) rawBuild(name string) (map[string]any, bool) {
 // ports maps the first published port to port, prod_port and (later)
 // dev_port; an unpublished service's port comes from expose.
 func (m *mapper) ports(at string, svc *types.ServiceConfig, e *entry) {
+	if m.taint(at + ".ports") {
+		return
+	}
 	for i, p := range svc.Ports {
 		pat := fmt.Sprintf("%s.ports[%d]", at, i)
 		switch {
@@ -559,15 +668,22 @@ func (m *mapper) environment(at string, svc *types.ServiceConfig, raw map[string
 	for _, ef := range svc.EnvFiles {
 		m.note(at+".env_file", "%s is read into env and secrets", m.rebase(ef.Path))
 	}
+	for _, a := range m.f.away[svc.Name] {
+		if a.what == "env_file" {
+			m.loss(a.key, "%s is outside the compose file's folder: import reads none of the operator's files, so its variables are not imported; copy what the service needs into the folder or into environment:", a.file)
+		}
+	}
 	// The variables each value refers to, as written.
 	// and those written without a value, which compose passes through
 	// from the shell that runs it.
 	refs := map[string][]string{}
+	unset := map[string][]string{}
 	passed := map[string]bool{}
 	switch rawEnv := raw["environment"].(type) {
 	case map[string]any:
 		for k, v := range rawEnv {
 			refs[k] = m.f.vars[at+".environment."+k]
+			unset[k] = m.f.unset[at+".environment."+k]
 			passed[k] = v == nil
 		}
 	case []any:
@@ -575,6 +691,7 @@ func (m *mapper) environment(at string, svc *types.ServiceConfig, raw map[string
 			if s, ok := x.(string); ok {
 				k, _, hasValue := strings.Cut(s, "=")
 				refs[k] = m.f.vars[fmt.Sprintf("%s.environment[%d]", at, i)]
+				unset[k] = m.f.unset[fmt.Sprintf("%s.environment[%d]", at, i)]
 				passed[k] = !hasValue
 			}
 		}
@@ -594,9 +711,11 @@ func (m *mapper) environment(at string, svc *types.ServiceConfig, raw map[string
 			why = "it has no value in the file: compose passes it through from the shell"
 		case secretName(k):
 			why = "its name says so"
+		case len(unset[k]) > 0:
+			why = fmt.Sprintf("its value comes from ${%s}, which neither .env nor .env.example beside the file sets: compose would take it from the shell", unset[k][0])
 		default:
 			for _, ref := range refs[k] {
-				if secretName(ref) || m.f.blank[ref] {
+				if m.secretVar(ref) != "" {
 					why = fmt.Sprintf("its value comes from ${%s}", ref)
 					break
 				}
@@ -624,7 +743,7 @@ var fast = catalog.FastHealthcheck
 
 func (m *mapper) healthcheck(at string, raw map[string]any, e *entry) {
 	hc, ok := raw["healthcheck"].(map[string]any)
-	if !ok {
+	if !ok || m.taint(at+".healthcheck") {
 		return
 	}
 	at += ".healthcheck"
@@ -710,7 +829,15 @@ func (m *mapper) dependsOn(at string, svc *types.ServiceConfig, raw map[string]a
 // networks are the shared network's business: options on a network the
 // service joins are lost.
 func (m *mapper) networks(at string, svc *types.ServiceConfig) {
-	if mode := svc.NetworkMode; mode != "" {
+	switch mode := svc.NetworkMode; mode {
+	case "":
+	case "host":
+		// Refused rather than moved onto the shared network: a service
+		// on the host's network is there for the host (its interfaces,
+		// its metrics, ports it opens at will), which a bridge cannot
+		// give, and nothing reaches it by name.
+		m.loss(at+".network_mode", "network_mode host: the container would use the host's network, which the catalog does not give: every service joins the stack's shared network, reached by name on its published port; -lossy imports it onto that network (give it ports: for what it listens on)")
+	default:
 		m.loss(at+".network_mode", "network_mode %q: every service joins the stack's shared network, by which the services reach each other", mode)
 	}
 	var joined []string
@@ -751,8 +878,16 @@ func (m *mapper) networks(at string, svc *types.ServiceConfig) {
 }
 
 func (m *mapper) labels(at string, svc *types.ServiceConfig, e *entry) {
+	raw, _ := m.rawService(svc.Name)
+	secret := m.taintedKeys(at+".labels", raw["labels"])
+	for _, a := range m.f.away[svc.Name] {
+		if a.what == "label_file" {
+			m.loss(a.key, "%s is outside the compose file's folder: import reads none of the operator's files, so its labels are not imported; give them under labels:", a.file)
+		}
+	}
 	for _, k := range slices.Sorted(maps.Keys(svc.Labels)) {
 		switch {
+		case secret[k]:
 		case strings.HasPrefix(k, labels.Prefix) || strings.HasPrefix(k, labels.HelperPrefix):
 			// The tool's own, on files it rendered: it sets them again.
 		case strings.HasPrefix(k, labels.DockerPrefix):
@@ -770,6 +905,9 @@ func (m *mapper) volumes(at string, svc *types.ServiceConfig, raw map[string]any
 	list, _ := raw["volumes"].([]any)
 	for i, v := range list {
 		vat := fmt.Sprintf("%s.volumes[%d]", at, i)
+		if m.taint(vat) {
+			continue
+		}
 		var resolved *types.ServiceVolumeConfig
 		if i < len(svc.Volumes) {
 			resolved = &svc.Volumes[i]
@@ -851,14 +989,16 @@ func (m *mapper) restartAndDeploy(at string, raw map[string]any, e *entry) {
 	case nil:
 		put("restart", "no") // compose's default; the tool's is unless-stopped
 	case string:
-		if r != "unless-stopped" {
+		if m.taint(at + ".restart") {
+			put("restart", "no")
+		} else if r != "unless-stopped" {
 			put("restart", r)
 		}
 	default:
 		m.loss(at+".restart", "restart must be a string")
 	}
 	d, ok := raw["deploy"].(map[string]any)
-	if !ok {
+	if !ok || m.taint(at+".deploy") {
 		return
 	}
 	out := map[string]any{}
@@ -914,8 +1054,8 @@ func (m *mapper) passthrough(at string, raw map[string]any, e *entry) {
 			m.loss(kat, "%s", hint)
 			continue
 		}
-		for _, ref := range m.secretRefs(kat) {
-			m.loss(kat, "refers to ${%s}, a secret: its value would be written into the catalog and the compose files; pass it through the environment (secrets) instead", ref)
+		if m.taint(kat) {
+			continue
 		}
 		v, err := tomlValue(raw[k])
 		if err != nil {
@@ -931,23 +1071,6 @@ func (m *mapper) passthrough(at string, raw map[string]any, e *entry) {
 		}
 		e.Compose[k] = v
 	}
-}
-
-// secretRefs are the secret variables the strings under path refer to.
-func (m *mapper) secretRefs(path string) []string {
-	var out []string
-	for p, vars := range m.f.vars {
-		if p != path && !strings.HasPrefix(p, path+".") && !strings.HasPrefix(p, path+"[") {
-			continue
-		}
-		for _, v := range vars {
-			if (secretName(v) || m.f.blank[v]) && !slices.Contains(out, v) {
-				out = append(out, v)
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
 }
 
 // tomlValue turns a YAML value into one TOML can hold.
