@@ -13,6 +13,7 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // Compose observes the containers of a compose project: those of each
@@ -88,7 +89,7 @@ func ContainerUnit(c engine.Container) Unit {
 }
 
 func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
+	s = strings.Join(strings.Fields(ui.Clean(s)), " ")
 	if len(s) > n {
 		s = s[:n] + "…"
 	}

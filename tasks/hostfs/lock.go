@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
@@ -153,9 +154,9 @@ func (f *FS) AuditAppend(ctx context.Context, record any) error {
 	return f.run(ctx, &ok, "audit-append", string(b))
 }
 
-// AuditRead returns the audit log's records, oldest first (the newest
-// few MB of a larger log).
+// AuditRead returns the audit log's records, oldest first: the newest
+// that fit in maxAudit bytes, however large the log is.
 func (f *FS) AuditRead(ctx context.Context) ([]json.RawMessage, error) {
 	var recs []json.RawMessage
-	return recs, f.run(ctx, &recs, "audit-read")
+	return recs, f.run(ctx, &recs, "audit-read", strconv.Itoa(maxAudit))
 }

@@ -46,6 +46,7 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -554,25 +555,42 @@ func logTail(ctx context.Context, api *client.Client, id string) string {
 	return logLines(ctx, api, id, 10)
 }
 
-// logLines returns the last n lines the container printed.
+// logLines returns the last n lines the container printed, cleaned of
+// terminal escapes and each cut to maxLogLine: they end up in errors, and a
+// container may print anything, as long as it likes.
 func logLines(ctx context.Context, api *client.Client, id string, n int) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rc, err := api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(n)})
 	if err != nil {
-		return "(no logs: " + err.Error() + ")"
+		return "(no logs: " + ui.Clean(err.Error()) + ")"
 	}
 	defer rc.Close()
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil && out.Len() == 0 {
-		return "(no logs: " + err.Error() + ")"
+	var lines []string
+	w := ui.Lines(func(l string) {
+		if l = strings.TrimSpace(ui.Clean(l)); l == "" {
+			return
+		}
+		if r := []rune(l); len(r) > maxLogLine {
+			l = string(r[:maxLogLine]) + "…"
+		}
+		if lines = append(lines, l); len(lines) > n {
+			lines = lines[1:]
+		}
+	})
+	_, err = stdcopy.StdCopy(w, w, rc)
+	w.Close()
+	if err != nil && len(lines) == 0 {
+		return "(no logs: " + ui.Clean(err.Error()) + ")"
 	}
-	s := strings.TrimSpace(out.String())
-	if s == "" {
+	if len(lines) == 0 {
 		return "(no output)"
 	}
-	return s
+	return strings.Join(lines, "\n")
 }
+
+// maxLogLine bounds each line of a log tail, in runes.
+const maxLogLine = 400
 
 // stop stops a container gracefully: SIGTERM, then SIGKILL after
 // stopTimeout.

@@ -265,22 +265,29 @@ func renderOptions(images map[string]string, id string, key []byte) render.Optio
 func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, dir string, key []byte, p *ui.Printer) (*runtime.Release, error) {
 	rel := &runtime.Release{ID: rec.ID, Project: cat.Project.Name, Cat: cat, Env: env, Dir: dir,
 		HostAddr: hostAddr(env), Printer: p, Redact: check.Redactor(cat)}
+	// The release's own .env (kept here) holds its secrets' values, which
+	// may no longer be the catalog's: they are hidden in what is printed
+	// too, and a swarm release mounts them as Docker secrets, named by
+	// their values.
 	var envVars map[string]string
+	if dir != "" {
+		var err error
+		if envVars, err = dotenv.Read(filepath.Join(dir, render.EnvFile)); err != nil {
+			return nil, fmt.Errorf("release %s: %w", rec.ID, err)
+		}
+	}
+	var extra []string
+	for _, k := range slices.Sorted(maps.Keys(envVars)) {
+		if strings.HasPrefix(k, render.SecretVarPrefix) {
+			extra = append(extra, envVars[k])
+		}
+	}
 	for _, s := range rec.Services {
 		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
 			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful,
 			DependsOn: s.DependsOn, OneShot: s.OneShot})
-		if env.Engine != catalog.EngineSwarm || len(s.Secrets) == 0 {
+		if env.Engine != catalog.EngineSwarm {
 			continue
-		}
-		// A swarm release mounts its secrets as Docker secrets, named by
-		// their values: those of the release's own .env (kept here),
-		// whatever the values are now.
-		if envVars == nil {
-			var err error
-			if envVars, err = dotenv.Read(filepath.Join(dir, render.EnvFile)); err != nil {
-				return nil, fmt.Errorf("release %s: %w", rec.ID, err)
-			}
 		}
 		for _, k := range s.Secrets {
 			v, ok := envVars[render.SecretVar(s.Name, k)]
@@ -289,12 +296,6 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 			}
 			rel.Secrets = append(rel.Secrets, runtime.Secret{Name: render.SwarmSecretName(cat.Project.Name, s.Name, k, v, key), Value: []byte(v)})
 		}
-	}
-	// Redact the release's secrets too: they may no longer be the
-	// catalog's values.
-	var extra []string
-	for _, sec := range rel.Secrets {
-		extra = append(extra, string(sec.Value))
 	}
 	rel.Redact = check.Redactor(cat, extra...)
 	return rel, nil
