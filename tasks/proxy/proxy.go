@@ -110,7 +110,7 @@ func nextName(project string) string { return ContainerName(project) + "-next" }
 
 // revision changes when the container's settings below change, so that
 // Ensure replaces proxies created with the old ones.
-const revision = "1"
+const revision = "2"
 
 // Limits of the proxy container: a Caddy with a few thousand connections
 // uses some tens of MB and a few dozen threads.
@@ -388,8 +388,21 @@ func hardened(project string) *container.HostConfig {
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Target: configDir,
 			VolumeOptions: &mount.VolumeOptions{Labels: map[string]string{labels.Proxy: project, labels.Project: project}}}},
 		Resources: container.Resources{Memory: memoryLimit, MemorySwap: memoryLimit, PidsLimit: &pids},
+		// Docker's DNS answers the edge network's aliases itself and
+		// forwards any other name to the container's resolvers, with its
+		// search domains: a service alias with no container (a stop-first
+		// swap) could then get an answer from outside and production
+		// traffic with it. The proxy needs no other name: its resolvers
+		// are one that never answers, and there is no search domain.
+		DNS:       []netip.Addr{pinnedDNS},
+		DNSSearch: []string{"."},
 	}
 }
+
+// pinnedDNS is the proxy's only name server behind Docker's own: loopback
+// inside the proxy's network namespace, where nothing listens on port 53,
+// so that a name Docker does not know fails at once.
+var pinnedDNS = netip.MustParseAddr("127.0.0.1")
 
 // env points Caddy's data and configuration folders at the tmpfs mounts.
 var env = []string{"HOME=/tmp", "XDG_DATA_HOME=/data", "XDG_CONFIG_HOME=/config"}
