@@ -204,7 +204,7 @@ func runProbe(ctx context.Context, api *client.Client, ref, netName, project str
 	}
 	if exit != 0 {
 		// Its stderr is printed: cleaned and bounded.
-		return nil, fmt.Errorf("probe on network %s exited %d: %s", netName, exit, shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
+		return nil, fmt.Errorf("probe on network %s exited %d: %s", netName, exit, ui.Shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
 	}
 	var out []probe.Outcome
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {

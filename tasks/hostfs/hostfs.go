@@ -236,7 +236,7 @@ func (f *FS) run(ctx context.Context, out any, args ...string) error {
 		return err
 	}
 	if err := json.Unmarshal(stdout, out); err != nil {
-		return fmt.Errorf("release tool %s on %s: bad answer %q: %w", args[0], f.host, shorten(ui.Clean(string(stdout)), 200), err)
+		return fmt.Errorf("release tool %s on %s: bad answer %q: %w", args[0], f.host, ui.Shorten(ui.Clean(string(stdout)), 200), err)
 	}
 	if st, ok := out.(*State); ok {
 		return st.validate()
@@ -264,18 +264,9 @@ func (f *FS) exec(ctx context.Context, args []string) ([]byte, error) {
 		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
 	}
 	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("on %s, in %s: %s", f.host, f.dir, shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
+		return nil, fmt.Errorf("on %s, in %s: %s", f.host, f.dir, ui.Shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
 	}
 	return stdout.Bytes(), nil
-}
-
-// shorten cuts what a host answered to at most n bytes for an error
-// message, marking the cut.
-func shorten(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return strings.ToValidUTF8(s[:n], "") + "…"
 }
 
 func checkID(id string) error {

@@ -581,11 +581,8 @@ func logLines(ctx context.Context, api *client.Client, id string, n int) string 
 	defer rc.Close()
 	var lines []string
 	w := ui.Lines(func(l string) {
-		if l = strings.TrimSpace(ui.Clean(l)); l == "" {
+		if l = ui.Shorten(strings.TrimSpace(ui.Clean(l)), maxLogLine); l == "" {
 			return
-		}
-		if r := []rune(l); len(r) > maxLogLine {
-			l = string(r[:maxLogLine]) + "…"
 		}
 		if lines = append(lines, l); len(lines) > n {
 			lines = lines[1:]
