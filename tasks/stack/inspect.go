@@ -215,6 +215,9 @@ func (s *Stack) Logs(ctx context.Context, service string, tail int) error {
 	if _, ok := s.Cat.Service(service); !ok {
 		return &UsageError{Msg: fmt.Sprintf("no service %q in %s", service, s.Cat.File)}
 	}
+	// The environment's values, where they can be found, are hidden too;
+	// one found nowhere only goes unhidden (the catalog's defaults are).
+	_ = s.Secrets(ctx)
 	eng, cs, err := s.containers(ctx)
 	if err != nil {
 		return err
