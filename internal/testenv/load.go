@@ -35,13 +35,27 @@ const (
 var loadModes = []LoadMode{NewConn, KeepAlive}
 
 // Bounds of a load: a test cannot turn the generator into anything
-// bigger by mistake.
+// bigger by mistake, and a load a test forgot to stop still ends.
+//
+// A load has no duration of its own: a test runs it until what it watches
+// is over and then stops it, however long that takes on a slow or busy
+// machine. SafetyCap and MaxLoadRequests only end a load that nobody
+// stopped; During fails a test whose load ended by one of them, saying so.
 const (
-	MaxLoadDuration = time.Minute
-	MaxLoadRequests = 100_000
+	// SafetyCap ends a load that was never stopped.
+	SafetyCap       = 10 * time.Minute
+	MaxLoadRequests = 250_000
 	MaxLoadRate     = 1000
 	// MaxKeptErrors is how many failure texts a stream keeps.
 	MaxKeptErrors = 5
+)
+
+// The reasons a load ends (LoadStats.Reason).
+const (
+	EndedStopped     = "stopped"
+	EndedCanceled    = "canceled"
+	EndedSafetyCap   = "safety cap"
+	EndedMaxRequests = "max requests"
 )
 
 // LoadSpec describes a bounded HTTP load on test servers.
@@ -56,10 +70,9 @@ type LoadSpec struct {
 	// Rate is the requests per second of each mode at each target
 	// (default 50): a target receives 2 × Rate.
 	Rate int
-	// Duration ends the load (required, at most MaxLoadDuration).
-	Duration time.Duration
 	// MaxRequests ends the load once that many requests were sent, over
-	// every target and mode (required, at most MaxLoadRequests).
+	// every target and mode (default and at most MaxLoadRequests): a load
+	// that is meant to send a given number of requests and end by itself.
 	MaxRequests int
 	// Method is the request method (default GET). Go's client retries a
 	// GET on a keep-alive connection the server closed; it does not
@@ -99,8 +112,9 @@ type LoadStats struct {
 	// NewConn one first.
 	Streams       []StreamStats
 	Total, Failed int
-	// Reason says why the load ended: "duration", "max requests",
-	// "stopped" (Stop) or "canceled" (Start's context).
+	// Reason says why the load ended: EndedStopped (Stop),
+	// EndedCanceled (Start's context), EndedMaxRequests or
+	// EndedSafetyCap.
 	Reason string
 }
 
@@ -137,6 +151,9 @@ type Load struct {
 	allowed []netip.Addr
 	streams []*stream
 
+	// safetyCap is SafetyCap but in this package's own tests of it.
+	safetyCap time.Duration
+
 	sent     atomic.Int64
 	started  atomic.Bool
 	cancel   context.CancelFunc
@@ -172,19 +189,20 @@ func NewLoad(spec LoadSpec) (*Load, error) {
 	if spec.Concurrency == 0 {
 		spec.Concurrency = 16
 	}
+	if spec.MaxRequests == 0 {
+		spec.MaxRequests = MaxLoadRequests
+	}
 	switch {
 	case len(spec.Targets) == 0:
 		return nil, errors.New("load: no targets")
 	case spec.Rate < 1 || spec.Rate > MaxLoadRate:
 		return nil, fmt.Errorf("load: rate %d per second is outside 1..%d", spec.Rate, MaxLoadRate)
-	case spec.Duration <= 0 || spec.Duration > MaxLoadDuration:
-		return nil, fmt.Errorf("load: duration %s is outside (0, %s]: a load must end by itself", spec.Duration, MaxLoadDuration)
-	case spec.MaxRequests <= 0 || spec.MaxRequests > MaxLoadRequests:
+	case spec.MaxRequests < 0 || spec.MaxRequests > MaxLoadRequests:
 		return nil, fmt.Errorf("load: max requests %d is outside 1..%d: a load must end by itself", spec.MaxRequests, MaxLoadRequests)
 	case spec.Concurrency < 1 || spec.Timeout < 0:
 		return nil, fmt.Errorf("load: concurrency %d, timeout %s", spec.Concurrency, spec.Timeout)
 	}
-	l := &Load{spec: spec, allowed: []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}, done: make(chan struct{})}
+	l := &Load{spec: spec, safetyCap: SafetyCap, allowed: []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1})}, done: make(chan struct{})}
 	for _, h := range spec.Hosts {
 		a, err := netip.ParseAddr(h)
 		if err != nil {
@@ -257,10 +275,10 @@ func (l *Load) client(mode LoadMode) *http.Client {
 	return &http.Client{Transport: tr, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 }
 
-// Start sends the load in the background until Duration passes,
-// MaxRequests are sent, ctx ends or Stop is called.
+// Start sends the load in the background until Stop is called, ctx
+// ends, MaxRequests are sent or the safety cap is reached.
 func (l *Load) Start(ctx context.Context) error {
-	run, cancel := context.WithTimeout(ctx, l.spec.Duration)
+	run, cancel := context.WithTimeout(ctx, l.safetyCap)
 	l.reasonMu.Lock()
 	if l.started.Load() {
 		l.reasonMu.Unlock()
@@ -278,9 +296,9 @@ func (l *Load) Start(ctx context.Context) error {
 		dispatchers.Wait()
 		switch {
 		case errors.Is(run.Err(), context.DeadlineExceeded):
-			l.end("duration")
+			l.end(EndedSafetyCap)
 		default:
-			l.end("canceled")
+			l.end(EndedCanceled)
 		}
 		inflight.Wait()
 		cancel()
@@ -320,7 +338,7 @@ func (l *Load) dispatch(ctx context.Context, s *stream, inflight *sync.WaitGroup
 			return
 		}
 		if l.sent.Add(1) > int64(l.spec.MaxRequests) {
-			l.end("max requests")
+			l.end(EndedMaxRequests)
 			return
 		}
 		inflight.Go(func() {
@@ -383,8 +401,8 @@ func (l *Load) send(ctx context.Context, s *stream) {
 	}
 }
 
-// Done is closed when the load has ended by itself (Duration or
-// MaxRequests) or by ctx, and every request in flight has finished.
+// Done is closed when the load has ended by itself (MaxRequests or the
+// safety cap) or by ctx, and every request in flight has finished.
 func (l *Load) Done() <-chan struct{} { return l.done }
 
 // Stop ends the load if it still runs, waits for the requests in flight
@@ -392,7 +410,7 @@ func (l *Load) Done() <-chan struct{} { return l.done }
 // Start (then nothing was sent).
 func (l *Load) Stop() LoadStats {
 	if l.started.Load() {
-		l.end("stopped")
+		l.end(EndedStopped)
 		<-l.done
 	}
 	var out LoadStats
@@ -426,11 +444,47 @@ func percentile(sorted []time.Duration, q float64) time.Duration {
 	return sorted[max(i, 0)]
 }
 
+// answered returns how many requests each stream has completed.
+func (l *Load) answered() []int {
+	n := make([]int, len(l.streams))
+	for i, s := range l.streams {
+		s.mu.Lock()
+		n[i] = s.total
+		s.mu.Unlock()
+	}
+	return n
+}
+
+// awaitEach waits until every stream has completed n more requests than
+// it had when called, or the load has ended: a mark in the order of
+// events ("the load ran on every port and mode across this point"), not a
+// span of time.
+func (l *Load) awaitEach(n int) {
+	base := l.answered()
+	for {
+		now, ok := l.answered(), true
+		for i := range now {
+			if now[i] < base[i]+n {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		select {
+		case <-l.done:
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // During runs fn under the load spec describes and returns what the load
-// saw, logged in the test's output. The load starts half a second before
-// fn and stops half a second after it, so that a change breaking the
-// ports at its edges shows too; a load that ended before fn did (its
-// duration or request bound reached) fails the test.
+// saw, logged in the test's output. Every stream has completed requests
+// before fn starts and again after it returns, so that a change breaking
+// the ports at its edges shows too, however slow the machine. The load
+// runs as long as fn does; one that ended before fn did (a safety bound
+// reached) fails the test.
 func During(t testing.TB, spec LoadSpec, fn func()) LoadStats {
 	t.Helper()
 	l, err := NewLoad(spec)
@@ -442,13 +496,23 @@ func During(t testing.TB, spec LoadSpec, fn func()) LoadStats {
 	if err := l.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(500 * time.Millisecond)
+	l.awaitEach(3)
 	fn()
-	time.Sleep(500 * time.Millisecond)
+	l.awaitEach(3)
 	st := l.Stop()
 	t.Logf("%s", st)
-	if st.Reason != "stopped" {
-		t.Errorf("the load ended by %s before the change did", st.Reason)
+	if st.Reason != EndedStopped {
+		t.Errorf("the load ended by its %s before the change did: that is a safety bound (%s, %d requests), not a window to finish in; "+
+			"the change ran for longer than a change should", st.Reason, SafetyCap, l.spec.MaxRequests)
 	}
 	return st
+}
+
+// NoFailures fails the test when a load saw a failed request, or none at
+// all, naming what ran under it.
+func NoFailures(t testing.TB, what string, st LoadStats) {
+	t.Helper()
+	if st.Failed != 0 || st.Total == 0 {
+		t.Errorf("%s: %d of %d requests failed:\n%s", what, st.Failed, st.Total, st)
+	}
 }

@@ -75,7 +75,7 @@ func TestLoadCountsExactly(t *testing.T) {
 	c := newCounter()
 	srv := httptest.NewServer(c)
 	defer srv.Close()
-	l, err := NewLoad(LoadSpec{Targets: []string{srv.URL + "/x"}, Rate: 200, Duration: 30 * time.Second,
+	l, err := NewLoad(LoadSpec{Targets: []string{srv.URL + "/x"}, Rate: 200,
 		MaxRequests: 90, Method: http.MethodPost, Body: "ping", Header: "X-Version", Concurrency: 4})
 	if err != nil {
 		t.Fatal(err)
@@ -87,7 +87,7 @@ func TestLoadCountsExactly(t *testing.T) {
 	t.Log(st)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.Reason != "max requests" || st.Total != 90 || c.n != 90 {
+	if st.Reason != EndedMaxRequests || st.Total != 90 || c.n != 90 {
 		t.Fatalf("ended by %s after %d requests (server saw %d), want max requests after 90", st.Reason, st.Total, c.n)
 	}
 	if len(c.bad) > 0 {
@@ -125,31 +125,70 @@ func TestLoadCountsExactly(t *testing.T) {
 	}
 }
 
-// A load ends by itself when its duration has passed, and never sends
-// faster than its rate.
-func TestLoadStopsByDuration(t *testing.T) {
+// A load nobody stops ends by itself at its safety cap, says so, and
+// never sends faster than its rate.
+func TestLoadSafetyCap(t *testing.T) {
 	var n atomic.Int64
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
 	defer srv.Close()
-	l, err := NewLoad(LoadSpec{Targets: []string{srv.URL}, Rate: 50, Duration: 200 * time.Millisecond, MaxRequests: MaxLoadRequests})
+	l, err := NewLoad(LoadSpec{Targets: []string{srv.URL}, Rate: 50})
 	if err != nil {
 		t.Fatal(err)
 	}
+	if l.safetyCap != SafetyCap || l.spec.MaxRequests != MaxLoadRequests {
+		t.Fatalf("bounds %s and %d requests, want %s and %d", l.safetyCap, l.spec.MaxRequests, SafetyCap, MaxLoadRequests)
+	}
+	l.safetyCap = 200 * time.Millisecond // the cap itself, shortened to be seen
 	if err := l.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	st := waitDone(t, l)
-	if st.Reason != "duration" || st.Failed != 0 || int64(st.Total) != n.Load() {
+	if st.Reason != EndedSafetyCap || st.Failed != 0 || int64(st.Total) != n.Load() {
 		t.Fatalf("%s; the server saw %d", st, n.Load())
 	}
-	// 50/s for 0.2 s: the first request at once, then one per 20 ms.
+	// 50/s for at most 0.2 s: the first request at once, then one per
+	// 20 ms at the most (fewer on a slow machine).
 	for _, s := range st.Streams {
 		if s.Total < 1 || s.Total > 11 {
 			t.Errorf("%s sent %d requests in 200 ms at 50/s", s.Mode, s.Total)
 		}
 	}
-	if again := l.Stop(); again.Total != st.Total || again.Reason != "duration" {
+	if again := l.Stop(); again.Total != st.Total || again.Reason != EndedSafetyCap {
 		t.Errorf("a second Stop gives %s", again)
+	}
+}
+
+// During brackets the change with requests: every stream has completed
+// some before fn starts and more after it returns, whatever the time
+// either takes, and the load runs as long as fn does.
+func TestDuringBracketsTheChange(t *testing.T) {
+	var n atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.Add(1) }))
+	defer srv.Close()
+	var atStart int64
+	release := make(chan struct{})
+	go func() {
+		// fn returns only once the load has gone on beyond its start.
+		for n.Load() < 40 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		close(release)
+	}()
+	st := During(t, LoadSpec{Targets: []string{srv.URL}, Rate: 200}, func() {
+		atStart = n.Load()
+		<-release
+	})
+	if st.Reason != EndedStopped || st.Failed != 0 {
+		t.Fatalf("%s", st)
+	}
+	for _, s := range st.Streams {
+		if s.Total < 3 {
+			t.Errorf("%s: %d requests", s.Mode, s.Total)
+		}
+	}
+	if atStart < 6 || int64(st.Total) < 40+6 || int64(st.Total) != n.Load() {
+		t.Errorf("%d requests answered when the change started, %d in all (server: %d): want 3 per stream before it and after it",
+			atStart, st.Total, n.Load())
 	}
 }
 
@@ -157,7 +196,7 @@ func TestLoadStopsByDuration(t *testing.T) {
 func TestLoadStop(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
-	spec := LoadSpec{Targets: []string{srv.URL}, Duration: MaxLoadDuration, MaxRequests: MaxLoadRequests}
+	spec := LoadSpec{Targets: []string{srv.URL}}
 	l, err := NewLoad(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +210,7 @@ func TestLoadStop(t *testing.T) {
 	if err := l.Start(context.Background()); err == nil {
 		t.Error("a second Start is accepted")
 	}
-	if st := l.Stop(); st.Reason != "stopped" || st.Failed != 0 {
+	if st := l.Stop(); st.Reason != EndedStopped || st.Failed != 0 {
 		t.Errorf("Stop: %s", st)
 	}
 
@@ -181,7 +220,7 @@ func TestLoadStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	cancel()
-	if st := waitDone(t, l); st.Reason != "canceled" {
+	if st := waitDone(t, l); st.Reason != EndedCanceled {
 		t.Errorf("canceled context: %s", st)
 	}
 }
@@ -197,7 +236,7 @@ func TestLoadFailures(t *testing.T) {
 	redirect := httptest.NewServer(http.RedirectHandler("http://127.0.0.1:1/elsewhere", http.StatusFound))
 	defer redirect.Close()
 
-	l, err := NewLoad(LoadSpec{Targets: []string{closed, redirect.URL}, Rate: 100, Duration: 30 * time.Second, MaxRequests: 40})
+	l, err := NewLoad(LoadSpec{Targets: []string{closed, redirect.URL}, Rate: 100, MaxRequests: 40})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,7 +260,7 @@ func TestLoadFailures(t *testing.T) {
 
 // Only 127.0.0.1 and the test hosts may be loaded, within bounds.
 func TestLoadRefuses(t *testing.T) {
-	ok := LoadSpec{Targets: []string{"http://127.0.0.1:9/"}, Duration: time.Second, MaxRequests: 10}
+	ok := LoadSpec{Targets: []string{"http://127.0.0.1:9/"}, MaxRequests: 10}
 	if _, err := NewLoad(ok); err != nil {
 		t.Fatalf("good spec refused: %v", err)
 	}
@@ -234,9 +273,7 @@ func TestLoadRefuses(t *testing.T) {
 		"https":          {func(s *LoadSpec) { s.Targets = []string{"https://127.0.0.1/"} }, "only http://"},
 		"user":           {func(s *LoadSpec) { s.Targets = []string{"http://u:p@127.0.0.1/"} }, "only http://"},
 		"no targets":     {func(s *LoadSpec) { s.Targets = nil }, "no targets"},
-		"no duration":    {func(s *LoadSpec) { s.Duration = 0 }, "must end by itself"},
-		"long":           {func(s *LoadSpec) { s.Duration = time.Hour }, "must end by itself"},
-		"no max":         {func(s *LoadSpec) { s.MaxRequests = 0 }, "must end by itself"},
+		"negative max":   {func(s *LoadSpec) { s.MaxRequests = -1 }, "must end by itself"},
 		"too many":       {func(s *LoadSpec) { s.MaxRequests = MaxLoadRequests + 1 }, "must end by itself"},
 		"rate":           {func(s *LoadSpec) { s.Rate = MaxLoadRate + 1 }, "rate"},
 		"host not an ip": {func(s *LoadSpec) { s.Hosts = []string{"example.com"} }, "not an IP address"},

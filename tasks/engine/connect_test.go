@@ -16,13 +16,13 @@ import (
 
 func TestConnectDeadDaemon(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "nonexistent.sock")
-	t0 := time.Now()
 	_, err := Connect(context.Background(), "unix://"+sock)
 	if err == nil {
 		t.Fatal("connected to a socket that does not exist")
 	}
-	if d := time.Since(t0); d > PingTimeout+time.Second {
-		t.Errorf("took %v", d)
+	// Refused at once, not given up on by the ping timeout.
+	if strings.Contains(err.Error(), "deadline exceeded") || !strings.Contains(err.Error(), "no such file or directory") {
+		t.Errorf("want the missing socket as the cause, not a timeout: %v", err)
 	}
 	for _, want := range []string{"unix://" + sock, "is the Docker daemon running", "systemctl start docker"} {
 		if !strings.Contains(err.Error(), want) {
@@ -39,14 +39,16 @@ func TestConnectHungDaemon(t *testing.T) {
 		t.Skip(err)
 	}
 	defer l.Close()
-	t0 := time.Now()
-	_, err = Connect(context.Background(), "unix://"+sock, WithPingTimeout(time.Second))
+	// The test's own bound only ends a Connect that would hang for ever;
+	// the ping timeout must be what ends it.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	_, err = Connect(ctx, "unix://"+sock, WithPingTimeout(time.Second))
 	if err == nil || !strings.Contains(err.Error(), sock) {
 		t.Fatalf("err = %v", err)
 	}
-	// A fails-fast promise: five times the timeout, and more.
-	if d := time.Since(t0); d > 6*time.Second {
-		t.Errorf("took %v with a 1s ping timeout", d)
+	if ctx.Err() != nil || !strings.Contains(err.Error(), "deadline exceeded") {
+		t.Errorf("want the 1s ping timeout to end the hung connection, not the test's bound: %v", err)
 	}
 }
 
@@ -63,14 +65,13 @@ func TestConnectSSHUnreachable(t *testing.T) {
 	testenv.RequireCommand(t, "ssh")
 	port := testenv.FreePorts(t, 1)[0] // nothing listens there
 	host := fmt.Sprintf("ssh://nobody@127.0.0.1:%d", port)
-	t0 := time.Now()
 	_, err := Connect(context.Background(), host,
 		WithSSHFlags([]string{"-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes", "-o", "UserKnownHostsFile=" + filepath.Join(t.TempDir(), "kh")}))
 	if err == nil {
 		t.Fatal("connected to a closed port")
 	}
-	if d := time.Since(t0); d > PingTimeout+2*time.Second {
-		t.Errorf("took %v", d)
+	if strings.Contains(err.Error(), "deadline exceeded") {
+		t.Errorf("want ssh's refusal as the cause, not the ping timeout: %v", err)
 	}
 	for _, want := range []string{host, "ssh nobody@127.0.0.1:" + strconv.Itoa(port) + " docker version"} {
 		if !strings.Contains(err.Error(), want) {

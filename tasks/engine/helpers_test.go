@@ -16,7 +16,7 @@ import (
 func connect(t testing.TB) *Engine {
 	t.Helper()
 	testenv.RequireDocker(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e, err := Connect(ctx, "")
 	if err != nil {
@@ -49,7 +49,7 @@ func fresh(repo string, extra map[string]string) map[string]string {
 }
 
 func removeRepo(t testing.TB, e *Engine, repo string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	for _, ref := range repoTags(t, e, repo) {
 		if _, err := e.API.ImageRemove(ctx, ref, client.ImageRemoveOptions{Force: true, PruneChildren: true}); err != nil && !IsNotFound(err) {
@@ -61,7 +61,7 @@ func removeRepo(t testing.TB, e *Engine, repo string) {
 // repoTags lists the tags present in repo.
 func repoTags(t testing.TB, e *Engine, repo string) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	list, err := e.API.ImageList(ctx, client.ImageListOptions{Filters: client.Filters{}.Add("reference", repo)})
 	if err != nil {

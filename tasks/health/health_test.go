@@ -26,7 +26,7 @@ import (
 func connect(t *testing.T) *engine.Engine {
 	t.Helper()
 	testenv.RequireDocker(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	e, err := engine.Connect(ctx, "")
 	if err != nil {
@@ -83,7 +83,7 @@ type run struct {
 // removes it when the test ends.
 func start(t *testing.T, e *engine.Engine, project, image string, r run) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	cfg := &container.Config{Image: image, Cmd: r.cmd,
 		Env:    append([]string{"SERVICE_NAME=" + r.service, "PORT=8080"}, r.env...),
@@ -106,7 +106,7 @@ func start(t *testing.T, e *engine.Engine, project, image string, r run) string 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if _, err := e.API.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 			t.Logf("cleanup %s: %v", r.service, err)
@@ -124,7 +124,7 @@ func projectNetwork(t *testing.T, e *engine.Engine, project string) string {
 	if n, ok := networks.Load(project); ok {
 		return n.(string)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	name := project + "_default"
 	if _, err := e.API.NetworkCreate(ctx, name, client.NetworkCreateOptions{
@@ -134,7 +134,7 @@ func projectNetwork(t *testing.T, e *engine.Engine, project string) string {
 	networks.Store(project, name)
 	// Registered before any container's cleanup, so it runs after them.
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 		defer cancel()
 		if _, err := e.API.NetworkRemove(ctx, name, client.NetworkRemoveOptions{}); err != nil {
 			t.Logf("cleanup network %s: %v", name, err)
@@ -214,7 +214,6 @@ func TestWaitHealthy(t *testing.T) {
 	})
 
 	t.Run("exited fails fast with its log", func(t *testing.T) {
-		t0 := time.Now()
 		_, err := wait(ctx, e, project, []health.Target{
 			{Service: "web", URL: url(ports[0])},
 			{Service: "crash", URL: url(ports[2])},
@@ -222,8 +221,9 @@ func TestWaitHealthy(t *testing.T) {
 		if err == nil {
 			t.Fatal("an exited container was healthy")
 		}
-		if d := time.Since(t0); d > 20*time.Second {
-			t.Errorf("took %v: exited containers must fail fast", d)
+		// Failed by its exit, not by the deadline.
+		if strings.Contains(err.Error(), "deadline passed") {
+			t.Errorf("an exited container was waited for until the deadline: %v", err)
 		}
 		t.Logf("%v", err)
 		for _, want := range []string{"not healthy: crash", "crash: exited (exit code 2)", "flag provided but not defined: -no-such-flag"} {

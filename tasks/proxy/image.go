@@ -54,7 +54,7 @@ func EnsureImage(ctx context.Context, api *client.Client) (string, error) {
 func image() engine.GoImage {
 	return engine.GoImage{
 		Name:    "reverse proxy",
-		Repo:    imageRepo,
+		Repo:    ImageRepo,
 		Source:  caddySource,
 		Dir:     "_caddy",
 		Module:  caddyModule,

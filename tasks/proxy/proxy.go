@@ -127,10 +127,6 @@ const stopTimeout = GracePeriod + 5*time.Second
 // readyTimeout bounds the wait for a started proxy to listen on its ports.
 const readyTimeout = 30 * time.Second
 
-// imageRepo is ImageRepo, swapped by tests for a repository of their own
-// so that they can remove what they built.
-var imageRepo = ImageRepo
-
 var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
 
 // check reports what is wrong with spec before anything is asked of the

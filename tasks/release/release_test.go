@@ -322,16 +322,7 @@ func (f *fixture) load(t *testing.T, ports []int, fn func()) testenv.LoadStats {
 	for _, p := range ports {
 		urls = append(urls, fmt.Sprintf("http://%s:%d/health", f.r.Addr, p))
 	}
-	return testenv.During(t, testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50,
-		Duration: time.Minute, MaxRequests: 90_000}, fn)
-}
-
-// noFailures fails the test on any failed request and records the figures.
-func noFailures(t *testing.T, what string, st testenv.LoadStats) {
-	t.Helper()
-	if st.Failed != 0 || st.Total == 0 {
-		t.Errorf("%s: %d of %d requests failed:\n%s", what, st.Failed, st.Total, st)
-	}
+	return testenv.During(t, testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50}, fn)
 }
 
 // containers returns the IDs of the project's service containers on the
@@ -497,7 +488,7 @@ func TestPromote(t *testing.T) {
 				t.Fatalf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		noFailures(t, "unchanged promote", st)
+		testenv.NoFailures(t, "unchanged promote", st)
 		second = res.Release
 		if len(res.Transfer.Sent) != 0 || res.Transfer.Bytes != 0 || len(res.Transfer.Present) != 3 {
 			t.Fatalf("transfer %+v, want nothing sent and 3 present", res.Transfer)
@@ -537,7 +528,7 @@ func TestPromote(t *testing.T) {
 				t.Fatalf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		noFailures(t, "one-service promote", st)
+		testenv.NoFailures(t, "one-service promote", st)
 		third = pr.Release
 		if len(pr.Transfer.Sent) != 1 || !strings.HasPrefix(pr.Transfer.Sent[0], f.project+"/quality-fabric:") {
 			t.Fatalf("sent %v, want only quality-fabric", pr.Transfer.Sent)
@@ -584,7 +575,7 @@ func TestPromote(t *testing.T) {
 		o.Force = true
 		var err error
 		st := f.load(t, f.published(), func() { _, err = release.Promote(ctx, f.cat, o) })
-		noFailures(t, "failing release", st)
+		testenv.NoFailures(t, "failing release", st)
 		var re *release.Error
 		if !errors.As(err, &re) || !re.Restored || re.Previous != third {
 			t.Fatalf("err = %v, want a release.Error with %s restored\n%s", err, third, f.out.String())
@@ -651,7 +642,7 @@ func TestPromote(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rollback: %v\n%s", err, f.out.String())
 		}
-		noFailures(t, "rollback", st)
+		testenv.NoFailures(t, "rollback", st)
 		if got := f.current(); got != "releases/"+second {
 			t.Fatalf("current -> %q, want releases/%s", got, second)
 		}
@@ -769,7 +760,7 @@ func TestPromote(t *testing.T) {
 		if err != nil {
 			t.Fatalf("promote: %v\n%s", err, f.out.String())
 		}
-		noFailures(t, "secret rotation", st)
+		testenv.NoFailures(t, "secret rotation", st)
 		if s := res.Changes.Summary(); s != "1 replaced (template-service), 2 unchanged" {
 			t.Errorf("changes %s, want template-service (the secret's only user) alone replaced", s)
 		}
@@ -916,7 +907,7 @@ func (f *fixture) engineRestart(ctx context.Context, t *testing.T) {
 		return nil
 	}
 	var err error
-	for end := time.Now().Add(3 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
+	for end := time.Now().Add(10 * time.Minute); ; time.Sleep(500 * time.Millisecond) {
 		if err = back(); err == nil || time.Now().After(end) {
 			break
 		}
@@ -1204,7 +1195,7 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 			t.Fatalf("second promote to swarm: %v\n%s", err, f.out.String())
 		}
 	})
-	noFailures(t, "swarm one-service promote", st)
+	testenv.NoFailures(t, "swarm one-service promote", st)
 	if res2.Previous != res.Release || res2.Checks == nil || res2.Checks.Failed != 0 {
 		t.Fatalf("second promote: previous %q (want %q), checks %+v", res2.Previous, res.Release, res2.Checks)
 	}

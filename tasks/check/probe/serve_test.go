@@ -122,7 +122,7 @@ func TestServeIdle(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("an idle server did not stop")
 	}
 	if _, err := http.Get(url); err == nil {
@@ -144,7 +144,7 @@ func TestServeCancel(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Serve: %v", err)
 		}
-	case <-time.After(5 * time.Second):
+	case <-time.After(2 * time.Minute):
 		t.Fatal("Serve did not return after its context ended")
 	}
 }

@@ -1,4 +1,7 @@
-package release_test
+// Package multinode_test is the multi-node swarm promotion test: a package
+// of its own so that it runs beside tasks/release's promotion tests
+// (go test runs packages in parallel), each with its own hosts.
+package multinode_test
 
 import (
 	"bytes"
@@ -230,7 +233,7 @@ func TestMultinodeSwarm(t *testing.T) {
 				t.Errorf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		noFailures(t, "unchanged promote", st)
+		testenv.NoFailures(t, "unchanged promote", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -258,7 +261,7 @@ func TestMultinodeSwarm(t *testing.T) {
 				t.Errorf("promote: %v\n%s", err, f.out.String())
 			}
 		})
-		noFailures(t, "one-service promote", st)
+		testenv.NoFailures(t, "one-service promote", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -284,9 +287,9 @@ func TestMultinodeSwarm(t *testing.T) {
 		var took time.Duration
 		st := f.load(t, func() {
 			f.availability(ctx, t, drained, swarm.NodeAvailabilityDrain)
-			took = f.waitConverged(ctx, t, drained, t0, 60*time.Second)
+			took = f.waitConverged(ctx, t, drained, t0, mnSafetyBound)
 		})
-		noFailures(t, "drain", st)
+		testenv.NoFailures(t, "drain", st)
 		t.Logf("FIGURE drain of %s: every service back to %d healthy tasks off it after %s; %d requests, %d failed",
 			f.nameOf[drained], mnReplicas, took.Round(100*time.Millisecond), st.Total, st.Failed)
 		f.checksGreen(ctx, t)
@@ -303,10 +306,10 @@ func TestMultinodeSwarm(t *testing.T) {
 		st := f.load(t, func() {
 			t0 := time.Now()
 			downc := make(chan time.Duration, 1)
-			go func() { downc <- f.waitDown(ctx, lostID, t0, 90*time.Second) }()
+			go func() { downc <- f.waitDown(ctx, lostID, t0, mnSafetyBound) }()
 			sw.StopEngine(t, lost)
 			stopped = time.Since(t0)
-			recovered = f.waitConverged(ctx, t, lostID, t0, 55*time.Second)
+			recovered = f.waitConverged(ctx, t, lostID, t0, mnSafetyBound)
 			down = <-downc
 		})
 		t.Logf("FIGURE node loss of %s: engine stopped after %s, manager lists it down after %s, every service back to %d healthy tasks after %s; %d requests, %d failed",
@@ -333,7 +336,7 @@ func TestMultinodeSwarm(t *testing.T) {
 			}
 		})
 		t.Logf("output:\n%s", f.out.String())
-		noFailures(t, "promote with a node down", st)
+		testenv.NoFailures(t, "promote with a node down", st)
 		if res == nil {
 			t.FailNow()
 		}
@@ -394,11 +397,7 @@ func mnSetup(t *testing.T, sw *testenv.Swarm) *mnFixture {
 	f := &mnFixture{sw: sw, project: testenv.ProjectName(t, "mn"), byNode: map[string]*client.Client{}, nameOf: map[string]string{}}
 	tmp := t.TempDir()
 	f.deploy, f.state = filepath.Join(tmp, "deployment"), filepath.Join(tmp, "state")
-	wd, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ex := filepath.Join(wd, "..", "..", "examples", "maestro-platform")
+	ex := filepath.Join(testenv.RepoRoot(), "examples", "maestro-platform")
 	p := testenv.FreePorts(t, 2)
 	m, w := sw.Manager(), sw.Workers()
 	src := fmt.Sprintf(mnCatalog, f.project, f.deploy, m.Host, w[0].Host, w[1].Host, m.Dir, sw.KnownHosts, sw.Identity, ex, p[0], p[1])
@@ -406,6 +405,7 @@ func mnSetup(t *testing.T, sw *testenv.Swarm) *mnFixture {
 	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var err error
 	if f.cat, err = catalog.Load(file); err != nil {
 		t.Fatalf("test catalog: %v", err)
 	}
@@ -605,6 +605,11 @@ func (f *mnFixture) spread(ctx context.Context, t *testing.T, avoid string) map[
 	return on
 }
 
+// mnSafetyBound ends a wait for swarm to converge that would otherwise last
+// for ever: far beyond what swarm's own timers take, even on a busy
+// machine, so that reaching it means the change never converged.
+const mnSafetyBound = 10 * time.Minute
+
 // waitConverged waits until every service runs mnReplicas healthy tasks
 // on distinct nodes other than gone, and returns the time since t0.
 func (f *mnFixture) waitConverged(ctx context.Context, t *testing.T, gone string, t0 time.Time, limit time.Duration) time.Duration {
@@ -720,7 +725,7 @@ func (f *mnFixture) load(t *testing.T, fn func()) testenv.LoadStats {
 	m := f.sw.Manager().Addr
 	return testenv.During(t, testenv.LoadSpec{Targets: []string{
 		fmt.Sprintf("http://%s:8005/health", m), fmt.Sprintf("http://%s:8000/health", m)},
-		Hosts: f.sw.Addrs(), Rate: 25, Duration: time.Minute, MaxRequests: 20_000}, fn)
+		Hosts: f.sw.Addrs(), Rate: 25}, fn)
 }
 
 // mnTornDown fails unless nothing of the swarm is left: no namespace,
