@@ -77,7 +77,7 @@ func ContainerUnit(c engine.Container) Unit {
 		case string(container.Unhealthy):
 			u.Fatal = "unhealthy"
 			if c.HealthOutput != "" {
-				u.Fatal += " (healthcheck: " + oneLine(c.HealthOutput, 200) + ")"
+				u.Fatal += " (healthcheck: " + ui.Shorten(strings.Join(strings.Fields(ui.Clean(c.HealthOutput)), " "), 200) + ")"
 			}
 		case string(container.Starting):
 			u.State = "health starting"
@@ -86,14 +86,6 @@ func ContainerUnit(c engine.Container) Unit {
 		}
 	}
 	return u
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(ui.Clean(s)), " ")
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }
 
 // Logs writes a container's last lines.
