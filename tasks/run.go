@@ -55,7 +55,9 @@ func exit(err error) error {
 	if err == nil {
 		return nil
 	}
-	return mg.Fatal(ExitCode(err), err.Error())
+	// Errors quote daemons, hosts and containers: cleaned before the
+	// terminal sees them, wherever they were made.
+	return mg.Fatal(ExitCode(err), ui.Clean(err.Error()))
 }
 
 // Exit statuses by kind of error, so scripts can tell a bad catalog from a

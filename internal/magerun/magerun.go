@@ -53,10 +53,76 @@ type stamp struct {
 	Files []string `json:"files"`
 	// Dirs are the package folders: a file added to one changes the sum.
 	Dirs []string `json:"dirs"`
+	// EmbedDirs are the folders embedded files are in: a file added to one
+	// (which a folder pattern would embed) changes the sum.
+	EmbedDirs []string `json:"embed_dirs"`
 	// Sum is sourceSum of Files and Dirs at the time of the compile.
 	Sum string `json:"sum"`
-	// Exe is the compiled binary.
+	// Exe is the compiled binary: exePath of the cache and Sum, or the
+	// stamp is not used.
 	Exe string `json:"exe"`
+}
+
+// exePath is where the binary compiled from sources of sum sum lives.
+func exePath(cache, sum string) string { return filepath.Join(cache, exePrefix+sum[:24]) }
+
+// UntrustedError is a cache folder or file that someone other than this
+// user could have written: what it names must not run.
+type UntrustedError struct {
+	Path, Why string
+}
+
+func (e *UntrustedError) Error() string {
+	return fmt.Sprintf("mage's cache %s %s: the compiled targets there could be anyone's program; "+
+		"run `chmod go-w %s` (and own it), or set MAGEFILE_CACHE to a folder of your own", e.Path, e.Why, e.Path)
+}
+
+// trusted refuses a path that is a symbolic link (follow says whether one
+// is followed instead), is not this user's, or that its group or anyone may
+// write.
+func trusted(path string, follow bool) error {
+	stat := os.Lstat
+	if follow {
+		stat = os.Stat
+	}
+	fi, err := stat(path)
+	switch {
+	case err != nil:
+		return err
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return &UntrustedError{Path: path, Why: "is a symbolic link"}
+	case fi.Mode().Perm()&0o022 != 0:
+		return &UntrustedError{Path: path, Why: fmt.Sprintf("is writable by its group or by anyone (mode %v)", fi.Mode().Perm())}
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return &UntrustedError{Path: path, Why: fmt.Sprintf("belongs to user %d, not to you (%d)", st.Uid, os.Geteuid())}
+	}
+	return nil
+}
+
+// cached returns the binary the stamp names when the sources it records
+// are unchanged and the binary is where their sum puts it, and everything
+// on the way is this user's alone; "" when it must be compiled.
+func cached(cache, stampFile, root string) (string, error) {
+	st, ok := readStamp(stampFile)
+	if !ok {
+		return "", nil
+	}
+	if err := trusted(stampFile, false); err != nil {
+		return "", err
+	}
+	sum, err := sourceSum(root, st.Files, st.Dirs, st.EmbedDirs)
+	if err != nil || sum != st.Sum || st.Exe != exePath(cache, sum) {
+		return "", nil
+	}
+	fi, err := os.Lstat(st.Exe)
+	if err != nil || !fi.Mode().IsRegular() {
+		return "", nil
+	}
+	if err := trusted(st.Exe, false); err != nil {
+		return "", err
+	}
+	return st.Exe, nil
 }
 
 // Main runs mage with args from the module root root (where magefile.go
@@ -105,27 +171,31 @@ func Targets(root string, stderr io.Writer) (string, error) {
 		return "", err
 	}
 	cache := mg.CacheDir()
+	// Made private when this run makes it; one that exists must be this
+	// user's alone: whoever can write there picks what runs.
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		return "", err
+	}
+	if err := trusted(cache, true); err != nil {
+		return "", err
+	}
 	stampFile := filepath.Join(cache, exePrefix+"stamp-"+shortHash(root)+".json")
-	if st, ok := readStamp(stampFile); ok {
-		if sum, err := sourceSum(root, st.Files, st.Dirs); err == nil && sum == st.Sum {
-			if fi, err := os.Stat(st.Exe); err == nil && fi.Mode().IsRegular() {
-				return st.Exe, nil
-			}
-		}
+	if exe, err := cached(cache, stampFile, root); exe != "" || err != nil {
+		return exe, err
 	}
-	files, dirs, err := sources(root)
+	files, dirs, embedDirs, err := sources(root)
 	if err != nil {
 		return "", err
 	}
-	sum, err := sourceSum(root, files, dirs)
+	sum, err := sourceSum(root, files, dirs, embedDirs)
 	if err != nil {
 		return "", err
 	}
-	exe := filepath.Join(cache, exePrefix+sum[:24])
+	exe := exePath(cache, sum)
+	if err := trusted(exe, false); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", err
+	}
 	if _, err := os.Stat(exe); err != nil {
-		if err := os.MkdirAll(cache, 0o755); err != nil {
-			return "", err
-		}
 		tmp := fmt.Sprintf("%s.tmp-%d", exe, os.Getpid())
 		defer os.Remove(tmp)
 		// Compiled static and with -trimpath, as the sample services'
@@ -152,9 +222,9 @@ func Targets(root string, stderr io.Writer) (string, error) {
 			return "", err
 		}
 	}
-	b, _ := json.Marshal(stamp{Files: files, Dirs: dirs, Sum: sum, Exe: exe})
+	b, _ := json.Marshal(stamp{Files: files, Dirs: dirs, EmbedDirs: embedDirs, Sum: sum, Exe: exe})
 	tmp := fmt.Sprintf("%s.tmp-%d", stampFile, os.Getpid())
-	if os.WriteFile(tmp, b, 0o644) == nil {
+	if os.WriteFile(tmp, b, 0o600) == nil {
 		_ = os.Rename(tmp, stampFile)
 	}
 	prune(cache, exe)
@@ -179,14 +249,15 @@ type goPackage struct {
 
 // sources lists the files the targets are built from: every file `go list`
 // names for the module's own packages that the magefile needs, and their
-// folders. Dependencies outside the module are covered by go.sum.
-func sources(root string) (files, dirs []string, err error) {
+// folders, and the folders of embedded files up to their package's.
+// Dependencies outside the module are covered by go.sum.
+func sources(root string) (files, dirs, embedDirs []string, err error) {
 	cmd := exec.Command("go", "list", "-deps", "-tags", "mage", "-json", "magefile.go")
 	cmd.Dir = root
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return nil, nil, fmt.Errorf("go list the magefile's packages in %s: %v: %s", root, err, strings.TrimSpace(errb.String()))
+		return nil, nil, nil, fmt.Errorf("go list the magefile's packages in %s: %v: %s", root, err, strings.TrimSpace(errb.String()))
 	}
 	dec := json.NewDecoder(&out)
 	for {
@@ -194,13 +265,18 @@ func sources(root string) (files, dirs []string, err error) {
 		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return nil, nil, fmt.Errorf("go list output: %w", err)
+			return nil, nil, nil, fmt.Errorf("go list output: %w", err)
 		}
 		// The magefile's own package has no module in go list's eyes.
 		if p.Module != nil && !p.Module.Main || p.Module == nil && p.Dir != root {
 			continue
 		}
 		dirs = append(dirs, p.Dir)
+		for _, f := range p.EmbedFiles {
+			for d := filepath.Dir(filepath.Join(p.Dir, f)); d != p.Dir && strings.HasPrefix(d, p.Dir+string(filepath.Separator)); d = filepath.Dir(d) {
+				embedDirs = append(embedDirs, d)
+			}
+		}
 		for _, list := range [][]string{p.GoFiles, p.CgoFiles, p.EmbedFiles, p.IgnoredGoFiles, p.OtherFiles, p.SFiles} {
 			for _, f := range list {
 				files = append(files, filepath.Join(p.Dir, f))
@@ -212,15 +288,16 @@ func sources(root string) (files, dirs []string, err error) {
 	}
 	sort.Strings(files)
 	sort.Strings(dirs)
-	return slices.Compact(files), slices.Compact(dirs), nil
+	sort.Strings(embedDirs)
+	return slices.Compact(files), slices.Compact(dirs), slices.Compact(embedDirs), nil
 }
 
 // sourceSum hashes what decides the compiled binary: the Go toolchain and
-// build environment, the names of the entries of each package folder, and
-// the content of each file.
-func sourceSum(root string, files, dirs []string) (string, error) {
+// build environment, the names of the Go files of each package folder and
+// of every entry of each embedded folder, and the content of each file.
+func sourceSum(root string, files, dirs, embedDirs []string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "magerun-v1\n%s\n%s/%s\n", root, runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(h, "magerun-v2\n%s\n%s/%s\n", root, runtime.GOOS, runtime.GOARCH)
 	for _, k := range []string{"GOFLAGS", "GOOS", "GOARCH", "CGO_ENABLED", "GOTOOLCHAIN", "GOEXPERIMENT", "GOWORK", "MAGEFILE_GOCMD"} {
 		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
 	}
@@ -237,6 +314,16 @@ func sourceSum(root string, files, dirs []string) (string, error) {
 			if strings.HasSuffix(e.Name(), ".go") {
 				fmt.Fprintf(h, "  %s\n", e.Name())
 			}
+		}
+	}
+	for _, d := range embedDirs {
+		entries, err := os.ReadDir(d)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+		fmt.Fprintf(h, "embedded %s\n", d)
+		for _, e := range entries {
+			fmt.Fprintf(h, "  %s\n", e.Name())
 		}
 	}
 	for _, f := range files {

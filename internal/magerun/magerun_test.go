@@ -2,6 +2,8 @@ package magerun
 
 import (
 	"bytes"
+	"encoding/json"
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,8 +33,11 @@ func writeModule(t *testing.T, dir, greeting, embedded string) {
 		"go.sum": strings.Join(mageSum, "\n") + "\n",
 		"magefile.go": "//go:build mage\n\npackage main\n\nimport \"example.test/m/greet\"\n\n" +
 			"// Hello says hello.\nfunc Hello() { greet.Print() }\n",
-		"greet/greet.go": "package greet\n\nimport (\n\t_ \"embed\"\n\t\"fmt\"\n)\n\n//go:embed data/word.txt\nvar word string\n\n" +
-			"// Print prints the greeting.\nfunc Print() { fmt.Println(\"" + greeting + "\", word) }\n",
+		// A folder pattern: every file in data/ is embedded.
+		"greet/greet.go": "package greet\n\nimport (\n\t\"embed\"\n\t\"fmt\"\n\t\"io/fs\"\n\t\"strings\"\n)\n\n//go:embed data\nvar data embed.FS\n\nvar word string\n\n" +
+			"// Print prints the greeting.\nfunc Print() {\n\tif word == \"\" {\n\t\tes, _ := fs.ReadDir(data, \"data\")\n\t\tvar ws []string\n" +
+			"\t\tfor _, e := range es {\n\t\t\tb, _ := data.ReadFile(\"data/\" + e.Name())\n\t\t\tws = append(ws, strings.TrimSpace(string(b)))\n\t\t}\n" +
+			"\t\tword = strings.Join(ws, \" \")\n\t}\n\tfmt.Println(\"" + greeting + "\", word)\n}\n",
 		"greet/data/word.txt": embedded,
 	}
 	for name, content := range files {
@@ -48,7 +53,8 @@ func writeModule(t *testing.T, dir, greeting, embedded string) {
 
 // The compiled targets are reused while nothing they were built from
 // changed, and never after a change in a package the magefile imports, in
-// an embedded file, or a new file in a package folder.
+// an embedded file, a new file in an embedded folder, or a new file in a
+// package folder.
 func TestTargetsNeverStale(t *testing.T) {
 	testenv.RequireCommand(t, "go")
 	dir := t.TempDir()
@@ -81,11 +87,102 @@ func TestTargetsNeverStale(t *testing.T) {
 	if second == first || third == second {
 		t.Errorf("binaries %s, %s, %s: a change did not make a new one", first, second, third)
 	}
+	// A new file in an embedded folder is embedded.
+	if err := os.WriteFile(filepath.Join(dir, "greet", "data", "zz.txt"), []byte("again"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	run("hi there again")
 	// A new file in a package folder may change what is compiled.
 	if err := os.WriteFile(filepath.Join(dir, "greet", "more.go"), []byte("package greet\n\nfunc init() { word = \"new\" }\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	run("hi new")
+}
+
+// A stamp naming another program never gets it run: not from a cache
+// folder or stamp others can write (refused, naming the fix), and not from
+// a private one when the binary is not where the sources' sum puts it.
+func TestPoisonedStamp(t *testing.T) {
+	testenv.RequireCommand(t, "go")
+	dir := t.TempDir()
+	cache := filepath.Join(dir, ".magecache")
+	t.Setenv("MAGEFILE_CACHE", cache)
+	t.Setenv("GOFLAGS", "-mod=mod")
+	writeModule(t, dir, "hello", "world")
+	files, dirs, embedDirs, err := sources(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum, err := sourceSum(dir, files, dirs, embedDirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// What an attacker would plant: a program of theirs, and a stamp whose
+	// sum is right (every input of it is readable) naming it.
+	evil := filepath.Join(dir, "evil")
+	if err := os.WriteFile(evil, []byte("#!/bin/sh\ntouch "+filepath.Join(dir, "pwned")+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(cache, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	stampFile := filepath.Join(cache, exePrefix+"stamp-"+shortHash(dir)+".json")
+	plant := func(exe string, mode os.FileMode) {
+		t.Helper()
+		b, _ := json.Marshal(stamp{Files: files, Dirs: dirs, EmbedDirs: embedDirs, Sum: sum, Exe: exe})
+		if err := os.WriteFile(stampFile, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(stampFile, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// A group-writable cache (a shared MAGEFILE_CACHE): refused outright.
+	plant(evil, 0o600)
+	if err := os.Chmod(cache, 0o770); err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	exe, err := Targets(dir, &stderr)
+	var ue *UntrustedError
+	if !errors.As(err, &ue) || ue.Path != cache || exe != "" || !strings.Contains(err.Error(), "chmod go-w "+cache) {
+		t.Fatalf("a group-writable cache: Targets = %q, %v; want an *UntrustedError naming %s", exe, err, cache)
+	}
+	if err := os.Chmod(cache, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A private cache, a stamp others may write: refused.
+	plant(evil, 0o666)
+	if exe, err := cached(cache, stampFile, dir); !errors.As(err, &ue) || ue.Path != stampFile || exe != "" {
+		t.Fatalf("a world-writable stamp: cached = %q, %v; want an *UntrustedError naming it", exe, err)
+	}
+	// A private stamp naming a binary elsewhere than the sum's: not used.
+	plant(evil, 0o600)
+	if exe, err := cached(cache, stampFile, dir); exe != "" || err != nil {
+		t.Fatalf("a stamp naming %s: cached = %q, %v; want it ignored", evil, exe, err)
+	}
+	// The binary at the sum's path, but group-writable: refused.
+	if err := os.WriteFile(exePath(cache, sum), []byte("#!/bin/sh\n"), 0o775); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(exePath(cache, sum), 0o775); err != nil {
+		t.Fatal(err)
+	}
+	plant(exePath(cache, sum), 0o600)
+	if exe, err := cached(cache, stampFile, dir); !errors.As(err, &ue) || ue.Path != exePath(cache, sum) || exe != "" {
+		t.Fatalf("a group-writable binary: cached = %q, %v; want an *UntrustedError naming it", exe, err)
+	}
+	// Control: the same binary, private, is what the stamp gives.
+	if err := os.Chmod(exePath(cache, sum), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if exe, err := cached(cache, stampFile, dir); exe != exePath(cache, sum) || err != nil {
+		t.Fatalf("a private stamp and binary: cached = %q, %v; want %s", exe, err, exePath(cache, sum))
+	}
+	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
+		t.Fatal("the planted program ran")
+	}
 }
 
 func TestRunsTargets(t *testing.T) {

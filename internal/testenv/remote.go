@@ -48,8 +48,20 @@ type Remote struct {
 	Root string
 	// Namespace is the network namespace the host lives in.
 	Namespace string
+	// Gateway is this machine's address on the host's link: what the host
+	// and its containers reach this machine at.
+	Gateway string
 
 	h *remoteHost
+}
+
+// RemoteOptions change how StartRemoteWith starts a host.
+type RemoteOptions struct {
+	// DNS, when set, is called once the host's link is up, with this
+	// machine's address on it (Remote.Gateway), and returns the name
+	// servers the host's engine gives its containers (dockerd --dns):
+	// the host's resolvers, for tests of what reaches them.
+	DNS func(gateway string) ([]string, error)
 }
 
 // SSHFlags are the ssh options that reach this host with its key checked:
@@ -67,6 +79,12 @@ var remoteSeq atomic.Int64
 // fails the test; elsewhere it skips, as does not being root.
 func StartRemote(t testing.TB) *Remote {
 	t.Helper()
+	return StartRemoteWith(t, RemoteOptions{})
+}
+
+// StartRemoteWith is StartRemote with options.
+func StartRemoteWith(t testing.TB, opts RemoteOptions) *Remote {
+	t.Helper()
 	for _, c := range []string{"dockerd", "sshd", "ssh", "ssh-keygen", "ip", "nsenter"} {
 		RequireCommand(t, c)
 	}
@@ -83,7 +101,7 @@ func StartRemote(t testing.TB) *Remote {
 	}
 	r := &Remote{Root: root, Dir: filepath.Join(root, "deploy"), SSHPort: 2222,
 		Socket: "unix://" + filepath.Join(root, "docker.sock")}
-	h := &remoteHost{Remote: r, t: t, seq: int(seq % 100)}
+	h := &remoteHost{Remote: r, t: t, seq: int(seq % 100), opts: opts}
 	r.h = h
 	t.Cleanup(h.stop)
 	if err := h.start(); err != nil {
@@ -100,6 +118,8 @@ type remoteHost struct {
 	// hostname, when set, is the engine's host name, in a UTS namespace
 	// of its own: swarm nodes tell themselves apart by it (see swarm.go).
 	hostname string
+	opts     RemoteOptions
+	extra    []string // more dockerd flags
 }
 
 func run(ctx context.Context, name string, args ...string) error {
@@ -118,6 +138,15 @@ func (h *remoteHost) start() error {
 	}
 	if err := h.network(ctx); err != nil {
 		return err
+	}
+	if h.opts.DNS != nil {
+		servers, err := h.opts.DNS(h.Gateway)
+		if err != nil {
+			return fmt.Errorf("name servers: %w", err)
+		}
+		for _, s := range servers {
+			h.extra = append(h.extra, "--dns", s)
+		}
 	}
 	if err := h.dockerd(ctx); err != nil {
 		return err
@@ -153,7 +182,7 @@ func (h *remoteHost) network(ctx context.Context) error {
 		}); err != nil {
 			return err
 		}
-		h.Addr = nsIP
+		h.Addr, h.Gateway = nsIP, hostIP
 		return nil
 	}
 	return fmt.Errorf("no free /30 in 10.201.0.0/16")
@@ -227,6 +256,7 @@ func (h *remoteHost) dockerd(ctx context.Context) error {
 		"--data-root", filepath.Join(h.Root, "data"), "--exec-root", filepath.Join(h.Root, "exec"),
 		"--pidfile", filepath.Join(h.Root, "dockerd.pid"), "-H", h.Socket,
 		"--default-address-pool", "base=10.202.0.0/16,size=24"}
+	args = append(args, h.extra...)
 	cmd := h.inNS("dockerd", args...)
 	if h.hostname != "" {
 		// unshare and sh exec in turn: the pid file and Pdeathsig are dockerd's.

@@ -94,7 +94,7 @@ func (v *validator) hostURL(k, host string, tls bool) *url.URL {
 		v.add(k, hostHint, "host %q names no machine", host)
 	case u.Scheme != "unix" && u.Path != "":
 		v.add(k, form, "host %q has a path (%s)", host, u.EscapedPath())
-	case u.Scheme == "tcp" && !tls && !loopback(u.Hostname()):
+	case u.Scheme == "tcp" && !tls && !Loopback(u.Hostname()):
 		// A local dind on 127.0.0.1 never leaves the machine; anything
 		// else would carry the Docker API and the uploaded .env files
 		// (secrets) in clear, to anyone on the path.
@@ -106,10 +106,11 @@ func (v *validator) hostURL(k, host string, tls bool) *url.URL {
 	return nil
 }
 
-// loopback reports whether h is a literal loopback address (127.0.0.0/8,
-// ::1). A name such as "localhost" is not: what it resolves to is up to
-// the machine's resolver, not the catalog.
-func loopback(h string) bool {
+// Loopback reports whether h is a literal loopback address (127.0.0.0/8,
+// ::1): the one place a plain-text tcp:// engine is accepted. A name such
+// as "localhost" is not: what it resolves to is up to the machine's
+// resolver, not the catalog.
+func Loopback(h string) bool {
 	ip := net.ParseIP(h)
 	return ip != nil && ip.IsLoopback()
 }

@@ -194,7 +194,7 @@ func Run(ctx context.Context, cat *catalog.Catalog, t Target, opts Options) (*Re
 	for i := range results {
 		// Details quote what services and hosts answered: no escape sequence of
 		// theirs reaches the terminal, no secret the output.
-		results[i].Detail = shorten(red.redact(ui.Clean(results[i].Detail)), 240)
+		results[i].Detail = ui.Shorten(red.redact(ui.Clean(results[i].Detail)), 240)
 		if results[i].OK {
 			rep.Passed++
 			continue
@@ -350,13 +350,4 @@ func (r redactor) redact(s string) string { return r.r.Replace(s) }
 // them (folded white space, JSON escapes).
 func Redactor(cat *catalog.Catalog, extra ...string) func(string) string {
 	return newRedactor(append(Secrets(cat), extra...)).redact
-}
-
-// shorten cuts s to at most n runes, marking the cut.
-func shorten(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
 }

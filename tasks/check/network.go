@@ -203,7 +203,8 @@ func runProbe(ctx context.Context, api *client.Client, ref, netName, project str
 		return nil, fmt.Errorf("probe on network %s: logs: %w", netName, err)
 	}
 	if exit != 0 {
-		return nil, fmt.Errorf("probe on network %s exited %d: %s", netName, exit, strings.TrimSpace(stderr.String()))
+		// Its stderr is printed: cleaned and bounded.
+		return nil, fmt.Errorf("probe on network %s exited %d: %s", netName, exit, ui.Shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
 	}
 	var out []probe.Outcome
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
@@ -334,7 +335,7 @@ func lastLogLine(ctx context.Context, api *client.Client, id string) string {
 	var out bytes.Buffer
 	_, _ = stdcopy.StdCopy(&out, &out, io.LimitReader(logs, 64<<10))
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
-	return shorten(lines[len(lines)-1], 200)
+	return ui.Shorten(lines[len(lines)-1], 200)
 }
 
 // transportError is a POST that got no HTTP answer: the server may be gone.
@@ -371,7 +372,7 @@ func postSpecs(ctx context.Context, srv probeServer, specs []probe.Spec) ([]prob
 		return nil, &transportError{err}
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, shorten(strings.TrimSpace(string(data)), 200))
+		return nil, fmt.Errorf("status %d: %s", resp.StatusCode, ui.Shorten(strings.TrimSpace(string(data)), 200))
 	}
 	var out []probe.Outcome
 	if err := json.Unmarshal(data, &out); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
@@ -56,7 +57,9 @@ func (e *Engine) Containers(ctx context.Context, project string) ([]Container, e
 	}
 	out := make([]Container, 0, len(list.Items))
 	for _, s := range list.Items {
-		c := Container{ID: s.ID, Project: s.Labels[labels.ComposeProject], Service: s.Labels[labels.ComposeService],
+		// Labels and health output are the host's words: cleaned here,
+		// once, as they are printed in plans, tables and errors.
+		c := Container{ID: s.ID, Project: s.Labels[labels.ComposeProject], Service: ui.Clean(s.Labels[labels.ComposeService]),
 			State: string(s.State), Image: s.Image, ImageID: s.ImageID, Labels: s.Labels,
 			Created: time.Unix(s.Created, 0)}
 		for _, p := range s.Ports {
@@ -74,7 +77,7 @@ func (e *Engine) Containers(ctx context.Context, project string) ([]Container, e
 			}
 			return nil, fmt.Errorf("inspect container %s (%s): %w", ShortID(s.ID), c.Service, err)
 		}
-		c.Name = strings.TrimPrefix(in.Container.Name, "/")
+		c.Name = ui.Clean(strings.TrimPrefix(in.Container.Name, "/"))
 		c.RestartCount = in.Container.RestartCount
 		if st := in.Container.State; st != nil {
 			c.State = string(st.Status)
@@ -83,7 +86,7 @@ func (e *Engine) Containers(ctx context.Context, project string) ([]Container, e
 			if h := st.Health; h != nil {
 				c.Health = string(h.Status)
 				if n := len(h.Log); n > 0 && h.Log[n-1] != nil {
-					c.HealthOutput = strings.TrimSpace(h.Log[n-1].Output)
+					c.HealthOutput = strings.TrimSpace(ui.Clean(h.Log[n-1].Output))
 					if c.HealthOutput == "" && h.Log[n-1].ExitCode != 0 {
 						c.HealthOutput = fmt.Sprintf("exit code %d", h.Log[n-1].ExitCode)
 					}
@@ -131,9 +134,10 @@ func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow 
 }
 
 // ShortID is an image, container or node ID as docker prints it: 12 hex digits,
-// without the "sha256:" prefix.
+// without the "sha256:" prefix. IDs come from hosts and are printed, so
+// it is cleaned too.
 func ShortID(id string) string {
-	id = strings.TrimPrefix(id, "sha256:")
+	id = ui.Clean(strings.TrimPrefix(id, "sha256:"))
 	if len(id) > 12 {
 		return id[:12]
 	}

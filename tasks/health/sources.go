@@ -13,6 +13,7 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // Compose observes the containers of a compose project: those of each
@@ -76,7 +77,7 @@ func ContainerUnit(c engine.Container) Unit {
 		case string(container.Unhealthy):
 			u.Fatal = "unhealthy"
 			if c.HealthOutput != "" {
-				u.Fatal += " (healthcheck: " + oneLine(c.HealthOutput, 200) + ")"
+				u.Fatal += " (healthcheck: " + ui.Shorten(strings.Join(strings.Fields(ui.Clean(c.HealthOutput)), " "), 200) + ")"
 			}
 		case string(container.Starting):
 			u.State = "health starting"
@@ -85,14 +86,6 @@ func ContainerUnit(c engine.Container) Unit {
 		}
 	}
 	return u
-}
-
-func oneLine(s string, n int) string {
-	s = strings.Join(strings.Fields(s), " ")
-	if len(s) > n {
-		s = s[:n] + "…"
-	}
-	return s
 }
 
 // Logs writes a container's last lines.

@@ -58,6 +58,9 @@ const (
 	maxFileSize  = 4 << 20  // one fetched release file
 	maxFetched   = 32 << 20 // a whole fetched release
 	maxFileCount = 1000
+	// maxAudit is what the host tool may answer of the audit log: the
+	// newest records that fit, well within maxOutput.
+	maxAudit = maxOutput / 2
 )
 
 // IDPattern is what a release id looks like: UTC time, an optional short
@@ -115,16 +118,24 @@ func (f *FS) Dir() string { return f.dir }
 
 // Open makes sure the host runs the agent for dir (building the tool image
 // there first when it is missing) and that dir belongs to the project's
-// environment env, claiming it on first use. Nothing else changes.
+// environment env, claiming it on first use. Nothing else changes: agents
+// of other versions of this tool stay (see Lock).
 func Open(ctx context.Context, eng *engine.Engine, dir, project, env string) (*FS, error) {
+	return open(ctx, eng, dir, project, env, toolImage)
+}
+
+// toolImage is the host tool's image.
+var toolImage = engine.GoImage{
+	Name: "release tool", Repo: ToolRepo, Source: toolSource, Dir: "hosttool",
+	Module: "hosttool", Package: ".", Binary: "hosttool",
+	Labels: map[string]string{labels.Tool: "1"},
+}
+
+func open(ctx context.Context, eng *engine.Engine, dir, project, env string, img engine.GoImage) (*FS, error) {
 	if !path.IsAbs(dir) || path.Clean(dir) != dir {
 		return nil, fmt.Errorf("release folder %q on %s: not a clean absolute path", dir, eng.Host)
 	}
-	ref, err := engine.EnsureGoImage(ctx, eng.API, engine.GoImage{
-		Name: "release tool", Repo: ToolRepo, Source: toolSource, Dir: "hosttool",
-		Module: "hosttool", Package: ".", Binary: "hosttool",
-		Labels: map[string]string{labels.Tool: "1"},
-	})
+	ref, err := engine.EnsureGoImage(ctx, eng.API, img)
 	if err != nil {
 		return nil, err
 	}
@@ -139,21 +150,28 @@ func Open(ctx context.Context, eng *engine.Engine, dir, project, env string) (*F
 	return f, nil
 }
 
-// agentRevision changes with the agent container's settings, so that an
-// agent created with older ones is replaced.
-const agentRevision = "2"
+// agentRevision changes with the agent container's settings: it is part of
+// the agent's name, as the tool image is.
+const agentRevision = "3"
 
-// AgentName is the agent container's name for a folder: one agent per
-// folder and host.
-func AgentName(dir string) string {
-	sum := sha256.Sum256([]byte(dir))
-	return "maestro-agent-" + hex.EncodeToString(sum[:6])
+// AgentName is the agent container's name for a folder and a tool image:
+// one agent per folder, host and version of the tool. Versions have agents
+// of their own because the lock lives in a process of the agent that took
+// it: replacing another version's agent would drop a lock it holds.
+func AgentName(dir, ref string) string {
+	d := sha256.Sum256([]byte(dir))
+	v := sha256.Sum256([]byte(ref + "\x00" + agentRevision))
+	return "maestro-agent-" + hex.EncodeToString(d[:6]) + "-" + hex.EncodeToString(v[:4])
 }
 
-// ensureAgent returns the running agent of dir on the engine, replacing
-// one that runs another tool image or mounts something else.
+// Agent is the ID of the agent container this FS works through.
+func (f *FS) Agent() string { return f.agent }
+
+// ensureAgent returns the running agent of dir and the tool image ref on
+// the engine, creating it when missing. Agents of other tool versions are
+// left alone: they may hold the lock (Lock removes them once it holds it).
 func ensureAgent(ctx context.Context, api *client.Client, ref, dir string) (string, error) {
-	name := AgentName(dir)
+	name := AgentName(dir, ref)
 	in, err := api.ContainerInspect(ctx, name, client.ContainerInspectOptions{})
 	switch {
 	case err == nil:
@@ -168,6 +186,8 @@ func ensureAgent(ctx context.Context, api *client.Client, ref, dir string) (stri
 				return c.ID, nil
 			}
 		}
+		// Not this version's agent for dir, whatever its name says, or one
+		// that will not start: no lock can be held through it.
 		if _, err := api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil && !engine.IsNotFound(err) {
 			return "", fmt.Errorf("replace agent %s: %w", name, err)
 		}
@@ -216,7 +236,7 @@ func (f *FS) run(ctx context.Context, out any, args ...string) error {
 		return err
 	}
 	if err := json.Unmarshal(stdout, out); err != nil {
-		return fmt.Errorf("release tool %s on %s: bad answer %q: %w", args[0], f.host, ui.Clean(string(stdout)), err)
+		return fmt.Errorf("release tool %s on %s: bad answer %q: %w", args[0], f.host, ui.Shorten(ui.Clean(string(stdout)), 200), err)
 	}
 	if st, ok := out.(*State); ok {
 		return st.validate()
@@ -244,7 +264,7 @@ func (f *FS) exec(ctx context.Context, args []string) ([]byte, error) {
 		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
 	}
 	if res.ExitCode != 0 {
-		return nil, fmt.Errorf("on %s, in %s: %s", f.host, f.dir, ui.Clean(strings.TrimSpace(stderr.String())))
+		return nil, fmt.Errorf("on %s, in %s: %s", f.host, f.dir, ui.Shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
 	}
 	return stdout.Bytes(), nil
 }

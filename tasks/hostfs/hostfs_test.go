@@ -15,7 +15,25 @@ import (
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/hostfs"
+	"github.com/maestro-platform/deploy/tasks/labels"
 )
+
+// cleanup removes, when the test ends, the folder and every agent of it
+// (of any tool version).
+func cleanup(t *testing.T, e *engine.Engine, dir string) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		list, err := e.API.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: client.Filters{}.Add("label", labels.ToolDir+"="+dir)})
+		if err == nil {
+			for _, c := range list.Items {
+				_, _ = e.API.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+			}
+		}
+		_ = os.RemoveAll(dir)
+	})
+}
 
 func open(t *testing.T, ctx context.Context, e *engine.Engine, dir, env string) *hostfs.FS {
 	t.Helper()
@@ -42,13 +60,10 @@ func TestAgent(t *testing.T) {
 	defer e.Close()
 	// A folder named for the run: a killed run's folder is swept.
 	dir := filepath.Join("/tmp", testenv.ProjectName(t, "hostfs"))
-	t.Cleanup(func() {
-		_, _ = e.API.ContainerRemove(context.Background(), hostfs.AgentName(dir), client.ContainerRemoveOptions{Force: true})
-		_ = os.RemoveAll(dir)
-	})
+	cleanup(t, e, dir)
 	f := open(t, ctx, e, dir, "demo")
 
-	in, err := e.API.ContainerInspect(ctx, hostfs.AgentName(dir), client.ContainerInspectOptions{})
+	in, err := e.API.ContainerInspect(ctx, f.Agent(), client.ContainerInspectOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,9 +168,8 @@ func TestAgent(t *testing.T) {
 		if _, err := again.List(ctx); err != nil {
 			t.Fatal(err)
 		}
-		in2, err := e.API.ContainerInspect(ctx, hostfs.AgentName(dir), client.ContainerInspectOptions{})
-		if err != nil || in2.Container.ID != in.Container.ID {
-			t.Errorf("a second Open made another agent: %v", err)
+		if again.Agent() != in.Container.ID {
+			t.Errorf("a second Open made another agent: %s, then %s", in.Container.ID, again.Agent())
 		}
 		if _, err := e.API.ContainerRemove(ctx, in.Container.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 			t.Fatal(err)
@@ -180,10 +194,7 @@ func TestLock(t *testing.T) {
 	}
 	defer e.Close()
 	dir := filepath.Join("/tmp", testenv.ProjectName(t, "lock"))
-	t.Cleanup(func() {
-		_, _ = e.API.ContainerRemove(context.Background(), hostfs.AgentName(dir), client.ContainerRemoveOptions{Force: true})
-		_ = os.RemoveAll(dir)
-	})
+	cleanup(t, e, dir)
 	f := open(t, ctx, e, dir, "demo")
 	a := hostfs.Holder{User: "ana@laptop", PID: 11, Command: "promote", Since: time.Now().UTC()}
 	l, err := f.Lock(ctx, a)
@@ -217,4 +228,71 @@ func TestLock(t *testing.T) {
 		t.Fatalf("lock after its holder died: %v, took over %+v", err, l3)
 	}
 	l3.Release()
+}
+
+// Two versions of the release tool on one host (a teammate on another
+// commit): each has its own agent, and they share the lock. While the old
+// version holds it, the new one connecting (as `mage releases` does)
+// leaves the old agent and its lock alone, and its promotion is refused;
+// once the lock is free, the new version's holder retires the old agent.
+// On a second host, reached through its own engine.
+func TestLockAcrossToolVersions(t *testing.T) {
+	testenv.RequireCommand(t, "go")
+	r := testenv.StartRemote(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	e, err := engine.Connect(ctx, r.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	dir := r.Dir
+	cleanup(t, e, dir)
+	old, err := hostfs.OpenVersion(ctx, e, dir, "hostfstest", "demo", "old")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := old.Lock(ctx, hostfs.Holder{User: "ana@laptop", PID: 11, Command: "promote", Since: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Release()
+
+	// The other version connects and reads, as releases and history do.
+	cur := open(t, ctx, e, dir, "demo")
+	if cur.Agent() == old.Agent() {
+		t.Fatalf("both versions share agent %s: the builds are not two versions", cur.Agent())
+	}
+	if _, err := cur.List(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, err := e.API.ContainerInspect(ctx, old.Agent(), client.ContainerInspectOptions{})
+	if err != nil || in.Container.State == nil || !in.Container.State.Running {
+		t.Fatalf("the old version's agent, which holds the lock, is gone or stopped after the new one connected: %v", err)
+	}
+	// Its promotion is refused: the lock is still held, by the old one.
+	_, err = cur.Lock(ctx, hostfs.Holder{User: "bo@desk", PID: 22, Command: "promote", Since: time.Now().UTC()})
+	var busy *hostfs.BusyError
+	if !errors.As(err, &busy) || busy.Holder.User != "ana@laptop" {
+		t.Fatalf("a second promotion while the other version holds the lock: %v", err)
+	}
+	// The old holder still works through its agent, and releases.
+	if _, err := old.List(ctx); err != nil {
+		t.Fatalf("the old version's next host step failed: %v", err)
+	}
+	if err := held.Release(); err != nil {
+		t.Fatal(err)
+	}
+	// Free now: the new version takes it and retires the old agent.
+	l, err := cur.Lock(ctx, hostfs.Holder{User: "bo@desk", PID: 22, Command: "promote", Since: time.Now().UTC()})
+	if err != nil {
+		t.Fatalf("lock once free: %v", err)
+	}
+	defer l.Release()
+	if _, err := e.API.ContainerInspect(ctx, old.Agent(), client.ContainerInspectOptions{}); !engine.IsNotFound(err) {
+		t.Errorf("the old version's agent is still there once the new one holds the lock: %v", err)
+	}
+	if _, err := cur.List(ctx); err != nil {
+		t.Fatalf("the holder's agent after the retirement: %v", err)
+	}
 }

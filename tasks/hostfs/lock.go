@@ -8,11 +8,13 @@ import (
 	"io"
 	"os"
 	"os/user"
+	"strconv"
 	"time"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/client"
 
+	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -118,7 +120,25 @@ func (f *FS) Lock(ctx context.Context, h Holder) (*Lock, error) {
 		ans.TookOver.User, ans.TookOver.Command = ui.Clean(ans.TookOver.User), ui.Clean(ans.TookOver.Command)
 		l.TookOver = ans.TookOver
 	}
+	f.retireOthers(ctx)
 	return l, nil
+}
+
+// retireOthers removes the agents of other tool versions serving the
+// folder. Only the lock's holder does it: the flock is exclusive, so none
+// of them holds the lock then, and none can take it until this holder lets
+// go. A failure only leaves an idle container behind.
+func (f *FS) retireOthers(ctx context.Context) {
+	list, err := f.api.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", labels.ToolDir+"="+f.dir)})
+	if err != nil {
+		return
+	}
+	for _, c := range list.Items {
+		if c.ID != f.agent && c.Labels[labels.Tool] != "" && c.Labels[labels.ToolDir] == f.dir {
+			_, _ = f.api.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true})
+		}
+	}
 }
 
 // Release gives the lock back and waits until the host tool has let go.
@@ -153,9 +173,9 @@ func (f *FS) AuditAppend(ctx context.Context, record any) error {
 	return f.run(ctx, &ok, "audit-append", string(b))
 }
 
-// AuditRead returns the audit log's records, oldest first (the newest
-// few MB of a larger log).
+// AuditRead returns the audit log's records, oldest first: the newest
+// that fit in maxAudit bytes, however large the log is.
 func (f *FS) AuditRead(ctx context.Context) ([]json.RawMessage, error) {
 	var recs []json.RawMessage
-	return recs, f.run(ctx, &recs, "audit-read")
+	return recs, f.run(ctx, &recs, "audit-read", strconv.Itoa(maxAudit))
 }

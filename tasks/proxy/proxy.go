@@ -46,6 +46,7 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
@@ -109,7 +110,7 @@ func nextName(project string) string { return ContainerName(project) + "-next" }
 
 // revision changes when the container's settings below change, so that
 // Ensure replaces proxies created with the old ones.
-const revision = "1"
+const revision = "2"
 
 // Limits of the proxy container: a Caddy with a few thousand connections
 // uses some tens of MB and a few dozen threads.
@@ -383,8 +384,21 @@ func hardened(project string) *container.HostConfig {
 		Mounts: []mount.Mount{{Type: mount.TypeVolume, Target: configDir,
 			VolumeOptions: &mount.VolumeOptions{Labels: map[string]string{labels.Proxy: project, labels.Project: project}}}},
 		Resources: container.Resources{Memory: memoryLimit, MemorySwap: memoryLimit, PidsLimit: &pids},
+		// Docker's DNS answers the edge network's aliases itself and
+		// forwards any other name to the container's resolvers, with its
+		// search domains: a service alias with no container (a stop-first
+		// swap) could then get an answer from outside and production
+		// traffic with it. The proxy needs no other name: its resolvers
+		// are one that never answers, and there is no search domain.
+		DNS:       []netip.Addr{pinnedDNS},
+		DNSSearch: []string{"."},
 	}
 }
+
+// pinnedDNS is the proxy's only name server behind Docker's own: loopback
+// inside the proxy's network namespace, where nothing listens on port 53,
+// so that a name Docker does not know fails at once.
+var pinnedDNS = netip.MustParseAddr("127.0.0.1")
 
 // env points Caddy's data and configuration folders at the tmpfs mounts.
 var env = []string{"HOME=/tmp", "XDG_DATA_HOME=/data", "XDG_CONFIG_HOME=/config"}
@@ -550,25 +564,39 @@ func logTail(ctx context.Context, api *client.Client, id string) string {
 	return logLines(ctx, api, id, 10)
 }
 
-// logLines returns the last n lines the container printed.
+// logLines returns the last n lines the container printed, cleaned of
+// terminal escapes and each cut to maxLogLine: they end up in errors, and a
+// container may print anything, as long as it likes.
 func logLines(ctx context.Context, api *client.Client, id string, n int) string {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rc, err := api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true, Tail: strconv.Itoa(n)})
 	if err != nil {
-		return "(no logs: " + err.Error() + ")"
+		return "(no logs: " + ui.Clean(err.Error()) + ")"
 	}
 	defer rc.Close()
-	var out bytes.Buffer
-	if _, err := stdcopy.StdCopy(&out, &out, rc); err != nil && out.Len() == 0 {
-		return "(no logs: " + err.Error() + ")"
+	var lines []string
+	w := ui.Lines(func(l string) {
+		if l = ui.Shorten(strings.TrimSpace(ui.Clean(l)), maxLogLine); l == "" {
+			return
+		}
+		if lines = append(lines, l); len(lines) > n {
+			lines = lines[1:]
+		}
+	})
+	_, err = stdcopy.StdCopy(w, w, rc)
+	w.Close()
+	if err != nil && len(lines) == 0 {
+		return "(no logs: " + ui.Clean(err.Error()) + ")"
 	}
-	s := strings.TrimSpace(out.String())
-	if s == "" {
+	if len(lines) == 0 {
 		return "(no output)"
 	}
-	return s
+	return strings.Join(lines, "\n")
 }
+
+// maxLogLine bounds each line of a log tail, in runes.
+const maxLogLine = 400
 
 // stop stops a container gracefully: SIGTERM, then SIGKILL after
 // stopTimeout.

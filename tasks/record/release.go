@@ -173,12 +173,16 @@ func Releases(deployDir, env string) []string {
 }
 
 // Verify compares what a host holds of the release with the record: the
-// same files, byte for byte. It returns every difference.
-func (r *Release) Verify(got map[string][]byte) error {
+// same files, byte for byte. It returns every difference. kept, when not
+// nil, names the files that never went to the host (a swarm release's
+// .env files): they may be missing there, and must be as shipped when
+// present (a release shipped before they stayed here).
+func (r *Release) Verify(got map[string][]byte, kept func(name string) bool) error {
 	var diffs []string
 	for _, name := range slices.Sorted(maps.Keys(r.Files)) {
 		b, ok := got[name]
 		switch {
+		case !ok && kept != nil && kept(name):
 		case !ok:
 			diffs = append(diffs, name+": missing on the host")
 		case FileSum(b) != r.Files[name]:

@@ -151,6 +151,10 @@ func History(ctx context.Context, cat *catalog.Catalog, opts Options, asJSON boo
 	}
 	var rows [][]string
 	for _, a := range recs {
+		// Every field is the host's word (anyone who can write the log
+		// wrote it): cleaned before it reaches the terminal.
+		a.Action, a.User, a.GitAuthor, a.Commit = ui.Clean(a.Action), ui.Clean(a.User), ui.Clean(a.GitAuthor), ui.Clean(a.Commit)
+		a.Release, a.Previous, a.Outcome = ui.Clean(a.Release), ui.Clean(a.Previous), ui.Clean(a.Outcome)
 		commit := a.Commit
 		if len(commit) > 7 {
 			commit = commit[:7]
@@ -169,7 +173,7 @@ func History(ctx context.Context, cat *catalog.Catalog, opts Options, asJSON boo
 		if a.Forced {
 			forced = p.Colorize(ui.Warn, "forced")
 		}
-		rows = append(rows, []string{a.Time.Local().Format("2006-01-02 15:04:05"), a.Action, ui.Clean(a.User), ui.Clean(a.GitAuthor),
+		rows = append(rows, []string{a.Time.Local().Format("2006-01-02 15:04:05"), a.Action, a.User, a.GitAuthor,
 			commit, a.Release, a.Previous, outcome, forced, fmt.Sprintf("%.1fs", float64(a.DurationMS)/1000)})
 	}
 	p.Table([]string{"TIME", "ACTION", "USER", "AUTHOR", "COMMIT", "RELEASE", "PREVIOUS", "OUTCOME", "", "TOOK"}, rows)

@@ -230,8 +230,9 @@ func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
 	}
 	used := map[*reached]bool{}
 	for _, n := range list.Items {
-		node := &Node{ID: n.ID, Hostname: n.Description.Hostname, Addr: n.Status.Addr, Role: string(n.Spec.Role),
-			State: string(n.Status.State), Availability: string(n.Spec.Availability)}
+		// What the manager says of its nodes is printed: cleaned.
+		node := &Node{ID: n.ID, Hostname: ui.Clean(n.Description.Hostname), Addr: ui.Clean(n.Status.Addr), Role: ui.Clean(string(n.Spec.Role)),
+			State: ui.Clean(string(n.Status.State)), Availability: ui.Clean(string(n.Spec.Availability))}
 		switch r := byID[n.ID]; {
 		case n.ID == sw.NodeID:
 			node.Host = t.env.Host
@@ -415,7 +416,7 @@ func (s *swarmNodes) spread(ctx context.Context, api *client.Client, cat *catalo
 	s.rep.Spread = map[string][]string{}
 	var parts []string
 	for _, svc := range svcs.Items {
-		name := strings.TrimPrefix(svc.Spec.Name, project+"_")
+		name := ui.Clean(strings.TrimPrefix(svc.Spec.Name, project+"_"))
 		tasks, err := api.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.
 			Add("service", svc.ID).Add("desired-state", "running")})
 		if err != nil {

@@ -34,6 +34,7 @@ import (
 	"maps"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -49,6 +50,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/hostfs"
+	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/proxy"
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/render"
@@ -265,22 +267,29 @@ func renderOptions(images map[string]string, id string, key []byte) render.Optio
 func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, dir string, key []byte, p *ui.Printer) (*runtime.Release, error) {
 	rel := &runtime.Release{ID: rec.ID, Project: cat.Project.Name, Cat: cat, Env: env, Dir: dir,
 		HostAddr: hostAddr(env), Printer: p, Redact: check.Redactor(cat)}
+	// The release's own .env (kept here) holds its secrets' values, which
+	// may no longer be the catalog's: they are hidden in what is printed
+	// too, and a swarm release mounts them as Docker secrets, named by
+	// their values.
 	var envVars map[string]string
+	if dir != "" {
+		var err error
+		if envVars, err = dotenv.Read(filepath.Join(dir, render.EnvFile)); err != nil {
+			return nil, fmt.Errorf("release %s: %w", rec.ID, err)
+		}
+	}
+	var extra []string
+	for _, k := range slices.Sorted(maps.Keys(envVars)) {
+		if strings.HasPrefix(k, render.SecretVarPrefix) {
+			extra = append(extra, envVars[k])
+		}
+	}
 	for _, s := range rec.Services {
 		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
 			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful,
 			DependsOn: s.DependsOn, OneShot: s.OneShot})
-		if env.Engine != catalog.EngineSwarm || len(s.Secrets) == 0 {
+		if env.Engine != catalog.EngineSwarm {
 			continue
-		}
-		// A swarm release mounts its secrets as Docker secrets, named by
-		// their values: those of the release's own .env (kept here),
-		// whatever the values are now.
-		if envVars == nil {
-			var err error
-			if envVars, err = dotenv.Read(filepath.Join(dir, render.EnvFile)); err != nil {
-				return nil, fmt.Errorf("release %s: %w", rec.ID, err)
-			}
 		}
 		for _, k := range s.Secrets {
 			v, ok := envVars[render.SecretVar(s.Name, k)]
@@ -289,12 +298,6 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 			}
 			rel.Secrets = append(rel.Secrets, runtime.Secret{Name: render.SwarmSecretName(cat.Project.Name, s.Name, k, v, key), Value: []byte(v)})
 		}
-	}
-	// Redact the release's secrets too: they may no longer be the
-	// catalog's values.
-	var extra []string
-	for _, sec := range rel.Secrets {
-		extra = append(extra, string(sec.Value))
 	}
 	rel.Redact = check.Redactor(cat, extra...)
 	return rel, nil
@@ -344,12 +347,22 @@ func readDir(dir string) (map[string][]byte, map[string]fs.FileMode, error) {
 	return files, modes, nil
 }
 
-func toHost(files map[string][]byte, modes map[string]fs.FileMode) map[string]hostfs.File {
+func toHost(env *catalog.Environment, files map[string][]byte, modes map[string]fs.FileMode) map[string]hostfs.File {
 	out := map[string]hostfs.File{}
 	for name, b := range files {
-		out[name] = hostfs.File{Data: b, Mode: modes[name]}
+		if onHost(env, name) {
+			out[name] = hostfs.File{Data: b, Mode: modes[name]}
+		}
 	}
 	return out
+}
+
+// onHost reports whether a release file goes to env's host. A swarm
+// release's .env files stay on this machine, in its record: they hold the
+// secrets' values, which on a swarm live only in Docker's secret store, and
+// the stack is deployed from here (its file names no variable).
+func onHost(env *catalog.Environment, name string) bool {
+	return env.Engine != catalog.EngineSwarm || path.Base(name) != render.EnvFile
 }
 
 // Promote ships the tested stack to the environment opts.Env: see the
@@ -500,7 +513,7 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 
 	// 6. The release folder on the host; current does not move yet.
 	tu := time.Now()
-	if _, err := t.fs.Upload(ctx, res.Release, toHost(files, modes)); err != nil {
+	if _, err := t.fs.Upload(ctx, res.Release, toHost(env, files, modes)); err != nil {
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	p.Line(ui.OK, "upload", "%s/releases/%s (%s)", env.Dir, res.Release, ui.Seconds(time.Since(tu)))
@@ -598,10 +611,14 @@ func (t *target) acquire(ctx context.Context, command string, wait bool) (*hostf
 		l, err := t.fs.Lock(ctx, hostfs.Me(command))
 		var busy *hostfs.BusyError
 		switch {
-		case err == nil && l.TookOver != nil:
-			t.p.Line(ui.Warn, "lock", "took over the lock of %s: its session is gone", l.TookOver)
-			return l, nil
 		case err == nil:
+			if l.TookOver != nil {
+				t.p.Line(ui.Warn, "lock", "took over the lock of %s: its session is gone", l.TookOver)
+			}
+			if err := t.alone(ctx); err != nil {
+				_ = l.Release()
+				return nil, err
+			}
 			return l, nil
 		case !errors.As(err, &busy) || !wait:
 			return nil, err
@@ -615,6 +632,50 @@ func (t *target) acquire(ctx context.Context, command string, wait bool) (*hostf
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// alone refuses a host where the project runs for another environment: a
+// compose project, a swarm stack, the proxy and its edge network are named
+// by the project alone, so this promotion or rollback would replace that
+// environment's containers, while each environment's lock (in its own dir)
+// keeps neither from the other. The engine is asked, not the catalog: two
+// spellings of a host (a name and an address, two users) are one engine.
+func (t *target) alone(ctx context.Context) error {
+	project := t.cat.Project.Name
+	others := map[string]int{}
+	cs, err := t.eng.API.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", labels.Environment)})
+	if err != nil {
+		return fmt.Errorf("containers on %s: %w", t.eng.Host, err)
+	}
+	for _, c := range cs.Items {
+		if e := c.Labels[labels.Environment]; e != t.env.Name && (c.Labels[labels.ComposeProject] == project || c.Labels[labels.StackNamespace] == project) {
+			others[ui.Clean(e)]++
+		}
+	}
+	// Services on other nodes of a swarm; an engine that is no swarm
+	// manager has none.
+	if svcs, err := t.eng.API.ServiceList(ctx, client.ServiceListOptions{
+		Filters: client.Filters{}.Add("label", labels.StackNamespace+"="+project)}); err == nil {
+		for _, sv := range svcs.Items {
+			if cs := sv.Spec.TaskTemplate.ContainerSpec; cs != nil && cs.Labels[labels.Environment] != t.env.Name {
+				others[ui.Clean(cs.Labels[labels.Environment])]++
+			}
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	names := slices.Sorted(maps.Keys(others))
+	n := 0
+	for _, c := range others {
+		n += c
+	}
+	return fmt.Errorf("%s:%d: environments.%s.host: %s already runs project %s for environment %s (%d containers or services labelled %s): "+
+		"environments on one engine share the compose project, the swarm stack, the proxy and its edge network, so %s would replace them; "+
+		"give %s a host of its own, or take the other environment down there first (`docker compose -p %s down`, `docker stack rm %s`)",
+		t.cat.File, t.env.Line, t.env.Name, t.eng.Host, project, strings.Join(names, ", "), n, labels.Environment,
+		t.env.Name, t.env.Name, project, project)
 }
 
 // recover puts the previous release back after release id failed at step
@@ -686,7 +747,7 @@ func (t *target) restore(ctx context.Context, opts Options, id string, verify bo
 	for name, f := range files {
 		got[name] = f.Data
 	}
-	if err := rec.Verify(got); err != nil {
+	if err := rec.Verify(got, func(name string) bool { return !onHost(t.env, name) }); err != nil {
 		if verify {
 			return err
 		}

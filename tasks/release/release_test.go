@@ -1169,13 +1169,15 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 	if strings.Contains(f.out.String(), "s3cret-release-token") {
 		t.Error("a secret reached the output")
 	}
-	stack, err := os.ReadFile(filepath.Join(f.r.Root, map[string]string{"sw": "swarm-deploy", "swvip": "swarm-vip"}[env], "current", "docker-stack.yml"))
+	hostDir := filepath.Join(f.r.Root, map[string]string{"sw": "swarm-deploy", "swvip": "swarm-vip"}[env])
+	stack, err := os.ReadFile(filepath.Join(hostDir, "current", "docker-stack.yml"))
 	if err != nil {
 		t.Fatalf("the live release has no stack file: %v", err)
 	}
 	if strings.Contains(string(stack), "s3cret-release-token") {
 		t.Error("a secret reached the stack file")
 	}
+	f.noSecretOnHost(t, hostDir, "s3cret-release-token")
 	if t.Failed() {
 		return
 	}
@@ -1235,6 +1237,29 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 		t.Errorf("template-service on swarm does not have the rotated secret: %d", code)
 	}
 	f.noLeak(ctx, t, "sw4rm-rotated-token")
+	f.noSecretOnHost(t, hostDir, "sw4rm-rotated-token")
+}
+
+// noSecretOnHost fails when a file of a swarm environment's folder on the
+// host holds the secret value: there secrets live in Docker's secret store
+// only, the .env files stay in the record here. The releases must be there
+// (a vacuous walk proves nothing).
+func (f *fixture) noSecretOnHost(t *testing.T, hostDir, value string) {
+	t.Helper()
+	files := 0
+	err := filepath.WalkDir(filepath.Join(hostDir, "releases"), func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || !d.Type().IsRegular() {
+			return err
+		}
+		files++
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), value) {
+			t.Errorf("%s on the swarm's manager holds the secret", p)
+		}
+		return nil
+	})
+	if err != nil || files == 0 {
+		t.Fatalf("the swarm's releases on the host: %d files, %v", files, err)
+	}
 }
 
 // healthyTasks counts the service's tasks that swarm wants running and

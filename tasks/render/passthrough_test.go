@@ -118,13 +118,19 @@ func TestPassthroughInConfigHash(t *testing.T) {
 		t.Fatal(err)
 	}
 	web, _ := cat.Service("web")
-	for name, change := range map[string]func(){
-		"compose":     func() { web.Compose["user"] = "1001" },
-		"compose_env": func() { web.ComposeEnv["dev"] = map[string]any{"user": "1002"} },
-		"labels":      func() { web.Labels["com.example.team"] = "search" },
-		"healthcheck": func() { web.HealthcheckOptions["retries"] = int64(4) },
+	// In this order: compose_env's user wins over compose's, so once it is
+	// set a change of compose's user changes nothing.
+	for _, c := range []struct {
+		name   string
+		change func()
+	}{
+		{"compose", func() { web.Compose["user"] = "1001" }},
+		{"compose_env", func() { web.ComposeEnv["dev"] = map[string]any{"user": "1002"} }},
+		{"labels", func() { web.Labels["com.example.team"] = "search" }},
+		{"healthcheck", func() { web.HealthcheckOptions["retries"] = int64(4) }},
 	} {
-		change()
+		name := c.name
+		c.change()
 		after, err := render.ConfigHashes(cat, dev, render.Options{})
 		if err != nil {
 			t.Fatal(err)

@@ -115,8 +115,12 @@ type Options struct {
 // compose files refer to it as ${SecretVar}. Service names become upper
 // case with '-' as '_'; the key is kept as written.
 func SecretVar(service, key string) string {
-	return "SECRET__" + envName(service) + "__" + key
+	return SecretVarPrefix + envName(service) + "__" + key
 }
+
+// SecretVarPrefix begins every SecretVar: a .env variable named so holds a
+// secret's value.
+const SecretVarPrefix = "SECRET__"
 
 // SwarmSecretName is the name of the Docker secret that carries secret
 // key of service in a swarm stack: a swarm secret cannot change, so its

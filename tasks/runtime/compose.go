@@ -152,9 +152,12 @@ func plan(rel *Release, run map[string][]engine.Container) *Plan {
 			case ct.Labels[labels.ConfigHash] != s.ConfigHash:
 				ch.Action, ch.Why = Replace, "configuration changed"
 			default:
-				ch.Action, ch.Why = Heal, health.ContainerUnit(ct).State
-				if u := health.ContainerUnit(ct); u.Fatal != "" {
-					ch.Why = u.Fatal
+				u := health.ContainerUnit(ct)
+				ch.Action, ch.Why = Heal, u.State
+				if u.Fatal != "" {
+					// It may quote the healthcheck's output: plan and
+					// apply print it.
+					ch.Why = rel.redact(u.Fatal)
 				}
 			}
 		}

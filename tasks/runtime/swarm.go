@@ -62,9 +62,10 @@ func (s *Swarm) Plan(ctx context.Context, rel *Release) (*Plan, error) {
 	for _, svc := range svcs.Items {
 		h := have{id: svc.ID}
 		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
-			h.hash, h.image = cs.Labels[labels.ConfigHash], cs.Image
+			h.hash, h.image = cs.Labels[labels.ConfigHash], ui.Clean(cs.Image)
 		}
-		byName[strings.TrimPrefix(svc.Spec.Name, rel.Project+"_")] = h
+		// The host's names: a plan prints them.
+		byName[ui.Clean(strings.TrimPrefix(svc.Spec.Name, rel.Project+"_"))] = h
 	}
 	p := &Plan{}
 	for _, sv := range rel.Services {

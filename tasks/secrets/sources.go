@@ -161,7 +161,7 @@ func runCommand(ctx context.Context, env, dir string, argv, known []string) (map
 	case errors.As(err, &exitErr):
 		why := "printed nothing on its standard error"
 		if l := ui.TailLines(stderr.String(), 1); len(l) > 0 {
-			why = "its standard error ends with: " + shorten(hide(ui.Clean(l[0]), append(known, outputValues(stdout.buf.Bytes())...)), 300)
+			why = "its standard error ends with: " + ui.Shorten(hide(ui.Clean(l[0]), append(known, outputValues(stdout.buf.Bytes())...)), 300)
 		}
 		return nil, fail(fmt.Sprintf("failed (%s); %s", exitErr.ProcessState, why), "run it by hand to see why; its standard output is never shown, as it holds secrets")
 	case err != nil:
@@ -209,14 +209,6 @@ func hide(s string, values []string) string {
 		pairs = append(pairs, v, "***")
 	}
 	return strings.NewReplacer(pairs...).Replace(s)
-}
-
-func shorten(s string, n int) string {
-	r := []rune(s)
-	if len(r) <= n {
-		return s
-	}
-	return string(r[:n]) + "…"
 }
 
 // capped keeps at most limit bytes of what is written to it: the first

@@ -208,11 +208,16 @@ func (s *Stack) Status(ctx context.Context) error {
 	return nil
 }
 
-// Logs prints the last lines of one service's container.
+// Logs prints the last lines of one service's container: what it printed,
+// cleaned of terminal escapes and with the catalog's secrets hidden, line
+// by line.
 func (s *Stack) Logs(ctx context.Context, service string, tail int) error {
 	if _, ok := s.Cat.Service(service); !ok {
 		return &UsageError{Msg: fmt.Sprintf("no service %q in %s", service, s.Cat.File)}
 	}
+	// The environment's values, where they can be found, are hidden too;
+	// one found nowhere only goes unhidden (the catalog's defaults are).
+	_ = s.Secrets(ctx)
 	eng, cs, err := s.containers(ctx)
 	if err != nil {
 		return err
@@ -220,7 +225,11 @@ func (s *Stack) Logs(ctx context.Context, service string, tail int) error {
 	defer eng.Close()
 	for _, c := range cs {
 		if c.Service == service {
-			return eng.Logs(ctx, c.ID, tail, false, s.Out.Writer())
+			redact, w := check.Redactor(s.Cat), s.Out.Writer()
+			lw := ui.Lines(func(l string) { fmt.Fprintln(w, redact(ui.Clean(l))) })
+			err := eng.Logs(ctx, c.ID, tail, false, lw)
+			lw.Close()
+			return err
 		}
 	}
 	return fmt.Errorf("%s has no container in project %s: is the stack up? (`mage status`)", service, s.Project())

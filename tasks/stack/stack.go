@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -89,11 +90,31 @@ func Open(cfg Config) (*Stack, error) {
 			"environment with host = %q and known_hosts in %s and use `mage promote -env=NAME` (its host key is always checked)",
 			h, h, cat.File)}
 	}
+	if err := plainTCP(os.Getenv("DOCKER_HOST")); err != nil {
+		return nil, err
+	}
 	dir := env.Dir
 	if cfg.DeployDir != "" {
 		dir = cfg.DeployDir
 	}
 	return &Stack{Cat: cat, Env: env, Dir: dir, Out: cfg.Out, cfg: cfg}, nil
+}
+
+// plainTCP refuses a local DOCKER_HOST=tcp:// that is neither loopback nor
+// TLS with verification, as an environment's host is refused: the Docker
+// API (root on that machine) and the local pipeline's secrets would cross
+// the network in clear. TLS is what the Docker client and the CLIs agree
+// on: DOCKER_TLS_VERIFY set and DOCKER_CERT_PATH given.
+func plainTCP(h string) error {
+	if !strings.HasPrefix(h, "tcp://") || os.Getenv("DOCKER_TLS_VERIFY") != "" && os.Getenv("DOCKER_CERT_PATH") != "" {
+		return nil
+	}
+	if u, err := url.Parse(h); err == nil && catalog.Loopback(u.Hostname()) {
+		return nil
+	}
+	return &UsageError{Msg: fmt.Sprintf("DOCKER_HOST=%s is plain-text tcp: the Docker API (root on that machine) and the "+
+		"stack's secrets would cross the network unencrypted. Set DOCKER_TLS_VERIFY=1 and DOCKER_CERT_PATH (the daemon runs "+
+		"with --tlsverify), reach it on a loopback address, or unset DOCKER_HOST for the local engine", ui.Clean(h))}
 }
 
 // Secrets gives the catalog's services their secret values for the

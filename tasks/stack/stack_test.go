@@ -723,6 +723,38 @@ func TestLocalSSHDockerHostRefused(t *testing.T) {
 	}
 }
 
+// A local DOCKER_HOST=tcp:// in plain text is refused (exit 2) unless it
+// is loopback or TLS with verification: the stack's secrets would cross
+// the network in clear.
+func TestLocalPlainTCPDockerHostRefused(t *testing.T) {
+	p := testenv.SamplePlatform(t, "tcphost")
+	for _, c := range []struct {
+		host, verify, certs string
+		refused             bool
+	}{
+		{"tcp://192.0.2.1:2375", "", "", true},
+		{"tcp://docker.example.internal:2375", "", "", true},
+		{"tcp://192.0.2.1:2376", "", "/certs", true}, // a client that would not verify the daemon
+		{"tcp://192.0.2.1:2376", "1", "", true},      // verification asked for, no certificates: compose v1 goes plain
+		{"tcp://192.0.2.1:2376", "1", "/certs", false},
+		{"tcp://127.0.0.1:2375", "", "", false},
+		{"tcp://[::1]:2375", "", "", false},
+	} {
+		t.Setenv("DOCKER_HOST", c.host)
+		t.Setenv("DOCKER_TLS_VERIFY", c.verify)
+		t.Setenv("DOCKER_CERT_PATH", c.certs)
+		_, err := stack.Open(stack.Config{Catalog: p.Catalog})
+		var ue *stack.UsageError
+		switch {
+		case c.refused && (!errors.As(err, &ue) || !strings.Contains(err.Error(), "DOCKER_HOST="+c.host+" is plain-text tcp") ||
+			!strings.Contains(err.Error(), "DOCKER_TLS_VERIFY=1")):
+			t.Errorf("%+v: err = %v, want a usage error naming it and the fix", c, err)
+		case !c.refused && err != nil:
+			t.Errorf("%+v: refused: %v", c, err)
+		}
+	}
+}
+
 // Ports held by the stack's own containers are never blamed on the
 // catalog: a container an interrupted compose left renamed (compose v1
 // renames the old one while it recreates) is the service's own, and up

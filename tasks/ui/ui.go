@@ -205,6 +205,15 @@ func visible(s string) int {
 	return n
 }
 
+// Shorten cuts s to at most n runes, marking the cut with "…".
+func Shorten(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}
+
 // TailLines returns the last n non-empty lines of s.
 func TailLines(s string, n int) []string {
 	var lines []string

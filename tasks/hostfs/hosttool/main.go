@@ -81,7 +81,11 @@ func run(args []string) error {
 		}
 		return auditAppend(rest[0])
 	case "audit-read":
-		return auditRead(os.Stdout)
+		limit, perr := strconv.ParseInt(strings.Join(rest, ""), 10, 64)
+		if len(rest) != 1 || perr != nil || limit < 2 {
+			return errors.New("usage: hosttool audit-read MAX-BYTES")
+		}
+		return auditRead(os.Stdout, limit)
 	case "claim":
 		if len(rest) != 2 {
 			return errors.New("usage: hosttool claim PROJECT ENVIRONMENT")
@@ -467,27 +471,53 @@ func auditAppend(record string) error {
 	return json.NewEncoder(os.Stdout).Encode(map[string]bool{"appended": true})
 }
 
-// maxAudit bounds what audit-read prints: the newest records that fit.
-const maxAudit = 4 << 20
-
-// auditRead prints the audit log's records as a JSON array, oldest first;
-// a log larger than maxAudit gives its newest records only.
-func auditRead(w io.Writer) error {
-	b, err := os.ReadFile(filepath.Join(root, auditFile))
-	if err != nil && !os.IsNotExist(err) {
+// auditRead prints the audit log's newest records, as a JSON array, oldest
+// first: as many whole records as fit in limit bytes (the caller's bound on
+// what it reads back), the records exactly as the log holds them. Only the
+// log's last limit bytes are read, however large it has grown.
+func auditRead(w io.Writer, limit int64) error {
+	f, err := os.Open(filepath.Join(root, auditFile))
+	if os.IsNotExist(err) {
+		_, err = io.WriteString(w, "[]\n")
 		return err
 	}
-	if len(b) > maxAudit {
-		b = b[len(b)-maxAudit:]
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			b = b[i+1:]
-		}
+	if err != nil {
+		return err
 	}
-	recs := []json.RawMessage{}
-	for _, l := range bytes.Split(b, []byte("\n")) {
-		if json.Valid(l) && len(bytes.TrimSpace(l)) > 0 {
-			recs = append(recs, json.RawMessage(l))
-		}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
 	}
-	return json.NewEncoder(w).Encode(recs)
+	from := max(st.Size()-limit, 0)
+	b, err := io.ReadAll(io.NewSectionReader(f, from, st.Size()-from))
+	if err != nil {
+		return err
+	}
+	if from > 0 {
+		// The first line is cut, or whole by chance: dropped either way.
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			i = len(b) - 1
+		}
+		b = b[i+1:]
+	}
+	var recs [][]byte
+	size := int64(2) // the brackets
+	lines := bytes.Split(b, []byte("\n"))
+	for i := len(lines) - 1; i >= 0; i-- {
+		l := bytes.TrimSpace(lines[i])
+		if len(l) == 0 || !json.Valid(l) {
+			continue
+		}
+		if size += int64(len(l)) + 1; size > limit {
+			break
+		}
+		recs = append(recs, l)
+	}
+	slices.Reverse(recs)
+	// Written as they are: re-encoding would escape '<' and '&' and could
+	// grow the answer past the caller's bound.
+	_, err = fmt.Fprintf(w, "[%s]\n", bytes.Join(recs, []byte(",")))
+	return err
 }

@@ -186,7 +186,23 @@ func TestAudit(t *testing.T) {
 		t.Fatal("a record that is no object was appended")
 	}
 	var out bytes.Buffer
-	if err := auditRead(&out); err != nil || strings.TrimSpace(out.String()) != `[{"n":1},{"n":2}]` {
+	if err := auditRead(&out, 1<<20); err != nil || strings.TrimSpace(out.String()) != `[{"n":1},{"n":2}]` {
+		t.Fatalf("audit-read: %v %q", err, out.String())
+	}
+	// Within the bound: the newest whole records that fit, the first line
+	// of the tail read (cut) left out.
+	out.Reset()
+	if err := auditRead(&out, 12); err != nil || strings.TrimSpace(out.String()) != `[{"n":2}]` {
+		t.Fatalf("audit-read within 12 bytes: %v %q", err, out.String())
+	}
+	// A record with what escapes to more bytes is printed as the log holds
+	// it, so the bound holds.
+	root = t.TempDir()
+	if err := os.WriteFile(filepath.Join(root, auditFile), []byte(`{"a":"<&>"}`+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out.Reset()
+	if err := auditRead(&out, 1<<10); err != nil || strings.TrimSpace(out.String()) != `[{"a":"<&>"}]` {
 		t.Fatalf("audit-read: %v %q", err, out.String())
 	}
 }
