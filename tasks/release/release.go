@@ -380,33 +380,29 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	defer local.Close()
 
 	// 1. The gate: ship only what testAll passed.
-	ids := map[string]string{}
-	for _, s := range cat.All() {
-		id, err := local.ImageID(ctx, cat.ImageRef(s))
-		if err != nil {
-			return nil, fmt.Errorf("promote: image of %s: %w (run `mage build`)", s.Name, err)
+	ids, err := gate(ctx, local, cat, env, opts.LocalDeployDir)
+	var gerr *GateError
+	switch {
+	case errors.As(err, &gerr) && !opts.Force:
+		if gerr.Untested() {
+			p.Line(ui.Fail, "gate", "not tested: refusing")
+		} else {
+			p.Line(ui.Fail, "gate", "not what testAll passed: refusing")
 		}
-		ids[s.Name] = id
+		return nil, gerr
+	case gerr != nil:
+		p.Line(ui.Warn, "gate", "%s", p.Colorize(ui.Fail, "FORCED: shipping images and configuration that no passing testAll vouches for:"))
+		for _, r := range gerr.Reasons {
+			p.Line(ui.Warn, "", "%s", p.Colorize(ui.Warn, "  "+r))
+		}
+	case err != nil:
+		return nil, err
+	default:
+		p.Line(ui.OK, "gate", "images and configuration are what the last testAll passed (%s)", filepath.Join(opts.LocalDeployDir, filepath.FromSlash(record.TestFile)))
 	}
 	key, err := record.Key(opts.LocalDeployDir)
 	if err != nil {
 		return nil, fmt.Errorf("promote: %w", err)
-	}
-	if gerr := checkGate(cat, env.Name, opts.LocalDeployDir, key, ids); gerr != nil {
-		if !opts.Force {
-			if gerr.(*GateError).Untested() {
-				p.Line(ui.Fail, "gate", "not tested: refusing")
-			} else {
-				p.Line(ui.Fail, "gate", "not what testAll passed: refusing")
-			}
-			return nil, gerr
-		}
-		p.Line(ui.Warn, "gate", "%s", p.Colorize(ui.Fail, "FORCED: shipping images and configuration that no passing testAll vouches for:"))
-		for _, r := range gerr.(*GateError).Reasons {
-			p.Line(ui.Warn, "", "%s", p.Colorize(ui.Warn, "  "+r))
-		}
-	} else {
-		p.Line(ui.OK, "gate", "images and configuration are what the last testAll passed (%s)", filepath.Join(opts.LocalDeployDir, filepath.FromSlash(record.TestFile)))
 	}
 
 	// 2. Pin each service to an immutable tag of its tested image.

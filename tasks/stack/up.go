@@ -18,7 +18,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/health"
-	"github.com/maestro-platform/deploy/tasks/render"
+	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
@@ -102,16 +102,8 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 }
 
 // release is what the local runtime runs: the deployment folder, and per
-// service its image and config hash.
-func (s *Stack) release(images map[string]string) (*runtime.Release, error) {
-	opts, err := s.renderOptions(false)
-	if err != nil {
-		return nil, err
-	}
-	hashes, err := render.ConfigHashes(s.Cat, s.Env, opts)
-	if err != nil {
-		return nil, err
-	}
+// service its image and config hash (catalogNow's).
+func (s *Stack) release(images, hashes map[string]string) *runtime.Release {
 	rel := &runtime.Release{Project: s.Project(), Cat: s.Cat, Env: s.Env, Dir: s.Dir, HostAddr: s.HTTPHost(),
 		Printer: s.Out, Redact: check.Redactor(s.Cat)}
 	for _, t := range health.Targets(s.Cat, s.Env, s.HTTPHost()) {
@@ -121,7 +113,7 @@ func (s *Stack) release(images map[string]string) (*runtime.Release, error) {
 			ConfigHash: hashes[svc.Name], ContainerPort: svc.Port, HostPort: port, HealthURL: t.URL, Stateful: len(svc.Volumes) > 0, DependsOn: svc.DependsOn,
 			OneShot: t.OneShot})
 	}
-	return rel, nil
+	return rel
 }
 
 func (s *Stack) runtime(eng *engine.Engine, cli *compose.CLI) runtime.Runtime {
@@ -138,6 +130,16 @@ func (s *Stack) Up(ctx context.Context) error {
 	sum, err := s.filesSum()
 	if err != nil {
 		return err
+	}
+	hashes, views, err := s.catalogNow()
+	if err != nil {
+		return err
+	}
+	s.warnDrift("up", s.renderDrift(hashes, views), "up starts what was rendered; run `mage render` first (or `mage deployAll`) to start what the catalog says")
+	// Compose runs the rendered files: the containers must carry their
+	// hashes, which the render record knows.
+	if rec, err := record.ReadRendered(s.Dir); err == nil && rec.Env == s.Env.Name {
+		hashes = rec.Hashes
 	}
 	eng, err := s.engine(ctx)
 	if err != nil {
@@ -165,10 +167,7 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err := crashpoint.Reached(ctx, "up:before-compose"); err != nil {
 		return err
 	}
-	rel, err := s.release(images)
-	if err != nil {
-		return err
-	}
+	rel := s.release(images, hashes)
 	pl, err := s.runtime(eng, cli).Apply(ctx, rel)
 	session.recordUp(pl, false)
 	if err != nil {
