@@ -255,6 +255,15 @@ func pin(ctx context.Context, local *engine.Engine, cat *catalog.Catalog, s *cat
 
 var hashTag = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
+// pinnedName names the image of a pinned reference as build does: by its
+// content-hash tag, else by its short ID.
+func pinnedName(ref, id string) string {
+	if i := strings.LastIndexByte(ref, ':'); i >= 0 && hashTag.MatchString(ref[i+1:]) {
+		return ref[i+1:]
+	}
+	return engine.ShortID(id)
+}
+
 // renderOptions are how a release of env is rendered: pinned images, its
 // ports behind the proxy, secrets in the config hash by keyed digest.
 func renderOptions(images map[string]string, id string, key []byte) render.Options {
@@ -268,6 +277,7 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 	var envVars map[string]string
 	for _, s := range rec.Services {
 		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
+			ImageName: pinnedName(rec.Images[s.Name], rec.ImageIDs[s.Name]),
 			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful,
 			DependsOn: s.DependsOn, OneShot: s.OneShot})
 		if env.Engine != catalog.EngineSwarm || len(s.Secrets) == 0 {

@@ -138,6 +138,13 @@ func TestDeployAllNoopRebuildDown(t *testing.T) {
 			t.Errorf("summary row lacks %q: %s", want, row)
 		}
 	}
+	// One identifier everywhere: the image replaced in is named by the tag
+	// build gave it.
+	if m := regexp.MustCompile(`built ` + regexp.QuoteMeta(p.Project) + `/k8s-execution-service:([0-9a-f]{12})`).FindStringSubmatch(out3.String()); m == nil {
+		t.Errorf("no built line for k8s-execution-service:\n%s", out3)
+	} else if !regexp.MustCompile(`replaced \(image [0-9a-f]{12} -> ` + m[1] + `\)`).MatchString(row) {
+		t.Errorf("the summary row names the new image otherwise than build (%s): %s", m[1], row)
+	}
 	healthy := row[strings.Index(row, "healthy after "):]
 	if !regexp.MustCompile(`k8s-execution-service +` + regexp.QuoteMeta(healthy) + `\n`).MatchString(out3.String()) {
 		t.Errorf("up's line for k8s-execution-service does not say %q:\n%s", healthy, out3)
