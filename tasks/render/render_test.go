@@ -445,3 +445,17 @@ func TestSecretsGuard(t *testing.T) {
 	delete(gw.Secrets, "GATEWAY_API_TOKEN")
 	refused(dev, "service maestro-gateway: secret GATEWAY_API_TOKEN has no value")
 }
+
+// The rendered scripts pass shellcheck at warning level. The goldens are
+// what render writes (TestGolden), so checking them checks every case.
+func TestScriptsPassShellcheck(t *testing.T) {
+	sc := testenv.RequireCommand(t, "shellcheck")
+	for _, golden := range []string{"dev", "demo", "swarm", "swarm-dnsrr"} {
+		for _, script := range []string{render.DeployScript, render.TestScript} {
+			p := filepath.Join("testdata", "golden", golden, script)
+			if out, err := exec.Command(sc, "-S", "warning", p).CombinedOutput(); err != nil {
+				t.Errorf("shellcheck -S warning %s: %v\n%s", p, err, out)
+			}
+		}
+	}
+}
