@@ -225,6 +225,9 @@ type composeView struct {
 	Header   []string
 	Stack    bool
 	Services []*svcView
+	// Elsewhere are the stack's services a folder's file does not run:
+	// named, never started from there (see withDeps).
+	Elsewhere []*svcView
 	Network  string
 	Volumes  []string
 	// Secrets are a stack file's Docker secrets, all external: the
@@ -450,6 +453,14 @@ func (r *renderer) check() error {
 		fmt.Sprintf("Rendered by maestro-deploy for project %q, environment %q%s.", r.cat.Project.Name, r.env.Name, r.releaseNote()),
 		"Do not edit: `mage render` rewrites this file, and stops at hand edits",
 		"unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in " + BackupDir + "/.",
+	}
+	if r.opts.Release != "" {
+		// A release folder on a host is what promote shipped: nothing
+		// renders it again there, and a rollback refuses a copy that
+		// differs from the shipping machine's record.
+		r.header = append(r.header[:1],
+			"Do not edit: this is the release as `mage promote` shipped it; `mage rollback`",
+			"refuses a release whose files differ from the record kept where it was shipped from.")
 	}
 	return nil
 }
@@ -794,11 +805,18 @@ func (r *renderer) files(validate bool) (Tree, error) {
 				cv.Services = append(cv.Services, c)
 			}
 			cv.Volumes = volumeNames(svcs)
+			if dir != "" {
+				for _, v := range all {
+					if !in[v.Name] {
+						cv.Elsewhere = append(cv.Elsewhere, v)
+					}
+				}
+			}
 			data, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
 			if err != nil {
 				return nil, err
 			}
-			ev, vars := r.envFile(svcs)
+			ev, vars := r.envFile(svcs, dir != "")
 			envData, err := execute(envTmpl, "env.tmpl", ev)
 			if err != nil {
 				return nil, err
@@ -864,7 +882,7 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			}
 			// Checked with the top .env, which carries every service's
 			// secrets: the unified file's part renders the same bytes.
-			ev, vars := r.envFile(all)
+			ev, vars := r.envFile(all, false)
 			envData, err := execute(envTmpl, "env.tmpl", ev)
 			if err != nil {
 				return nil, err
@@ -884,9 +902,9 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			return []File{{Path: s.name, Data: data, Mode: 0o755}}, err
 		})
 	}
-	parts = append(parts, compose(InfraDir, infra))
+	parts = append(parts, compose(InfraDir, withDeps(all, infra)))
 	for _, v := range apps {
-		parts = append(parts, compose(v.Name, []*svcView{v}))
+		parts = append(parts, compose(v.Name, withDeps(all, []*svcView{v})))
 	}
 	out := make([][]File, len(parts))
 	errs = make([]error, len(parts))
@@ -924,6 +942,41 @@ func parallel(n int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// withDeps is svcs and every service they depend on, directly or not, in
+// the order of all. A folder's compose file carries its dependencies as the
+// whole stack's file does, block for block, so that compose, which hashes
+// depends_on too (v1), finds their containers and the service's own up to
+// date: `up -d` there recreates nothing that did not change.
+func withDeps(all, svcs []*svcView) []*svcView {
+	want := map[string]bool{}
+	byName := map[string]*svcView{}
+	for _, v := range all {
+		byName[v.Name] = v
+	}
+	var add func(v *svcView)
+	add = func(v *svcView) {
+		if want[v.Name] {
+			return
+		}
+		want[v.Name] = true
+		for _, d := range v.svc.DependsOn {
+			if dv, ok := byName[d]; ok {
+				add(dv)
+			}
+		}
+	}
+	for _, v := range svcs {
+		add(v)
+	}
+	var out []*svcView
+	for _, v := range all {
+		if want[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (r *renderer) names(svcs []*svcView) map[string]bool {
@@ -968,9 +1021,16 @@ func wantEnv(svcs []*svcView) map[string]map[string]string {
 	return out
 }
 
-func (r *renderer) envFile(svcs []*svcView) (envView, map[string]string) {
+// envFile is the .env of a compose file of svcs. part marks a folder that
+// holds some of the stack's services (a service's, infrastructure/): the
+// others are no orphans there, so compose must not offer to remove them.
+func (r *renderer) envFile(svcs []*svcView, part bool) (envView, map[string]string) {
 	vars := map[string]string{}
-	settings := []kv{{"COMPOSE_PROJECT_NAME", r.cat.Project.Name}, {"DEPLOY_ENVIRONMENT", r.env.Name}}
+	settings := []kv{{"COMPOSE_PROJECT_NAME", r.cat.Project.Name}}
+	if part {
+		settings = append(settings, kv{"COMPOSE_IGNORE_ORPHANS", "true"})
+	}
+	settings = append(settings, kv{"DEPLOY_ENVIRONMENT", r.env.Name})
 	if r.opts.Release != "" {
 		settings = append(settings, kv{"DEPLOY_RELEASE", r.opts.Release})
 	}
@@ -987,7 +1047,7 @@ func (r *renderer) envFile(svcs []*svcView) (envView, map[string]string) {
 		}
 	}
 	return envView{Header: r.header, Sections: []envSection{
-		{"Compose reads COMPOSE_PROJECT_NAME from here: pass the same name as -p.", settings, false},
+		{"Compose reads COMPOSE_* settings from here: pass the same project name as -p.", settings, false},
 		{"Published host ports, for scripts (the compose files carry the numbers themselves).", ports, false},
 		{"Secrets: the compose files refer to them as ${NAME}; their values live only here.", secrets, true},
 	}}, vars

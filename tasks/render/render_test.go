@@ -459,3 +459,22 @@ func TestScriptsPassShellcheck(t *testing.T) {
 		}
 	}
 }
+
+// A release's files tell the truth about themselves on the host: promote
+// shipped them and nothing renders them there, and its deploy-all.sh
+// builds nothing.
+func TestReleaseFilesSayWhatTheyAre(t *testing.T) {
+	cat := loadRepo(t)
+	tree := mustRender(t, cat, "demo", render.Options{Release: "20261127T181500Z-1a2b3c4", Proxied: true})
+	for _, f := range tree {
+		if strings.Contains(string(f.Data), "mage render") {
+			t.Errorf("%s of a release says `mage render` rewrites it", f.Path)
+		}
+		if f.Path == render.EnvFile && !strings.Contains(string(f.Data), "as `mage promote` shipped it") {
+			t.Errorf("%s of a release does not say promote shipped it:\n%s", f.Path, f.Data)
+		}
+		if f.Path == render.DeployScript && (strings.Contains(string(f.Data), "# Builds") || !strings.Contains(string(f.Data), "it builds\n# nothing")) {
+			t.Errorf("%s of a release says it builds:\n%.900s", f.Path, f.Data)
+		}
+	}
+}

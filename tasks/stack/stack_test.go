@@ -843,3 +843,46 @@ compose = { command = ["-h"], restart = "no" }
 		t.Errorf("test-all.sh's container check of the job: %q\n%s", l, got)
 	}
 }
+
+// A service's folder is used as the README says: `docker-compose up -d`
+// there recreates nothing that did not change, touches no other service,
+// and offers no orphans to remove. With compose v1 and v2, each on a stack
+// it started itself (the two hash a service differently, so each replaces
+// the other's containers anyway).
+func TestServiceFolderTouchesNoOtherService(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	v2 := testenv.ComposeV2(t)
+	for _, cli := range []struct{ name, path string }{{"v1", "docker-compose"}, {"v2", v2}} {
+		t.Run(cli.name, func(t *testing.T) {
+			t.Setenv("DEPLOY_COMPOSE", cli.path)
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			defer cancel()
+			p := testenv.SamplePlatform(t, "fold")
+			s, _ := open(t, p)
+			cleanup(t, s, p)
+			deployAll(t, ctx, s)
+			before := containerIDs(t, ctx, p.Project)
+			for _, folder := range []string{"quality-fabric", "maestro-gateway", "infrastructure"} {
+				argv := append(strings.Fields(cli.path), "up", "-d")
+				cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+				cmd.Dir = filepath.Join(s.Dir, folder)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v in %s: %v\n%s", argv, folder, err, out)
+				}
+				if strings.Contains(strings.ToLower(string(out)), "orphan") {
+					t.Errorf("up -d in %s warns of orphans:\n%s", folder, out)
+				}
+				if after := containerIDs(t, ctx, p.Project); !equal(before, after) {
+					t.Errorf("up -d in %s changed containers: %v -> %v\n%s", folder, before, after, out)
+					before = after
+				}
+			}
+			// Still one stack: testAll passes on what the folders left.
+			if s2, out := open(t, p); s2.TestAll(ctx) != nil {
+				t.Errorf("testAll after up -d in the folders:\n%s", out)
+			}
+		})
+	}
+}

@@ -3,10 +3,10 @@
 # Do not edit: `mage render` rewrites this file, and stops at hand edits
 # unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in .backup/.
 #
-# Builds the images, starts the stack, waits until every service is healthy
-# and prints a status report. Needs only docker and a compose CLI
-# (docker compose, else docker-compose). Exits non-zero when a service does
-# not become healthy in time.
+# Builds the images mage has not built, starts the stack, waits until every
+# service is healthy and prints a status report. Needs only docker and a
+# compose CLI (docker compose, else docker-compose). Exits non-zero when a
+# service does not become healthy in time.
 #
 # Images: an image that mage built (it carries the io.maestro.context-hash
 # label) is used as it is, so that this script and mage run the same images
