@@ -277,7 +277,7 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 	var envVars map[string]string
 	for _, s := range rec.Services {
 		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
-			ImageName: pinnedName(rec.Images[s.Name], rec.ImageIDs[s.Name]),
+			ImageName:  pinnedName(rec.Images[s.Name], rec.ImageIDs[s.Name]),
 			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful,
 			DependsOn: s.DependsOn, OneShot: s.OneShot})
 		if env.Engine != catalog.EngineSwarm || len(s.Secrets) == 0 {

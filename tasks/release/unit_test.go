@@ -1,7 +1,7 @@
 package release
 
 import (
-		"reflect"
+	"reflect"
 	"strings"
 	"testing"
 	"time"

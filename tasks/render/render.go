@@ -228,8 +228,8 @@ type composeView struct {
 	// Elsewhere are the stack's services a folder's file does not run:
 	// named, never started from there (see withDeps).
 	Elsewhere []*svcView
-	Network  string
-	Volumes  []string
+	Network   string
+	Volumes   []string
 	// Secrets are a stack file's Docker secrets, all external: the
 	// runtime creates them before the stack is deployed.
 	Secrets []swarmSecretRef
