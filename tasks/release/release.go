@@ -424,6 +424,12 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 		res.Images[s.Name] = ref
 	}
 
+	// Every value must be one the release's files can carry, before
+	// anything reaches the host.
+	if err := render.Check(cat, env, renderOptions(res.Images, "", key)); err != nil {
+		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
+	}
+
 	// 3. Connect: host key, engine, tunnel, agent. Nothing changes there yet.
 	t, err := connect(ctx, cat, env, p)
 	if err != nil {

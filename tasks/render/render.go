@@ -358,10 +358,10 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	if err := loadTemplates(); err != nil {
 		return nil, fmt.Errorf("render: templates: %w", err)
 	}
-	r := &renderer{cat: cat, env: env, opts: opts, byName: map[string]*svcView{}}
-	if err := r.check(); err != nil {
-		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	if err := Check(cat, env, opts); err != nil {
+		return nil, err
 	}
+	r := &renderer{cat: cat, env: env, opts: opts, byName: map[string]*svcView{}}
 	tree, err := r.files(!opts.DeferValidation)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)
@@ -375,6 +375,20 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	tree = append(tree, File{Path: ManifestFile, Data: m, Mode: 0o600})
 	sort.Slice(tree, func(i, j int) bool { return tree[i].Path < tree[j].Path })
 	return tree, nil
+}
+
+// Check refuses what Render would refuse of the catalog's values for env
+// (names, settings, secrets no .env can carry), without rendering: promote
+// calls it before it connects to a host.
+func Check(cat *catalog.Catalog, env *catalog.Environment, opts Options) error {
+	if cat == nil || env == nil {
+		return fmt.Errorf("render: no catalog or environment")
+	}
+	r := &renderer{cat: cat, env: env, opts: opts, byName: map[string]*svcView{}}
+	if err := r.check(); err != nil {
+		return fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	return nil
 }
 
 // check refuses what the templates could not carry; the catalog validates
@@ -435,7 +449,7 @@ func (r *renderer) check() error {
 		}
 		for k, v := range s.Secrets {
 			if _, err := envQuote(v); err != nil {
-				return fmt.Errorf("service %s: secret %s: %w; change the value or move it to env", s.Name, k, err)
+				return fmt.Errorf("service %s: secret %s: %w, which no .env file can carry; change the value", s.Name, k, err)
 			}
 			sv := SecretVar(s.Name, k)
 			if other, dup := secretVars[sv]; dup {
@@ -1040,6 +1054,10 @@ func (r *renderer) envFile(svcs []*svcView, part bool) (envView, map[string]stri
 			ports = append(ports, kv{PortVar(v.Name), strconv.Itoa(v.hostPort)})
 		}
 		secrets = append(secrets, v.secrets...)
+	}
+	if slices.ContainsFunc(secrets, func(e kv) bool { return envNeedsDollar(e.Value) }) {
+		// Set before the values that refer to it.
+		settings = append([]kv{{DollarVar, "$"}}, settings...)
 	}
 	for _, list := range [][]kv{settings, ports, secrets} {
 		for _, e := range list {

@@ -1,7 +1,4 @@
 #!/usr/bin/env bash
-# Rendered by maestro-deploy for project "maestro", environment "demo".
-# Do not edit: `mage render` rewrites this file, and stops at hand edits
-# unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in .backup/.
 #
 # Starts the stack from the images already on this engine (it builds
 # nothing), waits until every service is healthy and prints a status
@@ -16,6 +13,10 @@
 #   DEPLOY_HOST            address the published ports are probed on (default 127.0.0.1)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# .env writes a secret's '$' as ${MAESTRO_DOLLAR} where no quoting keeps
+# it literal for both compose versions; compose v2 would prefer this shell's
+# value of it to the file's.
+unset MAESTRO_DOLLAR
 
 project=maestro
 if [[ -n "${COMPOSE_PROJECT_NAME:-}" ]]; then project=$COMPOSE_PROJECT_NAME; fi
