@@ -45,6 +45,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/internal/crashpoint"
+	"github.com/maestro-platform/deploy/internal/interrupt"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
@@ -119,6 +120,8 @@ type Result struct {
 	// Forced is true when the tested gate was skipped.
 	Forced   bool
 	Duration time.Duration
+	// live: the release became current (Ctrl-C after it leaves it so).
+	live bool
 }
 
 // Release is one release folder on a host.
@@ -152,11 +155,17 @@ type Error struct {
 	// Removed is true when, with no previous release, what the release
 	// started was taken down.
 	Removed bool
+	// Interrupted is true when Ctrl-C ended it (interrupt.Context).
+	Interrupted bool
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "release %s on %s failed at %s: %v", e.Release, e.Env, e.Step, e.Err)
+	if e.Interrupted {
+		fmt.Fprintf(&b, "release %s on %s %v at %s", e.Release, e.Env, interrupt.ErrInterrupted, e.Step)
+	} else {
+		fmt.Fprintf(&b, "release %s on %s failed at %s: %v", e.Release, e.Env, e.Step, e.Err)
+	}
 	switch {
 	case e.Previous != "" && e.Restored:
 		fmt.Fprintf(&b, "\nrolled back: the previous release %s is running and healthy again; current still points at it", e.Previous)
@@ -442,9 +451,7 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	}
 	defer lock.Release()
 	audit := newAudit(ctx, cat, env, "promote", opts)
-	if lock.TookOver != nil {
-		audit.TookOver = lock.TookOver.String()
-	}
+	t.tookOver(ctx, lock, audit)
 	audit.Images = ids
 	if err := crashpoint.Reached(ctx, "promote:locked"); err != nil {
 		return nil, err
@@ -457,10 +464,26 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	defer nodes.Close()
 	res.Swarm = nodes.Report()
 	res, err = t.promote(ctx, cat, env, opts, key, res, ids, local, nodes, t0)
+	err = interrupted(ctx, env, err, res.live)
 	audit.Release, audit.Previous = res.Release, res.Previous
-	audit.finish(err, t0, check.Redactor(cat))
+	audit.finish(err, t0, check.Redactor(cat), res.live)
 	t.audit(ctx, audit)
 	return res, err
+}
+
+// interrupted says plainly how a Ctrl-C left the host, when err is what
+// it ended with: a failed release's error says so itself (Error); before
+// the upload nothing running changed, after the activation the release
+// is live.
+func interrupted(ctx context.Context, env *catalog.Environment, err error, live bool) error {
+	var e *Error
+	switch {
+	case err == nil || !interrupt.Interrupted(ctx) || errors.As(err, &e):
+		return err
+	case live:
+		return fmt.Errorf("%w on %s after the release went live (it is current); what was left undone: %s", interrupt.ErrInterrupted, env.Name, firstLine(err))
+	}
+	return fmt.Errorf("%w on %s before anything running there changed: %s", interrupt.ErrInterrupted, env.Name, firstLine(err))
 }
 
 // promote is what Promote does on the host once it holds its lock.
@@ -545,6 +568,7 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 	if _, err := t.fs.Activate(ctx, res.Release); err != nil {
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "activate", err, res.Changes)
 	}
+	res.live = true
 	if err := crashpoint.Reached(ctx, "promote:activated"); err != nil {
 		return res, err
 	}
@@ -633,11 +657,15 @@ func (t *target) acquire(ctx context.Context, command string, wait bool) (*hostf
 // (or, with none, takes down what the release started) and removes the
 // failed release's folder; current is left as it was.
 func (t *target) recover(ctx context.Context, opts Options, id, previous, step string, cause error, applied *runtime.Plan) error {
+	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: previous, Interrupted: interrupt.Interrupted(ctx)}
 	// The caller's context may be what ended the release: recovery still runs.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
-	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: previous}
-	t.p.Line(ui.Fail, step, "release %s failed: %v", id, firstLine(cause))
+	if e.Interrupted {
+		t.p.Line(ui.Warn, step, "release %s %v: putting back what it changed", id, interrupt.ErrInterrupted)
+	} else {
+		t.p.Line(ui.Fail, step, "release %s failed: %v", id, firstLine(cause))
+	}
 	if previous != "" {
 		t.p.Line(ui.Run, "rollback", "putting %s back", previous)
 		if err := t.restore(ctx, opts, previous, false); err != nil {
@@ -757,14 +785,13 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	}
 	defer lock.Release()
 	audit := newAudit(ctx, cat, env, "rollback", opts)
-	if lock.TookOver != nil {
-		audit.TookOver = lock.TookOver.String()
-	}
+	t.tookOver(ctx, lock, audit)
 	if err := crashpoint.Reached(ctx, "rollback:locked"); err != nil {
 		return err
 	}
 	err = t.rollback(ctx, opts, audit, t0)
-	audit.finish(err, t0, check.Redactor(cat))
+	err = interrupted(ctx, env, err, false)
+	audit.finish(err, t0, check.Redactor(cat), false)
 	t.audit(ctx, audit)
 	return err
 }
@@ -820,10 +847,14 @@ func (t *target) rollback(ctx context.Context, opts Options, audit *AuditRecord,
 }
 
 func (t *target) recoverRollback(ctx context.Context, opts Options, id, current, step string, cause error) error {
+	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: current, Interrupted: interrupt.Interrupted(ctx)}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
-	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: current}
-	t.p.Line(ui.Fail, step, "rollback to %s failed: %v", id, firstLine(cause))
+	if e.Interrupted {
+		t.p.Line(ui.Warn, step, "rollback to %s %v: putting %s back", id, interrupt.ErrInterrupted, current)
+	} else {
+		t.p.Line(ui.Fail, step, "rollback to %s failed: %v", id, firstLine(cause))
+	}
 	if err := t.restore(ctx, opts, current, false); err != nil {
 		e.RestoreErr = err
 	} else {
