@@ -4,12 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -19,66 +15,19 @@ import (
 	"github.com/moby/moby/client"
 )
 
-// secondEngine starts a separate dockerd (own data, socket and no bridge,
-// so it touches neither the machine's docker0 nor its iptables) and stops
-// it, by its pid, when the test ends.
+// secondEngine is a second Docker host's engine (testenv.StartRemote:
+// its own dockerd in a network namespace of its own, so that nothing of
+// this machine's docker0 or iptables is touched), reached on its local
+// socket, and closed when the test ends.
 func secondEngine(t *testing.T) *Engine {
 	t.Helper()
-	testenv.RequireCommand(t, "dockerd")
-	if os.Geteuid() != 0 {
-		if testenv.InCI() {
-			t.Fatal("a second dockerd needs root")
-		}
-		t.Skip("a second dockerd needs root")
-	}
-	dir, err := os.MkdirTemp("/tmp", "e2-") // short: unix socket paths are limited
+	r := testenv.StartRemote(t)
+	e, err := Connect(context.Background(), r.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(dir, "daemon.json")
-	if err := os.WriteFile(cfg, []byte("{}"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	logf, err := os.Create(filepath.Join(dir, "dockerd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := "unix://" + filepath.Join(dir, "d.sock")
-	cmd := exec.Command("dockerd", "--config-file", cfg, "--data-root", filepath.Join(dir, "data"),
-		"--exec-root", filepath.Join(dir, "x"), "--pidfile", filepath.Join(dir, "pid"), "-H", sock,
-		"--bridge", "none", "--iptables=false", "--ip-masq=false", "--storage-driver", "vfs")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(30 * time.Second):
-			_ = cmd.Process.Kill()
-			<-done
-		}
-		logf.Close()
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("cleanup %s: %v", dir, err)
-		}
-	})
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		e, err := Connect(context.Background(), sock, WithPingTimeout(2*time.Second))
-		if err == nil {
-			t.Cleanup(func() { e.Close() })
-			return e
-		}
-		if time.Now().After(deadline) || cmd.ProcessState != nil {
-			b, _ := os.ReadFile(logf.Name())
-			t.Fatalf("second dockerd did not start: %v\n%s", err, ui.TailLines(string(b), 20))
-		}
-		time.Sleep(300 * time.Millisecond)
-	}
+	t.Cleanup(func() { e.Close() })
+	return e
 }
 
 func TestTransfer(t *testing.T) {

@@ -358,10 +358,10 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	if err := loadTemplates(); err != nil {
 		return nil, fmt.Errorf("render: templates: %w", err)
 	}
-	if err := Check(cat, env, opts); err != nil {
-		return nil, err
-	}
 	r := &renderer{cat: cat, env: env, opts: opts, byName: map[string]*svcView{}}
+	if err := r.check(); err != nil {
+		return nil, fmt.Errorf("render %s: %w", env.Name, err)
+	}
 	tree, err := r.files(!opts.DeferValidation)
 	if err != nil {
 		return nil, fmt.Errorf("render %s: %w", env.Name, err)

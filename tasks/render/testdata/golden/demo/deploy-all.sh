@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# Rendered by maestro-deploy for project "maestro", environment "demo".
+# Do not edit: `mage render` rewrites this file, and stops at hand edits
+# unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in .backup/.
 #
 # Starts the stack from the images already on this engine (it builds
 # nothing), waits until every service is healthy and prints a status

@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# Rendered by maestro-deploy for project "maestro", environment "demo".
+# Do not edit: `mage render` rewrites this file, and stops at hand edits
+# unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in .backup/.
 #
 # Runs the checks of `mage testAll` on the deployed stack, with docker alone:
 #   container  the service's containers run and, with a healthcheck, are healthy

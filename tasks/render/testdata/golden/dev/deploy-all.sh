@@ -1,4 +1,7 @@
 #!/usr/bin/env bash
+# Rendered by maestro-deploy for project "maestro", environment "dev".
+# Do not edit: `mage render` rewrites this file, and stops at hand edits
+# unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in .backup/.
 #
 # Builds the images mage has not built, starts the stack, waits until every
 # service is healthy and prints a status report. Needs only docker and a
