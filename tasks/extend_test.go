@@ -2,6 +2,7 @@ package tasks_test
 
 import (
 	"bytes"
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -203,10 +204,7 @@ func TestExtendingAsTheReadmeSays(t *testing.T) {
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Logf("down: %v\n%s", err, out)
 		}
-		out, _ := exec.Command("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+p.Project+"/*").Output()
-		for _, ref := range strings.Fields(string(out)) {
-			_ = exec.Command("docker", "rmi", "-f", ref).Run()
-		}
+		p.RemoveImages(context.Background())
 	})
 	if out := sh("go run github.com/magefile/mage deployAll"); !strings.Contains(out, "deployAll dev: "+p.Deploy) {
 		t.Errorf("deployAll in the new module:\n%s", out)

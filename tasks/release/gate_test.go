@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -43,10 +42,7 @@ func TestGateShipsWhatTestAllSawRunning(t *testing.T) {
 		defer cancel()
 		s, _ := open()
 		_ = s.Down(ctx, true)
-		out, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+p.Project+"/*").Output()
-		for _, ref := range strings.Fields(string(out)) {
-			_ = exec.CommandContext(ctx, "docker", "rmi", "-f", ref).Run()
-		}
+		p.RemoveImages(ctx)
 	})
 	deployAll := func() {
 		t.Helper()

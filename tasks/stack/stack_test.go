@@ -73,10 +73,7 @@ func cleanup(t *testing.T, s *stack.Stack, p *testenv.Platform) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		_ = s.Down(ctx, true)
-		out, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+p.Project+"/*").Output()
-		for _, ref := range strings.Fields(string(out)) {
-			_ = exec.CommandContext(ctx, "docker", "rmi", "-f", ref).Run()
-		}
+		p.RemoveImages(ctx)
 	})
 }
 
