@@ -102,7 +102,8 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 }
 
 // release is what the local runtime runs: the deployment folder, and per
-// service its image and config hash (catalogNow's).
+// service its image and the config hash its container must carry (that of
+// the rendered files).
 func (s *Stack) release(images map[string]engine.Image, hashes map[string]string) *runtime.Release {
 	rel := &runtime.Release{Project: s.Project(), Cat: s.Cat, Env: s.Env, Dir: s.Dir, HostAddr: s.HTTPHost(),
 		Printer: s.Out, Redact: check.Redactor(s.Cat)}
