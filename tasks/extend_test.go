@@ -2,7 +2,9 @@ package tasks_test
 
 import (
 	"bytes"
+	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -14,8 +16,8 @@ import (
 	"github.com/maestro-platform/deploy/internal/testenv"
 )
 
-// A team's own magefile imports the runner's targets and adds one of its
-// own: extending in Go works, and both kinds of target run.
+// A team's own magefile (the README's) imports the runner's targets and
+// adds one of its own: extending in Go works, and both kinds of target run.
 func TestMageImportExtends(t *testing.T) {
 	repo := testenv.RepoRoot()
 	dir := t.TempDir()
@@ -26,31 +28,7 @@ func TestMageImportExtends(t *testing.T) {
 		t.Fatal(err)
 	}
 	write(t, filepath.Join(dir, "go.sum"), string(sum))
-	write(t, filepath.Join(dir, "magefile.go"), `//go:build mage
-
-package main
-
-import (
-	"fmt"
-	"os"
-
-	//mage:import
-	_ "github.com/maestro-platform/deploy/tasks"
-	"github.com/maestro-platform/deploy/tasks/catalog"
-)
-
-// Inventory lists the catalog's services with their dev ports.
-func Inventory() error {
-	cat, err := catalog.Load(os.Getenv("DEPLOY_CATALOG"))
-	if err != nil {
-		return err
-	}
-	for _, s := range cat.Services {
-		fmt.Printf("inventory %s %d\n", s.Name, s.DevPort)
-	}
-	return nil
-}
-`)
+	write(t, filepath.Join(dir, "magefile.go"), readmeBlocks(t, extending, "go")[0])
 	p := testenv.SamplePlatform(t, "ext")
 	t.Setenv("DEPLOY_CATALOG", p.Catalog)
 	t.Setenv("GOFLAGS", "-mod=mod")
@@ -132,6 +110,107 @@ func Inventory() error {
 	os.Unsetenv("DEPLOY_ENV")
 	if out, code := invoke(mage.Invocation{Args: []string{"promote", "-env=staging"}}); code != 2 || !strings.Contains(out, "known environments: demo, dev") {
 		t.Errorf("promote -env=staging: exit %d, want 2\n%s", code, out)
+	}
+}
+
+// extending is the README's section on extending the targets.
+const extending = "## Extending: your own targets"
+
+// readmeBlocks returns the fenced code blocks of lang in the README's
+// section under heading, in order.
+func readmeBlocks(t *testing.T, heading, lang string) []string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n"+heading+"\n")
+	if !ok {
+		t.Fatalf("README.md has no section %q", heading)
+	}
+	if i := strings.Index(section, "\n## "); i >= 0 {
+		section = section[:i]
+	}
+	var out []string
+	for _, m := range regexp.MustCompile("(?s)```"+lang+"\n(.*?)```").FindAllStringSubmatch(section, -1) {
+		out = append(out, m[1])
+	}
+	if len(out) == 0 {
+		t.Fatalf("README.md's %q has no %s block", heading, lang)
+	}
+	return out
+}
+
+// The README's words on extending, followed exactly in a new module: its
+// commands, its magefile, then mage from the module graph runs the
+// module's own target beside deployAll, on ./services.toml with
+// DEPLOY_CATALOG unset. The one substitution is the README's placeholder
+// for the checkout of this repository.
+func TestExtendingAsTheReadmeSays(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	repo := testenv.RepoRoot()
+	steps := readmeBlocks(t, extending, "sh")
+	if len(steps) != 2 {
+		t.Fatalf("the README's %q has %d sh blocks, want 2 (before and after the magefile)", extending, len(steps))
+	}
+	magefile := readmeBlocks(t, extending, "go")[0]
+	p := testenv.SamplePlatform(t, "xrd")
+	dir := t.TempDir()
+	// The sample catalog as the folder's own ./services.toml, its sources
+	// where SamplePlatform put them.
+	cat, err := os.ReadFile(p.Catalog)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "services.toml"), strings.ReplaceAll(string(cat), `"examples/`, `"`+p.Root+`/examples/`))
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "DEPLOY_") && !strings.HasPrefix(kv, "MAGEFILE_") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env, "NO_COLOR=1", "MAGEFILE_CACHE="+filepath.Join(t.TempDir(), "magecache"))
+	sh := func(line string) string {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", strings.ReplaceAll(line, "$HOME/src/deploy", repo))
+		cmd.Dir, cmd.Env = dir, env
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", line, err, out)
+		}
+		return string(out)
+	}
+	run := func(block string) string {
+		var out string
+		for _, line := range strings.Split(block, "\n") {
+			if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+				out = sh(line)
+			}
+		}
+		return out
+	}
+	run(steps[0])
+	write(t, filepath.Join(dir, "magefile.go"), magefile)
+	list := run(steps[1])
+	for _, target := range []string{"inventory", "deployAll"} {
+		if !strings.Contains(list, target) {
+			t.Errorf("the README's last command lists no %s:\n%s", target, list)
+		}
+	}
+	t.Cleanup(func() {
+		cmd := exec.Command("go", "run", "github.com/magefile/mage", "down", "-volumes")
+		cmd.Dir, cmd.Env = dir, env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("down: %v\n%s", err, out)
+		}
+		p.RemoveImages(context.Background())
+	})
+	if out := sh("go run github.com/magefile/mage deployAll"); !strings.Contains(out, "deployAll dev: "+p.Deploy) {
+		t.Errorf("deployAll in the new module:\n%s", out)
+	}
+	if out := sh("go run github.com/magefile/mage inventory"); !strings.Contains(out, "inventory maestro-gateway "+strconv.Itoa(p.DevPorts["maestro-gateway"])) {
+		t.Errorf("the module's own target:\n%s", out)
 	}
 }
 

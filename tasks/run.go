@@ -7,6 +7,7 @@ import (
 
 	"github.com/magefile/mage/mg"
 
+	"github.com/maestro-platform/deploy/internal/interrupt"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/release"
 	"github.com/maestro-platform/deploy/tasks/render"
@@ -37,6 +38,12 @@ func run(ctx context.Context, step func(*stack.Stack, context.Context) error) er
 
 func runRelease(ctx context.Context, env *string, force, wait bool, step func(context.Context, *stack.Stack, release.Options) error) error {
 	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		// Ctrl-C must not cut a promotion's recovery short: the step ends
+		// itself, having put back what it changed and written its record.
+		ctx, stop := interrupt.Context(ctx, func() {
+			s.Out.Line(ui.Warn, "interrupt", "Ctrl-C: ending safely (a promote or rollback puts back what it changed on the host, and records it); Ctrl-C again stops at once (the next run converges)")
+		})
+		defer stop()
 		return step(ctx, s, releaseOptions(s, env, force, wait))
 	})
 }

@@ -1,9 +1,11 @@
 package testenv
 
 import (
+	"context"
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"runtime"
@@ -130,5 +132,14 @@ func (p *Platform) UseCatalog(t testing.TB, text string) {
 	b.WriteString(text[last:])
 	if err := os.WriteFile(p.Catalog, []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// RemoveImages removes every image of the platform's project
+// (<project>/<service>:<tag>), as a test's cleanup does.
+func (p *Platform) RemoveImages(ctx context.Context) {
+	out, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+p.Project+"/*").Output()
+	for _, ref := range strings.Fields(string(out)) {
+		_ = exec.CommandContext(ctx, "docker", "rmi", "-f", ref).Run()
 	}
 }

@@ -32,6 +32,7 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/client"
 )
@@ -85,6 +86,10 @@ type Result struct {
 	// 2s", "connection refused") or, for a container, its state. Secrets
 	// are redacted.
 	Detail string
+	// Units are the containers (or tasks) a container check looked at
+	// last, as the engine described them: testAll records what it checked
+	// from them (not in the reports).
+	Units []health.Unit
 }
 
 // Report is the outcome of a Run.

@@ -52,6 +52,7 @@ func runContainers(ctx context.Context, t Target, jobs []*job, results []Result)
 				continue
 			}
 			o.OneShot = j.oneShot
+			r.Units = o.Units
 			v := health.Judge(o)
 			r.OK, r.Detail = v.Healthy, v.State
 			if !v.Healthy && v.Fatal == "" && o.Problem == "" {

@@ -8,8 +8,11 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/maestro-platform/deploy/tasks/render"
 )
 
 // TailLines is how many lines of output a RunError keeps.
@@ -41,7 +44,14 @@ func (e *RunError) Unwrap() error { return e.Err }
 // command and the last TailLines lines of output. Values in env are never
 // put in the error.
 func Exec(ctx context.Context, dir string, env []string, argv []string) ([]byte, error) {
-	return run(ctx, dir, append(os.Environ(), env...), argv, nil)
+	return run(ctx, dir, append(inherited(), env...), argv, nil)
+}
+
+// inherited is this process's environment as a compose CLI gets it:
+// without render.DollarVar, which compose v2 would let win over the value
+// a .env file gives it.
+func inherited() []string {
+	return slices.DeleteFunc(os.Environ(), func(kv string) bool { return strings.HasPrefix(kv, render.DollarVar+"=") })
 }
 
 // ExecStream runs argv as Exec does and also writes its output to w as it
@@ -50,7 +60,7 @@ func Exec(ctx context.Context, dir string, env []string, argv []string) ([]byte,
 // cleans and redacts it (ui.Lines, ui.Clean). Writes to w are never
 // concurrent. The returned output and error are Exec's.
 func ExecStream(ctx context.Context, dir string, env []string, argv []string, w io.Writer) ([]byte, error) {
-	return run(ctx, dir, append(os.Environ(), env...), argv, w)
+	return run(ctx, dir, append(inherited(), env...), argv, w)
 }
 
 // ExecIsolated runs argv as Exec does, with exactly env as its environment

@@ -281,7 +281,7 @@ func (e *Engine) buildOne(ctx context.Context, s *BuildSpec, stateDir string, im
 	}
 	imgLabels[labels.ContextHash] = sum
 	r.Hash = sum
-	r.Ref = s.Repo + ":" + sum[:12]
+	r.Ref = s.Repo + ":" + HashTag(sum)
 	latest := s.Repo + ":latest"
 
 	list, err := images()

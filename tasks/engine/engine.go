@@ -15,6 +15,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/cli/cli/connhelper"
 	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/tasks/labels"
 )
 
 // PingTimeout bounds the first contact with an engine, so a dead daemon is
@@ -174,11 +176,53 @@ func (e *Engine) Version(ctx context.Context) (server string, api string, err er
 // ImageID returns the ID ("sha256:...") of the image ref names. A missing
 // image gives an error for which IsNotFound is true.
 func (e *Engine) ImageID(ctx context.Context, ref string) (string, error) {
+	img, err := e.Image(ctx, ref)
+	return img.ID, err
+}
+
+// Image is an image as the runner names it.
+type Image struct {
+	// ID is the image ID ("sha256:...").
+	ID string
+	// ContextHash is its labels.ContextHash: the content hash of the build
+	// context build made it from ("" for an image build did not make).
+	ContextHash string
+}
+
+// Name is how output names the image: see ImageName.
+func (i Image) Name() string { return ImageName(i.ContextHash, i.ID) }
+
+// ImageName is how output names an image, one identifier everywhere: the
+// content-hash tag build gave it (HashTag of its context hash, as in
+// "built maestro/quality-fabric:7c41d09e5a12"), else its short ID.
+func ImageName(contextHash, id string) string {
+	if contextHash != "" {
+		return HashTag(contextHash)
+	}
+	return ShortID(id)
+}
+
+// HashTag is the tag build gives an image made from a context of content
+// hash sum: its first 12 hex digits.
+func HashTag(sum string) string {
+	if len(sum) > 12 {
+		return sum[:12]
+	}
+	return sum
+}
+
+// Image inspects the image ref names. A missing image gives an error for
+// which IsNotFound is true.
+func (e *Engine) Image(ctx context.Context, ref string) (Image, error) {
 	r, err := e.API.ImageInspect(ctx, ref)
 	if err != nil {
-		return "", fmt.Errorf("image %s on %s: %w", ref, e.Host, err)
+		return Image{}, fmt.Errorf("image %s on %s: %w", ref, e.Host, err)
 	}
-	return r.ID, nil
+	img := Image{ID: r.ID}
+	if r.Config != nil {
+		img.ContextHash = r.Config.Labels[labels.ContextHash]
+	}
+	return img, nil
 }
 
 // IsNotFound reports whether err says an image or container does not exist.

@@ -49,6 +49,10 @@ type Unit struct {
 	// Completed is true for a unit that exited with status 0: the success
 	// of a one-shot service (Observation.OneShot), a failure otherwise.
 	Completed bool
+	// ImageID and ConfigHash are what the engine says the container runs:
+	// its image ID and its config-hash label (empty for a swarm task).
+	// testAll records them, so that promote ships what was checked.
+	ImageID, ConfigHash string
 }
 
 // Observation is what a Source saw of one service.

@@ -64,7 +64,8 @@ func contains(ids []string, id string) bool {
 // ContainerUnit judges one container's state: exited, dead or restarting
 // containers and unhealthy ones are fatal.
 func ContainerUnit(c engine.Container) Unit {
-	u := Unit{ID: c.ID, State: c.State, Health: c.Health, HealthOutput: c.HealthOutput}
+	u := Unit{ID: c.ID, State: c.State, Health: c.Health, HealthOutput: c.HealthOutput,
+		ImageID: c.ImageID, ConfigHash: c.Labels[labels.ConfigHash]}
 	switch c.State {
 	case string(container.StateExited), string(container.StateDead):
 		u.Fatal = fmt.Sprintf("%s (exit code %d)", c.State, c.ExitCode)

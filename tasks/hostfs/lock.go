@@ -3,6 +3,8 @@ package hostfs
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -27,6 +29,9 @@ type Holder struct {
 	// Command is what it runs: "promote", "rollback".
 	Command string    `json:"command"`
 	Since   time.Time `json:"since"`
+	// Session tells this holding apart from every other (random): the
+	// audit record of a holder that died is written by the next one, once.
+	Session string `json:"session,omitempty"`
 }
 
 func (h Holder) String() string {
@@ -40,7 +45,10 @@ func Me(command string) Holder {
 		name = u.Username
 	}
 	host, _ := os.Hostname()
-	return Holder{User: name + "@" + host, PID: os.Getpid(), Command: command, Since: time.Now().UTC()}
+	session := make([]byte, 8)
+	_, _ = rand.Read(session)
+	return Holder{User: name + "@" + host, PID: os.Getpid(), Command: command, Since: time.Now().UTC(),
+		Session: hex.EncodeToString(session)}
 }
 
 // BusyError is a lock that a live session holds.
@@ -58,6 +66,8 @@ func (e *BusyError) Error() string {
 type Lock struct {
 	f   *FS
 	att client.HijackedResponse
+	// Holder is who holds it: this process.
+	Holder Holder
 	// TookOver is the holder whose session ended without releasing the
 	// lock, which this one took over (nil when the lock was free).
 	TookOver *Holder
@@ -84,7 +94,7 @@ func (f *FS) Lock(ctx context.Context, h Holder) (*Lock, error) {
 		return nil, fmt.Errorf("lock %s on %s: %w", f.dir, f.host, err)
 	}
 	pr, pw := io.Pipe()
-	l := &Lock{f: f, att: att.HijackedResponse, done: make(chan struct{})}
+	l := &Lock{f: f, att: att.HijackedResponse, Holder: h, done: make(chan struct{})}
 	go func() {
 		defer close(l.done)
 		_, err := stdcopy.StdCopy(pw, io.Discard, att.Reader)
@@ -118,6 +128,7 @@ func (f *FS) Lock(ctx context.Context, h Holder) (*Lock, error) {
 	}
 	if ans.TookOver != nil {
 		ans.TookOver.User, ans.TookOver.Command = ui.Clean(ans.TookOver.User), ui.Clean(ans.TookOver.Command)
+		ans.TookOver.Session = ui.Clean(ans.TookOver.Session)
 		l.TookOver = ans.TookOver
 	}
 	f.retireOthers(ctx)

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/maestro-platform/deploy/internal/interrupt"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/hostfs"
 	"github.com/maestro-platform/deploy/tasks/record"
@@ -41,14 +43,18 @@ type AuditRecord struct {
 	// them ("" when there was none).
 	TestRecord string `json:"test_record,omitempty"`
 	Forced     bool   `json:"forced"`
-	// Outcome is "live", "rolled back" or "failed". A promote the gate
-	// refuses never reaches the host, so it leaves no record there.
+	// Outcome is one of the Outcome constants. A promote the gate refuses
+	// never reaches the host, so it leaves no record there.
 	Outcome    string `json:"outcome"`
 	Step       string `json:"step,omitempty"`
 	Error      string `json:"error,omitempty"`
 	DurationMS int64  `json:"duration_ms"`
 	// TookOver names the holder whose lock this one took over.
 	TookOver string `json:"took_over,omitempty"`
+	// Session is the lock session of the run (hostfs.Holder.Session): the
+	// run that takes a dead one's lock over writes the dead one's record
+	// unless one with its session is in the log.
+	Session string `json:"session,omitempty"`
 }
 
 // newAudit starts the record of an action on env.
@@ -84,24 +90,44 @@ func git(ctx context.Context, dir string, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// finish completes the record with how the action ended, after t0.
-func (a *AuditRecord) finish(err error, t0 time.Time, redact func(string) string) {
+// finish completes the record with how the action ended, after t0; live
+// says that the release became current all the same.
+func (a *AuditRecord) finish(err error, t0 time.Time, redact func(string) string, live bool) {
 	a.DurationMS = time.Since(t0).Milliseconds()
-	switch e := err.(type) {
-	case nil:
-		a.Outcome = "live"
-	case *Error:
-		a.Outcome, a.Step = "failed", e.Step
+	var e *Error
+	switch {
+	case err == nil:
+		a.Outcome = OutcomeLive
+	case errors.As(err, &e):
+		a.Outcome, a.Step = OutcomeFailed, e.Step
 		if e.Restored {
-			a.Outcome = "rolled back"
+			a.Outcome = OutcomeRolledBack
 		}
+		if e.Interrupted {
+			a.Outcome = OutcomeInterrupted
+		}
+	case live:
+		a.Outcome = OutcomeLive
+	case errors.Is(err, interrupt.ErrInterrupted):
+		a.Outcome = OutcomeInterrupted
 	default:
-		a.Outcome = "failed"
+		a.Outcome = OutcomeFailed
 	}
 	if err != nil {
 		a.Error = redact(ui.Clean(firstLine(err)))
 	}
 }
+
+// Outcomes of an AuditRecord.
+const (
+	OutcomeLive       = "live"
+	OutcomeRolledBack = "rolled back"
+	OutcomeFailed     = "failed"
+	// OutcomeInterrupted: Ctrl-C ended it (what it changed was put back,
+	// as Error says), or its session died and the next run that took its
+	// lock over wrote the record (deadRecord).
+	OutcomeInterrupted = "interrupted"
+)
 
 // write appends the record to the host's audit log; a failure is reported,
 // not fatal: the action itself is done by then.
@@ -111,6 +137,35 @@ func (t *target) audit(ctx context.Context, a *AuditRecord) {
 	if err := t.fs.AuditAppend(ctx, a); err != nil {
 		t.p.Line(ui.Warn, "audit", "the record of this %s could not be written on the host: %v", a.Action, err)
 	}
+}
+
+// tookOver notes in a, the record of this run, the session it holds the
+// lock as and the one it took over; a run that died holding the lock wrote
+// no record of itself (its connection is what ended), so this one writes
+// it, once: not when the log already holds one of that session.
+func (t *target) tookOver(ctx context.Context, lock *hostfs.Lock, a *AuditRecord) {
+	a.Session = lock.Holder.Session
+	dead := lock.TookOver
+	if dead == nil {
+		return
+	}
+	a.TookOver = dead.String()
+	if dead.Session != "" {
+		raw, err := t.fs.AuditRead(ctx)
+		if err != nil {
+			t.p.Line(ui.Warn, "audit", "the log of %s could not be read: %v", t.env.Dir, err)
+			return
+		}
+		for _, r := range raw {
+			var old AuditRecord
+			if json.Unmarshal(r, &old) == nil && old.Session == dead.Session {
+				return
+			}
+		}
+	}
+	t.audit(ctx, &AuditRecord{Time: dead.Since, Action: dead.Command, Env: t.env.Name, User: dead.User,
+		Outcome: OutcomeInterrupted, Session: dead.Session, DurationMS: time.Since(dead.Since).Milliseconds(),
+		Error: fmt.Sprintf("its session ended before it finished (killed, or its connection lost); %s took its lock over", lock.Holder.User)})
 }
 
 // History returns the audit records of opts.Env, oldest first, and prints

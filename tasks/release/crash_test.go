@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/crashpoint"
+	"github.com/maestro-platform/deploy/internal/interrupt"
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/release"
@@ -39,11 +40,18 @@ func TestHelperPromote(t *testing.T) {
 	at, _ := time.Parse(time.RFC3339, os.Getenv("MAESTRO_TEST_NOW"))
 	o := release.Options{Env: "e2e", Force: true, LocalDeployDir: os.Getenv("MAESTRO_TEST_DEPLOY"),
 		Printer: ui.Plain(os.Stdout), Now: func() time.Time { return at }}
+	ctx := context.Background()
+	if os.Getenv("MAESTRO_TEST_SIGNALS") != "" {
+		// Ctrl-C as the promote and rollback targets receive it.
+		var stop func()
+		ctx, stop = interrupt.Context(ctx, func() { fmt.Println("interrupt: Ctrl-C") })
+		defer stop()
+	}
 	switch os.Getenv("MAESTRO_TEST_ACTION") {
 	case "rollback":
-		err = release.Rollback(context.Background(), cat, o)
+		err = release.Rollback(ctx, cat, o)
 	default:
-		_, err = release.Promote(context.Background(), cat, o)
+		_, err = release.Promote(ctx, cat, o)
 	}
 	if err != nil {
 		fmt.Println("error:", err)

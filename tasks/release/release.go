@@ -46,6 +46,7 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/internal/crashpoint"
+	"github.com/maestro-platform/deploy/internal/interrupt"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
@@ -121,6 +122,8 @@ type Result struct {
 	// Forced is true when the tested gate was skipped.
 	Forced   bool
 	Duration time.Duration
+	// live: the release became current (Ctrl-C after it leaves it so).
+	live bool
 }
 
 // Release is one release folder on a host.
@@ -154,11 +157,17 @@ type Error struct {
 	// Removed is true when, with no previous release, what the release
 	// started was taken down.
 	Removed bool
+	// Interrupted is true when Ctrl-C ended it (interrupt.Context).
+	Interrupted bool
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "release %s on %s failed at %s: %v", e.Release, e.Env, e.Step, e.Err)
+	if e.Interrupted {
+		fmt.Fprintf(&b, "release %s on %s %v at %s", e.Release, e.Env, interrupt.ErrInterrupted, e.Step)
+	} else {
+		fmt.Fprintf(&b, "release %s on %s failed at %s: %v", e.Release, e.Env, e.Step, e.Err)
+	}
 	switch {
 	case e.Previous != "" && e.Restored:
 		fmt.Fprintf(&b, "\nrolled back: the previous release %s is running and healthy again; current still points at it", e.Previous)
@@ -257,6 +266,15 @@ func pin(ctx context.Context, local *engine.Engine, cat *catalog.Catalog, s *cat
 
 var hashTag = regexp.MustCompile(`^[0-9a-f]{12}$`)
 
+// pinnedName names the image of a pinned reference as build does: by its
+// content-hash tag, else by its short ID.
+func pinnedName(ref, id string) string {
+	if i := strings.LastIndexByte(ref, ':'); i >= 0 && hashTag.MatchString(ref[i+1:]) {
+		return ref[i+1:]
+	}
+	return engine.ShortID(id)
+}
+
 // renderOptions are how a release of env is rendered: pinned images, its
 // ports behind the proxy, secrets in the config hash by keyed digest.
 func renderOptions(images map[string]string, id string, key []byte) render.Options {
@@ -286,6 +304,7 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 	}
 	for _, s := range rec.Services {
 		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
+			ImageName:  pinnedName(rec.Images[s.Name], rec.ImageIDs[s.Name]),
 			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful,
 			DependsOn: s.DependsOn, OneShot: s.OneShot})
 		if env.Engine != catalog.EngineSwarm {
@@ -393,33 +412,29 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	defer local.Close()
 
 	// 1. The gate: ship only what testAll passed.
-	ids := map[string]string{}
-	for _, s := range cat.All() {
-		id, err := local.ImageID(ctx, cat.ImageRef(s))
-		if err != nil {
-			return nil, fmt.Errorf("promote: image of %s: %w (run `mage build`)", s.Name, err)
+	ids, err := gate(ctx, local, cat, env, opts.LocalDeployDir)
+	var gerr *GateError
+	switch {
+	case errors.As(err, &gerr) && !opts.Force:
+		if gerr.Untested() {
+			p.Line(ui.Fail, "gate", "not tested: refusing")
+		} else {
+			p.Line(ui.Fail, "gate", "not what testAll passed: refusing")
 		}
-		ids[s.Name] = id
+		return nil, gerr
+	case gerr != nil:
+		p.Line(ui.Warn, "gate", "%s", p.Colorize(ui.Fail, "FORCED: shipping images and configuration that no passing testAll vouches for:"))
+		for _, r := range gerr.Reasons {
+			p.Line(ui.Warn, "", "%s", p.Colorize(ui.Warn, "  "+r))
+		}
+	case err != nil:
+		return nil, err
+	default:
+		p.Line(ui.OK, "gate", "images and configuration are what the last testAll passed (%s)", filepath.Join(opts.LocalDeployDir, filepath.FromSlash(record.TestFile)))
 	}
 	key, err := record.Key(opts.LocalDeployDir)
 	if err != nil {
 		return nil, fmt.Errorf("promote: %w", err)
-	}
-	if gerr := checkGate(cat, env.Name, opts.LocalDeployDir, key, ids); gerr != nil {
-		if !opts.Force {
-			if gerr.(*GateError).Untested() {
-				p.Line(ui.Fail, "gate", "not tested: refusing")
-			} else {
-				p.Line(ui.Fail, "gate", "not what testAll passed: refusing")
-			}
-			return nil, gerr
-		}
-		p.Line(ui.Warn, "gate", "%s", p.Colorize(ui.Fail, "FORCED: shipping images and configuration that no passing testAll vouches for:"))
-		for _, r := range gerr.(*GateError).Reasons {
-			p.Line(ui.Warn, "", "%s", p.Colorize(ui.Warn, "  "+r))
-		}
-	} else {
-		p.Line(ui.OK, "gate", "images and configuration are what the last testAll passed (%s)", filepath.Join(opts.LocalDeployDir, filepath.FromSlash(record.TestFile)))
 	}
 
 	// 2. Pin each service to an immutable tag of its tested image.
@@ -429,6 +444,12 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 			return nil, err
 		}
 		res.Images[s.Name] = ref
+	}
+
+	// Every value must be one the release's files can carry, before
+	// anything reaches the host.
+	if err := render.Check(cat, env, renderOptions(res.Images, "", key)); err != nil {
+		return nil, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 
 	// 3. Connect: host key, engine, tunnel, agent. Nothing changes there yet.
@@ -443,9 +464,7 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	}
 	defer lock.Release()
 	audit := newAudit(ctx, cat, env, "promote", opts)
-	if lock.TookOver != nil {
-		audit.TookOver = lock.TookOver.String()
-	}
+	t.tookOver(ctx, lock, audit)
 	audit.Images = ids
 	if err := crashpoint.Reached(ctx, "promote:locked"); err != nil {
 		return nil, err
@@ -458,10 +477,26 @@ func Promote(ctx context.Context, cat *catalog.Catalog, opts Options) (*Result, 
 	defer nodes.Close()
 	res.Swarm = nodes.Report()
 	res, err = t.promote(ctx, cat, env, opts, key, res, ids, local, nodes, t0)
+	err = interrupted(ctx, env, err, res.live)
 	audit.Release, audit.Previous = res.Release, res.Previous
-	audit.finish(err, t0, check.Redactor(cat))
+	audit.finish(err, t0, check.Redactor(cat), res.live)
 	t.audit(ctx, audit)
 	return res, err
+}
+
+// interrupted says plainly how a Ctrl-C left the host, when err is what
+// it ended with: a failed release's error says so itself (Error); before
+// the upload nothing running changed, after the activation the release
+// is live.
+func interrupted(ctx context.Context, env *catalog.Environment, err error, live bool) error {
+	var e *Error
+	switch {
+	case err == nil || !interrupt.Interrupted(ctx) || errors.As(err, &e):
+		return err
+	case live:
+		return fmt.Errorf("%w on %s after the release went live (it is current); what was left undone: %s", interrupt.ErrInterrupted, env.Name, firstLine(err))
+	}
+	return fmt.Errorf("%w on %s before anything running there changed: %s", interrupt.ErrInterrupted, env.Name, firstLine(err))
 }
 
 // promote is what Promote does on the host once it holds its lock.
@@ -546,6 +581,7 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 	if _, err := t.fs.Activate(ctx, res.Release); err != nil {
 		return res, t.recover(ctx, opts, res.Release, res.Previous, "activate", err, res.Changes)
 	}
+	res.live = true
 	if err := crashpoint.Reached(ctx, "promote:activated"); err != nil {
 		return res, err
 	}
@@ -682,11 +718,15 @@ func (t *target) alone(ctx context.Context) error {
 // (or, with none, takes down what the release started) and removes the
 // failed release's folder; current is left as it was.
 func (t *target) recover(ctx context.Context, opts Options, id, previous, step string, cause error, applied *runtime.Plan) error {
+	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: previous, Interrupted: interrupt.Interrupted(ctx)}
 	// The caller's context may be what ended the release: recovery still runs.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
-	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: previous}
-	t.p.Line(ui.Fail, step, "release %s failed: %v", id, firstLine(cause))
+	if e.Interrupted {
+		t.p.Line(ui.Warn, step, "release %s %v: putting back what it changed", id, interrupt.ErrInterrupted)
+	} else {
+		t.p.Line(ui.Fail, step, "release %s failed: %v", id, firstLine(cause))
+	}
 	if previous != "" {
 		t.p.Line(ui.Run, "rollback", "putting %s back", previous)
 		if err := t.restore(ctx, opts, previous, false); err != nil {
@@ -806,14 +846,13 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	}
 	defer lock.Release()
 	audit := newAudit(ctx, cat, env, "rollback", opts)
-	if lock.TookOver != nil {
-		audit.TookOver = lock.TookOver.String()
-	}
+	t.tookOver(ctx, lock, audit)
 	if err := crashpoint.Reached(ctx, "rollback:locked"); err != nil {
 		return err
 	}
 	err = t.rollback(ctx, opts, audit, t0)
-	audit.finish(err, t0, check.Redactor(cat))
+	err = interrupted(ctx, env, err, false)
+	audit.finish(err, t0, check.Redactor(cat), false)
 	t.audit(ctx, audit)
 	return err
 }
@@ -869,10 +908,14 @@ func (t *target) rollback(ctx context.Context, opts Options, audit *AuditRecord,
 }
 
 func (t *target) recoverRollback(ctx context.Context, opts Options, id, current, step string, cause error) error {
+	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: current, Interrupted: interrupt.Interrupted(ctx)}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.env.HealthDeadline()+2*time.Minute)
 	defer cancel()
-	e := &Error{Env: t.env.Name, Release: id, Step: step, Err: cause, Previous: current}
-	t.p.Line(ui.Fail, step, "rollback to %s failed: %v", id, firstLine(cause))
+	if e.Interrupted {
+		t.p.Line(ui.Warn, step, "rollback to %s %v: putting %s back", id, interrupt.ErrInterrupted, current)
+	} else {
+		t.p.Line(ui.Fail, step, "rollback to %s failed: %v", id, firstLine(cause))
+	}
 	if err := t.restore(ctx, opts, current, false); err != nil {
 		e.RestoreErr = err
 	} else {

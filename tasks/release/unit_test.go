@@ -1,7 +1,6 @@
 package release
 
 import (
-	"errors"
 	"reflect"
 	"strings"
 	"testing"
@@ -18,7 +17,9 @@ func testCatalog() *catalog.Catalog {
 }
 
 // The gate reads the test record from the folder it is given and says
-// what differs: the folder, the service and key, the image, and -force.
+// what differs: the folder, the service and key, the image (named as build
+// names it), what testAll did not check, and how to fix it: never by only
+// testing again.
 func TestCheckGate(t *testing.T) {
 	cat := testCatalog()
 	dir := t.TempDir()
@@ -26,38 +27,68 @@ func TestCheckGate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	name := func(id string) string { return "tag-of-" + strings.TrimPrefix(id, "sha256:") }
 	images := map[string]string{"a": "sha256:aaa"}
-	err = checkGate(cat, "demo", dir, key, images)
-	var ge *GateError
-	if !errors.As(err, &ge) || !ge.Untested() || !strings.Contains(err.Error(), "no testAll has been recorded in "+dir) ||
-		!strings.Contains(err.Error(), "-force") {
-		t.Fatalf("missing record: %v", err)
+	ge := checkGate(cat, "demo", dir, key, images, name)
+	if ge == nil || !ge.Untested() || !strings.Contains(ge.Error(), "no testAll has been recorded in "+dir) ||
+		!strings.Contains(ge.Error(), "-force") {
+		t.Fatalf("missing record: %v", ge)
 	}
-	rec := record.Test{Env: "dev", Project: "p", Images: images, Config: record.Views(cat, key), Passed: true}
+	views := record.Views(cat, key)
+	rec := record.Test{Env: "dev", Project: "p", Images: images, Hashes: map[string]string{"a": "h1"}, Config: views, Passed: true}
 	if err := record.WriteTest(dir, rec); err != nil {
 		t.Fatal(err)
 	}
-	if err := checkGate(cat, "demo", dir, key, images); err != nil {
+	if err := checkGate(cat, "demo", dir, key, images, name); err != nil {
 		t.Fatalf("matching record refused: %v", err)
 	}
-	err = checkGate(cat, "demo", dir, key, map[string]string{"a": "sha256:bbbbbbbbbbbbbbbbbbbb"})
-	if !errors.As(err, &ge) || ge.Untested() || !strings.Contains(err.Error(), "a: image bbbbbbbbbbbb is not the tested aaa") {
+	err = checkGate(cat, "demo", dir, key, map[string]string{"a": "sha256:bbb"}, name)
+	if ge, ok := err.(*GateError); !ok || ge == nil || ge.Untested() || !strings.Contains(err.Error(), "a: image tag-of-bbb (p/a:latest now) is not tag-of-aaa, which its container ran") {
 		t.Fatalf("other image: %v", err)
+	}
+	for _, bad := range []string{"run `mage testAll`", "run `mage testAll` (or"} {
+		if strings.Contains(err.Error(), bad) {
+			t.Errorf("the hint only tests again (%q), which rewrites the record: %v", bad, err)
+		}
+	}
+	if !strings.Contains(err.Error(), "fix: run `mage deployAll` on dev (or `mage up`, then `mage testAll`)") {
+		t.Errorf("the hint is not the command that fixes it: %v", err)
 	}
 	changed := testCatalog()
 	changed.Services[0].Env["K"] = "w"
 	changed.Services[0].Secrets["T"] = "other-secret"
-	err = checkGate(changed, "demo", dir, key, images)
+	err = checkGate(changed, "demo", dir, key, images, name)
 	if err == nil || !strings.Contains(err.Error(), `a: env.K "v" -> "w"`) {
 		t.Fatalf("changed config: %v", err)
 	}
 	// A secret's value differs between dev and the promoted environment by
-	// design: not a reason to refuse.
+	// design: not a reason to refuse. Its name is.
 	if strings.Contains(err.Error(), "secrets.T") {
 		t.Errorf("the gate refuses over a secret's value: %v", err)
 	}
 	if strings.Contains(err.Error(), "other-secret") || strings.Contains(err.Error(), "hmac") {
 		t.Errorf("the gate's error shows a secret or its digest: %v", err)
+	}
+	renamed := testCatalog()
+	renamed.Services[0].Secrets = map[string]string{"U": "secret"}
+	if err := checkGate(renamed, "demo", dir, key, images, name); err == nil || !strings.Contains(err.Error(), "secrets.U added") {
+		t.Errorf("a secret added since testAll: %v", err)
+	}
+	// What testAll did not check, and a container whose configuration
+	// nothing describes, are refused by name.
+	rec.Images, rec.Config = map[string]string{}, map[string]record.View{record.ProjectKey: views[record.ProjectKey]}
+	if err := record.WriteTest(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkGate(cat, "demo", dir, key, images, name); err == nil || !strings.Contains(err.Error(), "a: the last testAll checked no container of it") {
+		t.Errorf("unchecked service: %v", err)
+	}
+	rec.Images = images
+	if err := record.WriteTest(dir, rec); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkGate(cat, "demo", dir, key, images, name); err == nil || !strings.Contains(err.Error(), "a: the container testAll checked ran a configuration that is neither") {
+		t.Errorf("unknown configuration: %v", err)
 	}
 }
 

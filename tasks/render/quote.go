@@ -54,14 +54,22 @@ func composeQuote(s string) (string, error) {
 	return yamlQuote(strings.ReplaceAll(s, "$", "$$"))
 }
 
+// DollarVar is the .env variable a value's '$' is written as where no
+// quoting keeps it literal in both compose versions: the .env that needs it
+// sets it to '$' first, and docker-compose 1.29 (python-dotenv) and compose
+// v2 (compose-go's dotenv) both expand ${DollarVar} inside double quotes
+// from the variables set above it. Compose v2 lets the process environment
+// win over the file, so the runner never passes it to a compose CLI.
+const DollarVar = "MAESTRO_DOLLAR"
+
 // envQuote returns s written for a .env file so that docker-compose 1.29
 // (python-dotenv, which interpolates ${...} in every value and decodes
 // backslash escapes even in single quotes) and compose v2 (compose-go's
 // dotenv, which interpolates $ in double-quoted and bare values) read back
 // the same string. Bare when nothing can be misread; single-quoted when
-// the value has no quote, backslash, CR or "${"; double-quoted with
-// escapes when it has no '$'. Anything else cannot be carried and is
-// refused rather than written wrong.
+// the value has no quote, backslash, CR or "${"; else double-quoted with
+// escapes, each '$' written as ${DollarVar} (envNeedsDollar). Only what no
+// .env can hold (a NUL byte, invalid UTF-8) is refused.
 func envQuote(s string) (string, error) {
 	if !utf8.ValidString(s) {
 		return "", fmt.Errorf("value is not valid UTF-8")
@@ -72,18 +80,21 @@ func envQuote(s string) (string, error) {
 	if s != "" && envBare(s) {
 		return s, nil
 	}
-	if !strings.ContainsAny(s, "'\\\r") && !strings.Contains(s, "${") {
+	if !envDoubleQuoted(s) {
 		return "'" + s + "'", nil
 	}
-	if !strings.Contains(s, "$") {
-		r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`)
-		return `"` + r.Replace(s) + `"`, nil
-	}
-	if strings.Contains(s, "${") {
-		return "", fmt.Errorf(`value holds "${", which docker-compose 1.29 expands from .env with no way to escape it`)
-	}
-	return "", fmt.Errorf(`value holds '$' together with a quote, backslash or carriage return, which .env cannot carry so that compose v1 and v2 read it alike`)
+	r := strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`, "\r", `\r`, "$", "${"+DollarVar+"}")
+	return `"` + r.Replace(s) + `"`, nil
 }
+
+// envDoubleQuoted reports whether envQuote writes s double-quoted.
+func envDoubleQuoted(s string) bool {
+	return !(s != "" && envBare(s)) && (strings.ContainsAny(s, "'\\\r") || strings.Contains(s, "${"))
+}
+
+// envNeedsDollar reports whether s, written by envQuote, refers to
+// DollarVar, which its .env must then set.
+func envNeedsDollar(s string) bool { return envDoubleQuoted(s) && strings.Contains(s, "$") }
 
 func envBare(s string) bool {
 	for i := 0; i < len(s); i++ {

@@ -229,8 +229,11 @@ type composeView struct {
 	Header   []string
 	Stack    bool
 	Services []*svcView
-	Network  string
-	Volumes  []string
+	// Elsewhere are the stack's services a folder's file does not run:
+	// named, never started from there (see withDeps).
+	Elsewhere []*svcView
+	Network   string
+	Volumes   []string
 	// Secrets are a stack file's Docker secrets, all external: the
 	// runtime creates them before the stack is deployed.
 	Secrets []swarmSecretRef
@@ -378,6 +381,20 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	return tree, nil
 }
 
+// Check refuses what Render would refuse of the catalog's values for env
+// (names, settings, secrets no .env can carry), without rendering: promote
+// calls it before it connects to a host.
+func Check(cat *catalog.Catalog, env *catalog.Environment, opts Options) error {
+	if cat == nil || env == nil {
+		return fmt.Errorf("render: no catalog or environment")
+	}
+	r := &renderer{cat: cat, env: env, opts: opts, byName: map[string]*svcView{}}
+	if err := r.check(); err != nil {
+		return fmt.Errorf("render %s: %w", env.Name, err)
+	}
+	return nil
+}
+
 // check refuses what the templates could not carry; the catalog validates
 // most of it already, but Render also takes catalogs built in code.
 func (r *renderer) check() error {
@@ -436,7 +453,7 @@ func (r *renderer) check() error {
 		}
 		for k, v := range s.Secrets {
 			if _, err := envQuote(v); err != nil {
-				return fmt.Errorf("service %s: secret %s: %w; change the value or move it to env", s.Name, k, err)
+				return fmt.Errorf("service %s: secret %s: %w, which no .env file can carry; change the value", s.Name, k, err)
 			}
 			sv := SecretVar(s.Name, k)
 			if other, dup := secretVars[sv]; dup {
@@ -454,6 +471,14 @@ func (r *renderer) check() error {
 		fmt.Sprintf("Rendered by maestro-deploy for project %q, environment %q%s.", r.cat.Project.Name, r.env.Name, r.releaseNote()),
 		"Do not edit: `mage render` rewrites this file, and stops at hand edits",
 		"unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in " + BackupDir + "/.",
+	}
+	if r.opts.Release != "" {
+		// A release folder on a host is what promote shipped: nothing
+		// renders it again there, and a rollback refuses a copy that
+		// differs from the shipping machine's record.
+		r.header = append(r.header[:1],
+			"Do not edit: this is the release as `mage promote` shipped it; `mage rollback`",
+			"refuses a release whose files differ from the record kept where it was shipped from.")
 	}
 	return nil
 }
@@ -798,11 +823,18 @@ func (r *renderer) files(validate bool) (Tree, error) {
 				cv.Services = append(cv.Services, c)
 			}
 			cv.Volumes = volumeNames(svcs)
+			if dir != "" {
+				for _, v := range all {
+					if !in[v.Name] {
+						cv.Elsewhere = append(cv.Elsewhere, v)
+					}
+				}
+			}
 			data, err := execute(yamlTmpl, "compose.yml.tmpl", cv)
 			if err != nil {
 				return nil, err
 			}
-			ev, vars := r.envFile(svcs)
+			ev, vars := r.envFile(svcs, dir != "")
 			envData, err := execute(envTmpl, "env.tmpl", ev)
 			if err != nil {
 				return nil, err
@@ -868,7 +900,7 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			}
 			// Checked with the top .env, which carries every service's
 			// secrets: the unified file's part renders the same bytes.
-			ev, vars := r.envFile(all)
+			ev, vars := r.envFile(all, false)
 			envData, err := execute(envTmpl, "env.tmpl", ev)
 			if err != nil {
 				return nil, err
@@ -888,9 +920,9 @@ func (r *renderer) files(validate bool) (Tree, error) {
 			return []File{{Path: s.name, Data: data, Mode: 0o755}}, err
 		})
 	}
-	parts = append(parts, compose(InfraDir, infra))
+	parts = append(parts, compose(InfraDir, withDeps(all, infra)))
 	for _, v := range apps {
-		parts = append(parts, compose(v.Name, []*svcView{v}))
+		parts = append(parts, compose(v.Name, withDeps(all, []*svcView{v})))
 	}
 	out := make([][]File, len(parts))
 	errs = make([]error, len(parts))
@@ -928,6 +960,41 @@ func parallel(n int, fn func(i int)) {
 	}
 	close(next)
 	wg.Wait()
+}
+
+// withDeps is svcs and every service they depend on, directly or not, in
+// the order of all. A folder's compose file carries its dependencies as the
+// whole stack's file does, block for block, so that compose, which hashes
+// depends_on too (v1), finds their containers and the service's own up to
+// date: `up -d` there recreates nothing that did not change.
+func withDeps(all, svcs []*svcView) []*svcView {
+	want := map[string]bool{}
+	byName := map[string]*svcView{}
+	for _, v := range all {
+		byName[v.Name] = v
+	}
+	var add func(v *svcView)
+	add = func(v *svcView) {
+		if want[v.Name] {
+			return
+		}
+		want[v.Name] = true
+		for _, d := range v.svc.DependsOn {
+			if dv, ok := byName[d]; ok {
+				add(dv)
+			}
+		}
+	}
+	for _, v := range svcs {
+		add(v)
+	}
+	var out []*svcView
+	for _, v := range all {
+		if want[v.Name] {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func (r *renderer) names(svcs []*svcView) map[string]bool {
@@ -972,9 +1039,16 @@ func wantEnv(svcs []*svcView) map[string]map[string]string {
 	return out
 }
 
-func (r *renderer) envFile(svcs []*svcView) (envView, map[string]string) {
+// envFile is the .env of a compose file of svcs. part marks a folder that
+// holds some of the stack's services (a service's, infrastructure/): the
+// others are no orphans there, so compose must not offer to remove them.
+func (r *renderer) envFile(svcs []*svcView, part bool) (envView, map[string]string) {
 	vars := map[string]string{}
-	settings := []kv{{"COMPOSE_PROJECT_NAME", r.cat.Project.Name}, {"DEPLOY_ENVIRONMENT", r.env.Name}}
+	settings := []kv{{"COMPOSE_PROJECT_NAME", r.cat.Project.Name}}
+	if part {
+		settings = append(settings, kv{"COMPOSE_IGNORE_ORPHANS", "true"})
+	}
+	settings = append(settings, kv{"DEPLOY_ENVIRONMENT", r.env.Name})
 	if r.opts.Release != "" {
 		settings = append(settings, kv{"DEPLOY_RELEASE", r.opts.Release})
 	}
@@ -985,13 +1059,17 @@ func (r *renderer) envFile(svcs []*svcView) (envView, map[string]string) {
 		}
 		secrets = append(secrets, v.secrets...)
 	}
+	if slices.ContainsFunc(secrets, func(e kv) bool { return envNeedsDollar(e.Value) }) {
+		// Set before the values that refer to it.
+		settings = append([]kv{{DollarVar, "$"}}, settings...)
+	}
 	for _, list := range [][]kv{settings, ports, secrets} {
 		for _, e := range list {
 			vars[e.Key] = e.Value
 		}
 	}
 	return envView{Header: r.header, Sections: []envSection{
-		{"Compose reads COMPOSE_PROJECT_NAME from here: pass the same name as -p.", settings, false},
+		{"Compose reads COMPOSE_* settings from here: pass the same project name as -p.", settings, false},
 		{"Published host ports, for scripts (the compose files carry the numbers themselves).", ports, false},
 		{"Secrets: the compose files refer to them as ${NAME}; their values live only here.", secrets, true},
 	}}, vars

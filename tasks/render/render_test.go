@@ -445,3 +445,36 @@ func TestSecretsGuard(t *testing.T) {
 	delete(gw.Secrets, "GATEWAY_API_TOKEN")
 	refused(dev, "service maestro-gateway: secret GATEWAY_API_TOKEN has no value")
 }
+
+// The rendered scripts pass shellcheck at warning level. The goldens are
+// what render writes (TestGolden), so checking them checks every case.
+func TestScriptsPassShellcheck(t *testing.T) {
+	sc := testenv.RequireCommand(t, "shellcheck")
+	for _, golden := range []string{"dev", "demo", "swarm", "swarm-dnsrr"} {
+		for _, script := range []string{render.DeployScript, render.TestScript} {
+			p := filepath.Join("testdata", "golden", golden, script)
+			if out, err := exec.Command(sc, "-S", "warning", p).CombinedOutput(); err != nil {
+				t.Errorf("shellcheck -S warning %s: %v\n%s", p, err, out)
+			}
+		}
+	}
+}
+
+// A release's files tell the truth about themselves on the host: promote
+// shipped them and nothing renders them there, and its deploy-all.sh
+// builds nothing.
+func TestReleaseFilesSayWhatTheyAre(t *testing.T) {
+	cat := loadRepo(t)
+	tree := mustRender(t, cat, "demo", render.Options{Release: "20261127T181500Z-1a2b3c4", Proxied: true})
+	for _, f := range tree {
+		if strings.Contains(string(f.Data), "mage render") {
+			t.Errorf("%s of a release says `mage render` rewrites it", f.Path)
+		}
+		if f.Path == render.EnvFile && !strings.Contains(string(f.Data), "as `mage promote` shipped it") {
+			t.Errorf("%s of a release does not say promote shipped it:\n%s", f.Path, f.Data)
+		}
+		if f.Path == render.DeployScript && (strings.Contains(string(f.Data), "# Builds") || !strings.Contains(string(f.Data), "it builds\n# nothing")) {
+			t.Errorf("%s of a release says it builds:\n%.900s", f.Path, f.Data)
+		}
+	}
+}

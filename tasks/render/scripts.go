@@ -71,7 +71,10 @@ type scriptLabels struct {
 }
 
 type scriptView struct {
-	Header      []string
+	Header []string
+	// DollarVar is DollarVar: deploy-all.sh unsets it, so that compose
+	// takes its value from .env.
+	DollarVar   string
 	Project     string
 	Environment string
 	Host        string
@@ -115,7 +118,7 @@ func (r *renderer) scriptView(all []*svcView) (scriptView, error) {
 	if strings.Contains(host, ":") {
 		host = "[" + host + "]"
 	}
-	sv := scriptView{Header: r.header, Project: r.cat.Project.Name, Environment: r.env.Name, Host: host, Build: r.opts.Build,
+	sv := scriptView{Header: r.header, DollarVar: DollarVar, Project: r.cat.Project.Name, Environment: r.env.Name, Host: host, Build: r.opts.Build,
 		Timeout: max(int(r.env.HealthDeadline().Seconds()), 1), Network: r.cat.Project.Network,
 		HostPlaceholder: hostPlaceholder, ProbeRepo: probe.ImageRepo,
 		Labels: scriptLabels{ComposeProject: labels.ComposeProject, ComposeService: labels.ComposeService,

@@ -32,6 +32,10 @@ var trickySecrets = map[string]string{
 	"S_PLAIN": "p@ss word", "S_DOLLAR": "a$b$$c $X", "S_HASH": "x #y", "S_QUOTES": `it's "quoted" \ back`,
 	"S_NEWLINE": "multi\nline", "S_EDGE": "  edge  ", "S_YES": "yes", "S_EMPTY": "", "S_UNICODE": "ßecret✓",
 	"S_CR": "a\rb", "S_TILDE": "~", "S_EQ": "a=b", "S_HASHONLY": "#", "S_TRAILING_BS": `end\`,
+	// '$' with what quoting cannot keep literal in both compose versions:
+	// carried as ${MAESTRO_DOLLAR} (render.DollarVar).
+	"S_GENERATED": "p$w'\"d\\x\n${HOME}$$", "S_BRACE": "a${X}b", "S_DOLLAR_QUOTE": `it's $5`,
+	"S_DOLLAR_BS": `back\slash $x \$`, "S_DOLLAR_CR": "$\r$",
 }
 
 func tomlString(s string) string {

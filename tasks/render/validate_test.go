@@ -177,8 +177,11 @@ func TestDeferredValidation(t *testing.T) {
 		if _, err := render.Write(dir, mustRender(t, cat, "dev", lazy), render.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		// The gateway's compose file is unchanged, but its .env is not.
-		want := []string{"docker-compose.yml", cat.Services[0].Name + "/docker-compose.yml", gw.Name + "/docker-compose.yml"}
+		// The gateway's compose file is unchanged, but its .env is not; the
+		// service's block is in its own folder's file and in those of the
+		// services that depend on it (withDeps), the gateway's among them.
+		want := []string{"docker-compose.yml", cat.Services[0].Name + "/docker-compose.yml", gw.Name + "/docker-compose.yml",
+			"automation-service/docker-compose.yml", "quality-fabric/docker-compose.yml"}
 		sort.Strings(want)
 		if got := seen.take(); strings.Join(got, ",") != strings.Join(want, ",") {
 			t.Errorf("validated %v, want %v", got, want)

@@ -148,7 +148,13 @@ func plan(rel *Release, run map[string][]engine.Container) *Plan {
 			ct := cs[len(cs)-1]
 			switch {
 			case s.ImageID != "" && ct.ImageID != s.ImageID:
-				ch.Action, ch.Why = Replace, "image "+engine.ShortID(ct.ImageID)+" -> "+engine.ShortID(s.ImageID)
+				to := s.ImageName
+				if to == "" {
+					to = engine.ShortID(s.ImageID)
+				}
+				// The running image is named by its own labels (a container
+				// carries its image's), as build named it.
+				ch.Action, ch.Why = Replace, "image "+engine.ImageName(ct.Labels[labels.ContextHash], ct.ImageID)+" -> "+to
 			case ct.Labels[labels.ConfigHash] != s.ConfigHash:
 				ch.Action, ch.Why = Replace, "configuration changed"
 			default:

@@ -75,6 +75,9 @@ type Service struct {
 	// Image is the reference it runs; ImageID what that is on the engine
 	// ("" when unknown: then the config hash alone decides).
 	Image, ImageID string
+	// ImageName is how output names that image (engine.ImageName: the
+	// content-hash tag build gave it); "" = its short ID.
+	ImageName string
 	// ConfigHash is the value of labels.ConfigHash rendered for it.
 	ConfigHash string
 	// ContainerPort and HostPort: HostPort 0 = not published.

@@ -29,10 +29,12 @@ func (s *Stack) TestAll(ctx context.Context) error {
 		return err
 	}
 	defer eng.Close()
-	images, err := s.wantImages(ctx, eng)
+	hashes, views, err := s.catalogNow()
 	if err != nil {
 		return err
 	}
+	s.warnDrift("testAll", s.renderDrift(hashes, views),
+		"testAll checks what runs, and promote refuses it until `mage deployAll` (or `mage render`, `mage up`, `mage testAll`)")
 	rep, runErr := check.Run(ctx, s.Cat, check.Target{Env: s.Env, Project: s.Project(),
 		HostAddr: s.HTTPHost(), API: eng.API, ReuseProbe: true},
 		check.Options{Printer: s.Out, Secrets: check.Secrets(s.Cat)})
@@ -45,16 +47,46 @@ func (s *Stack) TestAll(ctx context.Context) error {
 	if err := check.WriteReports(s.Dir, rep); err != nil {
 		return err
 	}
-	key, err := record.Key(s.Dir)
-	if err != nil {
-		return err
-	}
-	rec := record.Test{Env: s.Env.Name, Project: s.Project(), Images: images,
-		Config: record.Views(s.Cat, key), Passed: runErr == nil, At: time.Now().UTC()}
+	rec := s.testRecord(rep, hashes, views)
+	rec.Passed = runErr == nil
 	if err := record.WriteTest(s.Dir, rec); err != nil {
 		return err
 	}
 	return runErr
+}
+
+// testRecord is what testAll vouches for: per service whose container it
+// checked, the image ID and config hash the engine reported for that
+// container, and the configuration that hash stands for, when known: the
+// catalog's now (hashes, views), or what the last render rendered from.
+func (s *Stack) testRecord(rep *check.Report, hashes map[string]string, views map[string]record.View) record.Test {
+	rec := record.Test{Env: s.Env.Name, Project: s.Project(), Images: map[string]string{}, Hashes: map[string]string{},
+		Config: map[string]record.View{record.ProjectKey: views[record.ProjectKey]}, At: time.Now().UTC()}
+	rendered, err := record.ReadRendered(s.Dir)
+	if err != nil || rendered.Env != s.Env.Name {
+		rendered = record.Rendered{}
+	}
+	for _, r := range rep.Results {
+		if r.Kind != check.KindContainer || len(r.Units) == 0 {
+			continue
+		}
+		u := r.Units[0]
+		same := u.ImageID != ""
+		for _, o := range r.Units[1:] {
+			same = same && o.ImageID == u.ImageID && o.ConfigHash == u.ConfigHash
+		}
+		if !same {
+			continue // containers that differ: none of them is vouched for
+		}
+		rec.Images[r.Service], rec.Hashes[r.Service] = u.ImageID, u.ConfigHash
+		switch {
+		case u.ConfigHash == hashes[r.Service]:
+			rec.Config[r.Service] = views[r.Service]
+		case u.ConfigHash != "" && u.ConfigHash == rendered.Hashes[r.Service]:
+			rec.Config[r.Service] = rendered.Config[r.Service]
+		}
+	}
+	return rec
 }
 
 // containers connects to the engine and lists the stack's service

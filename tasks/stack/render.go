@@ -58,6 +58,9 @@ func (s *Stack) Render(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.recordRender(); err != nil {
+		return err
+	}
 	for _, b := range res.BackedUp {
 		s.Out.Line(ui.Warn, b.File, "edited by hand: replaced; your version is kept in %s", filepath.Join(s.Dir, b.Copy))
 	}
@@ -73,6 +76,66 @@ func (s *Stack) Render(ctx context.Context) error {
 	}
 	s.Out.Line(ui.OK, "render", "%d written, %d unchanged, %d removed (%s)", len(res.Written), len(res.Unchanged), len(res.Removed), since(start))
 	return nil
+}
+
+// catalogNow is the catalog's configuration now, as render would write it:
+// each service's config hash, and the views of the catalog.
+func (s *Stack) catalogNow() (map[string]string, map[string]record.View, error) {
+	opts, err := s.renderOptions(false)
+	if err != nil {
+		return nil, nil, err
+	}
+	hashes, err := render.ConfigHashes(s.Cat, s.Env, opts)
+	if err != nil {
+		return nil, nil, fmt.Errorf("render %s: %w", s.Env.Name, err)
+	}
+	return hashes, record.Views(s.Cat, opts.SecretKey), nil
+}
+
+// recordRender keeps what the folder was just rendered from (record.Rendered).
+func (s *Stack) recordRender() error {
+	hashes, views, err := s.catalogNow()
+	if err != nil {
+		return err
+	}
+	return record.WriteRendered(s.Dir, record.Rendered{Env: s.Env.Name, Hashes: hashes, Config: views, At: time.Now().UTC()})
+}
+
+// renderDrift says how the catalog now differs from what the folder was
+// last rendered from, change by change; nothing when it does not, or when
+// no render of this environment was recorded.
+func (s *Stack) renderDrift(hashes map[string]string, views map[string]record.View) []string {
+	rec, err := record.ReadRendered(s.Dir)
+	if err != nil || rec.Env != s.Env.Name {
+		return nil
+	}
+	var out []string
+	for _, c := range record.Compare(rec.Config, views) {
+		out = append(out, c.String())
+	}
+	if len(out) > 0 {
+		return out
+	}
+	// The same catalog may still render otherwise (another version of
+	// this tool): the config hashes tell.
+	for _, svc := range s.Cat.All() {
+		if rec.Hashes[svc.Name] != hashes[svc.Name] {
+			out = append(out, svc.Name+": its rendered configuration differs")
+		}
+	}
+	return out
+}
+
+// warnDrift prints, for step, that the catalog changed since the last
+// render and what that means (then).
+func (s *Stack) warnDrift(step string, drift []string, then string) {
+	if len(drift) == 0 {
+		return
+	}
+	s.Out.Line(ui.Warn, step, "the catalog changed since the last render of %s: %s", s.Dir, then)
+	for _, d := range drift {
+		s.Out.Line(ui.Warn, "", "  %s", d)
+	}
 }
 
 // Plan prints what Render would change as a unified diff. It returns

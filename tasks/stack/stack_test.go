@@ -73,10 +73,7 @@ func cleanup(t *testing.T, s *stack.Stack, p *testenv.Platform) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		_ = s.Down(ctx, true)
-		out, _ := exec.CommandContext(ctx, "docker", "images", "--format", "{{.Repository}}:{{.Tag}}", "--filter", "reference="+p.Project+"/*").Output()
-		for _, ref := range strings.Fields(string(out)) {
-			_ = exec.CommandContext(ctx, "docker", "rmi", "-f", ref).Run()
-		}
+		p.RemoveImages(ctx)
 	})
 }
 
@@ -137,6 +134,13 @@ func TestDeployAllNoopRebuildDown(t *testing.T) {
 		if !strings.Contains(row, want) {
 			t.Errorf("summary row lacks %q: %s", want, row)
 		}
+	}
+	// One identifier everywhere: the image replaced in is named by the tag
+	// build gave it.
+	if m := regexp.MustCompile(`built ` + regexp.QuoteMeta(p.Project) + `/k8s-execution-service:([0-9a-f]{12})`).FindStringSubmatch(out3.String()); m == nil {
+		t.Errorf("no built line for k8s-execution-service:\n%s", out3)
+	} else if !regexp.MustCompile(`replaced \(image [0-9a-f]{12} -> ` + m[1] + `\)`).MatchString(row) {
+		t.Errorf("the summary row names the new image otherwise than build (%s): %s", m[1], row)
 	}
 	healthy := row[strings.Index(row, "healthy after "):]
 	if !regexp.MustCompile(`k8s-execution-service +` + regexp.QuoteMeta(healthy) + `\n`).MatchString(out3.String()) {
@@ -873,5 +877,48 @@ compose = { command = ["-h"], restart = "no" }
 	}
 	if l := checkLine(got, "migrate", "container"); !strings.HasPrefix(l, "PASS") {
 		t.Errorf("test-all.sh's container check of the job: %q\n%s", l, got)
+	}
+}
+
+// A service's folder is used as the README says: `docker-compose up -d`
+// there recreates nothing that did not change, touches no other service,
+// and offers no orphans to remove. With compose v1 and v2, each on a stack
+// it started itself (the two hash a service differently, so each replaces
+// the other's containers anyway).
+func TestServiceFolderTouchesNoOtherService(t *testing.T) {
+	testenv.RequireDocker(t)
+	testenv.RequireCommand(t, "docker-compose")
+	v2 := testenv.ComposeV2(t)
+	for _, cli := range []struct{ name, path string }{{"v1", "docker-compose"}, {"v2", v2}} {
+		t.Run(cli.name, func(t *testing.T) {
+			t.Setenv("DEPLOY_COMPOSE", cli.path)
+			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			defer cancel()
+			p := testenv.SamplePlatform(t, "fold")
+			s, _ := open(t, p)
+			cleanup(t, s, p)
+			deployAll(t, ctx, s)
+			before := containerIDs(t, ctx, p.Project)
+			for _, folder := range []string{"quality-fabric", "maestro-gateway", "infrastructure"} {
+				argv := append(strings.Fields(cli.path), "up", "-d")
+				cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+				cmd.Dir = filepath.Join(s.Dir, folder)
+				out, err := cmd.CombinedOutput()
+				if err != nil {
+					t.Fatalf("%v in %s: %v\n%s", argv, folder, err, out)
+				}
+				if strings.Contains(strings.ToLower(string(out)), "orphan") {
+					t.Errorf("up -d in %s warns of orphans:\n%s", folder, out)
+				}
+				if after := containerIDs(t, ctx, p.Project); !equal(before, after) {
+					t.Errorf("up -d in %s changed containers: %v -> %v\n%s", folder, before, after, out)
+					before = after
+				}
+			}
+			// Still one stack: testAll passes on what the folders left.
+			if s2, out := open(t, p); s2.TestAll(ctx) != nil {
+				t.Errorf("testAll after up -d in the folders:\n%s", out)
+			}
+		})
 	}
 }

@@ -18,7 +18,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/health"
-	"github.com/maestro-platform/deploy/tasks/render"
+	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
@@ -56,21 +56,21 @@ func (s *Stack) filesSum() (string, error) {
 }
 
 // wantImages resolves the image each service must run now.
-func (s *Stack) wantImages(ctx context.Context, eng *engine.Engine) (map[string]string, error) {
-	out := map[string]string{}
+func (s *Stack) wantImages(ctx context.Context, eng *engine.Engine) (map[string]engine.Image, error) {
+	out := map[string]engine.Image{}
 	for _, svc := range s.Cat.All() {
 		ref := s.Cat.ImageRef(svc)
-		id, err := eng.ImageID(ctx, ref)
+		img, err := eng.Image(ctx, ref)
 		if err != nil {
 			return nil, fmt.Errorf("%s: image %s: %w (run `mage build`)", svc.Name, ref, err)
 		}
-		out[svc.Name] = id
+		out[svc.Name] = img
 	}
 	return out, nil
 }
 
 // upToDate reports whether the running stack already is what up would make.
-func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, images map[string]string) (bool, error) {
+func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, images map[string]engine.Image) (bool, error) {
 	b, err := os.ReadFile(s.statePath("last-up.json"))
 	if err != nil {
 		return false, nil
@@ -80,7 +80,7 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 		return false, nil
 	}
 	for k, v := range images {
-		if st.Images[k] != v {
+		if st.Images[k] != v.ID {
 			return false, nil
 		}
 	}
@@ -94,7 +94,7 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 	}
 	for _, svc := range s.Cat.All() {
 		c := byService[svc.Name]
-		if len(c) != 1 || c[0].ImageID != images[svc.Name] || !s.healthy(c[0]) {
+		if len(c) != 1 || c[0].ImageID != images[svc.Name].ID || !s.healthy(c[0]) {
 			return false, nil
 		}
 	}
@@ -102,26 +102,19 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 }
 
 // release is what the local runtime runs: the deployment folder, and per
-// service its image and config hash.
-func (s *Stack) release(images map[string]string) (*runtime.Release, error) {
-	opts, err := s.renderOptions(false)
-	if err != nil {
-		return nil, err
-	}
-	hashes, err := render.ConfigHashes(s.Cat, s.Env, opts)
-	if err != nil {
-		return nil, err
-	}
+// service its image and the config hash its container must carry (that of
+// the rendered files).
+func (s *Stack) release(images map[string]engine.Image, hashes map[string]string) *runtime.Release {
 	rel := &runtime.Release{Project: s.Project(), Cat: s.Cat, Env: s.Env, Dir: s.Dir, HostAddr: s.HTTPHost(),
 		Printer: s.Out, Redact: check.Redactor(s.Cat)}
 	for _, t := range health.Targets(s.Cat, s.Env, s.HTTPHost()) {
 		svc, _ := s.Cat.Service(t.Service)
 		port, _ := svc.HostPort(s.Env.Ports)
-		rel.Services = append(rel.Services, runtime.Service{Name: svc.Name, Image: s.Cat.ImageRef(svc), ImageID: images[svc.Name],
+		rel.Services = append(rel.Services, runtime.Service{Name: svc.Name, Image: s.Cat.ImageRef(svc), ImageID: images[svc.Name].ID, ImageName: images[svc.Name].Name(),
 			ConfigHash: hashes[svc.Name], ContainerPort: svc.Port, HostPort: port, HealthURL: t.URL, Stateful: len(svc.Volumes) > 0, DependsOn: svc.DependsOn,
 			OneShot: t.OneShot})
 	}
-	return rel, nil
+	return rel
 }
 
 func (s *Stack) runtime(eng *engine.Engine, cli *compose.CLI) runtime.Runtime {
@@ -138,6 +131,16 @@ func (s *Stack) Up(ctx context.Context) error {
 	sum, err := s.filesSum()
 	if err != nil {
 		return err
+	}
+	hashes, views, err := s.catalogNow()
+	if err != nil {
+		return err
+	}
+	s.warnDrift("up", s.renderDrift(hashes, views), "up starts what was rendered; run `mage render` first (or `mage deployAll`) to start what the catalog says")
+	// Compose runs the rendered files: the containers must carry their
+	// hashes, which the render record knows.
+	if rec, err := record.ReadRendered(s.Dir); err == nil && rec.Env == s.Env.Name {
+		hashes = rec.Hashes
 	}
 	eng, err := s.engine(ctx)
 	if err != nil {
@@ -165,10 +168,7 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err := crashpoint.Reached(ctx, "up:before-compose"); err != nil {
 		return err
 	}
-	rel, err := s.release(images)
-	if err != nil {
-		return err
-	}
+	rel := s.release(images, hashes)
 	pl, err := s.runtime(eng, cli).Apply(ctx, rel)
 	session.recordUp(pl, false)
 	if err != nil {
@@ -177,7 +177,11 @@ func (s *Stack) Up(ctx context.Context) error {
 	if err := crashpoint.Reached(ctx, "up:before-state"); err != nil {
 		return err
 	}
-	st, _ := json.MarshalIndent(upState{Files: sum, Images: images, At: time.Now().UTC()}, "", "  ")
+	ids := map[string]string{}
+	for n, img := range images {
+		ids[n] = img.ID
+	}
+	st, _ := json.MarshalIndent(upState{Files: sum, Images: ids, At: time.Now().UTC()}, "", "  ")
 	if err := atomicfile.Write(s.statePath("last-up.json"), st, 0o600); err != nil {
 		return err
 	}

@@ -3,10 +3,10 @@
 # Do not edit: `mage render` rewrites this file, and stops at hand edits
 # unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in .backup/.
 #
-# Builds the images, starts the stack, waits until every service is healthy
-# and prints a status report. Needs only docker and a compose CLI
-# (docker compose, else docker-compose). Exits non-zero when a service does
-# not become healthy in time.
+# Builds the images mage has not built, starts the stack, waits until every
+# service is healthy and prints a status report. Needs only docker and a
+# compose CLI (docker compose, else docker-compose). Exits non-zero when a
+# service does not become healthy in time.
 #
 # Images: an image that mage built (it carries the io.maestro.context-hash
 # label) is used as it is, so that this script and mage run the same images
@@ -23,6 +23,10 @@
 #   DEPLOY_HOST            address the published ports are probed on (default 127.0.0.1)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# .env writes a secret's '$' as ${MAESTRO_DOLLAR} where no quoting keeps
+# it literal for both compose versions; compose v2 would prefer this shell's
+# value of it to the file's.
+unset MAESTRO_DOLLAR
 
 project=maestro
 if [[ -n "${COMPOSE_PROJECT_NAME:-}" ]]; then project=$COMPOSE_PROJECT_NAME; fi

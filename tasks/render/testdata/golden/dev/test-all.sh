@@ -210,7 +210,7 @@ fi
 # judges it (with ONCE=1, a one-shot job: done when it exited 0); a health
 # still starting is looked at again, a second apart, five times at most.
 container() {
-  local svc=$1 once=${2:-0} attempt ids id info st health code restarts fatal waiting n healthy own done
+  local svc=$1 once=${2:-0} attempt ids id info st health code restarts fatal waiting n healthy own completed
   for attempt in 1 2 3 4 5; do
     if ! ids=$(docker ps -aq --no-trunc --filter "label=$l_project=$project" --filter "label=$l_service=$svc" \
       --filter "label=$l_oneoff=False" 2>&1); then
@@ -221,14 +221,14 @@ container() {
       verdict=FAIL why="no container of service $svc in project $project (is the stack up?)"
       return
     fi
-    fatal='' waiting='' n=0 healthy=0 own='' done=''
+    fatal='' waiting='' n=0 healthy=0 own='' completed=''
     for id in $ids; do
       info=$(docker inspect -f '{{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{else}}none{{end}} {{.State.ExitCode}} {{.RestartCount}}' "$id" 2>/dev/null) || continue
       read -r st health code restarts <<<"$info"
       n=$((n + 1))
       if ((once)); then
         case $st:$code in
-          exited:0) done="completed (exit code 0)" ;;
+          exited:0) completed="completed (exit code 0)" ;;
           exited:* | dead:*) fatal="$st (exit code $code)" ;;
           *) waiting="still running" ;;
         esac
@@ -248,8 +248,8 @@ container() {
       verdict=FAIL why=$fatal
       return
     fi
-    if [[ -n $done && -z $waiting ]]; then
-      verdict=PASS why=$done
+    if [[ -n $completed && -z $waiting ]]; then
+      verdict=PASS why=$completed
       return
     fi
     if ((n > 0)) && [[ -z $waiting ]]; then

@@ -3,10 +3,11 @@
 # Do not edit: `mage render` rewrites this file, and stops at hand edits
 # unless told to overwrite them (DEPLOY_OVERWRITE=1), keeping a backup in .backup/.
 #
-# Builds the images, starts the stack, waits until every service is healthy
-# and prints a status report. Needs only docker and a compose CLI
-# (docker compose, else docker-compose). Exits non-zero when a service does
-# not become healthy in time.
+# Starts the stack from the images already on this engine (it builds
+# nothing), waits until every service is healthy and prints a status
+# report. Needs only docker and a compose CLI (docker compose, else
+# docker-compose). Exits non-zero when a service does not become healthy
+# in time.
 #
 # Settings (environment variables):
 #   COMPOSE_PROJECT_NAME   project name (default maestro, as in .env)
@@ -15,6 +16,10 @@
 #   DEPLOY_HOST            address the published ports are probed on (default 127.0.0.1)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
+# .env writes a secret's '$' as ${MAESTRO_DOLLAR} where no quoting keeps
+# it literal for both compose versions; compose v2 would prefer this shell's
+# value of it to the file's.
+unset MAESTRO_DOLLAR
 
 project=maestro
 if [[ -n "${COMPOSE_PROJECT_NAME:-}" ]]; then project=$COMPOSE_PROJECT_NAME; fi
