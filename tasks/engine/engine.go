@@ -19,9 +19,13 @@ import (
 	"github.com/maestro-platform/deploy/tasks/labels"
 )
 
-// PingTimeout bounds the first contact with an engine, so a dead daemon is
-// reported quickly instead of hanging the run.
-const PingTimeout = 5 * time.Second
+// PingTimeout bounds the first contact with an engine, so that a hung
+// daemon (one that accepts and never answers) is reported instead of
+// hanging the run. A dead one is reported at once whatever this is: its
+// socket refuses. It is generous because a daemon that is only busy
+// (seen here: a loaded two-core machine, /_ping answered after over 5 s)
+// must not be called dead.
+const PingTimeout = 30 * time.Second
 
 // Engine is a connected Docker Engine.
 type Engine struct {
