@@ -373,3 +373,41 @@ func TestAttackExtendedSecretNotWritten(t *testing.T) {
 		t.Errorf("the build argument without a secret is not imported:\n%s", text)
 	}
 }
+
+// Files past the size bound, and files that are no regular files (a pipe
+// that never ends), are refused with a message naming them; nothing is
+// written.
+func TestAttackFileBounds(t *testing.T) {
+	big := "services:\n  web:\n    image: example/web:1\n    labels:\n" + "      padding: \"x\"\n" +
+		"x-padding: \"" + strings.Repeat("a", maxFileSize) + "\"\n"
+	for name, c := range map[string]struct {
+		files map[string]string
+		fifo  string
+		want  string
+	}{
+		"large compose file": {files: map[string]string{"docker-compose.yml": big}, want: "docker-compose.yml: larger than 256 KiB"},
+		"large .env": {files: map[string]string{"docker-compose.yml": "services:\n  web:\n    image: example/web:1\n",
+			".env": "A=" + strings.Repeat("a", maxFileSize) + "\n"}, want: ".env: larger than 256 KiB"},
+		"a pipe as .env": {files: map[string]string{"docker-compose.yml": "services:\n  web:\n    image: example/web:1\n"},
+			fifo: ".env", want: ".env: not a regular file"},
+		"a pipe as env_file": {files: map[string]string{"docker-compose.yml": "services:\n  web:\n    image: example/web:1\n    env_file: app.env\n"},
+			fifo: "app.env", want: "docker-compose.yml:4: services.web.env_file: app.env is not a regular file"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir, cat := project(t, c.files)
+			if c.fifo != "" {
+				if err := syscall.Mkfifo(filepath.Join(dir, c.fifo), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			_, err := Import(context.Background(), Options{Catalog: cat, Paths: []string{dir}, Out: &bytes.Buffer{}})
+			var ce catalog.Errors
+			if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("import: %v, want %q", err, c.want)
+			}
+			if b, _ := os.ReadFile(cat); string(b) != "[project]\nname = \"attack\"\n" {
+				t.Errorf("the catalog was written:\n%s", b)
+			}
+		})
+	}
+}

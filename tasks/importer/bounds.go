@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"syscall"
 
 	"go.yaml.in/yaml/v4"
 
@@ -27,7 +28,9 @@ const (
 // readBounded reads a regular file of at most maxFileSize bytes; shown
 // names it in messages.
 func readBounded(path, shown string) ([]byte, error) {
-	fh, err := os.Open(path)
+	// O_NONBLOCK: opening a named pipe would otherwise wait for a writer
+	// (it changes nothing for a regular file).
+	fh, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, catalog.Errors{{File: shown, Msg: err.Error(), Hint: "name a compose file or a folder holding one"}}
 	}
