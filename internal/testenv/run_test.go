@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -31,26 +32,37 @@ func TestSweepRemovesOnlyDeadRuns(t *testing.T) {
 		}
 	}
 
-	// A dead run: a lock file nobody holds. A live one: a lock held by
-	// another process, as another package's test binary holds its own.
+	// A live run: a lock held by another process, as another package's
+	// test binary holds its own. The dead run is alive too while its
+	// objects are made (every package's test binary sweeps when it
+	// starts, and would take them half-made), and dies before the sweep.
 	dead, live := "dead0000", "11fe0000"
-	if err := os.WriteFile(filepath.Join(RunsDir, dead+".lock"), nil, 0o644); err != nil {
-		t.Fatal(err)
+	hold := func(id string) (kill func()) {
+		holder := exec.Command("flock", "-x", filepath.Join(RunsDir, id+".lock"), "sleep", "120")
+		holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := holder.Start(); err != nil {
+			t.Fatal(err)
+		}
+		for !alive(id) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		var once sync.Once
+		kill = func() {
+			once.Do(func() {
+				// sleep inherited the locked descriptor: end the whole group.
+				_ = syscall.Kill(-holder.Process.Pid, syscall.SIGKILL)
+				_ = holder.Wait()
+			})
+		}
+		t.Cleanup(kill)
+		return kill
 	}
-	holder := exec.Command("flock", "-x", filepath.Join(RunsDir, live+".lock"), "sleep", "60")
-	holder.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := holder.Start(); err != nil {
-		t.Fatal(err)
-	}
+	killLive := hold(live)
 	t.Cleanup(func() {
-		// sleep inherited the locked descriptor: end the whole group.
-		_ = syscall.Kill(-holder.Process.Pid, syscall.SIGKILL)
-		_ = holder.Wait()
+		killLive()
 		Sweep() // the live run's objects, now dead
 	})
-	for !alive(live) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	killDead := hold(dead)
 
 	img := t.TempDir()
 	if err := os.WriteFile(filepath.Join(img, "Dockerfile"), []byte("FROM scratch\nLABEL maestro-sweep-test=1\n"), 0o644); err != nil {
@@ -112,6 +124,13 @@ func TestSweepRemovesOnlyDeadRuns(t *testing.T) {
 
 	wantGone := objects(dead)
 	wantKept := objects(live)
+	killDead()
+	// The lock goes with the last process holding it (sleep, after flock).
+	for end := time.Now().Add(time.Minute); alive(dead); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(end) {
+			t.Fatal("the dead run's lock is still held a minute after its holders were killed")
+		}
+	}
 	removed := Sweep()
 	for _, w := range wantGone {
 		if exists(w) == nil {
