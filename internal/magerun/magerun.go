@@ -12,9 +12,17 @@
 // packages the magefile imports, as `go list` names them) and a hash of
 // them with go.mod, go.sum, the Go version and the build environment.
 // While that hash is unchanged it runs the compiled binary at once; when
-// anything in it changed, it lets mage compile a new one first. Flags that
+// anything in it changed, it has mage compile a new one first. Flags that
 // only mage itself understands (-init, -clean, -compile, -d...) go to mage
 // as they are.
+//
+// The package imports nothing but the standard library, and mage is run as
+// its own program (`go run github.com/magefile/mage`) with the targets'
+// build settings: `go run mage.go` compiles this package with whatever
+// settings the user's environment has, so on a fresh machine everything it
+// imports is compiled once for it alone; mage's library, compiled with the
+// targets' settings, shares the standard library with the targets and the
+// sample services' prebuilds.
 package magerun
 
 import (
@@ -35,13 +43,20 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
-
-	"github.com/magefile/mage/mage"
-	"github.com/magefile/mage/mg"
 )
 
 // exePrefix names the binaries magerun keeps in mage's cache folder.
 const exePrefix = "maestro-targets-"
+
+// mageMain is mage's command, run with `go run` from the module's own
+// requirements (go.mod pins its version).
+const mageMain = "github.com/magefile/mage"
+
+// targetsLdflags are the linker flags of the compiled targets: no symbol
+// table or DWARF, which a deployment runner's user never reads and which
+// cost a cold first run seconds of linking. Stack traces keep their
+// function names and lines.
+const targetsLdflags = "-s -w"
 
 // keepBinaries is how many compiled binaries of a module stay in the
 // cache: the newest, plus a few that other checkouts may still use.
@@ -130,7 +145,7 @@ func cached(cache, stampFile, root string) (string, error) {
 // writers; a target's own output goes to the process's.
 func Main(root string, args []string, stdout, stderr io.Writer) int {
 	if !runsTargets(args) {
-		return mage.ParseAndRun(stdout, stderr, os.Stdin, args)
+		return runMage(root, args, stdout, stderr)
 	}
 	exe, err := Targets(root, stderr)
 	if err != nil {
@@ -170,7 +185,7 @@ func Targets(root string, stderr io.Writer) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cache := mg.CacheDir()
+	cache := cacheDir()
 	// Made private when this run makes it; one that exists must be this
 	// user's alone: whoever can write there picks what runs.
 	if err := os.MkdirAll(cache, 0o700); err != nil {
@@ -183,7 +198,19 @@ func Targets(root string, stderr io.Writer) (string, error) {
 	if exe, err := cached(cache, stampFile, root); exe != "" || err != nil {
 		return exe, err
 	}
-	files, dirs, embedDirs, err := sources(root)
+	// The first run in a checkout on a fresh machine spends most of its time
+	// downloading modules, then compiling: the standard library is compiled
+	// while the modules download.
+	var warm chan struct{}
+	if _, err := os.Lstat(stampFile); errors.Is(err, fs.ErrNotExist) {
+		fmt.Fprintln(stderr, "mage: first run here: downloading modules and compiling the targets")
+		warm = make(chan struct{})
+		go func() { defer close(warm); warmStd(root) }()
+	}
+	pkgs, files, dirs, embedDirs, err := sources(root)
+	if warm != nil {
+		<-warm
+	}
 	if err != nil {
 		return "", err
 	}
@@ -198,25 +225,26 @@ func Targets(root string, stderr io.Writer) (string, error) {
 	if _, err := os.Stat(exe); err != nil {
 		tmp := fmt.Sprintf("%s.tmp-%d", exe, os.Getpid())
 		defer os.Remove(tmp)
-		// Compiled static and with -trimpath, as the sample services'
-		// prebuilds and the helper images are: the standard library,
-		// most of a cold compile, is then compiled once and shared by all
-		// of them through the build cache instead of once for cgo here
-		// and once again for them.
-		for k, v := range map[string]string{"CGO_ENABLED": "0", "GOFLAGS": strings.TrimSpace(os.Getenv("GOFLAGS") + " -trimpath")} {
-			old, had := os.LookupEnv(k)
-			os.Setenv(k, v)
-			if had {
-				defer os.Setenv(k, old)
-			} else {
-				defer os.Unsetenv(k)
-			}
+		if warm == nil {
+			// A compile takes a while, silent otherwise: say why.
+			fmt.Fprintln(stderr, "mage: compiling the targets (their sources changed)")
 		}
+		// Everything the targets and mage are built from in one `go build`,
+		// so that the two cores are busy throughout; mage's own compile
+		// after it finds all but its generated main package done.
+		build := goTool(root, append(append([]string{"build"}, pkgs...), mageMain)...)
 		var out bytes.Buffer
-		if code := mage.Invoke(mage.Invocation{Dir: root, WorkDir: root, CompileOut: tmp,
-			Stdout: &out, Stderr: &out, Stdin: os.Stdin}); code != 0 {
+		build.Stdout, build.Stderr = &out, &out
+		if err := build.Run(); err != nil {
 			_, _ = stderr.Write(out.Bytes())
-			return "", fmt.Errorf("compiling the targets failed (exit status %d)", code)
+			return "", fmt.Errorf("compiling the targets failed (%v)", err)
+		}
+		out.Reset()
+		cmd := goTool(root, "run", mageMain, "-ldflags", targetsLdflags, "-compile", tmp)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Run(); err != nil {
+			_, _ = stderr.Write(out.Bytes())
+			return "", fmt.Errorf("compiling the targets with mage failed (%v)", err)
 		}
 		if err := os.Rename(tmp, exe); err != nil {
 			return "", err
@@ -231,6 +259,73 @@ func Targets(root string, stderr io.Writer) (string, error) {
 	return exe, nil
 }
 
+// goTool returns the go command with args, run from the module root with
+// the targets' build settings: static (CGO_ENABLED=0) and -trimpath, as the
+// sample services' prebuilds and the helper images are built. mage compiles
+// the targets in the environment it was started with, and `go run` builds
+// mage itself with them too, so the standard library, most of a cold
+// compile, is compiled once for all of them.
+func goTool(root string, args ...string) *exec.Cmd {
+	cmd := exec.Command(goCmd(), args...)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -trimpath"))
+	return cmd
+}
+
+// warmStd compiles, with the targets' settings, the standard library
+// packages the module's own code needs: those `go list` finds without
+// downloading anything. It is run beside the download of the modules, which
+// it does not need; any failure is left for the real compile to report.
+func warmStd(root string) {
+	list := goTool(root, "list", "-e", "-deps", "-tags", "mage", "-f", "{{if .Standard}}{{.ImportPath}}{{end}}", "magefile.go")
+	list.Env = append(list.Env, "GOPROXY=off")
+	out, _ := list.Output()
+	pkgs := strings.Fields(string(out))
+	if len(pkgs) == 0 {
+		return
+	}
+	_ = goTool(root, append([]string{"build"}, pkgs...)...).Run()
+}
+
+// runMage runs mage's own command line with args (-l, -h, -init, -clean...)
+// and returns its exit status.
+func runMage(root string, args []string, stdout, stderr io.Writer) int {
+	cmd := goTool(root, append([]string{"run", mageMain}, args...)...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	err := cmd.Run()
+	var exit *exec.ExitError
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, &exit) && exit.ExitCode() > 0:
+		return exit.ExitCode()
+	default:
+		fmt.Fprintf(stderr, "mage: run mage: %v\n", err)
+		return 1
+	}
+}
+
+// goCmd is the go command mage uses (MAGEFILE_GOCMD, else go).
+func goCmd() string {
+	if c := os.Getenv("MAGEFILE_GOCMD"); c != "" {
+		return c
+	}
+	return "go"
+}
+
+// cacheDir is mage's cache folder, as mage's mg.CacheDir says: not
+// imported, because mg would bring half of the standard library into the
+// bootstrap's own compile.
+func cacheDir() string {
+	if d := os.Getenv("MAGEFILE_CACHE"); d != "" {
+		return d
+	}
+	if runtime.GOOS == "windows" {
+		return filepath.Join(os.Getenv("HOMEDRIVE"), os.Getenv("HOMEPATH"), "magefile")
+	}
+	return filepath.Join(os.Getenv("HOME"), ".magefile")
+}
+
 func readStamp(path string) (stamp, bool) {
 	var st stamp
 	b, err := os.ReadFile(path)
@@ -242,22 +337,23 @@ func readStamp(path string) (stamp, bool) {
 
 // goPackage is what sources reads of `go list -json`.
 type goPackage struct {
-	Dir                                                               string
+	ImportPath, Dir                                                   string
 	Module                                                            *struct{ Main bool }
 	GoFiles, CgoFiles, EmbedFiles, IgnoredGoFiles, OtherFiles, SFiles []string
 }
 
-// sources lists the files the targets are built from: every file `go list`
-// names for the module's own packages that the magefile needs, and their
+// sources lists the packages the magefile needs (standard library,
+// dependencies and the module's own) and the files the targets are built
+// from: every file `go list` names for the module's own packages, and their
 // folders, and the folders of embedded files up to their package's.
 // Dependencies outside the module are covered by go.sum.
-func sources(root string) (files, dirs, embedDirs []string, err error) {
-	cmd := exec.Command("go", "list", "-deps", "-tags", "mage", "-json", "magefile.go")
+func sources(root string) (pkgs, files, dirs, embedDirs []string, err error) {
+	cmd := exec.Command(goCmd(), "list", "-deps", "-tags", "mage", "-json", "magefile.go")
 	cmd.Dir = root
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return nil, nil, nil, fmt.Errorf("go list the magefile's packages in %s: %v: %s", root, err, strings.TrimSpace(errb.String()))
+		return nil, nil, nil, nil, fmt.Errorf("go list the magefile's packages in %s: %v: %s", root, err, strings.TrimSpace(errb.String()))
 	}
 	dec := json.NewDecoder(&out)
 	for {
@@ -265,9 +361,12 @@ func sources(root string) (files, dirs, embedDirs []string, err error) {
 		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return nil, nil, nil, fmt.Errorf("go list output: %w", err)
+			return nil, nil, nil, nil, fmt.Errorf("go list output: %w", err)
 		}
 		// The magefile's own package has no module in go list's eyes.
+		if p.Module != nil || p.Dir != root {
+			pkgs = append(pkgs, p.ImportPath)
+		}
 		if p.Module != nil && !p.Module.Main || p.Module == nil && p.Dir != root {
 			continue
 		}
@@ -289,7 +388,7 @@ func sources(root string) (files, dirs, embedDirs []string, err error) {
 	sort.Strings(files)
 	sort.Strings(dirs)
 	sort.Strings(embedDirs)
-	return slices.Compact(files), slices.Compact(dirs), slices.Compact(embedDirs), nil
+	return pkgs, slices.Compact(files), slices.Compact(dirs), slices.Compact(embedDirs), nil
 }
 
 // sourceSum hashes what decides the compiled binary: the Go toolchain and
@@ -297,7 +396,7 @@ func sources(root string) (files, dirs, embedDirs []string, err error) {
 // of every entry of each embedded folder, and the content of each file.
 func sourceSum(root string, files, dirs, embedDirs []string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "magerun-v2\n%s\n%s/%s\n", root, runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(h, "magerun-v3\n%s\n%s/%s\n", root, runtime.GOOS, runtime.GOARCH)
 	for _, k := range []string{"GOFLAGS", "GOOS", "GOARCH", "CGO_ENABLED", "GOTOOLCHAIN", "GOEXPERIMENT", "GOWORK", "MAGEFILE_GOCMD"} {
 		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
 	}

@@ -2,6 +2,8 @@ package magerun
 
 import (
 	"bytes"
+	"debug/buildinfo"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"os"
@@ -77,6 +79,29 @@ func TestTargetsNeverStale(t *testing.T) {
 		return exe
 	}
 	first := run("hello world")
+	// Built with the prebuilds' settings (static, -trimpath), so that a
+	// fresh machine compiles the standard library once for both.
+	info, err := buildinfo.ReadFile(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	settings := map[string]string{}
+	for _, s := range info.Settings {
+		settings[s.Key] = s.Value
+	}
+	if settings["CGO_ENABLED"] != "0" || settings["-trimpath"] != "true" {
+		t.Errorf("the targets were built with %v, want CGO_ENABLED=0 and -trimpath", settings)
+	}
+	// -trimpath leaves -ldflags out of the build information: the binary
+	// tells whether it was linked with targetsLdflags (no symbol table).
+	if f, err := elf.Open(first); err != nil {
+		t.Fatal(err)
+	} else if f.Section(".symtab") != nil || f.Section(".debug_info") != nil {
+		f.Close()
+		t.Errorf("the targets binary has a symbol table or DWARF: not linked with -ldflags=%q", targetsLdflags)
+	} else {
+		f.Close()
+	}
 	if again := run("hello world"); again != first {
 		t.Errorf("unchanged sources gave another binary: %s, then %s", first, again)
 	}
@@ -109,7 +134,7 @@ func TestPoisonedStamp(t *testing.T) {
 	t.Setenv("MAGEFILE_CACHE", cache)
 	t.Setenv("GOFLAGS", "-mod=mod")
 	writeModule(t, dir, "hello", "world")
-	files, dirs, embedDirs, err := sources(dir)
+	_, files, dirs, embedDirs, err := sources(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,6 +207,23 @@ func TestPoisonedStamp(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "pwned")); err == nil {
 		t.Fatal("the planted program ran")
+	}
+}
+
+// `go run mage.go` compiles the bootstrap with the user's own settings,
+// which nothing else shares: it must stay small, the standard library only.
+func TestBootstrapImportsOnlyTheStandardLibrary(t *testing.T) {
+	testenv.RequireCommand(t, "go")
+	cmd := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "mage.go")
+	cmd.Dir = testenv.RepoRoot()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list mage.go: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if p != "command-line-arguments" && p != "github.com/maestro-platform/deploy/internal/magerun" {
+			t.Errorf("mage.go needs %s: the bootstrap is compiled with the user's settings, once for itself alone; keep it to the standard library", p)
+		}
 	}
 }
 
