@@ -198,19 +198,27 @@ func Targets(root string, stderr io.Writer) (string, error) {
 	if exe, err := cached(cache, stampFile, root); exe != "" || err != nil {
 		return exe, err
 	}
-	// The first run in a checkout on a fresh machine spends most of its time
-	// downloading modules, then compiling: the standard library is compiled
-	// while the modules download.
-	var warm chan struct{}
-	if _, err := os.Lstat(stampFile); errors.Is(err, fs.ErrNotExist) {
+	// The first run in a checkout on a fresh machine downloads the modules
+	// (the network's time) and compiles (the CPU's): the standard library
+	// packages the module's own code needs, known without the modules, are
+	// compiled while they download. Once they are there, that compile gives
+	// way to one of everything at once, which keeps both cores busy to the
+	// end and finds done whatever the first one finished.
+	var warm *exec.Cmd
+	_, err = os.Lstat(stampFile)
+	first := errors.Is(err, fs.ErrNotExist)
+	if first {
 		fmt.Fprintln(stderr, "mage: first run here: downloading modules and compiling the targets")
-		warm = make(chan struct{})
-		go func() { defer close(warm); warmStd(root) }()
+		downloaded := make(chan error, 1)
+		go func() { downloaded <- download(root, stderr) }()
+		warm = warmStd(root)
+		if err := <-downloaded; err != nil {
+			stopWarm(warm)
+			return "", err
+		}
 	}
 	pkgs, files, dirs, embedDirs, err := sources(root)
-	if warm != nil {
-		<-warm
-	}
+	stopWarm(warm)
 	if err != nil {
 		return "", err
 	}
@@ -225,7 +233,7 @@ func Targets(root string, stderr io.Writer) (string, error) {
 	if _, err := os.Stat(exe); err != nil {
 		tmp := fmt.Sprintf("%s.tmp-%d", exe, os.Getpid())
 		defer os.Remove(tmp)
-		if warm == nil {
+		if !first {
 			// A compile takes a while, silent otherwise: say why.
 			fmt.Fprintln(stderr, "mage: compiling the targets (their sources changed)")
 		}
@@ -272,19 +280,47 @@ func goTool(root string, args ...string) *exec.Cmd {
 	return cmd
 }
 
-// warmStd compiles, with the targets' settings, the standard library
-// packages the module's own code needs: those `go list` finds without
-// downloading anything. It is run beside the download of the modules, which
-// it does not need; any failure is left for the real compile to report.
-func warmStd(root string) {
+// warmStd starts compiling, with the targets' settings, the standard
+// library packages the module's own code needs: those `go list` finds
+// without downloading anything. Nil when there is nothing to start; a
+// failure is left for the real compile to report.
+func warmStd(root string) *exec.Cmd {
 	list := goTool(root, "list", "-e", "-deps", "-tags", "mage", "-f", "{{if .Standard}}{{.ImportPath}}{{end}}", "magefile.go")
 	list.Env = append(list.Env, "GOPROXY=off")
 	out, _ := list.Output()
 	pkgs := strings.Fields(string(out))
 	if len(pkgs) == 0 {
+		return nil
+	}
+	build := goTool(root, append([]string{"build"}, pkgs...)...)
+	if build.Start() != nil {
+		return nil
+	}
+	return build
+}
+
+// stopWarm interrupts warmStd's compile, if it still runs, and waits for
+// it: the go command finishes nothing more, and what it finished is in the
+// build cache.
+func stopWarm(warm *exec.Cmd) {
+	if warm == nil {
 		return
 	}
-	_ = goTool(root, append([]string{"build"}, pkgs...)...).Run()
+	_ = warm.Process.Signal(os.Interrupt)
+	_ = warm.Wait()
+}
+
+// download fetches every module the build list names, all at once: faster
+// than the go command's fetching them as the packages it loads reveal them.
+func download(root string, stderr io.Writer) error {
+	cmd := goTool(root, "mod", "download")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		_, _ = stderr.Write(out.Bytes())
+		return fmt.Errorf("downloading the modules (go mod download) failed (%v)", err)
+	}
+	return nil
 }
 
 // runMage runs mage's own command line with args (-l, -h, -init, -clean...)
