@@ -91,8 +91,20 @@ func TestAll(ctx context.Context) error { return run(ctx, (*stack.Stack).TestAll
 
 // DeployAll renders, builds, starts and tests the whole platform on dev ports: the one command.
 func DeployAll(ctx context.Context) error {
-	mg.SerialCtxDeps(ctx, Render, Build, Up, TestAll)
+	mg.SerialCtxDeps(ctx, Render, Build)
+	// testAll's probe image builds while up waits for the services.
+	mg.CtxDeps(ctx, Up, prepareTestAll)
+	mg.SerialCtxDeps(ctx, TestAll)
 	return run(ctx, (*stack.Stack).Summary)
+}
+
+// prepareTestAll runs beside up, so not through run: it prints nothing
+// and must not end up's live lines; what fails here, testAll reports.
+func prepareTestAll(ctx context.Context) error {
+	if s, err := stack.Open(stack.FromEnv()); err == nil {
+		_ = s.PrepareTestAll(ctx)
+	}
+	return nil
 }
 
 // Status shows every service of the catalog on the dev stack (state, health, ports, image, uptime) and fails when one is not running and healthy.

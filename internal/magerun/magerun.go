@@ -16,22 +16,21 @@
 // only mage itself understands (-init, -clean, -compile, -d...) go to mage
 // as they are.
 //
-// The package imports nothing but the standard library, and mage is run as
-// its own program (`go run github.com/magefile/mage`) with the targets'
-// build settings: `go run mage.go` compiles this package with whatever
-// settings the user's environment has, so on a fresh machine everything it
-// imports is compiled once for it alone; mage's library, compiled with the
-// targets' settings, shares the standard library with the targets and the
+// `go run mage.go` compiles this package with whatever settings the user's
+// environment has, so on a fresh machine everything it imports is compiled
+// for it alone, before anything else can start. It imports the least of the
+// standard library it can (not fmt, encoding/json or reflect: seconds of a
+// first run), and runs mage as a program of its own, built with the
+// targets' settings in the one compile of everything the targets need, so
+// that mage's library shares the standard library with the targets and the
 // sample services' prebuilds.
 package magerun
 
 import (
+	"bufio"
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -48,8 +47,12 @@ import (
 // exePrefix names the binaries magerun keeps in mage's cache folder.
 const exePrefix = "maestro-targets-"
 
-// mageMain is mage's command, run with `go run` from the module's own
-// requirements (go.mod pins its version).
+// keepBinaries is how many compiled binaries of a module stay in the
+// cache: the newest, plus a few that other checkouts may still use.
+const keepBinaries = 4
+
+// mageMain is mage's command, built from the module's own requirements
+// (go.mod pins its version).
 const mageMain = "github.com/magefile/mage"
 
 // targetsLdflags are the linker flags of the compiled targets: no symbol
@@ -58,24 +61,77 @@ const mageMain = "github.com/magefile/mage"
 // function names and lines.
 const targetsLdflags = "-s -w"
 
-// keepBinaries is how many compiled binaries of a module stay in the
-// cache: the newest, plus a few that other checkouts may still use.
-const keepBinaries = 4
+// compileGOGC is the compilers' garbage collection setting while the
+// targets compile: about a tenth less CPU than the default for a few
+// hundred MB more at the peak. It is no build setting: the build cache
+// shares the results with compiles of the default.
+const compileGOGC = "400"
 
 // stamp is what magerun records of the last compile of a module's targets.
 type stamp struct {
 	// Files are the source files the binary was built from, absolute.
-	Files []string `json:"files"`
+	Files []string
 	// Dirs are the package folders: a file added to one changes the sum.
-	Dirs []string `json:"dirs"`
+	Dirs []string
 	// EmbedDirs are the folders embedded files are in: a file added to one
 	// (which a folder pattern would embed) changes the sum.
-	EmbedDirs []string `json:"embed_dirs"`
+	EmbedDirs []string
 	// Sum is sourceSum of Files and Dirs at the time of the compile.
-	Sum string `json:"sum"`
+	Sum string
 	// Exe is the compiled binary: exePath of the cache and Sum, or the
 	// stamp is not used.
-	Exe string `json:"exe"`
+	Exe string
+}
+
+// stampHeader begins a stamp file; a file without it is not a stamp.
+const stampHeader = "magerun stamp v1\n"
+
+// encode writes the stamp as lines of a key and a quoted value.
+func (st stamp) encode() []byte {
+	var b bytes.Buffer
+	b.WriteString(stampHeader)
+	b.WriteString("sum " + strconv.Quote(st.Sum) + "\n")
+	b.WriteString("exe " + strconv.Quote(st.Exe) + "\n")
+	for _, l := range []struct {
+		key  string
+		list []string
+	}{{"file", st.Files}, {"dir", st.Dirs}, {"embed", st.EmbedDirs}} {
+		for _, v := range l.list {
+			b.WriteString(l.key + " " + strconv.Quote(v) + "\n")
+		}
+	}
+	return b.Bytes()
+}
+
+// decodeStamp reads what encode wrote; false for anything else.
+func decodeStamp(b []byte) (stamp, bool) {
+	var st stamp
+	rest, ok := bytes.CutPrefix(b, []byte(stampHeader))
+	if !ok {
+		return st, false
+	}
+	for _, line := range strings.Split(strings.TrimSuffix(string(rest), "\n"), "\n") {
+		key, quoted, _ := strings.Cut(line, " ")
+		v, err := strconv.Unquote(quoted)
+		if err != nil {
+			return st, false
+		}
+		switch key {
+		case "sum":
+			st.Sum = v
+		case "exe":
+			st.Exe = v
+		case "file":
+			st.Files = append(st.Files, v)
+		case "dir":
+			st.Dirs = append(st.Dirs, v)
+		case "embed":
+			st.EmbedDirs = append(st.EmbedDirs, v)
+		default:
+			return st, false
+		}
+	}
+	return st, st.Sum != "" && st.Exe != ""
 }
 
 // exePath is where the binary compiled from sources of sum sum lives.
@@ -88,9 +144,20 @@ type UntrustedError struct {
 }
 
 func (e *UntrustedError) Error() string {
-	return fmt.Sprintf("mage's cache %s %s: the compiled targets there could be anyone's program; "+
-		"run `chmod go-w %s` (and own it), or set MAGEFILE_CACHE to a folder of your own", e.Path, e.Why, e.Path)
+	return "mage's cache " + e.Path + " " + e.Why + ": the compiled targets there could be anyone's program; " +
+		"run `chmod go-w " + e.Path + "` (and own it), or set MAGEFILE_CACHE to a folder of your own"
 }
+
+// wrapped is an error with what was being done when it happened.
+type wrapped struct {
+	doing string
+	err   error
+}
+
+func (e *wrapped) Error() string { return e.doing + ": " + e.err.Error() }
+func (e *wrapped) Unwrap() error { return e.err }
+
+func wrap(doing string, err error) error { return &wrapped{doing, err} }
 
 // trusted refuses a path that is a symbolic link (follow says whether one
 // is followed instead), is not this user's, or that its group or anyone may
@@ -107,10 +174,10 @@ func trusted(path string, follow bool) error {
 	case fi.Mode()&fs.ModeSymlink != 0:
 		return &UntrustedError{Path: path, Why: "is a symbolic link"}
 	case fi.Mode().Perm()&0o022 != 0:
-		return &UntrustedError{Path: path, Why: fmt.Sprintf("is writable by its group or by anyone (mode %v)", fi.Mode().Perm())}
+		return &UntrustedError{Path: path, Why: "is writable by its group or by anyone (mode " + fi.Mode().Perm().String() + ")"}
 	}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
-		return &UntrustedError{Path: path, Why: fmt.Sprintf("belongs to user %d, not to you (%d)", st.Uid, os.Geteuid())}
+		return &UntrustedError{Path: path, Why: "belongs to user " + strconv.Itoa(int(st.Uid)) + ", not to you (" + strconv.Itoa(os.Geteuid()) + ")"}
 	}
 	return nil
 }
@@ -149,13 +216,13 @@ func Main(root string, args []string, stdout, stderr io.Writer) int {
 	}
 	exe, err := Targets(root, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "mage: %v\n", err)
+		io.WriteString(stderr, "mage: "+err.Error()+"\n")
 		return 1
 	}
 	// The process becomes the targets' binary: signals, the terminal and
 	// the exit status are the binary's own.
 	err = syscall.Exec(exe, append([]string{"mage"}, args...), os.Environ())
-	fmt.Fprintf(stderr, "mage: run %s: %v\n", exe, err)
+	io.WriteString(stderr, "mage: run "+exe+": "+err.Error()+"\n")
 	return 1
 }
 
@@ -194,31 +261,21 @@ func Targets(root string, stderr io.Writer) (string, error) {
 	if err := trusted(cache, true); err != nil {
 		return "", err
 	}
-	stampFile := filepath.Join(cache, exePrefix+"stamp-"+shortHash(root)+".json")
+	stampFile := filepath.Join(cache, exePrefix+"stamp-"+shortHash(root))
 	if exe, err := cached(cache, stampFile, root); exe != "" || err != nil {
 		return exe, err
 	}
-	// The first run in a checkout on a fresh machine downloads the modules
-	// (the network's time) and compiles (the CPU's): the standard library
-	// packages the module's own code needs, known without the modules, are
-	// compiled while they download. Once they are there, that compile gives
-	// way to one of everything at once, which keeps both cores busy to the
-	// end and finds done whatever the first one finished.
-	var warm *exec.Cmd
 	_, err = os.Lstat(stampFile)
 	first := errors.Is(err, fs.ErrNotExist)
 	if first {
-		fmt.Fprintln(stderr, "mage: first run here: downloading modules and compiling the targets")
-		downloaded := make(chan error, 1)
-		go func() { downloaded <- download(root, stderr) }()
-		warm = warmStd(root)
-		if err := <-downloaded; err != nil {
-			stopWarm(warm)
-			return "", err
+		io.WriteString(stderr, "mage: first run here: downloading modules and compiling the targets\n")
+		// All at once: faster than the go command's fetching each module
+		// as the packages it loads reveal it.
+		if err := run(goTool(root, "mod", "download"), stderr); err != nil {
+			return "", wrap("downloading the modules (go mod download)", err)
 		}
 	}
 	pkgs, files, dirs, embedDirs, err := sources(root)
-	stopWarm(warm)
 	if err != nil {
 		return "", err
 	}
@@ -231,96 +288,68 @@ func Targets(root string, stderr io.Writer) (string, error) {
 		return "", err
 	}
 	if _, err := os.Stat(exe); err != nil {
-		tmp := fmt.Sprintf("%s.tmp-%d", exe, os.Getpid())
-		defer os.Remove(tmp)
 		if !first {
 			// A compile takes a while, silent otherwise: say why.
-			fmt.Fprintln(stderr, "mage: compiling the targets (their sources changed)")
+			io.WriteString(stderr, "mage: compiling the targets (their sources changed)\n")
 		}
-		// Everything the targets and mage are built from in one `go build`,
-		// so that the two cores are busy throughout; mage's own compile
-		// after it finds all but its generated main package done.
-		build := goTool(root, append(append([]string{"build"}, pkgs...), mageMain)...)
-		var out bytes.Buffer
-		build.Stdout, build.Stderr = &out, &out
-		if err := build.Run(); err != nil {
-			_, _ = stderr.Write(out.Bytes())
-			return "", fmt.Errorf("compiling the targets failed (%v)", err)
-		}
-		out.Reset()
-		cmd := goTool(root, "run", mageMain, "-ldflags", targetsLdflags, "-compile", tmp)
-		cmd.Stdout, cmd.Stderr = &out, &out
-		if err := cmd.Run(); err != nil {
-			_, _ = stderr.Write(out.Bytes())
-			return "", fmt.Errorf("compiling the targets with mage failed (%v)", err)
-		}
-		if err := os.Rename(tmp, exe); err != nil {
+		if err := compile(root, pkgs, exe, stderr); err != nil {
 			return "", err
 		}
 	}
-	b, _ := json.Marshal(stamp{Files: files, Dirs: dirs, EmbedDirs: embedDirs, Sum: sum, Exe: exe})
-	tmp := fmt.Sprintf("%s.tmp-%d", stampFile, os.Getpid())
-	if os.WriteFile(tmp, b, 0o600) == nil {
+	tmp := stampFile + ".tmp-" + strconv.Itoa(os.Getpid())
+	if os.WriteFile(tmp, stamp{Files: files, Dirs: dirs, EmbedDirs: embedDirs, Sum: sum, Exe: exe}.encode(), 0o600) == nil {
 		_ = os.Rename(tmp, stampFile)
 	}
 	prune(cache, exe)
 	return exe, nil
 }
 
+// compile has mage compile the targets to exe. Everything they and mage are
+// built from is compiled first in one `go build`, which keeps both cores
+// busy to the end (mage's own compile after it finds all but its generated
+// main package done) and links mage's binary beside the rest.
+func compile(root string, pkgs []string, exe string, stderr io.Writer) error {
+	bin, err := os.MkdirTemp("", "maestro-mage-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(bin)
+	build := goTool(root, append(append([]string{"build", "-o", bin + string(filepath.Separator)}, pkgs...), mageMain)...)
+	if err := run(build, stderr); err != nil {
+		return wrap("compiling the targets", err)
+	}
+	tmp := exe + ".tmp-" + strconv.Itoa(os.Getpid())
+	defer os.Remove(tmp)
+	cmd := goTool(root, "-ldflags", targetsLdflags, "-compile", tmp)
+	cmd.Path, cmd.Args[0] = filepath.Join(bin, "mage"), "mage"
+	if err := run(cmd, stderr); err != nil {
+		return wrap("compiling the targets with mage", err)
+	}
+	return os.Rename(tmp, exe)
+}
+
+// run runs cmd, showing what it printed only when it failed.
+func run(cmd *exec.Cmd, stderr io.Writer) error {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	if err != nil {
+		_, _ = stderr.Write(out.Bytes())
+	}
+	return err
+}
+
 // goTool returns the go command with args, run from the module root with
 // the targets' build settings: static (CGO_ENABLED=0) and -trimpath, as the
-// sample services' prebuilds and the helper images are built. mage compiles
-// the targets in the environment it was started with, and `go run` builds
-// mage itself with them too, so the standard library, most of a cold
-// compile, is compiled once for all of them.
+// sample services' prebuilds and the helper images are built, so that the
+// standard library, most of a cold compile, is compiled once for all of
+// them. mage, started with the same environment, compiles the targets with
+// it too.
 func goTool(root string, args ...string) *exec.Cmd {
 	cmd := exec.Command(goCmd(), args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -trimpath"))
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -trimpath"), "GOGC="+compileGOGC)
 	return cmd
-}
-
-// warmStd starts compiling, with the targets' settings, the standard
-// library packages the module's own code needs: those `go list` finds
-// without downloading anything. Nil when there is nothing to start; a
-// failure is left for the real compile to report.
-func warmStd(root string) *exec.Cmd {
-	list := goTool(root, "list", "-e", "-deps", "-tags", "mage", "-f", "{{if .Standard}}{{.ImportPath}}{{end}}", "magefile.go")
-	list.Env = append(list.Env, "GOPROXY=off")
-	out, _ := list.Output()
-	pkgs := strings.Fields(string(out))
-	if len(pkgs) == 0 {
-		return nil
-	}
-	build := goTool(root, append([]string{"build"}, pkgs...)...)
-	if build.Start() != nil {
-		return nil
-	}
-	return build
-}
-
-// stopWarm interrupts warmStd's compile, if it still runs, and waits for
-// it: the go command finishes nothing more, and what it finished is in the
-// build cache.
-func stopWarm(warm *exec.Cmd) {
-	if warm == nil {
-		return
-	}
-	_ = warm.Process.Signal(os.Interrupt)
-	_ = warm.Wait()
-}
-
-// download fetches every module the build list names, all at once: faster
-// than the go command's fetching them as the packages it loads reveal them.
-func download(root string, stderr io.Writer) error {
-	cmd := goTool(root, "mod", "download")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Run(); err != nil {
-		_, _ = stderr.Write(out.Bytes())
-		return fmt.Errorf("downloading the modules (go mod download) failed (%v)", err)
-	}
-	return nil
 }
 
 // runMage runs mage's own command line with args (-l, -h, -init, -clean...)
@@ -336,7 +365,7 @@ func runMage(root string, args []string, stdout, stderr io.Writer) int {
 	case errors.As(err, &exit) && exit.ExitCode() > 0:
 		return exit.ExitCode()
 	default:
-		fmt.Fprintf(stderr, "mage: run mage: %v\n", err)
+		io.WriteString(stderr, "mage: run mage: "+err.Error()+"\n")
 		return 1
 	}
 }
@@ -350,8 +379,7 @@ func goCmd() string {
 }
 
 // cacheDir is mage's cache folder, as mage's mg.CacheDir says: not
-// imported, because mg would bring half of the standard library into the
-// bootstrap's own compile.
+// imported, because mg would bring fmt and reflect into the bootstrap.
 func cacheDir() string {
 	if d := os.Getenv("MAGEFILE_CACHE"); d != "" {
 		return d
@@ -363,20 +391,27 @@ func cacheDir() string {
 }
 
 func readStamp(path string) (stamp, bool) {
-	var st stamp
 	b, err := os.ReadFile(path)
-	if err != nil || json.Unmarshal(b, &st) != nil || st.Sum == "" || st.Exe == "" {
-		return st, false
+	if err != nil {
+		return stamp{}, false
 	}
-	return st, true
+	return decodeStamp(b)
 }
 
-// goPackage is what sources reads of `go list -json`.
-type goPackage struct {
-	ImportPath, Dir                                                   string
-	Module                                                            *struct{ Main bool }
-	GoFiles, CgoFiles, EmbedFiles, IgnoredGoFiles, OtherFiles, SFiles []string
-}
+// listFormat has `go list` print, per package, a line "P" with its import
+// path, folder and whether it is of the main module ("none": of no module),
+// then a line per file: "F" a file it is built from, "E" an embedded file.
+// Every value is quoted.
+const listFormat = `P {{printf "%q %q" .ImportPath .Dir}} {{if .Module}}{{.Module.Main}}{{else}}none{{end}}
+{{range .GoFiles}}F {{printf "%q" .}}
+{{end}}{{range .CgoFiles}}F {{printf "%q" .}}
+{{end}}{{range .IgnoredGoFiles}}F {{printf "%q" .}}
+{{end}}{{range .CFiles}}F {{printf "%q" .}}
+{{end}}{{range .HFiles}}F {{printf "%q" .}}
+{{end}}{{range .SysoFiles}}F {{printf "%q" .}}
+{{end}}{{range .SFiles}}F {{printf "%q" .}}
+{{end}}{{range .EmbedFiles}}E {{printf "%q" .}}
+{{end}}`
 
 // sources lists the packages the magefile needs (standard library,
 // dependencies and the module's own) and the files the targets are built
@@ -384,39 +419,61 @@ type goPackage struct {
 // folders, and the folders of embedded files up to their package's.
 // Dependencies outside the module are covered by go.sum.
 func sources(root string) (pkgs, files, dirs, embedDirs []string, err error) {
-	cmd := exec.Command(goCmd(), "list", "-deps", "-tags", "mage", "-json", "magefile.go")
+	cmd := exec.Command(goCmd(), "list", "-deps", "-tags", "mage", "-f", listFormat, "magefile.go")
 	cmd.Dir = root
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
-		return nil, nil, nil, nil, fmt.Errorf("go list the magefile's packages in %s: %v: %s", root, err, strings.TrimSpace(errb.String()))
+		return nil, nil, nil, nil, wrap("go list the magefile's packages in "+root, errors.New(err.Error()+": "+strings.TrimSpace(errb.String())))
 	}
-	dec := json.NewDecoder(&out)
-	for {
-		var p goPackage
-		if err := dec.Decode(&p); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, nil, nil, nil, fmt.Errorf("go list output: %w", err)
-		}
-		// The magefile's own package has no module in go list's eyes.
-		if p.Module != nil || p.Dir != root {
-			pkgs = append(pkgs, p.ImportPath)
-		}
-		if p.Module != nil && !p.Module.Main || p.Module == nil && p.Dir != root {
+	bad := func(line string) error { return errors.New("go list printed " + strconv.Quote(line)) }
+	var dir string
+	own := false
+	sc := bufio.NewScanner(&out)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" {
 			continue
 		}
-		dirs = append(dirs, p.Dir)
-		for _, f := range p.EmbedFiles {
-			for d := filepath.Dir(filepath.Join(p.Dir, f)); d != p.Dir && strings.HasPrefix(d, p.Dir+string(filepath.Separator)); d = filepath.Dir(d) {
-				embedDirs = append(embedDirs, d)
+		kind, rest, _ := strings.Cut(line, " ")
+		switch kind {
+		case "P":
+			path, rest, err := unquoteNext(rest)
+			if err != nil {
+				return nil, nil, nil, nil, bad(line)
 			}
-		}
-		for _, list := range [][]string{p.GoFiles, p.CgoFiles, p.EmbedFiles, p.IgnoredGoFiles, p.OtherFiles, p.SFiles} {
-			for _, f := range list {
-				files = append(files, filepath.Join(p.Dir, f))
+			if dir, rest, err = unquoteNext(rest); err != nil {
+				return nil, nil, nil, nil, bad(line)
 			}
+			// The magefile's own package has no module in go list's eyes.
+			own = rest == "true" || rest == "none" && dir == root
+			if rest != "none" || dir != root {
+				pkgs = append(pkgs, path)
+			}
+			if own {
+				dirs = append(dirs, dir)
+			}
+		case "F", "E":
+			f, err := strconv.Unquote(rest)
+			if err != nil {
+				return nil, nil, nil, nil, bad(line)
+			}
+			if !own {
+				continue
+			}
+			files = append(files, filepath.Join(dir, f))
+			if kind == "E" {
+				for d := filepath.Dir(filepath.Join(dir, f)); d != dir && strings.HasPrefix(d, dir+string(filepath.Separator)); d = filepath.Dir(d) {
+					embedDirs = append(embedDirs, d)
+				}
+			}
+		default:
+			return nil, nil, nil, nil, bad(line)
 		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, nil, nil, nil, wrap("go list output", err)
 	}
 	for _, f := range []string{"go.mod", "go.sum", "magefile.go"} {
 		files = append(files, filepath.Join(root, f))
@@ -427,27 +484,39 @@ func sources(root string) (pkgs, files, dirs, embedDirs []string, err error) {
 	return pkgs, slices.Compact(files), slices.Compact(dirs), slices.Compact(embedDirs), nil
 }
 
+// unquoteNext reads the quoted string s begins with and returns it and
+// what follows it, without the space between.
+func unquoteNext(s string) (string, string, error) {
+	q, err := strconv.QuotedPrefix(s)
+	if err != nil {
+		return "", "", err
+	}
+	v, err := strconv.Unquote(q)
+	return v, strings.TrimPrefix(s[len(q):], " "), err
+}
+
 // sourceSum hashes what decides the compiled binary: the Go toolchain and
 // build environment, the names of the Go files of each package folder and
 // of every entry of each embedded folder, and the content of each file.
 func sourceSum(root string, files, dirs, embedDirs []string) (string, error) {
 	h := sha256.New()
-	fmt.Fprintf(h, "magerun-v3\n%s\n%s/%s\n", root, runtime.GOOS, runtime.GOARCH)
+	line := func(parts ...string) { io.WriteString(h, strings.Join(parts, " ")+"\n") }
+	line("magerun-v4", root, runtime.GOOS+"/"+runtime.GOARCH)
 	for _, k := range []string{"GOFLAGS", "GOOS", "GOARCH", "CGO_ENABLED", "GOTOOLCHAIN", "GOEXPERIMENT", "GOWORK", "MAGEFILE_GOCMD"} {
-		fmt.Fprintf(h, "%s=%s\n", k, os.Getenv(k))
+		line(k + "=" + os.Getenv(k))
 	}
 	// `go run mage.go` built this program with the toolchain mage will
 	// compile the targets with.
-	fmt.Fprintf(h, "%s\n", runtime.Version())
+	line(runtime.Version())
 	for _, d := range dirs {
 		entries, err := os.ReadDir(d)
 		if err != nil {
 			return "", err
 		}
-		fmt.Fprintf(h, "dir %s\n", d)
+		line("dir", d)
 		for _, e := range entries {
 			if strings.HasSuffix(e.Name(), ".go") {
-				fmt.Fprintf(h, "  %s\n", e.Name())
+				line(" ", e.Name())
 			}
 		}
 	}
@@ -456,9 +525,9 @@ func sourceSum(root string, files, dirs, embedDirs []string) (string, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
-		fmt.Fprintf(h, "embedded %s\n", d)
+		line("embedded", d)
 		for _, e := range entries {
-			fmt.Fprintf(h, "  %s\n", e.Name())
+			line(" ", e.Name())
 		}
 	}
 	for _, f := range files {
@@ -466,10 +535,20 @@ func sourceSum(root string, files, dirs, embedDirs []string) (string, error) {
 		if err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return "", err
 		}
-		fmt.Fprintf(h, "file %s %d\n", f, len(b))
+		line("file", f, strconv.Itoa(len(b)))
 		h.Write(b)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hexString(h.Sum(nil)), nil
+}
+
+// hexString is b in lower-case hex (encoding/hex would bring fmt).
+func hexString(b []byte) string {
+	const digits = "0123456789abcdef"
+	out := make([]byte, 0, 2*len(b))
+	for _, c := range b {
+		out = append(out, digits[c>>4], digits[c&15])
+	}
+	return string(out)
 }
 
 // prune removes compiled binaries beyond the newest keepBinaries, never
@@ -507,5 +586,5 @@ func prune(cache, keep string) {
 
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(sum[:6])
+	return hexString(sum[:6])
 }

@@ -66,6 +66,22 @@ func EnsureProbe(ctx context.Context, api *client.Client) (string, error) {
 	})
 }
 
+// PrepareProbe builds the network probe's image when the catalog has a
+// network check and the engine lacks the image, so that deployAll builds
+// it while up waits for the services rather than when testAll needs it.
+// EnsureProbe after it finds the image (or waits for this build).
+func PrepareProbe(ctx context.Context, cat *catalog.Catalog, api *client.Client) error {
+	for _, s := range cat.All() {
+		for _, c := range s.Checks {
+			if c.Kind == catalog.CheckNetwork {
+				_, err := EnsureProbe(ctx, api)
+				return err
+			}
+		}
+	}
+	return nil
+}
+
 // ProjectNetwork finds the network the services of a compose project (or
 // swarm stack) share under the catalog's network name. Compose v1 and v2
 // name it "<project>_<network>" and label it; swarm names it

@@ -17,6 +17,17 @@ import (
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
+// PrepareTestAll builds what testAll will need and the engine may lack
+// (the network probe's image), for deployAll to run beside up.
+func (s *Stack) PrepareTestAll(ctx context.Context) error {
+	eng, err := s.engine(ctx)
+	if err != nil {
+		return err
+	}
+	defer eng.Close()
+	return check.PrepareProbe(ctx, s.Cat, eng.API)
+}
+
 // TestAll runs every check of the catalog against the running stack, prints
 // the table, writes the reports and records the result for promote's gate.
 func (s *Stack) TestAll(ctx context.Context) error {
