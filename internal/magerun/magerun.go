@@ -42,6 +42,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/maestro-platform/deploy/internal/gobuild"
 )
 
 // exePrefix names the binaries magerun keeps in mage's cache folder.
@@ -54,12 +56,6 @@ const keepBinaries = 4
 // mageMain is mage's command, built from the module's own requirements
 // (go.mod pins its version).
 const mageMain = "github.com/magefile/mage"
-
-// targetsLdflags are the linker flags of the compiled targets: no symbol
-// table or DWARF, which a deployment runner's user never reads and which
-// cost a cold first run seconds of linking. Stack traces keep their
-// function names and lines.
-const targetsLdflags = "-s -w"
 
 // compileGOGC is the compilers' garbage collection setting while the
 // targets compile: about a tenth less CPU than the default for a few
@@ -320,7 +316,7 @@ func compile(root string, pkgs []string, exe string, stderr io.Writer) error {
 	}
 	tmp := exe + ".tmp-" + strconv.Itoa(os.Getpid())
 	defer os.Remove(tmp)
-	cmd := goTool(root, "-ldflags", targetsLdflags, "-compile", tmp)
+	cmd := goTool(root, "-ldflags", gobuild.Ldflags, "-compile", tmp)
 	cmd.Path, cmd.Args[0] = filepath.Join(bin, "mage"), "mage"
 	if err := run(cmd, stderr); err != nil {
 		return wrap("compiling the targets with mage", err)
@@ -340,15 +336,12 @@ func run(cmd *exec.Cmd, stderr io.Writer) error {
 }
 
 // goTool returns the go command with args, run from the module root with
-// the targets' build settings: static (CGO_ENABLED=0) and -trimpath, as the
-// sample services' prebuilds and the helper images are built, so that the
-// standard library, most of a cold compile, is compiled once for all of
-// them. mage, started with the same environment, compiles the targets with
-// it too.
+// the build settings of every Go program the tool compiles (gobuild); mage,
+// started with the same environment, compiles the targets with them too.
 func goTool(root string, args ...string) *exec.Cmd {
 	cmd := exec.Command(goCmd(), args...)
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" -trimpath"), "GOGC="+compileGOGC)
+	cmd.Env = append(os.Environ(), gobuild.Static, "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" "+gobuild.Trimpath), "GOGC="+compileGOGC)
 	return cmd
 }
 

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/maestro-platform/deploy/internal/gobuild"
 	"github.com/maestro-platform/deploy/internal/testenv"
 )
 
@@ -93,12 +94,12 @@ func TestTargetsNeverStale(t *testing.T) {
 		t.Errorf("the targets were built with %v, want CGO_ENABLED=0 and -trimpath", settings)
 	}
 	// -trimpath leaves -ldflags out of the build information: the binary
-	// tells whether it was linked with targetsLdflags (no symbol table).
+	// tells whether it was linked with gobuild.Ldflags (no symbol table).
 	if f, err := elf.Open(first); err != nil {
 		t.Fatal(err)
 	} else if f.Section(".symtab") != nil || f.Section(".debug_info") != nil {
 		f.Close()
-		t.Errorf("the targets binary has a symbol table or DWARF: not linked with -ldflags=%q", targetsLdflags)
+		t.Errorf("the targets binary has a symbol table or DWARF: not linked with -ldflags=%q", gobuild.Ldflags)
 	} else {
 		f.Close()
 	}
@@ -232,7 +233,7 @@ func TestBootstrapStaysSmall(t *testing.T) {
 	}
 	for _, p := range strings.Fields(string(out)) {
 		switch {
-		case p == "command-line-arguments" || p == "github.com/maestro-platform/deploy/internal/magerun":
+		case p == "command-line-arguments" || p == "github.com/maestro-platform/deploy/internal/magerun" || p == "github.com/maestro-platform/deploy/internal/gobuild":
 		case p == "reflect" || p == "fmt" || p == "encoding/json":
 			t.Errorf("mage.go needs %s: seconds more of every first run, compiled for the bootstrap alone", p)
 		case !isStd[p] && !strings.HasPrefix(p, "vendor/"):

@@ -21,6 +21,8 @@ import (
 	"time"
 
 	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/internal/gobuild"
 )
 
 // GoImage describes a small Go program the runner ships to an engine as a
@@ -326,12 +328,12 @@ func (img GoImage) compile(ctx context.Context, arch string) ([]byte, error) {
 		}
 	}
 	bin := filepath.Join(tmp, "bin")
-	cmd := exec.CommandContext(ctx, goTool, "build", "-trimpath", "-ldflags=-s -w", "-o", bin, img.Package)
+	cmd := exec.CommandContext(ctx, goTool, "build", gobuild.Trimpath, "-ldflags="+gobuild.Ldflags, "-o", bin, img.Package)
 	cmd.Dir = dir
 	// Nothing from the caller's workspace, vendor folder or toolchain
 	// switching may apply to the throwaway module; its dependencies, if
 	// GoMod has any, come from the module cache or the module proxy.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch,
+	cmd.Env = append(os.Environ(), gobuild.Static, "GOOS=linux", "GOARCH="+arch,
 		"GOWORK=off", "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("go build %s: %w: %s", img.Name, err, strings.TrimSpace(string(out)))
