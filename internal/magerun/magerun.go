@@ -316,8 +316,7 @@ func compile(root string, pkgs []string, exe string, stderr io.Writer) error {
 	}
 	tmp := exe + ".tmp-" + strconv.Itoa(os.Getpid())
 	defer os.Remove(tmp)
-	cmd := goTool(root, "-ldflags", gobuild.Ldflags, "-compile", tmp)
-	cmd.Path, cmd.Args[0] = filepath.Join(bin, "mage"), "mage"
+	cmd := withSettings(exec.Command(filepath.Join(bin, "mage"), "-ldflags", gobuild.Ldflags, "-compile", tmp), root)
 	if err := run(cmd, stderr); err != nil {
 		return wrap("compiling the targets with mage", err)
 	}
@@ -339,7 +338,11 @@ func run(cmd *exec.Cmd, stderr io.Writer) error {
 // the build settings of every Go program the tool compiles (gobuild); mage,
 // started with the same environment, compiles the targets with them too.
 func goTool(root string, args ...string) *exec.Cmd {
-	cmd := exec.Command(goCmd(), args...)
+	return withSettings(exec.Command(goCmd(), args...), root)
+}
+
+// withSettings runs cmd from root with the build settings of goTool.
+func withSettings(cmd *exec.Cmd, root string) *exec.Cmd {
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), gobuild.Static, "GOFLAGS="+strings.TrimSpace(os.Getenv("GOFLAGS")+" "+gobuild.Trimpath), "GOGC="+compileGOGC)
 	return cmd
