@@ -548,7 +548,7 @@ func hexString(b []byte) string {
 }
 
 // prune removes compiled binaries beyond the newest keepBinaries, never
-// keep itself.
+// keep itself, and stamps of the format before this one.
 func prune(cache, keep string) {
 	matches, _ := filepath.Glob(filepath.Join(cache, exePrefix+"*"))
 	type bin struct {
@@ -565,7 +565,14 @@ func prune(cache, keep string) {
 			}
 			continue
 		}
-		if strings.Contains(filepath.Base(m), "stamp-") || m == keep {
+		if strings.Contains(filepath.Base(m), "stamp-") {
+			// Stamps of the JSON format before stampHeader are never read.
+			if strings.HasSuffix(m, ".json") {
+				_ = os.Remove(m)
+			}
+			continue
+		}
+		if m == keep {
 			continue
 		}
 		if fi, err := os.Stat(m); err == nil {

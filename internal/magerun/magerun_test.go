@@ -280,7 +280,8 @@ func TestRunsTargets(t *testing.T) {
 }
 
 // A compile killed halfway leaves its temporary binary; the next prune
-// removes it, and leaves the one of a compile still running.
+// removes it, and leaves the one of a compile still running. It removes
+// stamps of the old format, never a current one.
 func TestPruneRemovesDeadTemporaries(t *testing.T) {
 	cache := t.TempDir()
 	done := exec.Command("true")
@@ -294,7 +295,20 @@ func TestPruneRemovesDeadTemporaries(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	oldStamp := filepath.Join(cache, exePrefix+"stamp-abc.json")
+	stampNow := filepath.Join(cache, exePrefix+"stamp-abc")
+	for _, f := range []string{oldStamp, stampNow} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	prune(cache, filepath.Join(cache, exePrefix+"current"))
+	if _, err := os.Stat(oldStamp); !os.IsNotExist(err) {
+		t.Errorf("a stamp of the old JSON format is still there: %v", err)
+	}
+	if _, err := os.Stat(stampNow); err != nil {
+		t.Errorf("the current stamp was removed: %v", err)
+	}
 	if _, err := os.Stat(dead); !os.IsNotExist(err) {
 		t.Errorf("the temporary of a dead compile is still there: %v", err)
 	}
