@@ -116,7 +116,7 @@ func (before HostState) Diff(after HostState) []string {
 // tests.
 func Main(m *testing.M) int {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	before, err := ReadHost(ctx)
+	before, err := readSettled(ctx, ReadHost)
 	cancel()
 	if err != nil || os.Geteuid() != 0 {
 		if InCI() {
@@ -128,15 +128,76 @@ func Main(m *testing.M) int {
 	code := m.Run()
 	ctx, cancel = context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	after, err := ReadHost(ctx)
+	d, err := lastingDiff(ctx, before, ReadHost)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "testenv: reading the host's network state after the tests: %v\n", err)
 		return 1
 	}
-	if d := before.Diff(after); len(d) > 0 {
+	if len(d) > 0 {
 		fmt.Fprintf(os.Stderr, "FAIL: the tests changed this machine's own network, which they must never touch:\n  %s\n",
 			strings.Join(d, "\n  "))
 		return 1
 	}
 	return code
+}
+
+// The engine rewrites some of the host's rules by deleting and inserting
+// them again (libnetwork's EnsureJumpRule, for `-A FORWARD -j
+// DOCKER-ISOLATION-STAGE-1` and the like, whenever a network is created), so
+// one reading taken while a package beside this one creates a network can
+// miss a rule that is back a moment later. A change is the tests' only when
+// every reading shows it.
+const (
+	readings   = 5
+	readingGap = 300 * time.Millisecond
+)
+
+// readSettled reads the host until two readings in a row agree.
+func readSettled(ctx context.Context, read func(context.Context) (HostState, error)) (HostState, error) {
+	s, err := read(ctx)
+	for i := 1; i < readings && err == nil; i++ {
+		if err = pause(ctx); err != nil {
+			break
+		}
+		var next HostState
+		if next, err = read(ctx); err == nil && len(s.Diff(next)) == 0 {
+			return s, nil
+		}
+		s = next
+	}
+	return s, err
+}
+
+// lastingDiff is before.Diff(now), keeping only the lines that every one of
+// several readings shows.
+func lastingDiff(ctx context.Context, before HostState, read func(context.Context) (HostState, error)) ([]string, error) {
+	var lasting []string
+	for i := range readings {
+		if i > 0 {
+			if err := pause(ctx); err != nil {
+				return nil, err
+			}
+		}
+		now, err := read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		d := before.Diff(now)
+		if i > 0 {
+			d = slices.DeleteFunc(d, func(l string) bool { return !slices.Contains(lasting, l) })
+		}
+		if lasting = d; len(lasting) == 0 {
+			return nil, nil
+		}
+	}
+	return lasting, nil
+}
+
+func pause(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(readingGap):
+		return nil
+	}
 }
