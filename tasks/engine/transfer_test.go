@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"maps"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -30,9 +35,16 @@ func secondEngine(t *testing.T) *Engine {
 	return e
 }
 
+// One second host serves every transfer test: starting one is the
+// expensive part.
 func TestTransfer(t *testing.T) {
 	src := connect(t)
 	dst := secondEngine(t)
+	t.Run("images", func(t *testing.T) { testTransferImages(t, src, dst) })
+	t.Run("only missing layers", func(t *testing.T) { testTransferLayers(t, src, dst) })
+}
+
+func testTransferImages(t *testing.T, src, dst *Engine) {
 	ctx := buildCtx(t)
 	repo := uniqueRepo(t, src, "xfer")
 	dir := t.TempDir()
@@ -86,6 +98,115 @@ func TestTransfer(t *testing.T) {
 	}
 }
 
+// An image built on a base of over 100 MB the host already has sends its
+// own layer and not the base's, and the first transfer, of a compressible
+// layer, sends less than the layers' size. Should the host lack a layer
+// the archive leaves out (pruned meanwhile), the load is tried again with
+// every layer.
+func testTransferLayers(t *testing.T, src, dst *Engine) {
+	ctx := buildCtx(t)
+	repo := uniqueRepo(t, src, "layers")
+	t.Cleanup(func() { removeRepo(t, dst, repo) })
+	build := func(tag, dockerfile string, files map[string]string) string {
+		t.Helper()
+		dir := t.TempDir()
+		files["Dockerfile"] = dockerfile
+		writeFiles(t, dir, files)
+		if strings.Contains(dockerfile, "random.bin") {
+			if err := os.WriteFile(filepath.Join(dir, "random.bin"), randomBytes(tag), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		res, err := src.Build(ctx, []BuildSpec{{Service: tag, Context: dir, Repo: repo, Labels: fresh(repo+tag, nil)}}, BuildOptions{StateDir: t.TempDir()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ref := repo + ":" + tag
+		if _, err := src.API.ImageTag(ctx, client.ImageTagOptions{Source: res[0].ImageID, Target: ref}); err != nil {
+			t.Fatal(err)
+		}
+		return ref
+	}
+	// The base: 100 MB that do not compress, and 20 MB that do.
+	base := build("base", "FROM scratch\nCOPY random.bin /random.bin\nCOPY text.txt /text.txt\n",
+		map[string]string{"text.txt": strings.Repeat("the same line of text, again and again\n", 20<<20/39)})
+	app := func(version string) string {
+		return build(version, "FROM "+base+"\nCOPY version.txt /version.txt\n", map[string]string{"version.txt": version})
+	}
+
+	var out bytes.Buffer
+	v1 := app("v1")
+	rep, err := Transfer(ctx, src, dst, []string{v1}, ui.Plain(&out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LayersSent != 3 || rep.LayersSkipped != 0 || rep.LayerBytes < 120<<20 || rep.Bytes >= rep.LayerBytes {
+		t.Errorf("first transfer: %+v; want 3 layers of over 120 MB, compressed to less", rep)
+	}
+
+	v2 := app("v2")
+	out.Reset()
+	rep, err = Transfer(ctx, src, dst, []string{v2}, ui.Plain(&out))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.LayersSent != 1 || rep.LayersSkipped != 2 || rep.SkippedBytes < 120<<20 || rep.Bytes > 2<<20 {
+		t.Errorf("a changed top layer: %+v; want 1 layer sent, 2 skipped, at most 2 MB on the wire", rep)
+	}
+	if !strings.Contains(out.String(), "1 new layer(s)") || !strings.Contains(out.String(), "2 layer(s) already there, 12") {
+		t.Errorf("the output does not say what was sent and skipped:\n%s", out.String())
+	}
+	sameLayers(ctx, t, src, dst, v2)
+
+	// The host lost the base after the question: the archive without it
+	// fails to load, and the transfer sends every layer instead.
+	v3 := app("v3")
+	plan, err := planLayers(ctx, src, dst, []string{v3})
+	if err != nil || len(plan.skip) != 2 {
+		t.Fatalf("plan: %+v, %v", plan, err)
+	}
+	planFor = func(context.Context, *Engine, *Engine, []string) (layerPlan, error) {
+		wrong := layerPlan{layers: plan.layers, skip: maps.Clone(plan.layers)}
+		return wrong, nil
+	}
+	t.Cleanup(func() { planFor = planLayers })
+	out.Reset()
+	rep, err = Transfer(ctx, src, dst, []string{v3}, ui.Plain(&out))
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out.String())
+	}
+	if !strings.Contains(out.String(), "sending every layer") || rep.LayersSent != 3 {
+		t.Errorf("no second load with every layer: %+v\n%s", rep, out.String())
+	}
+	sameLayers(ctx, t, src, dst, v3)
+}
+
+// randomBytes are 100 MB that do not compress, the same for the same seed.
+func randomBytes(seed string) []byte {
+	var s [32]byte
+	copy(s[:], seed)
+	b := make([]byte, 100<<20)
+	rand.NewChaCha8(s).Read(b)
+	return b
+}
+
+// sameLayers checks that ref has the same image ID and layers on dst as on
+// src.
+func sameLayers(ctx context.Context, t *testing.T, src, dst *Engine, ref string) {
+	t.Helper()
+	a, err := src.API.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := dst.API.ImageInspect(ctx, ref)
+	if err != nil {
+		t.Fatalf("%s on the second host: %v", ref, err)
+	}
+	if a.ID != b.ID || !slices.Equal(a.RootFS.Layers, b.RootFS.Layers) {
+		t.Errorf("%s: %s %v on the source, %s %v on the second host", ref, a.ID, a.RootFS.Layers, b.ID, b.RootFS.Layers)
+	}
+}
+
 // The bytes a transfer has streamed, and the rate, show while it runs: the
 // save stream here stops half-way until the test has seen the progress
 // line that moving the clock on prints.
@@ -96,8 +217,9 @@ func TestTransferProgress(t *testing.T) {
 	p.SetClock(clk)
 	a := p.Start("images", "sending example/a:1 to ssh://demo")
 	pr, pw := io.Pipe()
-	cr := &countingReader{r: pr}
-	a.ProgressFunc(func(elapsed time.Duration) string { return rate(cr.n.Load(), elapsed) })
+	var sent int64
+	cr := &countingReader{r: pr, n: &sent}
+	a.ProgressFunc(func(elapsed time.Duration) string { return rate(atomic.LoadInt64(&sent), elapsed) })
 	go func() {
 		pw.Write(make([]byte, 1_500_000))
 		pw.Write(make([]byte, 500_000))
@@ -116,10 +238,10 @@ func TestTransferProgress(t *testing.T) {
 	if want := "after 20s: 1.5 MB sent, 75.0 kB/s\n"; !strings.HasSuffix(out.String(), want) {
 		t.Errorf("got\n%s\nwant it to end with\n%s", out.String(), want)
 	}
-	if n, err := io.Copy(io.Discard, cr); n != 500_000 || err != nil || cr.n.Load() != 2_000_000 {
-		t.Errorf("rest: %d, %v; counted %d", n, err, cr.n.Load())
+	if n, err := io.Copy(io.Discard, cr); n != 500_000 || err != nil || atomic.LoadInt64(&sent) != 2_000_000 {
+		t.Errorf("rest: %d, %v; counted %d", n, err, atomic.LoadInt64(&sent))
 	}
-	a.Done(ui.OK, "sent 1 image(s), %s", ui.Bytes(cr.n.Load()))
+	a.Done(ui.OK, "sent 1 image(s), %s", ui.Bytes(atomic.LoadInt64(&sent)))
 	if !strings.HasSuffix(out.String(), "✔ images                   sent 1 image(s), 2.0 MB\n") {
 		t.Errorf("output:\n%s", out.String())
 	}

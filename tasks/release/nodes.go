@@ -351,31 +351,43 @@ func resolve(ctx context.Context, host string) []string {
 
 // transfer makes every ref exist on every reached node of the swarm (on
 // the target's engine alone for any other environment), sending each node
-// only what it lacks. The report it returns sums the nodes: Sent are the
-// refs sent to at least one node, Present those no node lacked, Bytes the
-// bytes sent to all of them.
+// only the layers it lacks, the nodes at the same time. The report it
+// returns sums the nodes: Sent are the refs sent to at least one node,
+// Present those no node lacked, and the byte and layer counts are those of
+// all of them.
 func (s *swarmNodes) transfer(ctx context.Context, local, host *engine.Engine, refs []string, p *ui.Printer) (*engine.TransferReport, error) {
 	if s == nil {
 		return engine.Transfer(ctx, local, host, refs, p)
 	}
+	var nodes []*Node
+	for _, n := range s.rep.Nodes {
+		if s.conns[n.ID] != nil { // nil: skipped
+			nodes = append(nodes, n)
+		}
+	}
+	errs := make([]error, len(nodes))
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Go(func() {
+			n.Transfer, errs[i] = engine.Transfer(ctx, local, s.conns[n.ID].eng, refs, p)
+		})
+	}
+	wg.Wait()
 	sum := &engine.TransferReport{}
 	sent := map[string]bool{}
 	var per []string
-	for _, n := range s.rep.Nodes {
-		c := s.conns[n.ID]
-		if c == nil {
-			continue // skipped
+	for i, n := range nodes {
+		if errs[i] != nil {
+			return sum, fmt.Errorf("node %s: %w", n.Name(), errs[i])
 		}
-		rep, err := engine.Transfer(ctx, local, c.eng, refs, p)
-		n.Transfer = rep
-		if rep != nil {
-			sum.Bytes += rep.Bytes
-			for _, r := range rep.Sent {
-				sent[r] = true
-			}
-		}
-		if err != nil {
-			return sum, fmt.Errorf("node %s: %w", n.Name(), err)
+		rep := n.Transfer
+		sum.Bytes += rep.Bytes
+		sum.LayersSent += rep.LayersSent
+		sum.LayerBytes += rep.LayerBytes
+		sum.LayersSkipped += rep.LayersSkipped
+		sum.SkippedBytes += rep.SkippedBytes
+		for _, r := range rep.Sent {
+			sent[r] = true
 		}
 		per = append(per, fmt.Sprintf("%s %s", n.Name(), ui.Bytes(rep.Bytes)))
 	}

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"math/rand/v2"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -391,6 +393,69 @@ func TestMultinodeSwarm(t *testing.T) {
 		}
 		f.checksGreen(ctx, t)
 	})
+
+	t.Run("a changed top layer on a base of 100 MB: each node is sent that layer alone", func(t *testing.T) {
+		qf, _ := f.cat.Service("quality-fabric")
+		base := f.buildOn(ctx, t, f.project+"/bigbase", f.cat.ImageRef(qf), "random.bin", string(randomBytes("base"))).Ref
+		var id string
+		promote := func(version string) *release.Result {
+			t.Helper()
+			id = f.buildOn(ctx, t, f.cat.ImageRepo(qf), base, "version.txt", version).ImageID
+			f.passTestAll(ctx, t)
+			res, err := release.Promote(ctx, f.cat, f.opts("mn"))
+			if err != nil {
+				t.Fatalf("promote: %v\n%s", err, f.out.String())
+			}
+			return res
+		}
+		res := promote("a")
+		for _, n := range res.Swarm.Nodes {
+			if n.Transfer == nil || n.Transfer.LayerBytes < 100<<20 {
+				t.Errorf("first promote on the base: node %s was sent %+v, want the base's 100 MB", f.nameOf[n.ID], n.Transfer)
+			}
+		}
+		res = promote("b")
+		for _, n := range res.Swarm.Nodes {
+			tr := n.Transfer
+			if tr == nil || tr.LayersSent != 1 || tr.LayersSkipped < 2 || tr.SkippedBytes < 100<<20 || tr.Bytes > 2<<20 {
+				t.Errorf("node %s was sent %+v, want one layer, at most 2 MB, the base's left out", f.nameOf[n.ID], tr)
+				continue
+			}
+			t.Logf("FIGURE changed top layer on a 100 MB base: %s sent %d bytes, %d layer(s) of %d bytes left out",
+				f.nameOf[n.ID], tr.Bytes, tr.LayersSkipped, tr.SkippedBytes)
+		}
+		if !strings.Contains(f.out.String(), "1 new layer(s)") || !strings.Contains(f.out.String(), "already there") {
+			t.Errorf("the output does not say what was sent and left out:\n%s", f.out.String())
+		}
+		f.runsImage(ctx, t, "quality-fabric", id)
+		f.checksGreen(ctx, t)
+	})
+}
+
+// buildOn builds an image of repo FROM from with one more file, name with
+// content (repo's latest tag names it too).
+func (f *mnFixture) buildOn(ctx context.Context, t *testing.T, repo, from, name, content string) engine.BuildResult {
+	t.Helper()
+	dir := t.TempDir()
+	for file, body := range map[string]string{"Dockerfile": "FROM " + from + "\nCOPY " + name + " /" + name + "\n", name: content} {
+		if err := os.WriteFile(filepath.Join(dir, file), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	res, err := f.local.Build(ctx, []engine.BuildSpec{{Service: path.Base(repo), Context: dir, Repo: repo}}, engine.BuildOptions{StateDir: f.state})
+	if err != nil {
+		t.Fatalf("build on %s: %v", from, err)
+	}
+	return res[0]
+}
+
+// randomBytes are 100 MB that do not compress, the same for the same seed.
+func randomBytes(seed string) []byte {
+	var s [32]byte
+	copy(s[:], seed)
+	b := make([]byte, 100<<20)
+	rand.NewChaCha8(s).Read(b)
+	return b
 }
 
 func mnSetup(t *testing.T, sw *testenv.Swarm) *mnFixture {
