@@ -116,7 +116,7 @@ func Transfer(ctx context.Context, src, dst *Engine, refs []string, p *ui.Printe
 		rep.Sent = append(rep.Sent, ref)
 	}
 	ok = true
-	a.Done(ui.OK, "sent %d image(s) in %s: %s", len(rep.Sent), ui.Seconds(time.Since(t0)), rep.layers())
+	a.Done(ui.OK, "sent %d image(s) to %s in %s: %s", len(rep.Sent), dst.Host, ui.Seconds(time.Since(t0)), rep.layers())
 	return rep, nil
 }
 
@@ -190,9 +190,10 @@ func (e *Engine) diffIDs(ctx context.Context, ref string) ([]digest.Digest, erro
 
 // layerChains are the chain IDs of every layer the engine's images use: a
 // layer the engine has is a layer of one of its images, for it removes the
-// others with the last image using them.
+// others with the last image using them. The top-level images are enough:
+// a build's intermediate images only share their layers.
 func (e *Engine) layerChains(ctx context.Context) (map[digest.Digest]bool, error) {
-	list, err := e.API.ImageList(ctx, client.ImageListOptions{All: true})
+	list, err := e.API.ImageList(ctx, client.ImageListOptions{})
 	if err != nil {
 		return nil, err
 	}
