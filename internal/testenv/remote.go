@@ -71,6 +71,26 @@ func (r *Remote) SSHFlags() []string {
 		"-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-i", r.Identity}
 }
 
+// SSHChannels counts, by type, the channels clients have opened on this
+// host's sshd so far ("session": a remote command or shell, each a process
+// on the host; "direct-streamlocal@openssh.com": a connection to a unix
+// socket forwarded with ssh -L), from its log. A test takes the difference
+// of two counts around what it measures.
+func (r *Remote) SSHChannels(t testing.TB) map[string]int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(r.Root, "sshd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if _, rest, ok := strings.Cut(l, "server_input_channel_open: ctype "); ok {
+			n[strings.Fields(rest)[0]]++
+		}
+	}
+	return n
+}
+
 var remoteSeq atomic.Int64
 
 // StartRemote starts a second Docker host and returns it; t.Cleanup stops
@@ -332,6 +352,8 @@ func (h *remoteHost) sshd(ctx context.Context) error {
 		"-o", "AuthorizedKeysFile="+auth, "-o", "PermitRootLogin=prohibit-password",
 		"-o", "PasswordAuthentication=no", "-o", "KbdInteractiveAuthentication=no",
 		"-o", "UsePAM=no", "-o", "StrictModes=no",
+		// DEBUG1 logs every channel a client opens (SSHChannels counts them).
+		"-o", "LogLevel=DEBUG1",
 		"-o", "SetEnv=DOCKER_HOST="+h.Socket)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary killed by its timeout takes the host with it.

@@ -8,6 +8,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -38,6 +39,7 @@ type Engine struct {
 
 type options struct {
 	sshFlags    []string
+	socket      string
 	pingTimeout time.Duration
 	tls         *tlsFiles
 }
@@ -52,6 +54,14 @@ type Option func(*options)
 // "-i", "/path/key". Each element is one ssh argument.
 func WithSSHFlags(flags []string) Option {
 	return func(o *options) { o.sshFlags = append(o.sshFlags, flags...) }
+}
+
+// WithForwardedSocket reaches an ssh:// host's engine through a local unix
+// socket the caller forwards to it over an ssh connection it holds (ssh -L),
+// instead of a `docker system dial-stdio` process per API connection. The
+// host keeps its ssh:// name in messages.
+func WithForwardedSocket(path string) Option {
+	return func(o *options) { o.socket = path }
 }
 
 // WithTLS makes Connect reach a tcp:// host over TLS, with mutual
@@ -92,6 +102,13 @@ func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) 
 	}
 	var copts []client.Opt
 	switch {
+	case strings.HasPrefix(host, "ssh://") && o.socket != "":
+		sock := o.socket
+		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}
+		copts = append(copts, client.WithHost("http://docker"), client.WithDialContext(dial), client.WithAPIVersionFromEnv())
 	case strings.HasPrefix(host, "ssh://"):
 		h, err := connhelper.GetConnectionHelperWithSSHOpts(host, o.sshFlags)
 		if err != nil {

@@ -305,10 +305,11 @@ func (t *target) reachNode(ctx context.Context, host string) (*engine.Engine, *s
 		_ = s.Close()
 		return nil, nil, swarm.Info{}, err
 	}
-	if err := checkHostKey(ctx, t.cat, &nenv, s.flags); err != nil {
+	remote, err := checkHostKey(ctx, t.cat, &nenv, s.flags)
+	if err != nil {
 		return fail(err)
 	}
-	eng, err := engine.Connect(ctx, host, engine.WithSSHFlags(s.flags), engine.WithPingTimeout(30*time.Second))
+	eng, _, err := s.connectEngine(ctx, remote)
 	if err != nil {
 		return fail(err)
 	}

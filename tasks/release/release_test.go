@@ -479,8 +479,9 @@ func TestPromote(t *testing.T) {
 		t.FailNow()
 	}
 
-	t.Run("unchanged promote replaces nothing, sends nothing, fails no request", func(t *testing.T) {
+	t.Run("unchanged promote replaces nothing, sends nothing, fails no request, over one ssh connection", func(t *testing.T) {
 		before := f.containers(ctx, t)
+		channels := f.r.SSHChannels(t)
 		var res *release.Result
 		st := f.load(t, f.published(), func() {
 			var err error
@@ -489,6 +490,15 @@ func TestPromote(t *testing.T) {
 			}
 		})
 		testenv.NoFailures(t, "unchanged promote", st)
+		// One remote command (where the engine listens); every API
+		// connection a forwarded channel of the same ssh connection, with
+		// no process on the host.
+		after := f.r.SSHChannels(t)
+		sessions, forwarded := after["session"]-channels["session"], after["direct-streamlocal@openssh.com"]-channels["direct-streamlocal@openssh.com"]
+		if sessions > 1 || forwarded == 0 || !strings.Contains(f.out.String(), "engine socket forwarded over one ssh connection") {
+			t.Errorf("ssh sessions %d (want 1), forwarded connections %d (want some):\n%s", sessions, forwarded, f.out.String())
+		}
+		t.Logf("FIGURE unchanged promote: %d ssh session(s), %d API connection(s) over the forwarded socket", sessions, forwarded)
 		second = res.Release
 		if len(res.Transfer.Sent) != 0 || res.Transfer.Bytes != 0 || len(res.Transfer.Present) != 3 {
 			t.Fatalf("transfer %+v, want nothing sent and 3 present", res.Transfer)

@@ -10,11 +10,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
 	"github.com/docker/cli/cli/connhelper"
+
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // sshTimeout bounds the host key preflight.
@@ -133,47 +137,71 @@ func sshTarget(host string) (args []string, display string, err error) {
 	return append(args, "--", u.Hostname()), display, nil
 }
 
-// checkHostKey connects once with the environment's ssh options and runs
-// `docker version` there, so that a wrong or unknown host key, a refused
-// login or a missing docker is reported plainly before anything is sent.
-func checkHostKey(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment, flags []string) error {
+// endpointCmd asks the host's docker CLI where its engine listens: the
+// endpoint of its current context, DOCKER_HOST included, as `docker system
+// dial-stdio` would reach it. A fixed command: nothing from the catalog
+// reaches the remote shell.
+var endpointCmd = []string{"docker", "context", "inspect", "--format", "'{{.Endpoints.docker.Host}}'"}
+
+// unixEndpoint is an engine socket path as endpointCmd prints it; anything
+// else (a tcp:// engine, a context of another kind, stray output) is not
+// forwarded.
+var unixEndpoint = regexp.MustCompile(`^unix://(/[A-Za-z0-9._/+@-]+)$`)
+
+// checkHostKey connects once with the environment's ssh options and asks
+// the docker CLI there for its engine's socket, so that a wrong or unknown
+// host key, a refused login or a missing docker is reported plainly before
+// anything is sent. That ssh stays as the connection master (flags hold
+// ControlMaster=auto) which the engine's socket is then forwarded over. It
+// returns the socket's path, or "" when the engine is not on a unix socket
+// there.
+func checkHostKey(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment, flags []string) (string, error) {
 	target, display, err := sshTarget(env.Host)
 	if err != nil {
-		return err
+		return "", err
 	}
 	kh := knownHostsFile(cat, env)
 	if _, err := os.Stat(kh); err != nil {
-		return fmt.Errorf("environment %s: known_hosts file %s: %w; host keys are always checked: add the host's key there "+
+		return "", fmt.Errorf("environment %s: known_hosts file %s: %w; host keys are always checked: add the host's key there "+
 			"(after checking its fingerprint) or set known_hosts in [environments.%s]", env.Name, kh, err, env.Name)
 	}
 	ctx, cancel := context.WithTimeout(ctx, sshTimeout)
 	defer cancel()
-	args := append(append([]string(nil), flags...), target...)
-	// A fixed remote command: nothing from the catalog reaches the remote shell.
-	args = append(args, "docker", "version", "--format", "'{{.Server.Version}}'")
+	args := append(append(append([]string(nil), flags...), target...), endpointCmd...)
 	cmd := exec.CommandContext(ctx, "ssh", args...)
 	// Files, not pipes: this ssh may leave a connection master behind
 	// (ControlPersist), and a pipe it inherited would keep Wait waiting.
+	outf, err := os.CreateTemp("", "maestro-ssh-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(outf.Name())
+	defer outf.Close()
 	errf, err := os.CreateTemp("", "maestro-ssh-")
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer os.Remove(errf.Name())
 	defer errf.Close()
-	cmd.Stderr = errf
+	cmd.Stdout, cmd.Stderr = outf, errf
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
 		b, _ := os.ReadFile(errf.Name())
 		msg := string(b)
 		if hk := classifyHostKey(msg, display, kh); hk != nil {
-			return hk
+			return "", hk
 		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("ssh %s: no answer within %s", display, sshTimeout)
+			return "", fmt.Errorf("ssh %s: no answer within %s", display, sshTimeout)
 		}
-		return fmt.Errorf("ssh %s: `docker version` there failed: %v: %s", display, err, lastLine(msg))
+		return "", fmt.Errorf("ssh %s: `docker context inspect` there failed (is docker installed for that user?): %v: %s",
+			display, err, ui.Clean(lastLine(msg)))
 	}
-	return nil
+	out, _ := os.ReadFile(outf.Name())
+	if m := unixEndpoint.FindStringSubmatch(strings.TrimSpace(string(out))); m != nil {
+		return m[1], nil
+	}
+	return "", nil
 }
 
 // classifyHostKey recognises ssh's host key refusals in its stderr.
@@ -208,6 +236,9 @@ type sshSession struct {
 	dir   string
 	flags []string
 	host  string
+	// socket is the host's engine socket forwarded here, once
+	// connectEngine has done so ("" before, or when it could not).
+	socket string
 }
 
 func newSSHSession(cat *catalog.Catalog, env *catalog.Environment) (*sshSession, error) {
@@ -218,6 +249,60 @@ func newSSHSession(cat *catalog.Catalog, env *catalog.Environment) (*sshSession,
 	flags := append(SSHFlags(cat, env),
 		"-o", "ControlMaster=auto", "-o", sshPathOption("ControlPath", filepath.Join(dir, "cm")), "-o", "ControlPersist=60")
 	return &sshSession{dir: dir, flags: flags, host: env.Host}, nil
+}
+
+// forward makes the engine socket remote, on the host, reachable at a
+// local socket in the session's private folder, over the connection master
+// (ssh -O forward -L): every API connection is then a channel of the one
+// ssh connection, with no process started on the host for it. It returns
+// the local socket's path.
+func (s *sshSession) forward(ctx context.Context, remote string) (string, error) {
+	target, _, err := sshTarget(s.host)
+	if err != nil {
+		return "", err
+	}
+	local := filepath.Join(s.dir, "engine.sock")
+	// Without ClearAllForwardings (ssh keeps the first value it reads of an
+	// option): that one forwarding is the point of this command.
+	var flags []string
+	for i := 0; i < len(s.flags); i++ {
+		if s.flags[i] == "-o" && i+1 < len(s.flags) && strings.HasPrefix(s.flags[i+1], "ClearAllForwardings=") {
+			i++
+			continue
+		}
+		flags = append(flags, s.flags[i])
+	}
+	ctx, cancel := context.WithTimeout(ctx, sshTimeout)
+	defer cancel()
+	args := append(append(flags, "-O", "forward", "-L", local+":"+remote), target...)
+	cmd := exec.CommandContext(ctx, "ssh", args...)
+	cmd.WaitDelay = 5 * time.Second
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("ssh -O forward: %v: %s", err, ui.Clean(lastLine(string(out))))
+	}
+	return local, nil
+}
+
+// connectEngine connects to the engine of the session's host: through its
+// socket forwarded over the connection master when checkHostKey found one,
+// else (an engine not on a unix socket, a host that refuses to forward
+// one) with a `docker system dial-stdio` per API connection. It says which
+// in how.
+func (s *sshSession) connectEngine(ctx context.Context, remote string) (eng *engine.Engine, how string, err error) {
+	opts := []engine.Option{engine.WithSSHFlags(s.flags), engine.WithPingTimeout(30 * time.Second)}
+	how = "dial-stdio per API connection"
+	if remote != "" {
+		local, ferr := s.forward(ctx, remote)
+		if ferr == nil {
+			if eng, ferr = engine.Connect(ctx, s.host, append(opts, engine.WithForwardedSocket(local))...); ferr == nil {
+				s.socket = local
+				return eng, "engine socket forwarded over one ssh connection", nil
+			}
+		}
+		how = fmt.Sprintf("dial-stdio per API connection: forwarding %s failed: %v", remote, firstLine(ferr))
+	}
+	eng, err = engine.Connect(ctx, s.host, opts...)
+	return eng, how, err
 }
 
 // Close ends the connection master and removes the folder.
@@ -233,14 +318,15 @@ func (s *sshSession) Close() error {
 }
 
 // tunnel is a local unix socket that serves the Docker API of a remote
-// engine, reached through `ssh ... docker system dial-stdio` with the
-// environment's ssh options. The compose CLI and `docker stack deploy` are
-// pointed at it so that they never do ssh on their own: compose v1's
-// paramiko accepts an unknown host key with a mere warning.
+// engine, for the compose CLI and `docker stack deploy`, so that they never
+// do ssh on their own: compose v1's paramiko accepts an unknown host key
+// with a mere warning. Its connections to the host go through the engine
+// socket forwarded over the session's one ssh connection, or, where that
+// could not be done, through `ssh ... docker system dial-stdio`.
 //
 // It forwards HTTP requests, not bytes: compose v1 opens dozens of short
-// connections, and each new ssh channel starts a docker process on the
-// host; requests ride a few kept-alive channels instead. Upgraded
+// connections, and each new dial-stdio channel starts a docker process on
+// the host; requests ride a few kept-alive connections instead. Upgraded
 // connections (attach, exec) are passed through as they are.
 type tunnel struct {
 	// Host is the DOCKER_HOST value to give the tools: unix:///...
@@ -251,19 +337,29 @@ type tunnel struct {
 }
 
 func startTunnel(s *sshSession) (*tunnel, error) {
-	h, err := connhelper.GetConnectionHelperWithSSHOpts(s.host, s.flags)
-	if err != nil {
-		return nil, fmt.Errorf("docker host %s: %w", s.host, err)
-	}
-	if h == nil {
-		return nil, fmt.Errorf("docker host %s: not an ssh host", s.host)
+	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	if s.socket != "" {
+		fwd := s.socket
+		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", fwd)
+		}
+	} else {
+		h, err := connhelper.GetConnectionHelperWithSSHOpts(s.host, s.flags)
+		if err != nil {
+			return nil, fmt.Errorf("docker host %s: %w", s.host, err)
+		}
+		if h == nil {
+			return nil, fmt.Errorf("docker host %s: not an ssh host", s.host)
+		}
+		dial = h.Dialer
 	}
 	sock := filepath.Join(s.dir, "docker.sock")
 	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return nil, fmt.Errorf("proxy socket: %w", err)
 	}
-	tr := &http.Transport{DialContext: h.Dialer, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute,
+	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 16, IdleConnTimeout: time.Minute,
 		DisableCompression: true}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(r *httputil.ProxyRequest) {

@@ -28,6 +28,9 @@ type target struct {
 	p   *ui.Printer
 	eng *engine.Engine
 	ssh *sshSession
+	// how says how the engine of an ssh host is reached (sshSession's
+	// connectEngine).
+	how string
 	// tunnel serves the remote engine's API on a local socket, for the
 	// CLIs (ssh hosts).
 	tunnel *tunnel
@@ -99,19 +102,24 @@ func connect(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment
 			return nil, err
 		}
 		t.ssh = s
-		if err := checkHostKey(ctx, cat, env, s.flags); err != nil {
+		remote, err := checkHostKey(ctx, cat, env, s.flags)
+		if err != nil {
 			t.Close()
 			return nil, err
 		}
 		p.Line(ui.OK, "ssh", "host key of %s matches %s", env.Host, knownHostsFile(cat, env))
-		opts = append(opts, engine.WithSSHFlags(s.flags), engine.WithPingTimeout(30*time.Second))
-	}
-	if env.TLS() {
-		opts = append(opts, engine.WithTLS(env.TLSCA, env.TLSCert, env.TLSKey))
-	}
-	if t.eng, err = engine.Connect(ctx, env.Host, opts...); err != nil {
-		t.Close()
-		return nil, err
+		if t.eng, t.how, err = s.connectEngine(ctx, remote); err != nil {
+			t.Close()
+			return nil, err
+		}
+	} else {
+		if env.TLS() {
+			opts = append(opts, engine.WithTLS(env.TLSCA, env.TLSCert, env.TLSKey))
+		}
+		if t.eng, err = engine.Connect(ctx, env.Host, opts...); err != nil {
+			t.Close()
+			return nil, err
+		}
 	}
 	if t.ssh != nil {
 		if t.tunnel, err = startTunnel(t.ssh); err != nil {
@@ -155,7 +163,11 @@ func connect(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment
 		}
 		t.rt = &runtime.Compose{Engine: t.eng, CLI: cli, Env: t.cliEnv, Isolated: true, Proxy: traffic}
 	}
-	p.Line(ui.OK, "connect", "%s answers (%s)", t.eng.Host, ui.Seconds(time.Since(t0)))
+	if t.how != "" {
+		p.Line(ui.OK, "connect", "%s answers (%s; %s)", t.eng.Host, ui.Seconds(time.Since(t0)), t.how)
+	} else {
+		p.Line(ui.OK, "connect", "%s answers (%s)", t.eng.Host, ui.Seconds(time.Since(t0)))
+	}
 	return t, nil
 }
 
