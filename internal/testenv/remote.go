@@ -62,6 +62,9 @@ type RemoteOptions struct {
 	// servers the host's engine gives its containers (dockerd --dns):
 	// the host's resolvers, for tests of what reaches them.
 	DNS func(gateway string) ([]string, error)
+	// SSHD are more sshd options (-o values), e.g.
+	// "AllowStreamLocalForwarding=no" for a host that forwards no socket.
+	SSHD []string
 }
 
 // SSHFlags are the ssh options that reach this host with its key checked:
@@ -355,6 +358,9 @@ func (h *remoteHost) sshd(ctx context.Context) error {
 		// DEBUG1 logs every channel a client opens (SSHChannels counts them).
 		"-o", "LogLevel=DEBUG1",
 		"-o", "SetEnv=DOCKER_HOST="+h.Socket)
+	for _, o := range h.opts.SSHD {
+		cmd.Args = append(cmd.Args, "-o", o)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Pdeathsig: a test binary killed by its timeout takes the host with it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
