@@ -5,7 +5,6 @@ import (
 	"context"
 	"io"
 	"maps"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -113,7 +112,7 @@ func testTransferLayers(t *testing.T, src, dst *Engine) {
 		files["Dockerfile"] = dockerfile
 		writeFiles(t, dir, files)
 		if strings.Contains(dockerfile, "random.bin") {
-			if err := os.WriteFile(filepath.Join(dir, "random.bin"), randomBytes(tag), 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(dir, "random.bin"), testenv.Incompressible(tag, 100<<20), 0o644); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -179,15 +178,6 @@ func testTransferLayers(t *testing.T, src, dst *Engine) {
 		t.Errorf("no second load with every layer: %+v\n%s", rep, out.String())
 	}
 	sameLayers(ctx, t, src, dst, v3)
-}
-
-// randomBytes are 100 MB that do not compress, the same for the same seed.
-func randomBytes(seed string) []byte {
-	var s [32]byte
-	copy(s[:], seed)
-	b := make([]byte, 100<<20)
-	rand.NewChaCha8(s).Read(b)
-	return b
 }
 
 // sameLayers checks that ref has the same image ID and layers on dst as on

@@ -8,7 +8,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path"
@@ -396,7 +395,7 @@ func TestMultinodeSwarm(t *testing.T) {
 
 	t.Run("a changed top layer on a base of 100 MB: each node is sent that layer alone", func(t *testing.T) {
 		qf, _ := f.cat.Service("quality-fabric")
-		base := f.buildOn(ctx, t, f.project+"/bigbase", f.cat.ImageRef(qf), "random.bin", string(randomBytes("base"))).Ref
+		base := f.buildOn(ctx, t, f.project+"/bigbase", f.cat.ImageRef(qf), "random.bin", string(testenv.Incompressible("base", 100<<20))).Ref
 		var id string
 		promote := func(version string) *release.Result {
 			t.Helper()
@@ -447,15 +446,6 @@ func (f *mnFixture) buildOn(ctx context.Context, t *testing.T, repo, from, name,
 		t.Fatalf("build on %s: %v", from, err)
 	}
 	return res[0]
-}
-
-// randomBytes are 100 MB that do not compress, the same for the same seed.
-func randomBytes(seed string) []byte {
-	var s [32]byte
-	copy(s[:], seed)
-	b := make([]byte, 100<<20)
-	rand.NewChaCha8(s).Read(b)
-	return b
 }
 
 func mnSetup(t *testing.T, sw *testenv.Swarm) *mnFixture {
