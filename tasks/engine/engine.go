@@ -86,7 +86,8 @@ func WithPingTimeout(d time.Duration) Option {
 // an API version. host is "" for DOCKER_HOST (or the default socket),
 // ssh://user@host[:port], unix:///path or tcp://host:port. ssh:// runs the
 // local ssh client with `docker system dial-stdio` on the remote host, so
-// the usual ssh configuration, agent and known_hosts apply. tcp:// is plain
+// the usual ssh configuration, agent and known_hosts apply (or dials the
+// socket WithForwardedSocket names). tcp:// is plain
 // text unless WithTLS (or DOCKER_CERT_PATH) says otherwise.
 func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) {
 	o := options{pingTimeout: PingTimeout}

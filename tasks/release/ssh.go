@@ -53,7 +53,8 @@ func localPath(cat *catalog.Catalog, p, def string) string {
 // the system-wide file is not consulted), unknown or changed keys are
 // refused, and ssh never prompts. Nothing is forwarded to the host (not the
 // agent, not a port) and no local command runs: the link carries the
-// Docker API and nothing else. A link that goes silent for 15 s (three
+// Docker API and nothing else (the engine's socket, which sshSession's
+// forward alone asks the connection to forward here). A link that goes silent for 15 s (three
 // unanswered keepalives, 5 s apart) ends the connection, so a dropped
 // network fails a promote instead of hanging it.
 func SSHFlags(cat *catalog.Catalog, env *catalog.Environment) []string {
