@@ -343,13 +343,17 @@ func (h *remoteHost) sshd(ctx context.Context) error {
 	if err := os.MkdirAll("/run/sshd", 0o755); err != nil {
 		return err
 	}
-	logf, err := os.Create(filepath.Join(h.Root, "sshd.log"))
+	logPath := filepath.Join(h.Root, "sshd.log")
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
 	}
 	defer logf.Close()
 	sshd, _ := exec.LookPath("sshd") // sshd re-executes itself: it wants an absolute path
-	cmd := h.inNS(sshd, "-D", "-e", "-f", "/dev/null",
+	// -E, not -e: with -e a session's process logs on its stderr, which is
+	// by then the client's, and at DEBUG1 every ssh command would print
+	// sshd's debug lines.
+	cmd := h.inNS(sshd, "-D", "-E", logPath, "-f", "/dev/null",
 		"-o", "ListenAddress="+net.JoinHostPort(h.Addr, strconv.Itoa(h.SSHPort)),
 		"-o", "HostKey="+hostKey, "-o", "PidFile="+filepath.Join(h.Root, "sshd.pid"),
 		"-o", "AuthorizedKeysFile="+auth, "-o", "PermitRootLogin=prohibit-password",
