@@ -64,6 +64,15 @@ func WithForwardedSocket(path string) Option {
 	return func(o *options) { o.socket = path }
 }
 
+// DialUnix dials the unix socket at path whatever address an HTTP client
+// asks for: an engine reached through a socket forwarded to it.
+func DialUnix(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", path)
+	}
+}
+
 // WithTLS makes Connect reach a tcp:// host over TLS, with mutual
 // authentication as dockerd --tlsverify expects: the daemon's certificate
 // must be signed by the CA in caFile (and only by it: the system's roots
@@ -104,12 +113,7 @@ func Connect(ctx context.Context, host string, opts ...Option) (*Engine, error) 
 	var copts []client.Opt
 	switch {
 	case strings.HasPrefix(host, "ssh://") && o.socket != "":
-		sock := o.socket
-		dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", sock)
-		}
-		copts = append(copts, client.WithHost("http://docker"), client.WithDialContext(dial), client.WithAPIVersionFromEnv())
+		copts = append(copts, client.WithHost("http://docker"), client.WithDialContext(DialUnix(o.socket)), client.WithAPIVersionFromEnv())
 	case strings.HasPrefix(host, "ssh://"):
 		h, err := connhelper.GetConnectionHelperWithSSHOpts(host, o.sshFlags)
 		if err != nil {

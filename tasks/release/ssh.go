@@ -340,11 +340,7 @@ type tunnel struct {
 func startTunnel(s *sshSession) (*tunnel, error) {
 	var dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	if s.socket != "" {
-		fwd := s.socket
-		dial = func(ctx context.Context, _, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, "unix", fwd)
-		}
+		dial = engine.DialUnix(s.socket)
 	} else {
 		h, err := connhelper.GetConnectionHelperWithSSHOpts(s.host, s.flags)
 		if err != nil {
