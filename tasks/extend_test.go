@@ -61,6 +61,15 @@ func TestMageImportExtends(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "inventory maestro-gateway "+strconv.Itoa(p.DevPorts["maestro-gateway"])) {
 		t.Errorf("own target: exit %d\n%s", code, out)
 	}
+	// A target given an option it does not take stops the whole command
+	// line before anything runs: here render, which would write the folder.
+	out, code = invoke(mage.Invocation{Args: []string{"render", "testAll", "-env=demo"}})
+	if code != 2 || !strings.Contains(out, "testAll does not take -env=demo (it takes no option; `mage -h testAll` describes it); nothing was run") {
+		t.Errorf("render testAll -env=demo: exit %d, want 2 naming the option\n%s", code, out)
+	}
+	if _, err := os.Stat(p.Deploy); !os.IsNotExist(err) {
+		t.Errorf("render ran before the bad option was refused: %s exists", p.Deploy)
+	}
 	// An imported target runs too: plan of a folder never rendered reports
 	// changes (exit 3) and names the compose file.
 	out, code = invoke(mage.Invocation{Args: []string{"plan"}})

@@ -19,6 +19,9 @@ import (
 // error into mage's exit status: 2 for a bad catalog or settings, 3 for a
 // plan with changes, 1 for everything else.
 func run(ctx context.Context, step func(*stack.Stack, context.Context) error) error {
+	if err := argsChecked(); err != nil {
+		return exit(err)
+	}
 	s, err := stack.Open(stack.FromEnv())
 	if err != nil {
 		return exit(err)

@@ -60,6 +60,9 @@ func Plan(ctx context.Context, env *string) error {
 // command: it is imported only with -prebuild, with a warning. The README
 // states the rules: ports, secrets, paths.
 func Import(ctx context.Context, paths string, dryRun, lossy, prebuild *bool) error {
+	if err := argsChecked(); err != nil {
+		return exit(err)
+	}
 	cfg := stack.FromEnv()
 	if cfg.Catalog == "" {
 		cfg.Catalog = catalog.DefaultFile
