@@ -68,9 +68,11 @@ func TestCheckArgs(t *testing.T) {
 		{args: []string{"logs", "-gateway"}}, // a positional argument, whatever it looks like
 		{args: []string{"import", "a.yml,b", "-dryRun", "-lossy"}},
 		{args: []string{"inventory", "-x", "render"}}, // a magefile's own target: mage's business
-		{args: []string{"render", "testAll", "-env=demo"}, bad: "-env=demo", options: "takes no option"},
-		{args: []string{"down", "-env=demo", "-yes"}, bad: "-env=demo", options: "takes -volumes"},
-		{args: []string{"logs", "gateway", "-f"}, bad: "-f", options: "takes no option"},
+		{args: []string{"render", "testAll", "-env=demo", "up", "-env=demo"}, bad: "-env=demo", options: "takes no option"},
+		{args: []string{"down", "-env=demo", "-yes"}},
+		{args: []string{"down", "-env=demo", "-force"}, bad: "-force", options: "takes -volumes, -env, -yes, -wait"},
+		{args: []string{"logs", "gateway", "-f", "-since=5m", "-env=demo"}},
+		{args: []string{"logs", "gateway", "-follow"}, bad: "-follow", options: "takes -env, -f, -since, -tail"},
 		{args: []string{"promote", "-release=x"}, bad: "-release=x", options: "takes -env, -force, -wait"},
 	} {
 		err := checkArgs(tc.args)

@@ -63,12 +63,17 @@ func TestMageImportExtends(t *testing.T) {
 	}
 	// A target given an option it does not take stops the whole command
 	// line before anything runs: here render, which would write the folder.
-	out, code = invoke(mage.Invocation{Args: []string{"render", "testAll", "-env=demo"}})
-	if code != 2 || !strings.Contains(out, "testAll does not take -env=demo (it takes no option; `mage -h testAll` describes it); nothing was run") {
-		t.Errorf("render testAll -env=demo: exit %d, want 2 naming the option\n%s", code, out)
+	out, code = invoke(mage.Invocation{Args: []string{"render", "build", "-env=demo"}})
+	if code != 2 || !strings.Contains(out, "build does not take -env=demo (it takes no option; `mage -h build` describes it); nothing was run") {
+		t.Errorf("render build -env=demo: exit %d, want 2 naming the option\n%s", code, out)
 	}
 	if _, err := os.Stat(p.Deploy); !os.IsNotExist(err) {
 		t.Errorf("render ran before the bad option was refused: %s exists", p.Deploy)
+	}
+	// Taking a remote environment down asks for -yes, before connecting.
+	out, code = invoke(mage.Invocation{Args: []string{"down", "-env=demo"}})
+	if code != 2 || !strings.Contains(out, "down -env=demo takes demo's stack and proxy off its host: add -yes to go ahead") {
+		t.Errorf("down -env=demo without -yes: exit %d, want 2 asking for -yes\n%s", code, out)
 	}
 	// An imported target runs too: plan of a folder never rendered reports
 	// changes (exit 3) and names the compose file.

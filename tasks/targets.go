@@ -13,10 +13,12 @@ package tasks
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/magefile/mage/mg"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/importer"
 	"github.com/maestro-platform/deploy/tasks/release"
 	"github.com/maestro-platform/deploy/tasks/stack"
@@ -41,7 +43,7 @@ func Render(ctx context.Context) error { return run(ctx, (*stack.Stack).Render) 
 // changes; 2 means a bad catalog or argument.
 func Plan(ctx context.Context, env *string) error {
 	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
-		if env == nil || *env == "" || *env == s.Env.Name {
+		if local(s, env) {
 			return s.Plan(ctx)
 		}
 		_, err := release.Plan(ctx, s.Cat, releaseOptions(s, env, false, false))
@@ -89,17 +91,33 @@ func BuildOne(ctx context.Context, services string) error {
 // Up starts the rendered stack on its dev ports and waits until every service is healthy.
 func Up(ctx context.Context) error { return run(ctx, (*stack.Stack).Up) }
 
-// TestAll checks every service's health and that the services reach each other; writes JUnit and JSON reports.
-func TestAll(ctx context.Context) error { return run(ctx, (*stack.Stack).TestAll) }
+// TestAll checks every service's health and that the services reach each other; writes JUnit and JSON reports. With -env=NAME it checks that environment's host.
+//
+// On dev it records what it checked for promote's gate. With -env=demo
+// (any promoted environment) it runs the same checks against the live
+// host, as a promote runs them, and records nothing: the gate reads dev's
+// testAll only.
+func TestAll(ctx context.Context, env *string) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		if local(s, env) {
+			return s.TestAll(ctx)
+		}
+		_, err := release.TestAll(ctx, s.Cat, releaseOptions(s, env, false, false))
+		return err
+	})
+}
 
 // DeployAll renders, builds, starts and tests the whole platform on dev ports: the one command.
 func DeployAll(ctx context.Context) error {
 	mg.SerialCtxDeps(ctx, Render, Build)
 	// testAll's probe image builds while up waits for the services.
 	mg.CtxDeps(ctx, Up, prepareTestAll)
-	mg.SerialCtxDeps(ctx, TestAll)
+	mg.SerialCtxDeps(ctx, testAllLocal)
 	return run(ctx, (*stack.Stack).Summary)
 }
+
+// testAllLocal is testAll on dev, as deployAll's step.
+func testAllLocal(ctx context.Context) error { return run(ctx, (*stack.Stack).TestAll) }
 
 // prepareTestAll runs beside up, so not through run: it prints nothing
 // and must not end up's live lines; what fails here, testAll reports.
@@ -110,22 +128,81 @@ func prepareTestAll(ctx context.Context) error {
 	return nil
 }
 
-// Status shows every service of the catalog on the dev stack (state, health, ports, image, uptime) and fails when one is not running and healthy.
+// Status shows every service of the catalog on the dev stack, or with -env=NAME on that environment's host, and fails when one is not running and healthy.
 //
-// A service without a container is listed as missing; a container of the
-// project that the catalog no longer names is listed too. The exit status
-// is 1 when any catalog service is missing, stopped or unhealthy, naming
-// them, so that scripts can rely on it.
-func Status(ctx context.Context) error { return run(ctx, (*stack.Stack).Status) }
-
-// Logs prints the last 100 log lines of one service of the dev stack.
-func Logs(ctx context.Context, service string) error {
-	return run(ctx, func(s *stack.Stack, ctx context.Context) error { return s.Logs(ctx, service, 100) })
+// Locally: state, health, ports, image, uptime; a service without a
+// container is listed as missing, and a container of the project that the
+// catalog no longer names is listed too. With -env=demo (any promoted
+// environment) it connects to the host, changing nothing and taking no
+// lock: a row per container (per task, with its node, on a swarm), the
+// release of this machine's records each runs, and the proxy. The exit
+// status is 1 when any catalog service (or the proxy) is missing, stopped
+// or unhealthy, naming them, so that scripts can rely on it.
+func Status(ctx context.Context, env *string) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		if local(s, env) {
+			return s.Status(ctx)
+		}
+		_, err := release.Status(ctx, s.Cat, releaseOptions(s, env, false, false))
+		return err
+	})
 }
 
-// Down stops and removes the dev stack's containers and network; volumes are kept unless -volumes is given.
-func Down(ctx context.Context, volumes *bool) error {
-	return run(ctx, func(s *stack.Stack, ctx context.Context) error { return s.Down(ctx, volumes != nil && *volumes) })
+// local reports whether a target's -env names the local environment (or
+// nothing): then it works on the dev stack, else on that environment's host.
+func local(s *stack.Stack, env *string) bool {
+	return env == nil || *env == "" || *env == s.Env.Name
+}
+
+// Logs prints what services printed (comma separated, or all), on the dev stack or with -env=NAME on that environment's host; -f follows.
+//
+// Flags: -env=NAME an environment's host instead of the dev stack (a
+// swarm's tasks on every node); -f goes on printing what they print until
+// Ctrl-C; -since=10m (or a time) leaves out what came before; -tail=N the
+// last N lines of each container (default 100, 0 for all). Several
+// services are printed side by side, each line after its service's name.
+// Lines are cleaned of terminal escapes, and secrets are hidden.
+func Logs(ctx context.Context, services string, env *string, f *bool, since *string, tail *int) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		names, err := stack.LogServices(s.Cat, stack.SplitList(services))
+		if err != nil {
+			return err
+		}
+		o := engine.LogOptions{Tail: defaultLogTail, Follow: flag(f)}
+		if since != nil {
+			o.Since = *since
+		}
+		if tail != nil {
+			o.Tail = *tail
+		}
+		if local(s, env) {
+			return s.Logs(ctx, names, o)
+		}
+		return release.Logs(ctx, s.Cat, releaseOptions(s, env, false, false), names, o)
+	})
+}
+
+// defaultLogTail is how many of each container's last lines logs prints.
+const defaultLogTail = 100
+
+// Down stops and removes the dev stack's containers and network, or with -env=NAME -yes that environment's stack and proxy; volumes are kept unless -volumes.
+//
+// With -env=demo (any promoted environment) it asks for -yes, then takes
+// the proxy and its edge network off the host, then the stack (a swarm's
+// too), holding the environment's lock; the releases and the audit log
+// stay, and the audit log records it. `mage promote -env=demo` starts it
+// again from scratch. -wait waits for another promotion or rollback to end
+// instead of failing at once.
+func Down(ctx context.Context, volumes *bool, env *string, yes, wait *bool) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		if local(s, env) {
+			return s.Down(ctx, flag(volumes))
+		}
+		if !flag(yes) {
+			return &stack.UsageError{Msg: fmt.Sprintf("down -env=%s takes %s's stack and proxy off its host: add -yes to go ahead", *env, *env)}
+		}
+		return release.Down(ctx, s.Cat, releaseOptions(s, env, false, flag(wait)), flag(volumes))
+	})
 }
 
 // Doctor checks the engine, the compose CLI, free dev ports, sources and toolchains, one line each.

@@ -50,10 +50,16 @@ type Container struct {
 // Containers returns every container (running or not) of the compose
 // project, sorted by service.
 func (e *Engine) Containers(ctx context.Context, project string) ([]Container, error) {
+	return e.ContainersLabeled(ctx, labels.ComposeProject, project)
+}
+
+// ContainersLabeled returns every container (running or not) whose label
+// key has value, sorted by service.
+func (e *Engine) ContainersLabeled(ctx context.Context, key, value string) ([]Container, error) {
 	list, err := e.API.ContainerList(ctx, client.ContainerListOptions{All: true,
-		Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+project)})
+		Filters: client.Filters{}.Add("label", key+"="+value)})
 	if err != nil {
-		return nil, fmt.Errorf("list containers of %s on %s: %w", project, e.Host, err)
+		return nil, fmt.Errorf("list containers of %s on %s: %w", value, e.Host, err)
 	}
 	out := make([]Container, 0, len(list.Items))
 	for _, s := range list.Items {
@@ -104,20 +110,33 @@ func (e *Engine) Containers(ctx context.Context, project string) ([]Container, e
 	return out, nil
 }
 
-// Logs writes the container's output to w: the last tail lines (tail <= 0:
-// all of it), then, with follow, what it prints until ctx ends or the
-// container stops. stdout and stderr are merged.
-func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow bool, w io.Writer) error {
+// LogOptions say which of a container's output Logs writes.
+type LogOptions struct {
+	// Tail is how many of the last lines (<= 0: all of them).
+	Tail int
+	// Since, when set, leaves out what was printed before: a duration
+	// ("10m") or a time, as docker logs reads it.
+	Since string
+	// Follow goes on writing what it prints until ctx ends or it stops.
+	Follow bool
+}
+
+func (o LogOptions) tail() string {
+	if o.Tail > 0 {
+		return strconv.Itoa(o.Tail)
+	}
+	return "all"
+}
+
+// Logs writes the container's output to w as o says. stdout and stderr
+// are merged.
+func (e *Engine) Logs(ctx context.Context, containerID string, o LogOptions, w io.Writer) error {
 	in, err := e.API.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
 	if err != nil {
 		return fmt.Errorf("logs of %s: %w", ShortID(containerID), err)
 	}
-	t := "all"
-	if tail > 0 {
-		t = strconv.Itoa(tail)
-	}
 	rc, err := e.API.ContainerLogs(ctx, containerID, client.ContainerLogsOptions{
-		ShowStdout: true, ShowStderr: true, Tail: t, Follow: follow})
+		ShowStdout: true, ShowStderr: true, Tail: o.tail(), Since: o.Since, Follow: o.Follow})
 	if err != nil {
 		return fmt.Errorf("logs of %s: %w", ShortID(containerID), err)
 	}
@@ -129,6 +148,21 @@ func (e *Engine) Logs(ctx context.Context, containerID string, tail int, follow 
 	}
 	if err != nil && ctx.Err() == nil {
 		return fmt.Errorf("logs of %s: %w", ShortID(containerID), err)
+	}
+	return nil
+}
+
+// ServiceLogs writes the output of a swarm service's tasks, on every node,
+// to w as o says (through the manager).
+func (e *Engine) ServiceLogs(ctx context.Context, service string, o LogOptions, w io.Writer) error {
+	rc, err := e.API.ServiceLogs(ctx, service, client.ServiceLogsOptions{
+		ShowStdout: true, ShowStderr: true, Tail: o.tail(), Since: o.Since, Follow: o.Follow})
+	if err != nil {
+		return fmt.Errorf("logs of service %s: %w", ui.Clean(service), err)
+	}
+	defer rc.Close()
+	if _, err = stdcopy.StdCopy(w, w, rc); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("logs of service %s: %w", ui.Clean(service), err)
 	}
 	return nil
 }

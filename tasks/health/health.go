@@ -50,9 +50,14 @@ type Unit struct {
 	// of a one-shot service (Observation.OneShot), a failure otherwise.
 	Completed bool
 	// ImageID and ConfigHash are what the engine says the container runs:
-	// its image ID and its config-hash label (empty for a swarm task).
+	// its image ID (empty for a swarm task) and its config-hash label.
 	// testAll records them, so that promote ships what was checked.
 	ImageID, ConfigHash string
+	// Image is the reference it runs, Node the swarm node it runs on ("" for
+	// a container of one engine), Since when it started running (zero when
+	// it does not run): for status tables.
+	Image, Node string
+	Since       time.Time
 }
 
 // Observation is what a Source saw of one service.

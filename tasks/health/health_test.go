@@ -274,7 +274,7 @@ func TestWaitHealthy(t *testing.T) {
 
 	t.Run("logs", func(t *testing.T) {
 		var buf bytes.Buffer
-		if err := e.Logs(ctx, ids["crash"], 5, false, &buf); err != nil {
+		if err := e.Logs(ctx, ids["crash"], engine.LogOptions{Tail: 5}, &buf); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(buf.String(), "-no-such-flag") {
@@ -288,7 +288,7 @@ func TestWaitHealthy(t *testing.T) {
 		fctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		defer cancel()
 		buf.Reset()
-		if err := e.Logs(fctx, ids["web"], 0, true, &buf); err != nil {
+		if err := e.Logs(fctx, ids["web"], engine.LogOptions{Follow: true}, &buf); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(buf.String(), "web listening") {

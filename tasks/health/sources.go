@@ -65,7 +65,7 @@ func contains(ids []string, id string) bool {
 // containers and unhealthy ones are fatal.
 func ContainerUnit(c engine.Container) Unit {
 	u := Unit{ID: c.ID, State: c.State, Health: c.Health, HealthOutput: c.HealthOutput,
-		ImageID: c.ImageID, ConfigHash: c.Labels[labels.ConfigHash]}
+		ImageID: c.ImageID, ConfigHash: c.Labels[labels.ConfigHash], Image: c.Image}
 	switch c.State {
 	case string(container.StateExited), string(container.StateDead):
 		u.Fatal = fmt.Sprintf("%s (exit code %d)", c.State, c.ExitCode)
@@ -73,7 +73,7 @@ func ContainerUnit(c engine.Container) Unit {
 	case string(container.StateRestarting):
 		u.Fatal = fmt.Sprintf("restarting (last exit code %d, restarted %d times)", c.ExitCode, c.RestartCount)
 	case string(container.StateRunning):
-		u.Running = true
+		u.Running, u.Since = true, c.StartedAt
 		switch c.Health {
 		case string(container.Unhealthy):
 			u.Fatal = "unhealthy"
@@ -91,7 +91,7 @@ func ContainerUnit(c engine.Container) Unit {
 
 // Logs writes a container's last lines.
 func (c *Compose) Logs(ctx context.Context, id string, n int, w io.Writer) error {
-	return c.Engine.Logs(ctx, id, n, false, w)
+	return c.Engine.Logs(ctx, id, engine.LogOptions{Tail: n}, w)
 }
 
 // Swarm observes the services of a swarm stack through the manager: the
@@ -102,6 +102,29 @@ type Swarm struct {
 	Engine *engine.Engine
 	// Stack is the stack (project) name; services are <stack>_<service>.
 	Stack string
+	// nodes names the swarm's nodes by ID, as far as they were looked up.
+	nodes map[string]string
+}
+
+// nodeName is the hostname of the node of that ID (the ID itself when the
+// manager does not know it); nodes are listed once, and again when a new
+// one shows up.
+func (s *Swarm) nodeName(ctx context.Context, id string) string {
+	if id == "" {
+		return ""
+	}
+	if _, ok := s.nodes[id]; !ok {
+		if list, err := s.Engine.API.NodeList(ctx, client.NodeListOptions{}); err == nil {
+			s.nodes = map[string]string{}
+			for _, n := range list.Items {
+				s.nodes[n.ID] = ui.Clean(n.Description.Hostname)
+			}
+		}
+	}
+	if name := s.nodes[id]; name != "" {
+		return name
+	}
+	return engine.ShortID(id)
 }
 
 // Where names the manager.
@@ -150,13 +173,17 @@ func (s *Swarm) Observe(ctx context.Context) (map[string]Observation, error) {
 			if tk.Spec.ContainerSpec != nil && image != "" && tk.Spec.ContainerSpec.Image != image {
 				continue // a task of the spec being replaced
 			}
-			u := Unit{ID: tk.ID, State: string(tk.Status.State)}
+			u := Unit{ID: tk.ID, State: string(tk.Status.State), Node: s.nodeName(ctx, tk.NodeID)}
 			if tk.Status.ContainerStatus != nil && tk.Status.ContainerStatus.ContainerID != "" {
 				u.ID = tk.Status.ContainerStatus.ContainerID
 			}
+			if cs := tk.Spec.ContainerSpec; cs != nil {
+				u.Image, _, _ = strings.Cut(ui.Clean(cs.Image), "@")
+				u.ConfigHash = cs.Labels[labels.ConfigHash]
+			}
 			switch tk.Status.State {
 			case swarm.TaskStateRunning:
-				u.Running = true
+				u.Running, u.Since = true, tk.Status.Timestamp
 			default:
 				if tk.Status.Err != "" {
 					u.State += ": " + tk.Status.Err
@@ -172,7 +199,7 @@ func (s *Swarm) Observe(ctx context.Context) (map[string]Observation, error) {
 // Logs writes a task container's last lines, when the container is on the
 // manager; a task on another node has no log here.
 func (s *Swarm) Logs(ctx context.Context, id string, n int, w io.Writer) error {
-	return s.Engine.Logs(ctx, id, n, false, w)
+	return s.Engine.Logs(ctx, id, engine.LogOptions{Tail: n}, w)
 }
 
 // withFailures adds the errors of a service's finished tasks to its

@@ -25,7 +25,7 @@ import (
 // ended. It never holds a secret.
 type AuditRecord struct {
 	Time   time.Time `json:"time"`
-	Action string    `json:"action"` // "promote" or "rollback"
+	Action string    `json:"action"` // "promote", "rollback" or "down"
 	Env    string    `json:"env"`
 	// User is the local user and machine; GitAuthor the repository's
 	// configured author ("Name <email>").
@@ -127,6 +127,8 @@ const (
 	// as Error says), or its session died and the next run that took its
 	// lock over wrote the record (deadRecord).
 	OutcomeInterrupted = "interrupted"
+	// OutcomeDown: a down took the project off the host.
+	OutcomeDown = "taken down"
 )
 
 // write appends the record to the host's audit log; a failure is reported,

@@ -296,12 +296,7 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 			return nil, fmt.Errorf("release %s: %w", rec.ID, err)
 		}
 	}
-	var extra []string
-	for _, k := range slices.Sorted(maps.Keys(envVars)) {
-		if strings.HasPrefix(k, render.SecretVarPrefix) {
-			extra = append(extra, envVars[k])
-		}
-	}
+	extra := recordedSecrets(envVars)
 	for _, s := range rec.Services {
 		rel.Services = append(rel.Services, runtime.Service{Name: s.Name, Image: rec.Images[s.Name], ImageID: rec.ImageIDs[s.Name],
 			ImageName:  pinnedName(rec.Images[s.Name], rec.ImageIDs[s.Name]),
@@ -320,6 +315,17 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 	}
 	rel.Redact = check.Redactor(cat, extra...)
 	return rel, nil
+}
+
+// recordedSecrets are the secrets' values in a release's .env variables.
+func recordedSecrets(envVars map[string]string) []string {
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(envVars)) {
+		if strings.HasPrefix(k, render.SecretVarPrefix) {
+			out = append(out, envVars[k])
+		}
+	}
+	return out
 }
 
 // services records, in start order, what the runtime needs of each of the

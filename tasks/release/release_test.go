@@ -14,7 +14,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -620,6 +623,108 @@ func TestPromote(t *testing.T) {
 		}
 	})
 
+	t.Run("status shows each container, its release and the proxy, and names a stopped one", func(t *testing.T) {
+		rows, err := release.Status(ctx, f.cat, f.opts("e2e"))
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, f.out.String())
+		}
+		got := map[string]release.StatusRow{}
+		for _, r := range rows {
+			got[r.Service] = r
+		}
+		for _, s := range f.cat.All() {
+			if r, ok := got[s.Name]; !ok || !r.Healthy || r.Release != third || r.Image == "" || r.Node != "" {
+				t.Errorf("%s: row %+v, want healthy, release %s, an image and no node", s.Name, r, third)
+			}
+		}
+		if r := got[release.ProxyRow]; !r.Healthy || r.Image == "" {
+			t.Errorf("proxy row %+v, want it running", r)
+		}
+		if out := f.out.String(); !strings.Contains(out, "current release "+third) || !strings.Contains(out, third+" (current)") ||
+			!strings.Contains(out, "3 services and the proxy running and healthy on e2e") {
+			t.Errorf("status output:\n%s", out)
+		}
+		id := f.containers(ctx, t)["template-service"][0]
+		if _, err := f.remote.ContainerStop(ctx, id, client.ContainerStopOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		before := f.containers(ctx, t)
+		rows, err = release.Status(ctx, f.cat, f.opts("e2e"))
+		if err == nil || !strings.Contains(err.Error(), "not running and healthy on e2e: template-service (exited") {
+			t.Errorf("status with template-service stopped: %v, want it named", err)
+		}
+		for _, r := range rows {
+			if r.Service == "template-service" && (r.Healthy || !strings.HasPrefix(r.State, "exited")) {
+				t.Errorf("stopped template-service's row: %+v", r)
+			}
+		}
+		// testAll -env sees it too, and records nothing.
+		gate, _ := record.ReadTest(f.deploy)
+		if _, err := release.TestAll(ctx, f.cat, f.opts("e2e")); err == nil || !strings.Contains(err.Error(), "template-service") {
+			t.Errorf("testAll -env with template-service stopped: %v, want it named", err)
+		}
+		if after := f.containers(ctx, t); !maps.EqualFunc(before, after, slices.Equal) {
+			t.Errorf("status and testAll -env changed the host's containers: %v -> %v", before, after)
+		}
+		if _, err := f.remote.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for {
+			if _, err = release.Status(ctx, f.cat, f.opts("e2e")); err == nil || ctx.Err() != nil {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatalf("template-service never came back after its start: %v", err)
+		}
+		rep, err := release.TestAll(ctx, f.cat, f.opts("e2e"))
+		if err != nil || rep.Failed != 0 || rep.Passed == 0 || !strings.Contains(f.out.String(), fmt.Sprintf("%d checks passed on e2e", rep.Passed)) {
+			t.Errorf("testAll -env: %v, report %+v\n%s", err, rep, f.out.String())
+		}
+		if now, _ := record.ReadTest(f.deploy); !reflect.DeepEqual(gate, now) {
+			t.Errorf("testAll -env wrote the gate's record: %+v -> %+v", gate, now)
+		}
+	})
+
+	t.Run("logs -f streams a line written after it started, services side by side, secrets hidden", func(t *testing.T) {
+		var out uitest.Buffer
+		o := f.opts("e2e")
+		o.Printer = ui.Plain(&out)
+		lctx, stop := context.WithCancel(ctx)
+		done := make(chan struct{})
+		var lerr error
+		go func() {
+			defer close(done)
+			lerr = release.Logs(lctx, f.cat, o, []string{"template-service", "quality-fabric"}, engine.LogOptions{Tail: 5, Follow: true})
+		}()
+		// What was printed before it started comes first, prefixed.
+		out.WaitFor(t, "template-service | ", done)
+		out.WaitFor(t, "quality-fabric   | ", done)
+		mark := "after-the-start-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		if code := f.post(t, f.ports["quality-fabric"], "/log", mark+" s3cret-release-token"); code != 204 {
+			t.Fatalf("POST /log: %d", code)
+		}
+		got := out.WaitFor(t, mark, done)
+		stop()
+		<-done
+		if lerr != nil {
+			t.Errorf("logs -f ended with %v", lerr)
+		}
+		if !regexp.MustCompile(`(?m)^quality-fabric   \| .*note: `+mark+` \*\*\*$`).MatchString(got) {
+			t.Errorf("the new line is not quality-fabric's, with the secret hidden:\n%s", got)
+		}
+		if strings.Contains(out.String(), "s3cret-release-token") {
+			t.Errorf("a secret reached the logs:\n%s", out.String())
+		}
+		// A service the catalog lacks is refused by the target (stack.LogServices);
+		// one without a container on the host is named.
+		err := release.Logs(ctx, f.cat, f.opts("e2e"), []string{"no-such"}, engine.LogOptions{Tail: 1})
+		if err == nil || !strings.Contains(err.Error(), "no-such has no container") {
+			t.Errorf("logs of a service with no container: %v", err)
+		}
+	})
+
 	t.Run("a tampered release on the host is refused, not rolled back to", func(t *testing.T) {
 		// Someone with write access to the host's folder adds a file-based
 		// secret to the previous release: docker would read that file on
@@ -864,6 +969,54 @@ func TestPromote(t *testing.T) {
 		}
 		if n := strings.Count(f.out.String(), "\n"); n != len(recs) || !strings.HasPrefix(f.out.String(), `{"time":`) {
 			t.Errorf("history -json: %d lines for %d records:\n%s", n, len(recs), f.out.String())
+		}
+	})
+
+	t.Run("down -env takes the stack and proxy off, keeps releases and log, and a promote starts it again", func(t *testing.T) {
+		cur := f.current()
+		kept, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases"))
+		if err := release.Down(ctx, f.cat, f.opts("e2e"), false); err != nil {
+			t.Fatalf("down: %v\n%s", err, f.out.String())
+		}
+		if !strings.Contains(f.out.String(), "is down on e2e") {
+			t.Errorf("down output:\n%s", f.out.String())
+		}
+		if cs := f.containers(ctx, t); len(cs) != 0 {
+			t.Errorf("containers left after down: %v", cs)
+		}
+		for _, filter := range []client.Filters{
+			client.Filters{}.Add("label", labels.Proxy+"="+f.project),
+			client.Filters{}.Add("label", labels.ComposeProject+"="+f.project),
+		} {
+			if cs, err := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: filter}); err != nil || len(cs.Items) != 0 {
+				t.Errorf("containers %v left (%v)", cs.Items, err)
+			}
+			if ns, err := f.remote.NetworkList(ctx, client.NetworkListOptions{Filters: filter}); err != nil || len(ns.Items) != 0 {
+				t.Errorf("networks %v left (%v)", ns.Items, err)
+			}
+		}
+		if got, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases")); len(got) != len(kept) || f.current() != cur {
+			t.Errorf("down changed the releases: %d -> %d, current %s -> %s", len(kept), len(got), cur, f.current())
+		}
+		recs, err := release.History(ctx, f.cat, f.opts("e2e"), true)
+		if err != nil || len(recs) == 0 || recs[len(recs)-1].Action != "down" || recs[len(recs)-1].Outcome != release.OutcomeDown {
+			t.Errorf("the audit log's last record is not the down: %v %+v", err, recs[len(recs)-1:])
+		}
+		if _, err := release.Status(ctx, f.cat, f.opts("e2e")); err == nil || !strings.Contains(err.Error(), "template-service (no container)") {
+			t.Errorf("status after down: %v, want every service missing", err)
+		}
+		f.passTestAll(ctx)
+		res, err := release.Promote(ctx, f.cat, f.opts("e2e"))
+		if err != nil {
+			t.Fatalf("promote after down: %v\n%s", err, f.out.String())
+		}
+		if n := res.Changes.Count(runtime.Start); n != 3 {
+			t.Errorf("promote after down: %s, want 3 started", res.Changes.Summary())
+		}
+		for _, port := range f.published() {
+			if code, body := f.get(t, port, "/health"); code != 200 {
+				t.Errorf("port %d after down and promote: %d %s", port, code, body)
+			}
 		}
 	})
 
@@ -1181,6 +1334,24 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 	}
 	if strings.Contains(f.out.String(), "s3cret-release-token") {
 		t.Error("a secret reached the output")
+	}
+	// Status sees the tasks through the manager, each with its node.
+	rows, err := release.Status(ctx, f.cat, f.opts(env))
+	if err != nil {
+		t.Errorf("status of the swarm: %v\n%s", err, f.out.String())
+	}
+	perService := map[string]int{}
+	for _, r := range rows {
+		if r.Service != release.ProxyRow && (!r.Healthy || r.Node == "" || r.Release != res.Release) {
+			t.Errorf("swarm status row %+v, want a healthy task on a node, of release %s", r, res.Release)
+		}
+		perService[r.Service]++
+	}
+	if perService["state-store"] != 2 || perService["template-service"] != 1 || perService[release.ProxyRow] != 1 {
+		t.Errorf("swarm status rows per service %v, want state-store's 2 tasks, 1 of the others, the proxy", perService)
+	}
+	if !strings.Contains(f.out.String(), "NODE") {
+		t.Errorf("swarm status has no NODE column:\n%s", f.out.String())
 	}
 	hostDir := filepath.Join(f.r.Root, map[string]string{"sw": "swarm-deploy", "swvip": "swarm-vip"}[env])
 	stack, err := os.ReadFile(filepath.Join(hostDir, "current", "docker-stack.yml"))

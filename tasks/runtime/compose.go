@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"sync"
 	"time"
@@ -68,6 +69,28 @@ type Compose struct {
 
 // Name is "compose".
 func (c *Compose) Name() string { return "compose" }
+
+// Logs writes what the service's containers printed, running or not,
+// testAll's probe and one-off containers left out.
+func (c *Compose) Logs(ctx context.Context, project, service string, o engine.LogOptions, line func(string)) error {
+	obs, err := c.Health(project).Observe(ctx)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for _, u := range obs[service].Units {
+		ids = append(ids, u.ID)
+	}
+	if len(ids) == 0 {
+		return fmt.Errorf("%s has no container in project %s on %s", service, project, c.Engine.Host)
+	}
+	return unitLogs(ctx, ids, func(ctx context.Context, id string, w io.Writer) error { return c.Engine.Logs(ctx, id, o, w) }, line)
+}
+
+// Health observes the project's containers on the engine.
+func (c *Compose) Health(project string) health.Source {
+	return &health.Compose{Engine: c.Engine, Project: project}
+}
 
 func (c *Compose) exec(ctx context.Context, dir string, argv []string) ([]byte, error) {
 	if c.Isolated {
@@ -561,10 +584,45 @@ func (c *Compose) stopAndRemove(ctx context.Context, ids []string) error {
 	return errors.Join(errs...)
 }
 
-// Remove takes the project down with compose.
+// Remove takes the project down as compose down does: every container of
+// the project stopped gracefully and removed, then its networks, and its
+// volumes when asked. It goes through the engine, by the project's label,
+// so that it needs no compose file: a host's copy of one is not to be
+// trusted, and the project may be left by a release shipped from elsewhere.
 func (c *Compose) Remove(ctx context.Context, rel *Release, volumes bool) error {
-	if _, err := c.exec(ctx, rel.Dir, c.CLI.DownArgs(rel.Project, c.files(), volumes)); err != nil {
-		return fmt.Errorf("compose down in %s: %w", rel.Dir, err)
+	cs, err := c.Engine.Containers(ctx, rel.Project)
+	if err != nil {
+		return err
 	}
-	return nil
+	var ids []string
+	for _, ct := range cs {
+		ids = append(ids, ct.ID)
+	}
+	if err := c.stopAndRemove(ctx, ids); err != nil {
+		return err
+	}
+	byProject := client.Filters{}.Add("label", labels.ComposeProject+"="+rel.Project)
+	nets, err := c.Engine.API.NetworkList(ctx, client.NetworkListOptions{Filters: byProject})
+	if err != nil {
+		return fmt.Errorf("networks of %s on %s: %w", rel.Project, c.Engine.Host, err)
+	}
+	var errs []error
+	for _, n := range nets.Items {
+		if _, err := c.Engine.API.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{}); err != nil && !engine.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove network %s: %w", ui.Clean(n.Name), err))
+		}
+	}
+	if !volumes {
+		return errors.Join(errs...)
+	}
+	vols, err := c.Engine.API.VolumeList(ctx, client.VolumeListOptions{Filters: byProject})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("volumes of %s on %s: %w", rel.Project, c.Engine.Host, err))...)
+	}
+	for _, v := range vols.Items {
+		if _, err := c.Engine.API.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{}); err != nil && !engine.IsNotFound(err) {
+			errs = append(errs, fmt.Errorf("remove volume %s: %w", ui.Clean(v.Name), err))
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -20,6 +20,8 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/compose"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -35,6 +37,13 @@ type Runtime interface {
 	Apply(ctx context.Context, rel *Release) (*Plan, error)
 	// Remove takes the stack down (volumes too when asked).
 	Remove(ctx context.Context, rel *Release, volumes bool) error
+	// Health observes the services of project as this runtime runs them:
+	// containers of one engine, or the tasks of a swarm on every node.
+	Health(project string) health.Source
+	// Logs writes, line by line, what the units of project's service
+	// printed, as o says (engine.LogOptions); line may be called from
+	// several goroutines at once, one per unit.
+	Logs(ctx context.Context, project, service string, o engine.LogOptions, line func(string)) error
 }
 
 // Release is what a runtime runs: the rendered files of one environment and,

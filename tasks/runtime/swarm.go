@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -36,6 +37,19 @@ type Swarm struct {
 
 // Name is "swarm".
 func (s *Swarm) Name() string { return "swarm" }
+
+// Logs writes what the service's tasks printed, on every node, through the
+// manager.
+func (s *Swarm) Logs(ctx context.Context, project, service string, o engine.LogOptions, line func(string)) error {
+	return unitLogs(ctx, []string{project + "_" + service}, func(ctx context.Context, name string, w io.Writer) error {
+		return s.Engine.ServiceLogs(ctx, name, o, w)
+	}, line)
+}
+
+// Health observes the stack's tasks through the manager, on every node.
+func (s *Swarm) Health(project string) health.Source {
+	return &health.Swarm{Engine: s.Engine, Stack: project}
+}
 
 // StackDeployArgs is the docker command line that deploys a stack file:
 // services no longer in the file are removed, and image references are
@@ -120,7 +134,7 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 	for _, sv := range rel.Services {
 		targets = append(targets, health.Target{Service: sv.Name})
 	}
-	if _, err = health.Wait(ctx, &health.Swarm{Engine: s.Engine, Stack: rel.Project}, targets,
+	if _, err = health.Wait(ctx, s.Health(rel.Project), targets,
 		health.Options{Deadline: rel.Env.HealthDeadline(), Printer: rel.Printer, Redact: rel.Redact, Quiet: true, Poll: 500 * time.Millisecond}); err != nil {
 		return pl, fmt.Errorf("stack %s: %w", rel.Project, err)
 	}

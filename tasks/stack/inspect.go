@@ -8,12 +8,13 @@ import (
 	"time"
 
 	"github.com/maestro-platform/deploy/internal/crashpoint"
-	"github.com/maestro-platform/deploy/tasks/health"
-	"github.com/maestro-platform/deploy/tasks/labels"
-
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
+	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/record"
+	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -251,29 +252,51 @@ func (s *Stack) Status(ctx context.Context) error {
 	return nil
 }
 
-// Logs prints the last lines of one service's container: what it printed,
-// cleaned of terminal escapes and with the catalog's secrets hidden, line
-// by line.
-func (s *Stack) Logs(ctx context.Context, service string, tail int) error {
-	if _, ok := s.Cat.Service(service); !ok {
-		return &UsageError{Msg: fmt.Sprintf("no service %q in %s", service, s.Cat.File)}
+// Logs prints what the services' containers printed, as o says, the
+// services side by side (runtime.Logs): cleaned of terminal escapes and
+// with the catalog's secrets hidden, line by line.
+func (s *Stack) Logs(ctx context.Context, services []string, o engine.LogOptions) error {
+	names, err := LogServices(s.Cat, services)
+	if err != nil {
+		return err
 	}
 	// The environment's values, where they can be found, are hidden too;
 	// one found nowhere only goes unhidden (the catalog's defaults are).
 	_ = s.Secrets(ctx)
-	eng, cs, err := s.containers(ctx)
+	eng, err := s.engine(ctx)
 	if err != nil {
 		return err
 	}
 	defer eng.Close()
-	for _, c := range cs {
-		if c.Service == service {
-			redact, w := check.Redactor(s.Cat), s.Out.Writer()
-			lw := ui.Lines(func(l string) { fmt.Fprintln(w, redact(ui.Clean(l))) })
-			err := eng.Logs(ctx, c.ID, tail, false, lw)
-			lw.Close()
-			return err
+	if err := runtime.Logs(ctx, s.runtime(eng, nil), s.Project(), names, o, check.Redactor(s.Cat), s.Out.Writer()); err != nil {
+		return fmt.Errorf("%w: is the stack up? (`mage status`)", err)
+	}
+	return nil
+}
+
+// AllServices is the logs argument that stands for every service of the
+// catalog.
+const AllServices = "all"
+
+// LogServices checks the services named for logs against the catalog;
+// AllServices names every one.
+func LogServices(cat *catalog.Catalog, names []string) ([]string, error) {
+	if len(names) == 1 && names[0] == AllServices {
+		if _, ok := cat.Service(AllServices); !ok {
+			names = nil
+			for _, svc := range cat.All() {
+				names = append(names, svc.Name)
+			}
+			return names, nil
 		}
 	}
-	return fmt.Errorf("%s has no container in project %s: is the stack up? (`mage status`)", service, s.Project())
+	if len(names) == 0 {
+		return nil, &UsageError{Msg: fmt.Sprintf("name a service of %s, several separated by commas, or %s", cat.File, AllServices)}
+	}
+	for _, n := range names {
+		if _, ok := cat.Service(n); !ok {
+			return nil, &UsageError{Msg: fmt.Sprintf("no service %q in %s", n, cat.File)}
+		}
+	}
+	return names, nil
 }

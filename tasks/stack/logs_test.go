@@ -63,7 +63,7 @@ func TestLogsCleanedAndRedacted(t *testing.T) {
 	case err := <-wait.Error:
 		t.Fatal(err)
 	}
-	if err := s.Logs(ctx, "maestro-gateway", 100); err != nil {
+	if err := s.Logs(ctx, []string{"maestro-gateway"}, engine.LogOptions{Tail: 100}); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
