@@ -711,7 +711,7 @@ func TestPromote(t *testing.T) {
 		if lerr != nil {
 			t.Errorf("logs -f ended with %v", lerr)
 		}
-		if !regexp.MustCompile(`(?m)^quality-fabric   \| .*note: `+mark+` \*\*\*$`).MatchString(got) {
+		if !regexp.MustCompile(`(?m)^quality-fabric   \| .*note: ` + mark + ` \*\*\*$`).MatchString(got) {
 			t.Errorf("the new line is not quality-fabric's, with the secret hidden:\n%s", got)
 		}
 		if strings.Contains(out.String(), "s3cret-release-token") {
