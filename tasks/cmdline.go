@@ -33,11 +33,12 @@ var commandLine = map[string]usage{
 	"status":    {options: []string{"env"}},
 	"logs":      {positional: 1, options: []string{"env", "f", "since", "tail"}},
 	"down":      {options: []string{"volumes", "env", "yes", "wait"}},
-	"doctor":    {},
-	"promote":   {options: []string{"env", "force", "wait"}},
+	"doctor":    {options: []string{"env"}},
+	"promote":   {options: []string{"env", "force", "wait", "release"}},
 	"rollback":  {options: []string{"env", "wait"}},
 	"releases":  {options: []string{"env"}},
 	"history":   {options: []string{"env", "json"}},
+	"prune":     {options: []string{"env", "wait"}},
 }
 
 // ArgsError is a command line that gives a target an option it does not

@@ -73,7 +73,8 @@ func TestCheckArgs(t *testing.T) {
 		{args: []string{"down", "-env=demo", "-force"}, bad: "-force", options: "takes -volumes, -env, -yes, -wait"},
 		{args: []string{"logs", "gateway", "-f", "-since=5m", "-env=demo"}},
 		{args: []string{"logs", "gateway", "-follow"}, bad: "-follow", options: "takes -env, -f, -since, -tail"},
-		{args: []string{"promote", "-release=x"}, bad: "-release=x", options: "takes -env, -force, -wait"},
+		{args: []string{"promote", "-release=x"}},
+		{args: []string{"promote", "-id=x"}, bad: "-id=x", options: "takes -env, -force, -wait, -release"},
 	} {
 		err := checkArgs(tc.args)
 		var ae *ArgsError

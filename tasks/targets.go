@@ -205,22 +205,49 @@ func Down(ctx context.Context, volumes *bool, env *string, yes, wait *bool) erro
 	})
 }
 
-// Doctor checks the engine, the compose CLI, free dev ports, sources and toolchains, one line each.
-func Doctor(ctx context.Context) error { return run(ctx, (*stack.Stack).Doctor) }
+// Doctor checks the engine, the compose CLI, free dev ports, sources and toolchains, one line each; with -env=NAME what that environment's host needs.
+//
+// With -env=demo (any promoted environment) it connects as a promote does
+// (host key, engine) and checks, changing nothing: the engine's version,
+// the runtime (the compose CLI here, or the swarm's nodes), free space
+// under the environment's folder, the host's clock, and each published
+// port (free, or held by this project's proxy). Exit 1 names what failed.
+func Doctor(ctx context.Context, env *string) error {
+	return run(ctx, func(s *stack.Stack, ctx context.Context) error {
+		if local(s, env) {
+			return s.Doctor(ctx)
+		}
+		return release.Doctor(ctx, s.Cat, releaseOptions(s, env, false, false))
+	})
+}
 
 // Promote ships the tested images to an environment's host (default demo), replacing only what changed, with no failed request.
 //
 // Flags: -env=NAME the environment (default demo); -force ships even what
 // no passing testAll vouches for (it says so loudly, and the audit log
 // records it); -wait waits for another promotion or rollback of the
-// environment to end instead of failing at once.
+// environment to end instead of failing at once; -release=ID puts a
+// release kept on the host live again instead, forward or back, exactly
+// as this machine shipped it (`mage releases` lists them).
 //
 // It refuses unless the last testAll on dev passed for the same images and
 // configuration. Only services whose image or configuration changed are
 // replaced, each new container beside its old one until it is healthy and
 // takes the traffic; a release that fails is rolled back the same way.
-func Promote(ctx context.Context, env *string, force, wait *bool) error {
-	return runRelease(ctx, env, flag(force), flag(wait), func(ctx context.Context, s *stack.Stack, o release.Options) error {
+func Promote(ctx context.Context, env *string, force, wait *bool, release *string) error {
+	return promote(ctx, env, flag(force), flag(wait), release)
+}
+
+// promote is Promote, whose -release flag hides package release.
+func promote(ctx context.Context, env *string, force, wait bool, kept *string) error {
+	return runRelease(ctx, env, force, wait, func(ctx context.Context, s *stack.Stack, o release.Options) error {
+		if kept != nil && *kept != "" {
+			if force {
+				return &stack.UsageError{Msg: "promote -release puts a kept release live as it was shipped: -force has nothing to skip there"}
+			}
+			o.Release = *kept
+			return release.Rollback(ctx, s.Cat, o)
+		}
 		_, err := release.Promote(ctx, s.Cat, o)
 		return err
 	})
@@ -243,6 +270,18 @@ func Rollback(ctx context.Context, env *string, wait *bool) error {
 func Releases(ctx context.Context, env *string) error {
 	return runRelease(ctx, env, false, false, func(ctx context.Context, s *stack.Stack, o release.Options) error {
 		_, err := release.Releases(ctx, s.Cat, o)
+		return err
+	})
+}
+
+// Prune removes from an environment's host (default demo) the images of the catalog's services that no kept release uses, and says what it freed.
+//
+// Flags: -env=NAME the environment (default demo); -wait waits for another
+// promotion or rollback to end. A promote that removes old releases
+// prunes their images too. Images a container was made from are kept.
+func Prune(ctx context.Context, env *string, wait *bool) error {
+	return runRelease(ctx, env, false, flag(wait), func(ctx context.Context, s *stack.Stack, o release.Options) error {
+		_, err := release.Prune(ctx, s.Cat, o)
 		return err
 	})
 }

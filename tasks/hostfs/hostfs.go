@@ -282,6 +282,18 @@ func (f *FS) List(ctx context.Context) (*State, error) {
 	return &st, f.run(ctx, &st, "list")
 }
 
+// Disk is the space of the filesystem holding an environment's folder.
+type Disk struct {
+	Free  uint64 `json:"free"`
+	Total uint64 `json:"total"`
+}
+
+// Disk says how much space the folder's filesystem has left.
+func (f *FS) Disk(ctx context.Context) (*Disk, error) {
+	var d Disk
+	return &d, f.run(ctx, &d, "df")
+}
+
 // Upload puts the files under releases/<id> (never over an existing
 // release), owned like the folder. They arrive whole: they are copied to
 // .incoming/<id> first and moved into place in one rename.

@@ -82,7 +82,14 @@ type Options struct {
 	LocalDeployDir string
 	// Now is the clock release ids are taken from (default time.Now).
 	Now func() time.Time
+	// Release, for Rollback, is the kept release to put live, forward or
+	// back (promote -release); "" is the one before the current.
+	Release string
 }
+
+// ActionRelease is the audit log's action of promote -release: a kept
+// release put live again, exactly as shipped.
+const ActionRelease = "promote -release"
 
 func (o *Options) defaults(cat *catalog.Catalog) {
 	if o.Env == "" {
@@ -604,6 +611,10 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 		if len(pst.Removed) > 0 {
 			res.Pruned = pst.Removed
 			p.Line(ui.OK, "prune", "removed %s (keeping %d)", strings.Join(pst.Removed, ", "), env.KeepReleases)
+			// Images go with the last release that used them.
+			if _, err := t.pruneImages(ctx, opts); err != nil {
+				p.Line(ui.Warn, "prune", "images: %v", err)
+			}
 		}
 		record.PruneReleases(opts.LocalDeployDir, env.Name, pst.Releases)
 	}
@@ -835,7 +846,11 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	if err != nil {
 		return err
 	}
-	p.Header("rollback %s on %s (%s)", cat.Project.Name, env.Name, displayHost(env))
+	action := "rollback"
+	if opts.Release != "" {
+		action = ActionRelease
+	}
+	p.Header("%s %s on %s (%s)", action, cat.Project.Name, env.Name, displayHost(env))
 	// A rollback runs the recorded release's files, secrets and all; the
 	// values resolved now only hide secrets in what is printed.
 	if _, err := secrets.Resolve(ctx, cat, env); err != nil {
@@ -846,12 +861,12 @@ func Rollback(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 		return fmt.Errorf("rollback %s: %w", env.Name, err)
 	}
 	defer t.Close()
-	lock, err := t.acquire(ctx, "rollback", opts.Wait)
+	lock, err := t.acquire(ctx, action, opts.Wait)
 	if err != nil {
 		return fmt.Errorf("rollback %s: %w", env.Name, err)
 	}
 	defer lock.Release()
-	audit := newAudit(ctx, cat, env, "rollback", opts)
+	audit := newAudit(ctx, cat, env, action, opts)
 	t.tookOver(ctx, lock, audit)
 	if err := crashpoint.Reached(ctx, "rollback:locked"); err != nil {
 		return err
@@ -883,11 +898,20 @@ func (t *target) rollback(ctx context.Context, opts Options, audit *AuditRecord,
 			prev = id
 		}
 	}
-	if prev == "" {
+	switch {
+	case opts.Release != "" && !slices.Contains(st.Releases, opts.Release):
+		return fmt.Errorf("%s %s: no release %s is kept in %s on %s (kept: %s; `mage releases -env=%s` lists them)",
+			ActionRelease, env.Name, opts.Release, env.Dir, displayHost(env), strings.Join(st.Releases, ", "), env.Name)
+	case opts.Release != "" && !st.WentLive(opts.Release):
+		return fmt.Errorf("%s %s: release %s never went live (a promote stopped before its checks passed): `mage promote -env=%s` makes a new one",
+			ActionRelease, env.Name, opts.Release, env.Name)
+	case opts.Release != "":
+		prev = opts.Release
+	case prev == "":
 		return fmt.Errorf("rollback %s: no release before %s went live on the host (releases: %s): there is none to go back to",
 			env.Name, st.Current, strings.Join(st.Releases, ", "))
 	}
-	p.Line(ui.Info, "rollback", "from %s to %s", st.Current, prev)
+	p.Line(ui.Info, audit.Action, "from %s to %s", st.Current, prev)
 	audit.Release = prev
 	if rec, _, err := record.LoadRelease(opts.LocalDeployDir, env.Name, prev); err == nil {
 		audit.Images = rec.ImageIDs
@@ -909,7 +933,7 @@ func (t *target) rollback(ctx context.Context, opts Options, audit *AuditRecord,
 		return t.recoverRollback(ctx, opts, prev, st.Current, "activate", err)
 	}
 	p.Line(ui.OK, "current", "%s/current -> releases/%s", env.Dir, prev)
-	p.Line(ui.OK, "rollback", "%s is live on %s again in %s", prev, env.Name, ui.Seconds(time.Since(t0)))
+	p.Line(ui.OK, audit.Action, "%s is live on %s again in %s", prev, env.Name, ui.Seconds(time.Since(t0)))
 	return nil
 }
 

@@ -31,6 +31,8 @@ import (
 	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/secrets"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
@@ -623,6 +625,42 @@ func TestPromote(t *testing.T) {
 		}
 	})
 
+	t.Run("doctor -env finds the host ready, each port held by the proxy, and names a port another container holds", func(t *testing.T) {
+		if err := release.Doctor(ctx, f.cat, f.opts("e2e")); err != nil {
+			t.Fatalf("doctor: %v\n%s", err, f.out.String())
+		}
+		out := f.out.String()
+		for _, want := range []string{"Docker Engine ", "here drives the engine", " free of ", "clock", "is ready for `mage promote -env=e2e`",
+			fmt.Sprintf("port %d  template-service: held by this project's proxy", f.ports["template-service"])} {
+			if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
+				t.Errorf("doctor output lacks %q:\n%s", want, out)
+			}
+		}
+		// Another environment of the catalog, whose port a foreign
+		// container holds on the host.
+		env := *f.cat.Environments["e2e"]
+		env.Name, env.Ports, env.Dir = "doctorbad", "dev", filepath.Join(f.r.Root, "doctor-bad")
+		f.cat.Environments[env.Name] = &env
+		defer delete(f.cat.Environments, env.Name)
+		ts, _ := f.cat.Service("template-service")
+		img := f.running(ctx, t)["quality-fabric"][0]
+		foreign, err := f.remote.ContainerCreate(ctx, client.ContainerCreateOptions{Name: f.project + "-doctor-foreign",
+			Config:     &container.Config{Image: img, ExposedPorts: network.PortSet{network.MustParsePort("8080/tcp"): {}}},
+			HostConfig: &container.HostConfig{PortBindings: network.PortMap{network.MustParsePort("8080/tcp"): {{HostPort: strconv.Itoa(ts.DevPort)}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.remote.ContainerRemove(context.Background(), foreign.ID, client.ContainerRemoveOptions{Force: true})
+		if _, err := f.remote.ContainerStart(ctx, foreign.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		err = release.Doctor(ctx, f.cat, f.opts(env.Name))
+		if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("port %d", ts.DevPort)) ||
+			!strings.Contains(f.out.String(), "held by container "+f.project+"-doctor-foreign") {
+			t.Errorf("doctor with a port held by another container: %v\n%s", err, f.out.String())
+		}
+	})
+
 	t.Run("status shows each container, its release and the proxy, and names a stopped one", func(t *testing.T) {
 		rows, err := release.Status(ctx, f.cat, f.opts("e2e"))
 		if err != nil {
@@ -781,6 +819,31 @@ func TestPromote(t *testing.T) {
 		err = release.Rollback(ctx, f.cat, f.opts("e2e"))
 		if err == nil || !strings.Contains(err.Error(), "none to go back to") {
 			t.Fatalf("second rollback: %v, want a refusal", err)
+		}
+
+		// promote -release goes forward again to the release rolled back
+		// from, exactly as shipped, with no failed request.
+		o := f.opts("e2e")
+		o.Release = "no-such-release"
+		if err := release.Rollback(ctx, f.cat, o); err == nil || !strings.Contains(err.Error(), "no release no-such-release is kept") {
+			t.Errorf("promote -release of an unknown release: %v", err)
+		}
+		o = f.opts("e2e")
+		o.Release = third
+		st = f.load(t, f.published(), func() { err = release.Rollback(ctx, f.cat, o) })
+		if err != nil {
+			t.Fatalf("promote -release=%s: %v\n%s", third, err, f.out.String())
+		}
+		testenv.NoFailures(t, "promote -release", st)
+		if got := f.current(); got != "releases/"+third {
+			t.Fatalf("current -> %q after promote -release, want releases/%s", got, third)
+		}
+		if again := f.containers(ctx, t); !slices.Equal(again["template-service"], after["template-service"]) || slices.Equal(again["quality-fabric"], after["quality-fabric"]) {
+			t.Errorf("promote -release replaced %v -> %v; only quality-fabric differs", after, again)
+		}
+		recs, err := release.History(ctx, f.cat, f.opts("e2e"), true)
+		if err != nil || recs[len(recs)-1].Action != release.ActionRelease || recs[len(recs)-1].Release != third || recs[len(recs)-1].Outcome != release.OutcomeLive {
+			t.Errorf("the audit log's last record is not the promote -release: %v %+v", err, recs[len(recs)-1:])
 		}
 	})
 
@@ -1017,6 +1080,44 @@ func TestPromote(t *testing.T) {
 			if code, body := f.get(t, port, "/health"); code != 200 {
 				t.Errorf("port %d after down and promote: %d %s", port, code, body)
 			}
+		}
+	})
+
+	t.Run("prune removes the images no kept release uses, and only those", func(t *testing.T) {
+		// An image of a service's repository that no release names: made
+		// on the host from a running container of it.
+		qf, _ := f.cat.Service("quality-fabric")
+		stale := f.cat.ImageRepo(qf) + ":stale-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+		id := f.containers(ctx, t)["quality-fabric"][0]
+		if _, err := f.remote.ContainerCommit(ctx, id, client.ContainerCommitOptions{Reference: stale, NoPause: true}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := release.Prune(ctx, f.cat, f.opts("e2e"))
+		if err != nil {
+			t.Fatalf("prune: %v\n%s", err, f.out.String())
+		}
+		if !slices.Contains(res.Images, stale) || res.Freed < 0 {
+			t.Errorf("prune removed %v (freed %d), want %s among them\n%s", res.Images, res.Freed, stale, f.out.String())
+		}
+		if _, err := f.remote.ImageInspect(ctx, stale); !engine.IsNotFound(err) {
+			t.Errorf("%s is still on the host: %v", stale, err)
+		}
+		// Every kept release can still run: its images are all there.
+		kept, _ := os.ReadDir(filepath.Join(f.r.Dir, "releases"))
+		for _, e := range kept {
+			rec, _, err := record.LoadRelease(f.deploy, "e2e", e.Name())
+			if err != nil {
+				t.Fatalf("kept release %s has no record here: %v", e.Name(), err)
+			}
+			for svc, img := range rec.ImageIDs {
+				if _, err := f.remote.ImageInspect(ctx, img); err != nil {
+					t.Errorf("prune removed %s's image %s of kept release %s: %v", svc, img, e.Name(), err)
+				}
+			}
+		}
+		res, err = release.Prune(ctx, f.cat, f.opts("e2e"))
+		if err != nil || len(res.Images) != 0 || !strings.Contains(f.out.String(), "nothing to remove") {
+			t.Errorf("second prune: %v, removed %v\n%s", err, res, f.out.String())
 		}
 	})
 

@@ -87,6 +87,14 @@ func (c *Compose) Logs(ctx context.Context, project, service string, o engine.Lo
 	return unitLogs(ctx, ids, func(ctx context.Context, id string, w io.Writer) error { return c.Engine.Logs(ctx, id, o, w) }, line)
 }
 
+// Describe names the compose CLI that drives the engine from here.
+func (c *Compose) Describe(ctx context.Context) (string, error) {
+	if c.CLI == nil {
+		return "", errors.New("no compose CLI: install the compose v2 plugin or docker-compose, or set " + compose.EnvOverride)
+	}
+	return fmt.Sprintf("%s %s here drives the engine", c.CLI, c.CLI.Version), nil
+}
+
 // Health observes the project's containers on the engine.
 func (c *Compose) Health(project string) health.Source {
 	return &health.Compose{Engine: c.Engine, Project: project}

@@ -44,6 +44,9 @@ type Runtime interface {
 	// printed, as o says (engine.LogOptions); line may be called from
 	// several goroutines at once, one per unit.
 	Logs(ctx context.Context, project, service string, o engine.LogOptions, line func(string)) error
+	// Describe says, for doctor, in one line, how this runtime stands on
+	// its engine; the error says what keeps it from running a release.
+	Describe(ctx context.Context) (string, error)
 }
 
 // Release is what a runtime runs: the rendered files of one environment and,

@@ -46,6 +46,36 @@ func (s *Swarm) Logs(ctx context.Context, project, service string, o engine.LogO
 	}, line)
 }
 
+// Describe lists the swarm's nodes as its manager sees them; a node that
+// is down, or an engine that is no manager, is the error.
+func (s *Swarm) Describe(ctx context.Context) (string, error) {
+	info, err := s.Engine.API.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return "", fmt.Errorf("info of %s: %w", s.Engine.Host, err)
+	}
+	if !info.Info.Swarm.ControlAvailable {
+		return "", fmt.Errorf("%s is no swarm manager (swarm state %q): `docker swarm init` there, or point host at a manager",
+			s.Engine.Host, ui.Clean(string(info.Info.Swarm.LocalNodeState)))
+	}
+	list, err := s.Engine.API.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return "", fmt.Errorf("nodes of the swarm of %s: %w", s.Engine.Host, err)
+	}
+	var nodes, down []string
+	for _, n := range list.Items {
+		d := fmt.Sprintf("%s (%s, %s, %s)", ui.Clean(n.Description.Hostname), ui.Clean(string(n.Spec.Role)),
+			ui.Clean(string(n.Status.State)), ui.Clean(string(n.Spec.Availability)))
+		nodes = append(nodes, d)
+		if n.Status.State != swarm.NodeStateReady {
+			down = append(down, d)
+		}
+	}
+	if len(down) > 0 {
+		return "", fmt.Errorf("swarm nodes not ready: %s (of %s)", strings.Join(down, ", "), strings.Join(nodes, ", "))
+	}
+	return fmt.Sprintf("swarm manager; %d node(s): %s", len(nodes), strings.Join(nodes, ", ")), nil
+}
+
 // Health observes the stack's tasks through the manager, on every node.
 func (s *Swarm) Health(project string) health.Source {
 	return &health.Swarm{Engine: s.Engine, Stack: project}

@@ -60,7 +60,7 @@ var errBusy = errors.New("busy")
 
 func run(args []string) error {
 	if len(args) == 0 {
-		return errors.New("usage: hosttool serve|claim|hold|audit-append|audit-read|stage|activate|list|prune|remove ...")
+		return errors.New("usage: hosttool serve|claim|hold|audit-append|audit-read|stage|activate|list|prune|remove|df ...")
 	}
 	if v := os.Getenv("HOSTTOOL_ROOT"); v != "" {
 		root = v // tests run the tool outside a container
@@ -86,6 +86,8 @@ func run(args []string) error {
 			return errors.New("usage: hosttool audit-read MAX-BYTES")
 		}
 		return auditRead(os.Stdout, limit)
+	case "df":
+		return df(os.Stdout)
 	case "claim":
 		if len(rest) != 2 {
 			return errors.New("usage: hosttool claim PROJECT ENVIRONMENT")
@@ -520,4 +522,20 @@ func auditRead(w io.Writer, limit int64) error {
 	// grow the answer past the caller's bound.
 	_, err = fmt.Fprintf(w, "[%s]\n", bytes.Join(recs, []byte(",")))
 	return err
+}
+
+// disk is df's answer: the space of the filesystem holding the
+// environment's folder.
+type disk struct {
+	Free  uint64 `json:"free"`
+	Total uint64 `json:"total"`
+}
+
+// df prints how much of the folder's filesystem is free, for doctor.
+func df(w io.Writer) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(root, &st); err != nil {
+		return fmt.Errorf("df %s: %w", root, err)
+	}
+	return json.NewEncoder(w).Encode(disk{Free: st.Bavail * uint64(st.Bsize), Total: st.Blocks * uint64(st.Bsize)})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -204,5 +205,23 @@ func TestAudit(t *testing.T) {
 	out.Reset()
 	if err := auditRead(&out, 1<<10); err != nil || strings.TrimSpace(out.String()) != `[{"a":"<&>"}]` {
 		t.Fatalf("audit-read: %v %q", err, out.String())
+	}
+}
+
+// df answers the folder's filesystem's space, as statfs(2) gives it; a
+// folder that is not there is an error.
+func TestDF(t *testing.T) {
+	root = t.TempDir()
+	var out bytes.Buffer
+	if err := df(&out); err != nil {
+		t.Fatal(err)
+	}
+	var d disk
+	if err := json.Unmarshal(out.Bytes(), &d); err != nil || d.Total == 0 || d.Free > d.Total {
+		t.Fatalf("df = %q (%+v, %v): want a total, and free within it", out.String(), d, err)
+	}
+	root = filepath.Join(t.TempDir(), "gone")
+	if err := df(io.Discard); err == nil || !strings.Contains(err.Error(), "gone") {
+		t.Fatalf("df of a missing folder: %v", err)
 	}
 }
