@@ -91,7 +91,7 @@ func BuildOne(ctx context.Context, services string) error {
 // Up starts the rendered stack on its dev ports and waits until every service is healthy.
 func Up(ctx context.Context) error { return run(ctx, (*stack.Stack).Up) }
 
-// TestAll checks every service's health and that the services reach each other; writes JUnit and JSON reports. With -env=NAME it checks that environment's host.
+// TestAll checks every service's health and that the services reach each other (JUnit and JSON reports), on dev or with -env=NAME on that environment's host.
 //
 // On dev it records what it checked for promote's gate. With -env=demo
 // (any promoted environment) it runs the same checks against the live

@@ -225,6 +225,47 @@ func TestMultinodeSwarm(t *testing.T) {
 		t.FailNow()
 	}
 
+	t.Run("status, logs and doctor -env see every node", func(t *testing.T) {
+		rows, err := release.Status(ctx, f.cat, f.opts("mn"))
+		if err != nil {
+			t.Fatalf("status: %v\n%s", err, f.out.String())
+		}
+		nodes := map[string]bool{}
+		tasks := map[string]int{}
+		for _, r := range rows {
+			if r.Service == release.ProxyRow {
+				continue
+			}
+			tasks[r.Service]++
+			nodes[r.Node] = true
+			if !r.Healthy || r.Node == "" || r.Release != first.Release {
+				t.Errorf("status row %+v, want a healthy task of %s on a node", r, first.Release)
+			}
+		}
+		for _, svc := range mnServices {
+			if tasks[svc] != mnReplicas {
+				t.Errorf("status shows %d tasks of %s, want %d", tasks[svc], svc, mnReplicas)
+			}
+		}
+		if len(nodes) < 2 {
+			t.Errorf("status shows tasks on nodes %v, want them spread", nodes)
+		}
+		var logs bytes.Buffer
+		o := f.opts("mn")
+		o.Printer = ui.Plain(&logs)
+		if err := release.Logs(ctx, f.cat, o, mnServices, engine.LogOptions{Tail: 5}); err != nil {
+			t.Fatalf("logs: %v", err)
+		}
+		for _, svc := range mnServices {
+			if !strings.Contains(logs.String(), svc+" ") || !strings.Contains(logs.String(), "| ") {
+				t.Errorf("logs lack %s's tasks:\n%s", svc, logs.String())
+			}
+		}
+		if err := release.Doctor(ctx, f.cat, f.opts("mn")); err != nil || !strings.Contains(f.out.String(), "swarm manager; 3 node(s)") {
+			t.Errorf("doctor: %v\n%s", err, f.out.String())
+		}
+	})
+
 	t.Run("unchanged promote sends nothing to any node, replaces nothing, fails no request", func(t *testing.T) {
 		before := f.taskIDs(ctx, t)
 		var res *release.Result
@@ -320,6 +361,16 @@ func TestMultinodeSwarm(t *testing.T) {
 			t.Logf("requests failed while the node went away:\n%s", st)
 		}
 		f.checksGreen(ctx, t)
+	})
+
+	t.Run("doctor -env names the node that is down", func(t *testing.T) {
+		if lost < 1 {
+			t.Skip("no worker was stopped")
+		}
+		err := release.Doctor(ctx, f.cat, f.opts("mn"))
+		if err == nil || !strings.Contains(f.out.String(), "swarm nodes not ready") {
+			t.Errorf("doctor with a worker down: %v\n%s", err, f.out.String())
+		}
 	})
 
 	var third *release.Result
