@@ -30,18 +30,12 @@ const (
 // published port: free, or held by this project's proxy. It changes
 // nothing and takes no lock. The error names every check that failed.
 func Doctor(ctx context.Context, cat *catalog.Catalog, opts Options) error {
-	opts.defaults(cat)
-	env, err := cat.Env(opts.Env)
+	t, _, err := openHost(ctx, cat, &opts, "doctor", false)
 	if err != nil {
 		return err
 	}
-	p := opts.Printer
-	p.Header("doctor %s on %s (%s)", cat.Project.Name, env.Name, displayHost(env))
-	t, err := connect(ctx, cat, env, p)
-	if err != nil {
-		return fmt.Errorf("doctor %s: %w", env.Name, err)
-	}
 	defer t.Close()
+	env, p := t.env, opts.Printer
 	var failed []string
 	check := func(name string, detail string, err error) {
 		if err != nil {

@@ -48,17 +48,12 @@ type StatusRow struct {
 // run. It reads the host and changes nothing, without the lock. It fails,
 // naming them, when a service or the proxy is not running and healthy.
 func Status(ctx context.Context, cat *catalog.Catalog, opts Options) ([]StatusRow, error) {
-	opts.defaults(cat)
-	t, err := look(ctx, cat, opts.Env, "status")
+	t, st, err := lookState(ctx, cat, &opts, "status")
 	if err != nil {
 		return nil, err
 	}
 	defer t.Close()
 	env := t.env
-	st, err := t.fs.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("status %s: %w", env.Name, err)
-	}
 	obs, err := t.rt.Health(cat.Project.Name).Observe(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("status %s: %w", env.Name, err)
@@ -206,16 +201,11 @@ func dash(s string) string {
 // current release's recorded ones hidden). With o.Follow it goes on until
 // ctx ends. It reads the host and changes nothing, without the lock.
 func Logs(ctx context.Context, cat *catalog.Catalog, opts Options, services []string, o engine.LogOptions) error {
-	opts.defaults(cat)
-	t, err := look(ctx, cat, opts.Env, "logs")
+	t, st, err := lookState(ctx, cat, &opts, "logs")
 	if err != nil {
 		return err
 	}
 	defer t.Close()
-	st, err := t.fs.List(ctx)
-	if err != nil {
-		return fmt.Errorf("logs %s: %w", t.env.Name, err)
-	}
 	redact := check.Redactor(cat)
 	if _, dir, err := record.LoadRelease(opts.LocalDeployDir, t.env.Name, st.Current); err == nil {
 		if vars, err := dotenv.Read(filepath.Join(dir, render.EnvFile)); err == nil {
@@ -255,24 +245,14 @@ func TestAll(ctx context.Context, cat *catalog.Catalog, opts Options) (*check.Re
 // scratch, a rollback still has its releases. It holds the environment's
 // lock and writes an audit record, like a promote.
 func Down(ctx context.Context, cat *catalog.Catalog, opts Options, volumes bool) error {
-	opts.defaults(cat)
 	t0 := time.Now()
-	env, err := cat.Env(opts.Env)
+	t, lock, err := openHost(ctx, cat, &opts, "down", true)
 	if err != nil {
 		return err
 	}
-	p := opts.Printer
-	p.Header("down %s on %s (%s)", cat.Project.Name, env.Name, displayHost(env))
-	t, err := connect(ctx, cat, env, p)
-	if err != nil {
-		return fmt.Errorf("down %s: %w", env.Name, err)
-	}
 	defer t.Close()
-	lock, err := t.acquire(ctx, "down", opts.Wait)
-	if err != nil {
-		return fmt.Errorf("down %s: %w", env.Name, err)
-	}
 	defer lock.Release()
+	env, p := t.env, opts.Printer
 	audit := newAudit(ctx, cat, env, "down", opts)
 	t.tookOver(ctx, lock, audit)
 	if st, err := t.fs.List(ctx); err == nil {

@@ -29,26 +29,15 @@ type Pruned struct {
 // from, and says what it freed. It holds the environment's lock, so that
 // no promote sees its images go.
 func Prune(ctx context.Context, cat *catalog.Catalog, opts Options) (*Pruned, error) {
-	opts.defaults(cat)
-	env, err := cat.Env(opts.Env)
+	t, lock, err := openHost(ctx, cat, &opts, "prune", true)
 	if err != nil {
 		return nil, err
 	}
-	p := opts.Printer
-	p.Header("prune %s on %s (%s)", cat.Project.Name, env.Name, displayHost(env))
-	t, err := connect(ctx, cat, env, p)
-	if err != nil {
-		return nil, fmt.Errorf("prune %s: %w", env.Name, err)
-	}
 	defer t.Close()
-	lock, err := t.acquire(ctx, "prune", opts.Wait)
-	if err != nil {
-		return nil, fmt.Errorf("prune %s: %w", env.Name, err)
-	}
 	defer lock.Release()
 	res, err := t.pruneImages(ctx, opts)
 	if err != nil {
-		return nil, fmt.Errorf("prune %s: %w", env.Name, err)
+		return nil, fmt.Errorf("prune %s: %w", t.env.Name, err)
 	}
 	return res, nil
 }

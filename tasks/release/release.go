@@ -969,20 +969,56 @@ func look(ctx context.Context, cat *catalog.Catalog, envName, command string) (*
 	return t, nil
 }
 
+// lookState is look with the host's releases: what a command that only
+// reads the host starts with. The caller closes the target.
+func lookState(ctx context.Context, cat *catalog.Catalog, opts *Options, command string) (*target, *hostfs.State, error) {
+	opts.defaults(cat)
+	t, err := look(ctx, cat, opts.Env, command)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := t.fs.List(ctx)
+	if err != nil {
+		t.Close()
+		return nil, nil, fmt.Errorf("%s %s: %w", command, t.env.Name, err)
+	}
+	return t, st, nil
+}
+
+// openHost connects to the host of opts.Env for a command that changes it or
+// says how it stands, step by step under a header; with lock, holding the
+// environment's lock (the caller releases it, then closes the target).
+func openHost(ctx context.Context, cat *catalog.Catalog, opts *Options, command string, lock bool) (*target, *hostfs.Lock, error) {
+	opts.defaults(cat)
+	env, err := cat.Env(opts.Env)
+	if err != nil {
+		return nil, nil, err
+	}
+	opts.Printer.Header("%s %s on %s (%s)", command, cat.Project.Name, env.Name, displayHost(env))
+	t, err := connect(ctx, cat, env, opts.Printer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s %s: %w", command, env.Name, err)
+	}
+	if !lock {
+		return t, nil, nil
+	}
+	l, err := t.acquire(ctx, command, opts.Wait)
+	if err != nil {
+		t.Close()
+		return nil, nil, fmt.Errorf("%s %s: %w", command, env.Name, err)
+	}
+	return t, l, nil
+}
+
 // Releases lists the releases on the host of opts.Env, oldest first, with
 // the current one marked, and prints them as a table.
 func Releases(ctx context.Context, cat *catalog.Catalog, opts Options) ([]Release, error) {
-	opts.defaults(cat)
-	t, err := look(ctx, cat, opts.Env, "releases")
+	t, st, err := lookState(ctx, cat, &opts, "releases")
 	if err != nil {
 		return nil, err
 	}
 	defer t.Close()
 	env := t.env
-	st, err := t.fs.List(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("releases %s: %w", env.Name, err)
-	}
 	recorded := record.Releases(opts.LocalDeployDir, env.Name)
 	out := make([]Release, 0, len(st.Releases))
 	var rows [][]string
