@@ -280,6 +280,10 @@ func (t *target) down(ctx context.Context, volumes bool) error {
 		return err
 	}
 	t.p.Line(ui.OK, "proxy", "removed, with its edge network")
+	// testAll's probe server sits on the stack's network.
+	if err := check.RemoveProbe(ctx, t.eng.API, project); err != nil {
+		return err
+	}
 	if err := t.rt.Remove(ctx, &runtime.Release{Project: project, Cat: t.cat, Env: t.env, Printer: t.p}, volumes); err != nil {
 		return err
 	}

@@ -1523,6 +1523,31 @@ func (f *fixture) swarmPromote(ctx context.Context, t *testing.T, env string, en
 	}
 	f.noLeak(ctx, t, "sw4rm-rotated-token")
 	f.noSecretOnHost(t, hostDir, "sw4rm-rotated-token")
+
+	// testAll -env checks the swarm as a promote does; down takes the
+	// stack, the probe and the proxy off, and a promote starts it again.
+	if rep, err := release.TestAll(ctx, f.cat, f.opts(env)); err != nil || rep.Failed != 0 || rep.Passed == 0 {
+		t.Errorf("testAll -env on the swarm: %v %+v\n%s", err, rep, f.out.String())
+	}
+	if err := release.Down(ctx, f.cat, f.opts(env), false); err != nil {
+		t.Fatalf("down of the swarm: %v\n%s", err, f.out.String())
+	}
+	label := client.Filters{}.Add("label", labels.StackNamespace+"="+f.project)
+	if svcs, err := f.remote.ServiceList(ctx, client.ServiceListOptions{Filters: label}); err != nil || len(svcs.Items) != 0 {
+		t.Errorf("stack services left after down: %v %v", svcs.Items, err)
+	}
+	if cs, err := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true,
+		Filters: client.Filters{}.Add("label", labels.Proxy+"="+f.project)}); err != nil || len(cs.Items) != 0 {
+		t.Errorf("the proxy is left after down: %v %v", cs.Items, err)
+	}
+	o = f.opts(env)
+	o.Force = true
+	if res, err := release.Promote(ctx, f.cat, o); err != nil || res.Changes.Count(runtime.Start) != 3 {
+		t.Fatalf("promote after down on the swarm: %v\n%s", err, f.out.String())
+	}
+	if code, body := f.get(t, f.ports["sw/quality-fabric"], "/health"); code != 200 {
+		t.Errorf("quality-fabric after down and promote on the swarm: %d %s", code, body)
+	}
 }
 
 // noSecretOnHost fails when a file of a swarm environment's folder on the

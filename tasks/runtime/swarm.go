@@ -243,5 +243,25 @@ func (s *Swarm) Remove(ctx context.Context, rel *Release, _ bool) error {
 	if _, err := compose.ExecIsolated(ctx, "", s.Env, StackRemoveArgs(rel.Project)); err != nil {
 		return fmt.Errorf("docker stack rm %s on %s: %w", rel.Project, s.Engine.Host, err)
 	}
-	return nil
+	// stack rm returns while the tasks stop and the networks go; a stack
+	// deployed again meanwhile would find them half there.
+	ctx, cancel := context.WithTimeout(ctx, stackGone)
+	defer cancel()
+	label := client.Filters{}.Add("label", labels.StackNamespace+"="+rel.Project)
+	for {
+		cs, cerr := s.Engine.API.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: label})
+		ns, nerr := s.Engine.API.NetworkList(ctx, client.NetworkListOptions{Filters: label})
+		if cerr == nil && nerr == nil && len(cs.Items) == 0 && len(ns.Items) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("stack %s on %s: still there %s after docker stack rm (containers: %d, networks: %d)",
+				rel.Project, s.Engine.Host, stackGone, len(cs.Items), len(ns.Items))
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
 }
+
+// stackGone bounds the wait for a removed stack's tasks and networks.
+const stackGone = 2 * time.Minute
