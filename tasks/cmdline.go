@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // usage is what one target takes on the command line: its positional
@@ -57,7 +59,7 @@ func (e *ArgsError) Error() string {
 }
 
 // ExitStatus is that of a bad argument.
-func (e *ArgsError) ExitStatus() int { return ExitUsage }
+func (e *ArgsError) ExitStatus() int { return exitcode.Usage }
 
 // checkArgs checks, in a mage command line's arguments, what follows each
 // target of this package: its positional arguments, then only options it

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/magefile/mage/parse"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // The command line's table is the targets' signatures as mage reads them:
@@ -83,8 +85,8 @@ func TestCheckArgs(t *testing.T) {
 			t.Errorf("%q: %v", tc.args, err)
 		case tc.bad != "" && (!errors.As(err, &ae) || ae.Arg != tc.bad || !strings.Contains(err.Error(), tc.options)):
 			t.Errorf("%q: got %v, want %s named and %q", tc.args, err, tc.bad, tc.options)
-		case tc.bad != "" && ExitCode(err) != ExitUsage:
-			t.Errorf("%q: exit %d, want %d", tc.args, ExitCode(err), ExitUsage)
+		case tc.bad != "" && exitcode.Of(err) != exitcode.Usage:
+			t.Errorf("%q: exit %d, want %d", tc.args, exitcode.Of(err), exitcode.Usage)
 		}
 	}
 }

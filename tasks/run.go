@@ -2,22 +2,20 @@ package tasks
 
 import (
 	"context"
-	"errors"
 	"os"
 
 	"github.com/magefile/mage/mg"
 
 	"github.com/maestro-platform/deploy/internal/interrupt"
-	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 	"github.com/maestro-platform/deploy/tasks/release"
-	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/stack"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // run opens the stack from the environment and runs one step, turning the
-// error into mage's exit status: 2 for a bad catalog or settings, 3 for a
-// plan with changes, 1 for everything else.
+// error into mage's exit status: the one the error asks for
+// (exitcode.Of).
 func run(ctx context.Context, step func(*stack.Stack, context.Context) error) error {
 	if err := argsChecked(); err != nil {
 		return exit(err)
@@ -30,11 +28,11 @@ func run(ctx context.Context, step func(*stack.Stack, context.Context) error) er
 	// Nothing may stay live once the step is over: mage prints the error
 	// next, and a live line redrawn over it would hide it.
 	s.Out.EndActivities()
-	if ExitCode(err) == ExitChanges {
+	if exitcode.Of(err) == exitcode.Changes {
 		// Changes found is plan's answer, not a failure: said as a result
 		// line, without mage's "Error:", and told by the exit status.
 		s.Out.Line(ui.Warn, "plan", "%v", err)
-		os.Exit(ExitChanges)
+		os.Exit(exitcode.Changes)
 	}
 	return exit(err)
 }
@@ -67,38 +65,5 @@ func exit(err error) error {
 	}
 	// Errors quote daemons, hosts and containers: cleaned before the
 	// terminal sees them, wherever they were made.
-	return mg.Fatal(ExitCode(err), ui.Clean(err.Error()))
-}
-
-// Exit statuses by kind of error, so scripts can tell a bad catalog from a
-// failed deployment.
-const (
-	ExitFailure = 1
-	// ExitUsage: a bad catalog, bad arguments, or hand-edited files in the
-	// way.
-	ExitUsage = 2
-	// ExitChanges: plan found changes.
-	ExitChanges = 3
-)
-
-// ExitCode maps an error to the process exit status.
-func ExitCode(err error) int {
-	var ce catalog.Errors
-	var one *catalog.Error
-	var ue *stack.UsageError
-	var de *render.DriftError
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, stack.ErrPlanChanged), errors.Is(err, release.ErrChanges):
-		return ExitChanges
-	case errors.As(err, &ce), errors.As(err, &one), errors.As(err, &ue), errors.As(err, &de):
-		return ExitUsage
-	}
-	// Errors that know their status (a missing secret: 2).
-	var es interface{ ExitStatus() int }
-	if errors.As(err, &es) {
-		return es.ExitStatus()
-	}
-	return ExitFailure
+	return mg.Fatal(exitcode.Of(err), ui.Clean(err.Error()))
 }

@@ -3,6 +3,8 @@ package catalog
 import (
 	"fmt"
 	"strings"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // Error is one problem in a catalog, pinned to its place in the file.
@@ -51,6 +53,12 @@ func (es Errors) Error() string {
 	}
 	return fmt.Sprintf("%d problems in the catalog:\n  %s", len(es), strings.Join(lines, "\n  "))
 }
+
+// ExitStatus is exitcode.Usage: the catalog is to fix.
+func (e *Error) ExitStatus() int { return exitcode.Usage }
+
+// ExitStatus is exitcode.Usage: the catalog is to fix.
+func (es Errors) ExitStatus() int { return exitcode.Usage }
 
 // Unwrap lets errors.As find each *Error.
 func (es Errors) Unwrap() []error {

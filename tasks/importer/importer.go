@@ -51,6 +51,8 @@ import (
 
 	"github.com/maestro-platform/deploy/internal/atomicfile"
 	"github.com/maestro-platform/deploy/tasks/catalog"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // Options say what to import, and where.
@@ -105,8 +107,9 @@ func (e *LossError) Error() string {
 		len(e.Losses), what, strings.Join(lines, "\n"))
 }
 
-// ExitStatus is 2: the input needs a decision, like a bad catalog.
-func (e *LossError) ExitStatus() int { return 2 }
+// ExitStatus is exitcode.Usage: the input needs a decision, like a bad
+// catalog.
+func (e *LossError) ExitStatus() int { return exitcode.Usage }
 
 // existing is what import needs of the catalog it adds to.
 type existing struct {

@@ -2,7 +2,6 @@ package release
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -14,11 +13,13 @@ import (
 	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/secrets"
 	"github.com/maestro-platform/deploy/tasks/ui"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // ErrChanges is returned by Plan when a promote would change something on
 // the host.
-var ErrChanges = errors.New("a promote would change the host")
+var ErrChanges = exitcode.New(exitcode.Changes, "a promote would change the host")
 
 // PlanResult is what Plan found.
 type PlanResult struct {

@@ -22,8 +22,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/maestro-platform/deploy/tasks"
 	"github.com/maestro-platform/deploy/tasks/check"
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 	"github.com/maestro-platform/deploy/tasks/hostfs"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/proxy"
@@ -965,8 +965,8 @@ func TestPromote(t *testing.T) {
 		_, err := release.Promote(ctx, f.cat, f.opts("e2e"))
 		var me *secrets.MissingError
 		if !errors.As(err, &me) || !strings.Contains(err.Error(), "API_TOKEN") || !strings.Contains(err.Error(), "e2e") ||
-			!strings.Contains(err.Error(), "not used for remote") || tasks.ExitCode(err) != tasks.ExitUsage {
-			t.Fatalf("promote without the secret: %v (exit %d)", err, tasks.ExitCode(err))
+			!strings.Contains(err.Error(), "not used for remote") || exitcode.Of(err) != exitcode.Usage {
+			t.Fatalf("promote without the secret: %v (exit %d)", err, exitcode.Of(err))
 		}
 		file := filepath.Join(filepath.Dir(f.cat.File), ".maestro", "secrets", "e2e.env")
 		if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // Manifest is the .manifest of a rendered folder: what render wrote, so
@@ -111,6 +113,9 @@ func (e *DriftError) Error() string {
 		"mage render with overwrite (DEPLOY_OVERWRITE=1 mage render)",
 		e.Dir, strings.Join(e.Files, ", "), BackupDir)
 }
+
+// ExitStatus is exitcode.Usage: the hand edits are to move or replace.
+func (e *DriftError) ExitStatus() int { return exitcode.Usage }
 
 // testHookBeforeSwap, when set, runs after the new folder is complete and
 // before it replaces the old one: tests fail a write there.

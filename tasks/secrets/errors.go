@@ -4,17 +4,9 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
-
-// ExitUsage is the exit status of a secret found nowhere and of a secrets
-// file that cannot be used: like a bad catalog, the user must fix a
-// setting before anything can run.
-const ExitUsage = 2
-
-// ExitFailure is the exit status of a secrets_command that failed: a step
-// that did not work, which may work when run again (an agent unlocked, a
-// network back).
-const ExitFailure = 1
 
 // Missing is one secret found nowhere.
 type Missing struct {
@@ -49,10 +41,11 @@ type MissingError struct {
 	fileRefused bool
 }
 
-// ExitStatus is ExitUsage: the same interface mage's mg.ExitStatus reads,
+// ExitStatus is exitcode.Usage (a secret found nowhere is a setting to
+// fix before anything can run): the same interface mage's mg.ExitStatus reads,
 // so that a caller mapping errors to exit statuses can test for
 // interface{ ExitStatus() int } with errors.As.
-func (e *MissingError) ExitStatus() int { return ExitUsage }
+func (e *MissingError) ExitStatus() int { return exitcode.Usage }
 
 // Names lists the missing secrets' names.
 func (e *MissingError) Names() []string {
@@ -138,13 +131,14 @@ type SourceError struct {
 	Hint  string
 }
 
-// ExitStatus is ExitUsage for a secrets file (a setting to fix) and
-// ExitFailure for a secrets_command (a step that failed).
+// ExitStatus is exitcode.Usage for a secrets file (a setting to fix) and
+// exitcode.Failure for a secrets_command (a step that failed, which may
+// work when run again: an agent unlocked, a network back).
 func (e *SourceError) ExitStatus() int {
 	if e.Source == FromFile {
-		return ExitUsage
+		return exitcode.Usage
 	}
-	return ExitFailure
+	return exitcode.Failure
 }
 
 func (e *SourceError) Error() string {

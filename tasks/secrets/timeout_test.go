@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // A secrets_command that does not finish is stopped at the timeout, with
@@ -24,7 +26,7 @@ func TestCommandTimeout(t *testing.T) {
 	}
 	_, err := runCommand(context.Background(), "dev", dir, []string{script}, nil)
 	var se *SourceError
-	if !errors.As(err, &se) || !strings.Contains(err.Error(), "did not finish within 200ms") || se.ExitStatus() != ExitFailure {
+	if !errors.As(err, &se) || !strings.Contains(err.Error(), "did not finish within 200ms") || se.ExitStatus() != exitcode.Failure {
 		t.Fatalf("err = %v, want a timeout", err)
 	}
 

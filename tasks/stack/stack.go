@@ -6,7 +6,6 @@ package stack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/secrets"
 	"github.com/maestro-platform/deploy/tasks/ui"
+
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 )
 
 // Config says which catalog, environment and folder a Stack works on.
@@ -148,8 +149,11 @@ type UsageError struct{ Msg string }
 
 func (e *UsageError) Error() string { return e.Msg }
 
+// ExitStatus is exitcode.Usage.
+func (e *UsageError) ExitStatus() int { return exitcode.Usage }
+
 // ErrPlanChanged is returned by Plan when render would change the folder.
-var ErrPlanChanged = errors.New("render would change the deployment folder")
+var ErrPlanChanged = exitcode.New(exitcode.Changes, "render would change the deployment folder")
 
 // SplitList splits a comma-separated argument, dropping empty items.
 func SplitList(s string) []string {
