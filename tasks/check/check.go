@@ -58,6 +58,10 @@ type Target struct {
 	// API is the engine the stack runs on (local, or remote over ssh). It
 	// may be nil only with Options.DeclaredOnly and no network checks.
 	API *client.Client
+	// Health observes the services as their runtime runs them
+	// (runtime.Runtime.Health): the tasks of a swarm stack on every node.
+	// Nil: the compose containers of Project on API.
+	Health health.Source
 	// ReuseProbe keeps the network probe running between runs, a probe
 	// container of the project (see RemoveProbe) instead of the second a
 	// one-shot probe container costs. On a local engine (see LocalEngine)

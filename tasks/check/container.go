@@ -5,27 +5,21 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/health"
 )
 
-// observe returns what runs of the project, by service: compose
-// containers when there are any (stopped ones included, so a crashed
-// service is reported as such), else the tasks of a swarm stack of that
-// name. It is health's view, so testAll and the deployment's health wait
-// judge a service alike.
-func observe(ctx context.Context, api *client.Client, project string) (map[string]health.Observation, error) {
-	e := &engine.Engine{API: api, Host: api.DaemonHost()}
-	obs, err := (&health.Compose{Engine: e, Project: project}).Observe(ctx)
-	if err != nil || len(obs) > 0 {
-		return obs, err
+// observe returns what runs of the target's project, by service, through
+// its runtime's health source: health's view, so that testAll and the
+// deployment's health wait judge a service alike. Without one, the
+// project's compose containers, stopped ones included, so that a crashed
+// service is reported as such.
+func observe(ctx context.Context, t Target) (map[string]health.Observation, error) {
+	if t.Health != nil {
+		return t.Health.Observe(ctx)
 	}
-	if info, err := api.Info(ctx, client.InfoOptions{}); err != nil || !info.Info.Swarm.ControlAvailable {
-		return obs, nil // not a swarm manager: no stack to look at
-	}
-	return (&health.Swarm{Engine: e, Stack: project}).Observe(ctx)
+	return (&health.Compose{Engine: &engine.Engine{API: t.API, Host: t.API.DaemonHost()}, Project: t.Project}).Observe(ctx)
 }
 
 // containerPolls is how many times a service whose health is still
@@ -37,7 +31,7 @@ const containerPolls = 5
 func runContainers(ctx context.Context, t Target, jobs []*job, results []Result) {
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		obs, err := observe(ctx, t.API, t.Project)
+		obs, err := observe(ctx, t)
 		starting := false
 		for _, j := range jobs {
 			r := &results[j.idx]

@@ -300,7 +300,7 @@ func TestStack(t *testing.T) {
 				}
 			}
 		}
-		if groups, err := observe(ctx, api, project); err != nil || len(groups) != 3 {
+		if groups, err := observe(ctx, Target{Project: project, API: api}); err != nil || len(groups) != 3 {
 			t.Errorf("project containers with a probe server running: %v, %v (want the 3 services)", groups, err)
 		}
 

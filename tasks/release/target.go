@@ -194,5 +194,6 @@ func tlsFolder(private string, env *catalog.Environment) (string, error) {
 // checks runs testAll's checks against the environment's host.
 func (t *target) checks(ctx context.Context) (*check.Report, error) {
 	return check.Run(ctx, t.cat, check.Target{Env: t.env, Project: t.cat.Project.Name, HostAddr: hostAddr(t.env), API: t.eng.API,
+		Health:     t.rt.Health(t.cat.Project.Name),
 		ReuseProbe: true}, check.Options{Printer: t.p})
 }

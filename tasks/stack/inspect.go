@@ -48,7 +48,7 @@ func (s *Stack) TestAll(ctx context.Context) error {
 	s.warnDrift("testAll", s.renderDrift(hashes, views),
 		"testAll checks what runs, and promote refuses it until `mage deployAll` (or `mage render`, `mage up`, `mage testAll`)")
 	rep, runErr := check.Run(ctx, s.Cat, check.Target{Env: s.Env, Project: s.Project(),
-		HostAddr: s.HTTPHost(), API: eng.API, ReuseProbe: true},
+		HostAddr: s.HTTPHost(), API: eng.API, Health: s.runtime(eng, nil).Health(s.Project()), ReuseProbe: true},
 		check.Options{Printer: s.Out, Secrets: check.Secrets(s.Cat)})
 	if rep == nil {
 		return runErr
