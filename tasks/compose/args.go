@@ -18,17 +18,6 @@ func (c *CLI) Args(project string, files []string, sub ...string) []string {
 	return append(out, sub...)
 }
 
-// UpArgs starts services in the background from images that already exist
-// (images are built through the Engine API, never by compose). With no
-// services named, every service in files is started.
-//
-// It never removes orphans: the per-service compose files of a deployment
-// share the project, so the containers of the other services would look
-// like orphans and be removed. Use UpStackArgs for the whole stack.
-func (c *CLI) UpArgs(project string, files []string, services []string) []string {
-	return c.Args(project, files, append([]string{"up", "-d", "--no-build"}, services...)...)
-}
-
 // UpStackArgs starts the whole stack described by files and removes the
 // containers of services that are no longer in it. files must describe
 // every service of the project.
@@ -45,17 +34,6 @@ func (c *CLI) DownArgs(project string, files []string, volumes bool) []string {
 		sub = append(sub, "--volumes")
 	}
 	return c.Args(project, files, sub...)
-}
-
-// ConfigArgs validates files the way compose itself reads them, printing
-// nothing on success.
-func (c *CLI) ConfigArgs(project string, files []string) []string {
-	return c.Args(project, files, "config", "-q")
-}
-
-// PsArgs lists the project's containers, one ID per line.
-func (c *CLI) PsArgs(project string, files []string) []string {
-	return c.Args(project, files, "ps", "-q")
 }
 
 // StartArgs starts the named services, and only them (--no-deps), from

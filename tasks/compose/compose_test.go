@@ -26,7 +26,6 @@ var (
 
 func TestArgs(t *testing.T) {
 	stack := []string{"/d/docker-compose.yml"}
-	svc := []string{"/d/quality-fabric/docker-compose.yml"}
 	tests := []struct {
 		name string
 		got  []string
@@ -36,19 +35,12 @@ func TestArgs(t *testing.T) {
 			"docker-compose -p maestro -f /d/docker-compose.yml up -d --no-build --remove-orphans"},
 		{"up stack v2", v2.UpStackArgs("maestro", stack),
 			"docker compose -p maestro -f /d/docker-compose.yml up -d --no-build --remove-orphans"},
-		{"up per-service file keeps the other services", v1.UpArgs("maestro", svc, nil),
-			"docker-compose -p maestro -f /d/quality-fabric/docker-compose.yml up -d --no-build"},
-		{"up named services", v2.UpArgs("maestro", stack, []string{"a", "b"}),
-			"docker compose -p maestro -f /d/docker-compose.yml up -d --no-build a b"},
-		{"up several files", v1.UpArgs("p", []string{"a.yml", "b.yml"}, nil),
-			"docker-compose -p p -f a.yml -f b.yml up -d --no-build"},
 		{"down keeps volumes", v1.DownArgs("maestro", stack, false),
 			"docker-compose -p maestro -f /d/docker-compose.yml down --remove-orphans"},
 		{"down with volumes", v2.DownArgs("maestro", stack, true),
 			"docker compose -p maestro -f /d/docker-compose.yml down --remove-orphans --volumes"},
-		{"config", v1.ConfigArgs("maestro", stack),
-			"docker-compose -p maestro -f /d/docker-compose.yml config -q"},
-		{"ps", v2.PsArgs("maestro", nil), "docker compose -p maestro ps -q"},
+		{"several files", v1.UpStackArgs("p", []string{"a.yml", "b.yml"}),
+			"docker-compose -p p -f a.yml -f b.yml up -d --no-build --remove-orphans"},
 		{"no project, no files", v1.Args("", nil, "version"), "docker-compose version"},
 	}
 	for _, tt := range tests {
@@ -62,8 +54,8 @@ func TestArgs(t *testing.T) {
 
 // A value with spaces or shell characters stays one argument.
 func TestArgsKeepValuesWhole(t *testing.T) {
-	got := v1.UpArgs("p", []string{"/a dir/$HOME;rm.yml"}, []string{"svc"})
-	want := []string{"docker-compose", "-p", "p", "-f", "/a dir/$HOME;rm.yml", "up", "-d", "--no-build", "svc"}
+	got := v1.Args("p", []string{"/a dir/$HOME;rm.yml"}, "up", "-d", "svc;rm")
+	want := []string{"docker-compose", "-p", "p", "-f", "/a dir/$HOME;rm.yml", "up", "-d", "svc;rm"}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("got %q, want %q", got, want)
 	}
@@ -201,7 +193,7 @@ func TestRunConfigReal(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	out, err := Exec(ctx, dir, []string{"GREETING=hello"}, c.ConfigArgs(testenv.ProjectName(t, "cfg"), []string{good}))
+	out, err := Exec(ctx, dir, []string{"GREETING=hello"}, c.Args(testenv.ProjectName(t, "cfg"), []string{good}, "config", "-q"))
 	if err != nil {
 		t.Fatalf("config -q on a valid file: %v", err)
 	}
@@ -213,7 +205,7 @@ func TestRunConfigReal(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("services:\n  web:\n    image: x\n    ports: 12\n    bogus_key: 1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	argv := c.ConfigArgs("cfgbad", []string{bad})
+	argv := c.Args("cfgbad", []string{bad}, "config", "-q")
 	_, err = Exec(ctx, dir, nil, argv)
 	var re *RunError
 	if !errors.As(err, &re) {
@@ -278,12 +270,10 @@ func TestRunEnvAndCancel(t *testing.T) {
 	}
 }
 
-func ExampleCLI_UpArgs() {
+func ExampleCLI_UpStackArgs() {
 	c := &CLI{Argv: []string{"docker-compose"}, Version: "1.29.2"}
-	fmt.Println(strings.Join(c.UpArgs("maestro", []string{"quality-fabric/docker-compose.yml"}, nil), " "))
 	fmt.Println(strings.Join(c.UpStackArgs("maestro", []string{"docker-compose.yml"}), " "))
 	// Output:
-	// docker-compose -p maestro -f quality-fabric/docker-compose.yml up -d --no-build
 	// docker-compose -p maestro -f docker-compose.yml up -d --no-build --remove-orphans
 }
 

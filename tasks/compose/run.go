@@ -37,7 +37,7 @@ func (e *RunError) Error() string {
 func (e *RunError) Unwrap() error { return e.Err }
 
 // Exec runs a command line of the compose family in dir: one that Args,
-// UpArgs and the other builders return (it starts with the CLI's Argv), or
+// UpStackArgs and the other builders return (it starts with the CLI's Argv), or
 // `docker stack` for swarm. env is added to the process
 // environment; a key set there wins over the inherited one. It returns the
 // combined output. On failure the error is a *RunError carrying the

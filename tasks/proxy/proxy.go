@@ -636,21 +636,9 @@ func removeContainer(ctx context.Context, api *client.Client, project, name stri
 	return nil
 }
 
-// Validate has Caddy check cfg (`caddy validate`) in a throwaway container
-// of the proxy image, with no network, named after project; it builds the
-// image first when the engine lacks it. Ensure does this before it
-// replaces a running proxy.
-func Validate(ctx context.Context, api *client.Client, project string, cfg []byte) error {
-	if !projectName.MatchString(project) {
-		return fmt.Errorf("proxy: project name %q is not a compose project name (a-z, 0-9, -, _)", project)
-	}
-	ref, err := EnsureImage(ctx, api)
-	if err != nil {
-		return fmt.Errorf("proxy of project %s: %w", project, err)
-	}
-	return validate(ctx, api, project, ref, cfg)
-}
-
+// validate has Caddy check cfg (`caddy validate`) in a throwaway container
+// of the proxy image ref, with no network, named after project. Ensure
+// does this before it replaces a running proxy.
 func validate(ctx context.Context, api *client.Client, project, ref string, cfg []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
@@ -780,35 +768,12 @@ func Attach(ctx context.Context, api *client.Client, project, containerID, alias
 			if slices.Contains(ep.Aliases, alias) {
 				return nil
 			}
-			return fmt.Errorf("%s: the container is attached to %s already, under aliases %v: Detach it first", what, NetworkName(project), ep.Aliases)
+			return fmt.Errorf("%s: the container is attached to %s already, under aliases %v: it serves one service only", what, NetworkName(project), ep.Aliases)
 		}
 	}
 	if _, err := api.NetworkConnect(ctx, netID, client.NetworkConnectOptions{Container: c.ID,
 		EndpointConfig: &network.EndpointSettings{Aliases: []string{alias}}}); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
-	}
-	return nil
-}
-
-// Detach disconnects a container from the project's edge network: the
-// proxy stops sending it requests once its cached lookup expires (Refresh).
-// Requests in flight on that network are cut: to retire a container, stop
-// it gracefully instead (SIGTERM), which needs no Detach. Detaching a
-// container that is not attached does nothing.
-func Detach(ctx context.Context, api *client.Client, project, containerID string) error {
-	netID, err := findNetwork(ctx, api, project)
-	if err != nil || netID == "" {
-		return err
-	}
-	res, err := api.ContainerInspect(ctx, containerID, client.ContainerInspectOptions{})
-	if err != nil {
-		return fmt.Errorf("proxy of project %s: detach %s: %w", project, containerID, err)
-	}
-	if res.Container.NetworkSettings == nil || res.Container.NetworkSettings.Networks[NetworkName(project)] == nil {
-		return nil
-	}
-	if _, err := api.NetworkDisconnect(ctx, netID, client.NetworkDisconnectOptions{Container: res.Container.ID}); err != nil {
-		return fmt.Errorf("proxy of project %s: detach %s from %s: %w", project, engine.ShortID(res.Container.ID), NetworkName(project), err)
 	}
 	return nil
 }

@@ -473,23 +473,27 @@ func TestValidate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := Validate(env.ctx, env.api, env.project, golden); err != nil {
+	ref, err := EnsureImage(env.ctx, env.api)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := validate(env.ctx, env.api, env.project, ref, golden); err != nil {
 		t.Errorf("the golden configuration: %v", err)
 	}
 	bad := []byte(`{"admin":{"disabled":true},"apps":{"http":{"servers":{"s":{"listen":[":8000"],` +
 		`"routes":[{"handle":[{"handler":"no_such_handler"}]}]}}}}}`)
-	err = Validate(env.ctx, env.api, env.project, bad)
+	err = validate(env.ctx, env.api, env.project, ref, bad)
 	if err == nil || !strings.Contains(err.Error(), "caddy rejects the configuration") || !strings.Contains(err.Error(), "no_such_handler") {
 		t.Errorf("a bad configuration: %v, want caddy's reason", err)
 	}
 	if _, err := env.api.ContainerInspect(env.ctx, ContainerName(env.project)+"-validate", client.ContainerInspectOptions{}); !engine.IsNotFound(err) {
-		t.Errorf("Validate left its container (%v)", err)
+		t.Errorf("validate left its container (%v)", err)
 	}
 }
 
-// Attach is idempotent for the same alias and refuses another; Detach
-// takes the container off the edge network and is idempotent too.
-func TestAttachDetach(t *testing.T) {
+// Attach is idempotent for the same alias, refuses another, and refuses a
+// container that does not run.
+func TestAttach(t *testing.T) {
 	env := setup(t)
 	ctx, api, project := env.ctx, env.api, env.project
 	id := env.startBackend("a", "v1")
@@ -512,20 +516,8 @@ func TestAttachDetach(t *testing.T) {
 	if ep == nil || !slices.Contains(ep.Aliases, "svc-a") {
 		t.Fatalf("after Attach: %+v", ep)
 	}
-	if err := Attach(ctx, api, project, id, "svc-b"); err == nil || !strings.Contains(err.Error(), "Detach it first") {
+	if err := Attach(ctx, api, project, id, "svc-b"); err == nil || !strings.Contains(err.Error(), "it serves one service only") {
 		t.Errorf("Attach under another alias: %v", err)
-	}
-	for range 2 {
-		if err := Detach(ctx, api, project, id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	in, err = api.ContainerInspect(ctx, id, client.ContainerInspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if in.Container.NetworkSettings.Networks[NetworkName(project)] != nil {
-		t.Errorf("still on the edge network after Detach")
 	}
 	stopped := 1
 	if _, err := api.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &stopped}); err != nil {
