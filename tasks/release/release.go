@@ -612,7 +612,7 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 			res.Pruned = pst.Removed
 			p.Line(ui.OK, "prune", "removed %s (keeping %d)", strings.Join(pst.Removed, ", "), env.KeepReleases)
 			// Images go with the last release that used them.
-			if _, err := t.pruneImages(ctx, opts); err != nil {
+			if _, err := t.pruneImages(ctx, opts, nodes); err != nil {
 				p.Line(ui.Warn, "prune", "images: %v", err)
 			}
 		}

@@ -266,6 +266,46 @@ func TestMultinodeSwarm(t *testing.T) {
 		}
 	})
 
+	t.Run("prune removes a stale image from every node and keeps the release's", func(t *testing.T) {
+		qf, _ := f.cat.Service("quality-fabric")
+		stale := f.cat.ImageRepo(qf) + ":stale-prune"
+		var planted []string
+		for _, id := range f.ids {
+			api := f.byNode[id]
+			cs, err := api.ContainerList(ctx, client.ContainerListOptions{Filters: client.Filters{}.Add("label", labels.StackNamespace+"="+f.project)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(cs.Items) == 0 {
+				continue // no task landed here
+			}
+			if _, err := api.ContainerCommit(ctx, cs.Items[0].ID, client.ContainerCommitOptions{Reference: stale, NoPause: true}); err != nil {
+				t.Fatal(err)
+			}
+			planted = append(planted, id)
+		}
+		if len(planted) < 2 {
+			t.Fatalf("stale image planted on %d nodes, want the tasks' nodes (at least 2)", len(planted))
+		}
+		res, err := release.Prune(ctx, f.cat, f.opts("mn"))
+		if err != nil {
+			t.Fatalf("prune: %v\n%s", err, f.out.String())
+		}
+		if n := slices.Index(res.Images, stale); n < 0 || len(slices.DeleteFunc(slices.Clone(res.Images), func(s string) bool { return s != stale })) != len(planted) {
+			t.Errorf("prune removed %v, want %s from each of %d nodes\n%s", res.Images, stale, len(planted), f.out.String())
+		}
+		for _, id := range f.ids {
+			if _, err := f.byNode[id].ImageInspect(ctx, stale); !engine.IsNotFound(err) {
+				t.Errorf("%s still has %s: %v", f.nameOf[id], stale, err)
+			}
+			for svc, ref := range first.Images {
+				if _, err := f.byNode[id].ImageInspect(ctx, ref); err != nil {
+					t.Errorf("prune removed %s's image %s from %s: %v", svc, ref, f.nameOf[id], err)
+				}
+			}
+		}
+	})
+
 	t.Run("unchanged promote sends nothing to any node, replaces nothing, fails no request", func(t *testing.T) {
 		before := f.taskIDs(ctx, t)
 		var res *release.Result
