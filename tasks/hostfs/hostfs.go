@@ -111,6 +111,7 @@ type FS struct {
 	host  string
 	dir   string
 	agent string // container ID
+	ref   string // the tool image
 }
 
 // Dir is the folder on the host.
@@ -139,7 +140,7 @@ func open(ctx context.Context, eng *engine.Engine, dir, project, env string, img
 	if err != nil {
 		return nil, err
 	}
-	f := &FS{api: eng.API, host: eng.Host, dir: dir}
+	f := &FS{api: eng.API, host: eng.Host, dir: dir, ref: ref}
 	if f.agent, err = ensureAgent(ctx, eng.API, ref, dir); err != nil {
 		return nil, fmt.Errorf("release tool on %s: %w", eng.Host, err)
 	}
@@ -292,6 +293,52 @@ type Disk struct {
 func (f *FS) Disk(ctx context.Context) (*Disk, error) {
 	var d Disk
 	return &d, f.run(ctx, &d, "df")
+}
+
+// DiskAt says how much space the filesystem holding path on the host has
+// left, path being any folder (the engine's data root, say): the tool runs
+// once in a throwaway container that sees path read-only, with no
+// network and no capability.
+func (f *FS) DiskAt(ctx context.Context, path string) (*Disk, error) {
+	if !strings.HasPrefix(path, "/") {
+		return nil, fmt.Errorf("disk of %q on %s: not an absolute path", path, f.host)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	created, err := f.api.ContainerCreate(ctx, client.ContainerCreateOptions{
+		Config: &container.Config{Image: f.ref, Cmd: []string{"df"}, Env: []string{"HOSTTOOL_ROOT=/probe"},
+			Labels: map[string]string{labels.Tool: "1"}},
+		HostConfig: &container.HostConfig{
+			Binds:       []string{path + ":/probe:ro"},
+			NetworkMode: "none", ReadonlyRootfs: true, CapDrop: []string{"ALL"},
+			SecurityOpt: []string{"no-new-privileges"},
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("disk of %s on %s: %w", path, f.host, err)
+	}
+	defer f.api.ContainerRemove(context.WithoutCancel(ctx), created.ID, client.ContainerRemoveOptions{Force: true})
+	wait := f.api.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := f.api.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+		return nil, fmt.Errorf("disk of %s on %s: %w", path, f.host, err)
+	}
+	select {
+	case res := <-wait.Result:
+		if res.StatusCode != 0 {
+			return nil, fmt.Errorf("disk of %s on %s: the tool exited with status %d", path, f.host, res.StatusCode)
+		}
+	case err := <-wait.Error:
+		return nil, fmt.Errorf("disk of %s on %s: %w", path, f.host, err)
+	}
+	var out bytes.Buffer
+	if err := (&engine.Engine{API: f.api, Host: f.host}).Logs(ctx, created.ID, engine.LogOptions{}, &out); err != nil {
+		return nil, err
+	}
+	var d Disk
+	if err := json.Unmarshal(out.Bytes(), &d); err != nil {
+		return nil, fmt.Errorf("disk of %s on %s: bad answer %q: %w", path, f.host, ui.Shorten(ui.Clean(out.String()), 200), err)
+	}
+	return &d, nil
 }
 
 // Upload puts the files under releases/<id> (never over an existing

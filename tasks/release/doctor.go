@@ -12,12 +12,14 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/hostfs"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
-// Doctor thresholds: below minFree under the environment's folder, or a
-// clock further than maxSkew from this machine's, is a failure.
+// Doctor thresholds: below minFree under the environment's folder or the
+// engine's data root, or a clock further than maxSkew from this machine's,
+// is a failure.
 const (
 	minFree = 1 << 30
 	maxSkew = 30 * time.Second
@@ -26,9 +28,11 @@ const (
 // Doctor checks what the host of opts.Env needs for a promote, one line
 // each: ssh and the engine (its version, reached as the environment's
 // user), the runtime (the compose CLI here, or the swarm's nodes), free
-// space under the environment's folder, the host's clock, and each
-// published port: free, or held by this project's proxy. It changes
-// nothing and takes no lock. The error names every check that failed.
+// space under the environment's folder and the engine's data root, the
+// host's clock, and each published port: free, or held by this project's
+// proxy. It changes nothing but a throwaway container that reads the data
+// root's free space, and takes no lock. The error names every check that
+// failed.
 func Doctor(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	t, _, err := openHost(ctx, cat, &opts, "doctor", false)
 	if err != nil {
@@ -53,19 +57,25 @@ func Doctor(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	check(t.rt.Name(), desc, err)
 
 	info, ierr := t.eng.API.Info(ctx, client.InfoOptions{})
-	d, derr := t.fs.Disk(ctx)
-	switch {
-	case derr != nil:
-		check("disk", "", derr)
-	case d.Free < minFree:
-		check("disk", "", fmt.Errorf("%s free of %s under %s: less than %s; `mage prune -env=%s` removes images no release uses",
-			ui.Bytes(int64(d.Free)), ui.Bytes(int64(d.Total)), env.Dir, ui.Bytes(minFree), env.Name))
-	default:
-		where := ""
-		if ierr == nil {
-			where = fmt.Sprintf(" (the engine keeps images in %s)", ui.Clean(info.Info.DockerRootDir))
+	disk := func(what string, d *hostfs.Disk, err error) {
+		switch {
+		case err != nil:
+			check("disk", "", err)
+		case d.Free < minFree:
+			check("disk", "", fmt.Errorf("%s free of %s under %s: less than %s; `mage prune -env=%s` removes images no release uses",
+				ui.Bytes(int64(d.Free)), ui.Bytes(int64(d.Total)), what, ui.Bytes(minFree), env.Name))
+		default:
+			check("disk", fmt.Sprintf("%s free of %s under %s", ui.Bytes(int64(d.Free)), ui.Bytes(int64(d.Total)), what), nil)
 		}
-		check("disk", fmt.Sprintf("%s free of %s under %s%s", ui.Bytes(int64(d.Free)), ui.Bytes(int64(d.Total)), env.Dir, where), nil)
+	}
+	d, err := t.fs.Disk(ctx)
+	disk(env.Dir, d, err)
+	if ierr != nil {
+		check("disk", "", ierr)
+	} else {
+		root := ui.Clean(info.Info.DockerRootDir)
+		d, err := t.fs.DiskAt(ctx, info.Info.DockerRootDir)
+		disk(root+" (the engine's data root)", d, err)
 	}
 
 	if ierr != nil {

@@ -630,7 +630,7 @@ func TestPromote(t *testing.T) {
 			t.Fatalf("doctor: %v\n%s", err, f.out.String())
 		}
 		out := f.out.String()
-		for _, want := range []string{"Docker Engine ", "here drives the engine", " free of ", "clock", "is ready for `mage promote -env=e2e`",
+		for _, want := range []string{"Docker Engine ", "here drives the engine", " free of ", "(the engine's data root)", "clock", "is ready for `mage promote -env=e2e`",
 			fmt.Sprintf("port %d  template-service: held by this project's proxy", f.ports["template-service"])} {
 			if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
 				t.Errorf("doctor output lacks %q:\n%s", want, out)
