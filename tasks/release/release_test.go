@@ -744,6 +744,26 @@ func TestPromote(t *testing.T) {
 			t.Fatalf("POST /log: %d", code)
 		}
 		got := out.WaitFor(t, mark, done)
+		// A container of the service that starts later is followed too,
+		// from its first line.
+		late, err := f.remote.ContainerCreate(ctx, client.ContainerCreateOptions{Name: f.project + "-late-quality-fabric",
+			Config: &container.Config{Image: f.running(ctx, t)["quality-fabric"][0], Env: []string{"SERVICE_NAME=late-" + mark},
+				Labels: map[string]string{labels.ComposeProject: f.project, labels.ComposeService: "quality-fabric"}},
+			HostConfig: &container.HostConfig{NetworkMode: "none"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.remote.ContainerRemove(context.Background(), late.ID, client.ContainerRemoveOptions{Force: true})
+		if _, err := f.remote.ContainerStart(ctx, late.ID, client.ContainerStartOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		late2 := out.WaitFor(t, "late-"+mark+" listening", done)
+		if !regexp.MustCompile(`(?m)^quality-fabric   \| .*late-` + mark + ` listening`).MatchString(late2) {
+			t.Errorf("the later container's line is not quality-fabric's:\n%s", late2)
+		}
+		if _, err := f.remote.ContainerRemove(ctx, late.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
+			t.Fatal(err)
+		}
 		stop()
 		<-done
 		if lerr != nil {
@@ -757,7 +777,7 @@ func TestPromote(t *testing.T) {
 		}
 		// A service the catalog lacks is refused by the target (stack.LogServices);
 		// one without a container on the host is named.
-		err := release.Logs(ctx, f.cat, f.opts("e2e"), []string{"no-such"}, engine.LogOptions{Tail: 1})
+		err = release.Logs(ctx, f.cat, f.opts("e2e"), []string{"no-such"}, engine.LogOptions{Tail: 1})
 		if err == nil || !strings.Contains(err.Error(), "no-such has no container") {
 			t.Errorf("logs of a service with no container: %v", err)
 		}

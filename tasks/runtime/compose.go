@@ -84,7 +84,63 @@ func (c *Compose) Logs(ctx context.Context, project, service string, o engine.Lo
 	if len(ids) == 0 {
 		return fmt.Errorf("%s has no container in project %s on %s", service, project, c.Engine.Host)
 	}
-	return unitLogs(ctx, ids, func(ctx context.Context, id string, w io.Writer) error { return c.Engine.Logs(ctx, id, o, w) }, line)
+	logs := func(ctx context.Context, id string, w io.Writer) error { return c.Engine.Logs(ctx, id, o, w) }
+	if !o.Follow {
+		return unitLogs(ctx, ids, logs, line)
+	}
+	return c.follow(ctx, project, service, ids, logs, line)
+}
+
+// followPoll is how often logs -f looks for the service's new containers.
+const followPoll = 2 * time.Second
+
+// follow follows the containers ids and every container of the service
+// that appears later (a promote's replacement, a restart by compose), each
+// from its start, until ctx ends.
+func (c *Compose) follow(ctx context.Context, project, service string, ids []string,
+	logs func(ctx context.Context, id string, w io.Writer) error, line func(string)) error {
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var errs []error
+	seen := map[string]bool{}
+	start := func(id string, from func(ctx context.Context, id string, w io.Writer) error) {
+		seen[id] = true
+		wg.Go(func() {
+			lw := ui.Lines(line)
+			err := from(ctx, id, lw)
+			lw.Close()
+			if err != nil && !engine.IsNotFound(err) { // removed meanwhile: its stream ended
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	for _, id := range ids {
+		start(id, logs)
+	}
+	whole := func(ctx context.Context, id string, w io.Writer) error {
+		return c.Engine.Logs(ctx, id, engine.LogOptions{Follow: true}, w)
+	}
+	tick := time.NewTicker(followPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			wg.Wait()
+			return errors.Join(errs...)
+		case <-tick.C:
+		}
+		obs, err := c.Health(project).Observe(ctx)
+		if err != nil {
+			continue // the engine may be restarting: look again
+		}
+		for _, u := range obs[service].Units {
+			if !seen[u.ID] {
+				start(u.ID, whole)
+			}
+		}
+	}
 }
 
 // Describe names the compose CLI that drives the engine from here.
