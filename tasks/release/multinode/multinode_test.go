@@ -484,6 +484,33 @@ func TestMultinodeSwarm(t *testing.T) {
 		f.checksGreen(ctx, t)
 	})
 
+	t.Run("rollback, then promote -release forward again, with no failed request", func(t *testing.T) {
+		if third == nil {
+			t.Skip("no third release")
+		}
+		var err error
+		st := f.load(t, func() { err = release.Rollback(ctx, f.cat, f.opts("mn")) })
+		if err != nil {
+			t.Fatalf("rollback: %v\n%s", err, f.out.String())
+		}
+		testenv.NoFailures(t, "rollback on the swarm", st)
+		o := f.opts("mn")
+		o.Release = third.Release
+		st = f.load(t, func() { err = release.Rollback(ctx, f.cat, o) })
+		if err != nil {
+			t.Fatalf("promote -release=%s: %v\n%s", third.Release, err, f.out.String())
+		}
+		testenv.NoFailures(t, "promote -release on the swarm", st)
+		want, err := f.local.ImageID(ctx, third.Images["quality-fabric"])
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.runsImage(ctx, t, "quality-fabric", want)
+		if rep, err := release.TestAll(ctx, f.cat, f.opts("mn")); err != nil || rep.Failed != 0 {
+			t.Errorf("testAll -env after promote -release: %v\n%s", err, f.out.String())
+		}
+	})
+
 	t.Run("a changed top layer on a base of 100 MB: each node is sent that layer alone", func(t *testing.T) {
 		qf, _ := f.cat.Service("quality-fabric")
 		base := f.buildOn(ctx, t, f.project+"/bigbase", f.cat.ImageRef(qf), "random.bin", string(testenv.Incompressible("base", 100<<20))).Ref
@@ -519,6 +546,33 @@ func TestMultinodeSwarm(t *testing.T) {
 		}
 		f.runsImage(ctx, t, "quality-fabric", id)
 		f.checksGreen(ctx, t)
+	})
+
+	t.Run("down -env takes the stack and the proxy off every node", func(t *testing.T) {
+		if err := release.Down(ctx, f.cat, f.opts("mn"), false); err != nil {
+			t.Fatalf("down: %v\n%s", err, f.out.String())
+		}
+		label := client.Filters{}.Add("label", labels.StackNamespace+"="+f.project)
+		if svcs, err := f.mgr.ServiceList(ctx, client.ServiceListOptions{Filters: label}); err != nil || len(svcs.Items) != 0 {
+			t.Errorf("services left after down: %v %v", svcs.Items, err)
+		}
+		// The workers stop their tasks once the manager removed them.
+		for _, id := range f.ids {
+			for {
+				cs, err := f.byNode[id].ContainerList(ctx, client.ContainerListOptions{All: true, Filters: label})
+				if err == nil && len(cs.Items) == 0 {
+					break
+				}
+				if ctx.Err() != nil {
+					t.Fatalf("%s still runs the stack's containers after down: %v %v", f.nameOf[id], cs.Items, err)
+				}
+				time.Sleep(500 * time.Millisecond)
+			}
+		}
+		if cs, err := f.mgr.ContainerList(ctx, client.ContainerListOptions{All: true,
+			Filters: client.Filters{}.Add("label", labels.Proxy+"="+f.project)}); err != nil || len(cs.Items) != 0 {
+			t.Errorf("the proxy is left after down: %v %v", cs.Items, err)
+		}
 	})
 }
 
