@@ -24,6 +24,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/tasks/release"
@@ -927,7 +928,9 @@ func (f *mnFixture) checksGreen(ctx context.Context, t *testing.T) {
 	t.Helper()
 	var out bytes.Buffer
 	rep, err := check.Run(ctx, f.cat, check.Target{Env: f.cat.Environments["mn"], Project: f.project,
-		HostAddr: f.sw.Manager().Addr, API: f.mgr, ReuseProbe: true}, check.Options{Printer: ui.Plain(&out)})
+		HostAddr: f.sw.Manager().Addr, API: f.mgr, ReuseProbe: true,
+		Health: &health.Swarm{Engine: &engine.Engine{API: f.mgr, Host: f.mgr.DaemonHost()}, Stack: f.project}},
+		check.Options{Printer: ui.Plain(&out)})
 	if err != nil || rep.Failed != 0 || rep.Passed == 0 {
 		t.Errorf("checks: %v\n%s", err, out.String())
 	}
