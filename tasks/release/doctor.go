@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -51,8 +52,14 @@ func Doctor(ctx context.Context, cat *catalog.Catalog, opts Options) error {
 	}
 
 	ver, err := t.eng.API.ServerVersion(ctx, client.ServerVersionOptions{})
-	check("engine", fmt.Sprintf("Docker Engine %s, API %s (%s/%s) at %s", ui.Clean(ver.Version), ui.Clean(ver.APIVersion),
-		ui.Clean(ver.Os), ui.Clean(ver.Arch), t.eng.Host), err)
+	as := ""
+	if u, perr := url.Parse(env.Host); perr == nil && u.User != nil {
+		// Answering at all is the proof: the engine's socket admits that
+		// user (root, or a member of the docker group).
+		as = ", used as " + u.User.Username()
+	}
+	check("engine", fmt.Sprintf("Docker Engine %s, API %s (%s/%s) at %s%s", ui.Clean(ver.Version), ui.Clean(ver.APIVersion),
+		ui.Clean(ver.Os), ui.Clean(ver.Arch), t.eng.Host, as), err)
 	desc, err := t.rt.Describe(ctx)
 	check(t.rt.Name(), desc, err)
 

@@ -630,7 +630,7 @@ func TestPromote(t *testing.T) {
 			t.Fatalf("doctor: %v\n%s", err, f.out.String())
 		}
 		out := f.out.String()
-		for _, want := range []string{"Docker Engine ", "here drives the engine", " free of ", "(the engine's data root)", "clock", "is ready for `mage promote -env=e2e`",
+		for _, want := range []string{"Docker Engine ", ", used as root", "here drives the engine", " free of ", "(the engine's data root)", "clock", "is ready for `mage promote -env=e2e`",
 			fmt.Sprintf("port %d  template-service: held by this project's proxy", f.ports["template-service"])} {
 			if !strings.Contains(strings.Join(strings.Fields(out), " "), strings.Join(strings.Fields(want), " ")) {
 				t.Errorf("doctor output lacks %q:\n%s", want, out)
@@ -1138,6 +1138,29 @@ func TestPromote(t *testing.T) {
 		res, err = release.Prune(ctx, f.cat, f.opts("e2e"))
 		if err != nil || len(res.Images) != 0 || !strings.Contains(f.out.String(), "nothing to remove") {
 			t.Errorf("second prune: %v, removed %v\n%s", err, res, f.out.String())
+		}
+
+		// A promote that drops old releases prunes the images nothing
+		// kept uses any more.
+		stale = f.cat.ImageRepo(qf) + ":stale-promote"
+		id = f.containers(ctx, t)["quality-fabric"][0]
+		if _, err := f.remote.ContainerCommit(ctx, id, client.ContainerCommitOptions{Reference: stale, NoPause: true}); err != nil {
+			t.Fatal(err)
+		}
+		env := f.cat.Environments["e2e"]
+		defer func(keep int) { env.KeepReleases = keep }(env.KeepReleases)
+		env.KeepReleases = 2
+		o := f.opts("e2e")
+		o.Force = true
+		pr, err := release.Promote(ctx, f.cat, o)
+		if err != nil {
+			t.Fatalf("promote: %v\n%s", err, f.out.String())
+		}
+		if len(pr.Pruned) == 0 || !strings.Contains(f.out.String(), stale) {
+			t.Errorf("a promote that pruned releases %v did not prune %s:\n%s", pr.Pruned, stale, f.out.String())
+		}
+		if _, err := f.remote.ImageInspect(ctx, stale); !engine.IsNotFound(err) {
+			t.Errorf("%s is still on the host after the promote: %v", stale, err)
 		}
 	})
 
