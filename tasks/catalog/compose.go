@@ -350,7 +350,7 @@ func (s *Service) ServiceMapping(env string) map[string]any {
 func (v *validator) checkService(cat *Catalog, key string, s *Service, env string, report func(*Error)) {
 	o := origin{key: key, env: env, s: s, volIndex: v.volIndex[s]}
 	name := s.Name
-	if !dnsLabel.MatchString(name) {
+	if !DNSLabel.MatchString(name) {
 		name = "service" // the name is reported already; the keys can be checked anyway
 	}
 	svc := s.ServiceMapping(env)

@@ -14,10 +14,16 @@ import (
 	"strings"
 )
 
+// DNSLabel is what a service name must be (a host name on the stack's
+// network, a proxy alias), and ProjectName a compose project (or swarm
+// stack) name: checked here, relied on by render and the proxy.
 var (
-	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-	projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	envVarName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	DNSLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	ProjectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
+)
+
+var (
+	envVarName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	// containerEnvName is what a container's environment takes besides
 	// variable names: dotted and dashed names, which Docker and compose
 	// pass on and programs read (Elasticsearch's discovery.type). They
@@ -34,7 +40,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 	case p.Name == "":
 		v.add("project.name", `add name = "maestro" under [project]: it prefixes every container, network and volume`,
 			"the project needs a name (missing key \"project.name\")")
-	case !projectName.MatchString(p.Name):
+	case !ProjectName.MatchString(p.Name):
 		v.add("project.name", "lower-case letters, digits, '-' and '_', starting with a letter or digit",
 			"invalid project name %q", p.Name)
 	}
@@ -44,7 +50,7 @@ func (v *validator) build(raw *rawCatalog, abs string) *Catalog {
 	cat.Project.DeployDir = v.path(cat.Project.DeployDir)
 	if cat.Project.Network == "" {
 		cat.Project.Network = "platform"
-	} else if !dnsLabel.MatchString(cat.Project.Network) {
+	} else if !DNSLabel.MatchString(cat.Project.Network) {
 		v.add("project.network", "a DNS label: lower-case letters, digits and '-'", "invalid network name %q", p.Network)
 	}
 
@@ -91,7 +97,7 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	key := "environments." + name
 	e := &Environment{Name: name, Ports: r.Ports, Host: r.Host, Engine: r.Engine,
 		KnownHosts: r.KnownHosts, Identity: r.Identity, KeepReleases: 5, Line: v.pos.line(key)}
-	if !dnsLabel.MatchString(name) {
+	if !DNSLabel.MatchString(name) {
 		v.add(key, "lower-case letters, digits and '-': the name is typed on the command line and names folders", "invalid environment name %q", name)
 	}
 	switch {
@@ -300,9 +306,9 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 		v.add(key+".name", nameHint, "name is empty")
 	case len(s.Name) > 63:
 		v.add(key+".name", nameHint, "name %q is %d characters long, more than 63", s.Name, len(s.Name))
-	case !dnsLabel.MatchString(s.Name):
+	case !DNSLabel.MatchString(s.Name):
 		hint := nameHint
-		if l := strings.ToLower(s.Name); l != s.Name && dnsLabel.MatchString(l) {
+		if l := strings.ToLower(s.Name); l != s.Name && DNSLabel.MatchString(l) {
 			hint = fmt.Sprintf("use lower case: name = %q", l)
 		} else if strings.ContainsAny(s.Name, "/.\\") {
 			hint = "no '/', '\\' or '.': " + nameHint
@@ -378,7 +384,7 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 		switch {
 		case col == "dev" || col == "prod":
 			v.add(ck, fmt.Sprintf("write %s_port = %d instead", col, s.ExtraPorts[col]), "port column %q is reserved", col)
-		case !dnsLabel.MatchString(col):
+		case !DNSLabel.MatchString(col):
 			v.add(ck, "a column name: lower-case letters, digits and '-', as named by an environment's ports", "invalid port column %q", col)
 		}
 		v.port(ck, "ports."+col, s.ExtraPorts[col], "")

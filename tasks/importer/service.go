@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"maps"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -156,8 +155,6 @@ func (m *mapper) bindPath(written, abs string) string {
 	return "./" + rel
 }
 
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
-
 // catalogName is the DNS label a compose service name becomes.
 func catalogName(name string) string {
 	n := strings.ToLower(name)
@@ -191,7 +188,7 @@ func (m *mapper) service(name string) (*entry, error) {
 	if err := m.guard(at); err != nil {
 		return nil, err
 	}
-	if !dnsLabel.MatchString(e.Name) {
+	if !catalog.DNSLabel.MatchString(e.Name) {
 		return nil, catalog.Errors{f.errorAt(at, "rename the service: letters, digits and '-'", "service name %q makes no DNS label", name)}
 	}
 	if e.Name != name {

@@ -4,10 +4,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
 )
 
 // Route sends what arrives on one published port to one service.
@@ -65,9 +66,6 @@ const (
 	configFile = configDir + "/caddy.json"
 )
 
-// dnsLabel is what a service alias may be: a catalog service name.
-var dnsLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
-
 // checkRoutes reports every problem of routes at once.
 func checkRoutes(routes []Route) error {
 	if len(routes) == 0 {
@@ -76,7 +74,7 @@ func checkRoutes(routes []Route) error {
 	var errs []error
 	seen := map[int]string{}
 	for _, r := range routes {
-		if !dnsLabel.MatchString(r.Service) {
+		if !catalog.DNSLabel.MatchString(r.Service) {
 			errs = append(errs, fmt.Errorf("service alias %q is not a DNS label (a-z, 0-9, -; at most 63)", r.Service))
 		}
 		if r.Port < 1 || r.Port > 65535 {

@@ -44,6 +44,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -127,12 +128,10 @@ const stopTimeout = GracePeriod + 5*time.Second
 // readyTimeout bounds the wait for a started proxy to listen on its ports.
 const readyTimeout = 30 * time.Second
 
-var projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-
 // check reports what is wrong with spec before anything is asked of the
 // engine.
 func (s Spec) check() error {
-	if !projectName.MatchString(s.Project) {
+	if !catalog.ProjectName.MatchString(s.Project) {
 		return fmt.Errorf("proxy: project name %q is not a compose project name (a-z, 0-9, -, _)", s.Project)
 	}
 	if err := checkRoutes(s.Routes); err != nil {
@@ -694,7 +693,7 @@ func caddyError(out string) string {
 // Nothing that is not the project's proxy is touched: a foreign container
 // or network of the same name is an error.
 func Remove(ctx context.Context, api *client.Client, project string) error {
-	if !projectName.MatchString(project) {
+	if !catalog.ProjectName.MatchString(project) {
 		return fmt.Errorf("proxy: project name %q is not a compose project name (a-z, 0-9, -, _)", project)
 	}
 	defer lock(api, project)()
@@ -741,7 +740,7 @@ func Remove(ctx context.Context, api *client.Client, project string) error {
 // Attaching a container that is already attached with that alias does
 // nothing.
 func Attach(ctx context.Context, api *client.Client, project, containerID, alias string) error {
-	if !dnsLabel.MatchString(alias) {
+	if !catalog.DNSLabel.MatchString(alias) {
 		return fmt.Errorf("proxy of project %s: alias %q is not a DNS label (a-z, 0-9, -; at most 63)", project, alias)
 	}
 	netID, err := findNetwork(ctx, api, project)

@@ -142,9 +142,7 @@ func PortVar(service string) string { return "PORT_" + envName(service) }
 func envName(s string) string { return strings.ToUpper(strings.ReplaceAll(s, "-", "_")) }
 
 var (
-	releaseID   = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
-	projectName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*$`)
-	dnsLabel    = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$`)
+	releaseID = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 )
 
 type buildView struct {
@@ -398,13 +396,13 @@ func Check(cat *catalog.Catalog, env *catalog.Environment, opts Options) error {
 // check refuses what the templates could not carry; the catalog validates
 // most of it already, but Render also takes catalogs built in code.
 func (r *renderer) check() error {
-	if !projectName.MatchString(r.cat.Project.Name) {
+	if !catalog.ProjectName.MatchString(r.cat.Project.Name) {
 		return fmt.Errorf("invalid project name %q", r.cat.Project.Name)
 	}
-	if !dnsLabel.MatchString(r.cat.Project.Network) {
+	if !catalog.DNSLabel.MatchString(r.cat.Project.Network) {
 		return fmt.Errorf("invalid network name %q", r.cat.Project.Network)
 	}
-	if !dnsLabel.MatchString(r.env.Name) {
+	if !catalog.DNSLabel.MatchString(r.env.Name) {
 		return fmt.Errorf("invalid environment name %q", r.env.Name)
 	}
 	if r.opts.Release != "" && !releaseID.MatchString(r.opts.Release) {
@@ -429,7 +427,7 @@ func (r *renderer) check() error {
 	names := map[string]bool{}
 	secretVars := map[string]string{}
 	for _, s := range r.cat.All() {
-		if !dnsLabel.MatchString(s.Name) {
+		if !catalog.DNSLabel.MatchString(s.Name) {
 			return fmt.Errorf("invalid service name %q", s.Name)
 		}
 		if names[s.Name] {
