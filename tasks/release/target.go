@@ -152,16 +152,9 @@ func connect(ctx context.Context, cat *catalog.Catalog, env *catalog.Environment
 		t.Close()
 		return nil, err
 	}
-	traffic := proxy.For(t.eng, cat, env)
-	if env.Engine == catalog.EngineSwarm {
-		t.rt = &runtime.Swarm{Engine: t.eng, Env: t.cliEnv, Proxy: traffic}
-	} else {
-		cli, err := compose.Detect(ctx)
-		if err != nil {
-			t.Close()
-			return nil, err
-		}
-		t.rt = &runtime.Compose{Engine: t.eng, CLI: cli, Env: t.cliEnv, Isolated: true, Proxy: traffic}
+	if t.rt, err = runtime.ForHost(ctx, env, t.eng, t.cliEnv, proxy.For(t.eng, cat, env)); err != nil {
+		t.Close()
+		return nil, err
 	}
 	if t.how != "" {
 		p.Line(ui.OK, "connect", "%s answers (%s; %s)", t.eng.Host, ui.Seconds(time.Since(t0)), t.how)

@@ -49,6 +49,21 @@ type Runtime interface {
 	Describe(ctx context.Context) (string, error)
 }
 
+// ForHost is the runtime of a promoted environment's engine kind on eng:
+// a swarm stack, or else a compose project driven by the compose CLI found
+// here, isolated from the operator's environment. cliEnv is the whole
+// environment the CLIs run with; traffic publishes the ports.
+func ForHost(ctx context.Context, env *catalog.Environment, eng *engine.Engine, cliEnv []string, traffic Traffic) (Runtime, error) {
+	if env.Engine == catalog.EngineSwarm {
+		return &Swarm{Engine: eng, Env: cliEnv, Proxy: traffic}, nil
+	}
+	cli, err := compose.Detect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Compose{Engine: eng, CLI: cli, Env: cliEnv, Isolated: true, Proxy: traffic}, nil
+}
+
 // Release is what a runtime runs: the rendered files of one environment and,
 // per service, what must run.
 type Release struct {
