@@ -25,7 +25,7 @@ import (
 // ended. It never holds a secret.
 type AuditRecord struct {
 	Time   time.Time `json:"time"`
-	Action string    `json:"action"` // "promote", "rollback" or "down"
+	Action string    `json:"action"` // "promote", "rollback", ActionRelease or "down"
 	Env    string    `json:"env"`
 	// User is the local user and machine; GitAuthor the repository's
 	// configured author ("Name <email>").

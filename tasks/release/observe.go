@@ -63,10 +63,11 @@ func Status(ctx context.Context, cat *catalog.Catalog, opts Options) ([]StatusRo
 		return nil, fmt.Errorf("status %s: %w", env.Name, err)
 	}
 	owner := releaseOf(opts.LocalDeployDir, env.Name, st.Current)
+	svcs := services(cat, env)
 	now := time.Now()
 	var rows []StatusRow
 	var bad []string
-	for _, s := range services(cat, env) {
+	for _, s := range svcs {
 		o := obs[s.Name]
 		o.OneShot = s.OneShot
 		if v := health.Judge(o); !v.Healthy {
@@ -91,7 +92,7 @@ func Status(ctx context.Context, cat *catalog.Catalog, opts Options) ([]StatusRo
 		running = running || r.Healthy
 		rows = append(rows, r)
 	}
-	if !running && len(services(cat, env)) > 0 {
+	if !running && len(svcs) > 0 {
 		bad = append(bad, "the proxy (not running)")
 		if len(proxies) == 0 {
 			rows = append(rows, StatusRow{Service: ProxyRow, State: "missing"})
@@ -102,7 +103,7 @@ func Status(ctx context.Context, cat *catalog.Catalog, opts Options) ([]StatusRo
 		return rows, fmt.Errorf("not running and healthy on %s: %s (`mage promote -env=%s` converges; `mage releases -env=%s` lists what is kept)",
 			env.Name, strings.Join(bad, ", "), env.Name, env.Name)
 	}
-	opts.Printer.Line(ui.OK, "status", "%d services and the proxy running and healthy on %s", len(services(cat, env)), env.Name)
+	opts.Printer.Line(ui.OK, "status", "%d services and the proxy running and healthy on %s", len(svcs), env.Name)
 	return rows, nil
 }
 

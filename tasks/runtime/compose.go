@@ -84,40 +84,26 @@ func (c *Compose) Logs(ctx context.Context, project, service string, o engine.Lo
 	if len(ids) == 0 {
 		return fmt.Errorf("%s has no container in project %s on %s", service, project, c.Engine.Host)
 	}
-	logs := func(ctx context.Context, id string, w io.Writer) error { return c.Engine.Logs(ctx, id, o, w) }
-	if !o.Follow {
-		return unitLogs(ctx, ids, logs, line)
+	out := &streams{line: line}
+	for _, id := range ids {
+		out.start(ctx, id, func(ctx context.Context, id string, w io.Writer) error { return c.Engine.Logs(ctx, id, o, w) })
 	}
-	return c.follow(ctx, project, service, ids, logs, line)
+	if o.Follow {
+		c.followNew(ctx, project, service, ids, out)
+	}
+	return out.wait()
 }
 
 // followPoll is how often logs -f looks for the service's new containers.
 const followPoll = 2 * time.Second
 
-// follow follows the containers ids and every container of the service
-// that appears later (a promote's replacement, a restart by compose), each
-// from its start, until ctx ends.
-func (c *Compose) follow(ctx context.Context, project, service string, ids []string,
-	logs func(ctx context.Context, id string, w io.Writer) error, line func(string)) error {
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
+// followNew adds to out every container of the service that appears after
+// those of ids (a promote's replacement, a restart by compose), each
+// followed from its first line, until ctx ends.
+func (c *Compose) followNew(ctx context.Context, project, service string, ids []string, out *streams) {
 	seen := map[string]bool{}
-	start := func(id string, from func(ctx context.Context, id string, w io.Writer) error) {
-		seen[id] = true
-		wg.Go(func() {
-			lw := ui.Lines(line)
-			err := from(ctx, id, lw)
-			lw.Close()
-			if err != nil && !engine.IsNotFound(err) { // removed meanwhile: its stream ended
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		})
-	}
 	for _, id := range ids {
-		start(id, logs)
+		seen[id] = true
 	}
 	whole := func(ctx context.Context, id string, w io.Writer) error {
 		return c.Engine.Logs(ctx, id, engine.LogOptions{Follow: true}, w)
@@ -127,8 +113,7 @@ func (c *Compose) follow(ctx context.Context, project, service string, ids []str
 	for {
 		select {
 		case <-ctx.Done():
-			wg.Wait()
-			return errors.Join(errs...)
+			return
 		case <-tick.C:
 		}
 		obs, err := c.Health(project).Observe(ctx)
@@ -137,7 +122,8 @@ func (c *Compose) follow(ctx context.Context, project, service string, ids []str
 		}
 		for _, u := range obs[service].Units {
 			if !seen[u.ID] {
-				start(u.ID, whole)
+				seen[u.ID] = true
+				out.start(ctx, u.ID, whole)
 			}
 		}
 	}

@@ -43,17 +43,35 @@ func Logs(ctx context.Context, rt Runtime, project string, services []string, o 
 	return errors.Join(errs...)
 }
 
-// unitLogs writes the output of each unit to line, the units side by side.
-func unitLogs(ctx context.Context, units []string, logs func(ctx context.Context, id string, w io.Writer) error, line func(string)) error {
-	var wg sync.WaitGroup
-	errs := make([]error, len(units))
-	for i, id := range units {
-		wg.Go(func() {
-			lw := ui.Lines(line)
-			errs[i] = logs(ctx, id, lw)
-			lw.Close()
-		})
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+// streams writes the output of units side by side, each through a line
+// splitter of its own into line, and gathers their errors. A unit removed
+// meanwhile has simply ended.
+type streams struct {
+	line func(string)
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	errs []error
+}
+
+// logFunc writes one unit's output to w.
+type logFunc func(ctx context.Context, id string, w io.Writer) error
+
+// start streams unit id until from returns.
+func (s *streams) start(ctx context.Context, id string, from logFunc) {
+	s.wg.Go(func() {
+		lw := ui.Lines(s.line)
+		err := from(ctx, id, lw)
+		lw.Close()
+		if err != nil && !engine.IsNotFound(err) {
+			s.mu.Lock()
+			s.errs = append(s.errs, err)
+			s.mu.Unlock()
+		}
+	})
+}
+
+// wait waits for every stream to end.
+func (s *streams) wait() error {
+	s.wg.Wait()
+	return errors.Join(s.errs...)
 }

@@ -3,7 +3,6 @@ package runtime
 import (
 	"context"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"strings"
@@ -41,9 +40,9 @@ func (s *Swarm) Name() string { return "swarm" }
 // Logs writes what the service's tasks printed, on every node, through the
 // manager.
 func (s *Swarm) Logs(ctx context.Context, project, service string, o engine.LogOptions, line func(string)) error {
-	return unitLogs(ctx, []string{project + "_" + service}, func(ctx context.Context, name string, w io.Writer) error {
-		return s.Engine.ServiceLogs(ctx, name, o, w)
-	}, line)
+	lw := ui.Lines(line)
+	defer lw.Close()
+	return s.Engine.ServiceLogs(ctx, project+"_"+service, o, lw)
 }
 
 // Describe lists the swarm's nodes as its manager sees them; a node that

@@ -3,6 +3,7 @@ package stack_test
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -11,8 +12,10 @@ import (
 	"github.com/moby/moby/client"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/exitcode"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/stack"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -72,5 +75,48 @@ func TestLogsCleanedAndRedacted(t *testing.T) {
 	}
 	if strings.ContainsAny(got, "\x1b\x07") || strings.Contains(got, "pwned") || strings.Contains(got, secret) {
 		t.Errorf("the logs carry the escape sequence or the secret:\n%q", got)
+	}
+}
+
+// logs names services of the catalog, several, or all; anything else is
+// refused as bad input (exit 2) before the engine is asked.
+func TestLogServices(t *testing.T) {
+	cat, err := catalog.Parse("services.toml", "/srv/services.toml", []byte(`
+[project]
+name = "shop"
+
+[[services]]
+name = "web"
+image = "nginx:1"
+port = 8080
+dev_port = 9080
+
+[[services]]
+name = "api"
+image = "api:1"
+port = 8081
+dev_port = 9081
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		in   []string
+		want []string
+		err  string
+	}{
+		{in: []string{"api"}, want: []string{"api"}},
+		{in: []string{"web", "api"}, want: []string{"web", "api"}},
+		{in: []string{stack.AllServices}, want: []string{"web", "api"}},
+		{in: []string{"web", "db"}, err: `no service "db" in /srv/services.toml`},
+		{in: nil, err: "name a service of /srv/services.toml, several separated by commas, or all"},
+	} {
+		got, err := stack.LogServices(cat, tc.in)
+		switch {
+		case tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err) || exitcode.Of(err) != exitcode.Usage):
+			t.Errorf("%q: %v (exit %d), want %q, exit %d", tc.in, err, exitcode.Of(err), tc.err, exitcode.Usage)
+		case tc.err == "" && (err != nil || !slices.Equal(got, tc.want)):
+			t.Errorf("%q: %v %v, want %v", tc.in, got, err, tc.want)
+		}
 	}
 }
