@@ -1,6 +1,13 @@
 package health
 
-import "testing"
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/moby/moby/api/types/swarm"
+)
 
 // A swarm service's finished tasks explain why it is not running all its
 // replicas, and are history once it does.
@@ -17,5 +24,30 @@ func TestSwarmFailuresAreHistoryOnceRunning(t *testing.T) {
 	}
 	if o := withFailures(Observation{Want: 1}, fail); o.Problem == "" {
 		t.Error("no task running: the failures are the reason, and must show")
+	}
+}
+
+// Right after a deploy changes only a service's environment, swarm may not
+// have begun the update: the service has no update status yet and its old
+// task still runs, with the same image. That task answers for the old
+// spec, not the new one (a promote once judged quality-fabric healthy
+// after 0.01 s this way and its testAll then found the update under way).
+func TestSwarmOldSpecTaskDoesNotCount(t *testing.T) {
+	task := func(hash string, state swarm.TaskState) swarm.Task {
+		return swarm.Task{
+			ID:           "t-" + hash,
+			DesiredState: swarm.TaskStateRunning,
+			Spec:         swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "img:1", Labels: map[string]string{labels.ConfigHash: hash}}},
+			Status:       swarm.TaskStatus{State: state, Timestamp: time.Unix(1, 0)},
+		}
+	}
+	svc := swarm.Service{Spec: swarm.ServiceSpec{TaskTemplate: swarm.TaskSpec{ContainerSpec: &swarm.ContainerSpec{Image: "img:1", Labels: map[string]string{labels.ConfigHash: "new"}}}}}
+	s := &Swarm{}
+	if o := s.observe(context.Background(), svc, []swarm.Task{task("old", swarm.TaskStateRunning)}); Judge(o).Healthy || len(o.Units) != 0 {
+		t.Errorf("only the old spec's task runs: units %+v, verdict %+v; want no unit, not healthy", o.Units, Judge(o))
+	}
+	o := s.observe(context.Background(), svc, []swarm.Task{task("old", swarm.TaskStateRunning), task("new", swarm.TaskStateRunning)})
+	if !Judge(o).Healthy || len(o.Units) != 1 || o.Units[0].ConfigHash != "new" {
+		t.Errorf("the new spec's task runs: units %+v, verdict %+v; want it alone, healthy", o.Units, Judge(o))
 	}
 }

@@ -139,61 +139,69 @@ func (s *Swarm) Observe(ctx context.Context) (map[string]Observation, error) {
 	}
 	out := map[string]Observation{}
 	for _, svc := range svcs.Items {
-		name := strings.TrimPrefix(svc.Spec.Name, s.Stack+"_")
-		o := Observation{Want: 1}
-		if r := svc.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
-			o.Want = int(*r.Replicas)
-		}
-		if u := svc.UpdateStatus; u != nil {
-			switch u.State {
-			case swarm.UpdateStateRollbackStarted, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused, swarm.UpdateStatePaused:
-				o.Fatal = fmt.Sprintf("update %s: %s", u.State, u.Message)
-			case swarm.UpdateStateUpdating:
-				o.Problem = "update in progress"
-			}
-		}
 		tasks, err := api.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.Add("service", svc.ID)})
 		if err != nil {
 			return nil, fmt.Errorf("tasks of %s: %w", svc.Spec.Name, err)
 		}
-		image := ""
-		if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
-			image = cs.Image
-		}
-		items := tasks.Items
-		sort.Slice(items, func(i, j int) bool { return items[i].Status.Timestamp.After(items[j].Status.Timestamp) })
-		var failures []string
-		for _, tk := range items {
-			if tk.DesiredState != swarm.TaskStateRunning {
-				if tk.Status.Err != "" && len(failures) < 2 {
-					failures = append(failures, tk.Status.Err)
-				}
-				continue
-			}
-			if tk.Spec.ContainerSpec != nil && image != "" && tk.Spec.ContainerSpec.Image != image {
-				continue // a task of the spec being replaced
-			}
-			u := Unit{ID: tk.ID, State: string(tk.Status.State), Node: s.nodeName(ctx, tk.NodeID)}
-			if tk.Status.ContainerStatus != nil && tk.Status.ContainerStatus.ContainerID != "" {
-				u.ID = tk.Status.ContainerStatus.ContainerID
-			}
-			if cs := tk.Spec.ContainerSpec; cs != nil {
-				u.Image, _, _ = strings.Cut(ui.Clean(cs.Image), "@")
-				u.ConfigHash = cs.Labels[labels.ConfigHash]
-			}
-			switch tk.Status.State {
-			case swarm.TaskStateRunning:
-				u.Running, u.Since = true, tk.Status.Timestamp
-			default:
-				if tk.Status.Err != "" {
-					u.State += ": " + tk.Status.Err
-				}
-			}
-			o.Units = append(o.Units, u)
-		}
-		out[name] = withFailures(o, failures)
+		out[strings.TrimPrefix(svc.Spec.Name, s.Stack+"_")] = s.observe(ctx, svc, tasks.Items)
 	}
 	return out, nil
+}
+
+// observe judges one service from its tasks: only the tasks of its current
+// spec count.
+func (s *Swarm) observe(ctx context.Context, svc swarm.Service, items []swarm.Task) Observation {
+	o := Observation{Want: 1}
+	if r := svc.Spec.Mode.Replicated; r != nil && r.Replicas != nil {
+		o.Want = int(*r.Replicas)
+	}
+	if u := svc.UpdateStatus; u != nil {
+		switch u.State {
+		case swarm.UpdateStateRollbackStarted, swarm.UpdateStateRollbackCompleted, swarm.UpdateStateRollbackPaused, swarm.UpdateStatePaused:
+			o.Fatal = fmt.Sprintf("update %s: %s", u.State, u.Message)
+		case swarm.UpdateStateUpdating:
+			o.Problem = "update in progress"
+		}
+	}
+	image, hash := "", ""
+	if cs := svc.Spec.TaskTemplate.ContainerSpec; cs != nil {
+		image, hash = cs.Image, cs.Labels[labels.ConfigHash]
+	}
+	sort.Slice(items, func(i, j int) bool { return items[i].Status.Timestamp.After(items[j].Status.Timestamp) })
+	var failures []string
+	for _, tk := range items {
+		if tk.DesiredState != swarm.TaskStateRunning {
+			if tk.Status.Err != "" && len(failures) < 2 {
+				failures = append(failures, tk.Status.Err)
+			}
+			continue
+		}
+		// A task of the spec being replaced: right after a deploy the
+		// orchestrator may not have started the update yet, and the
+		// old task, running and healthy, must not answer for the new
+		// spec. The config hash tells an env-only change apart.
+		if cs := tk.Spec.ContainerSpec; cs != nil && (image != "" && cs.Image != image || cs.Labels[labels.ConfigHash] != hash) {
+			continue
+		}
+		u := Unit{ID: tk.ID, State: string(tk.Status.State), Node: s.nodeName(ctx, tk.NodeID)}
+		if tk.Status.ContainerStatus != nil && tk.Status.ContainerStatus.ContainerID != "" {
+			u.ID = tk.Status.ContainerStatus.ContainerID
+		}
+		if cs := tk.Spec.ContainerSpec; cs != nil {
+			u.Image, _, _ = strings.Cut(ui.Clean(cs.Image), "@")
+			u.ConfigHash = cs.Labels[labels.ConfigHash]
+		}
+		switch tk.Status.State {
+		case swarm.TaskStateRunning:
+			u.Running, u.Since = true, tk.Status.Timestamp
+		default:
+			if tk.Status.Err != "" {
+				u.State += ": " + tk.Status.Err
+			}
+		}
+		o.Units = append(o.Units, u)
+	}
+	return withFailures(o, failures)
 }
 
 // Logs writes a task container's last lines, when the container is on the
