@@ -2,6 +2,7 @@ package check
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +13,8 @@ import (
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/render"
 )
 
@@ -241,6 +244,133 @@ esac
 		out, code := run(bad.env)
 		if code != 2 || !strings.Contains(out, bad.want) || strings.Contains(out, "PASS") {
 			t.Errorf("%s: exit %d, want 2 and %q:\n%s", bad.env, code, bad.want, out)
+		}
+	}
+}
+
+// test-all.sh judges a compose service's containers in bash, testAll in Go
+// (health.ContainerUnit and health.Judge). The same cases run through both
+// and must get the same verdict: PASS exactly when Judge calls the service
+// healthy, and a fatal state in the same words. docker and sleep are fakes:
+// what the script makes of docker's answers is under test.
+func TestRenderedTestScriptJudgesAsJudge(t *testing.T) {
+	type ctr struct {
+		state, health  string
+		exit, restarts int
+	}
+	cases := []struct {
+		name    string
+		oneShot bool
+		ctrs    []ctr
+	}{
+		{name: "no container"},
+		{name: "running, no healthcheck", ctrs: []ctr{{state: "running"}}},
+		{name: "healthy", ctrs: []ctr{{state: "running", health: "healthy"}}},
+		{name: "health starting", ctrs: []ctr{{state: "running", health: "starting"}}},
+		{name: "unhealthy", ctrs: []ctr{{state: "running", health: "unhealthy"}}},
+		{name: "created", ctrs: []ctr{{state: "created"}}},
+		{name: "paused", ctrs: []ctr{{state: "paused"}}},
+		{name: "exited 2", ctrs: []ctr{{state: "exited", exit: 2}}},
+		{name: "exited 0 (a service)", ctrs: []ctr{{state: "exited"}}},
+		{name: "dead", ctrs: []ctr{{state: "dead", exit: 137}}},
+		{name: "restarting", ctrs: []ctr{{state: "restarting", exit: 1, restarts: 4}}},
+		{name: "two healthy", ctrs: []ctr{{state: "running", health: "healthy"}, {state: "running", health: "healthy"}}},
+		{name: "healthy and starting", ctrs: []ctr{{state: "running", health: "healthy"}, {state: "running", health: "starting"}}},
+		{name: "healthy and exited", ctrs: []ctr{{state: "running", health: "healthy"}, {state: "exited", exit: 1}}},
+		{name: "one-shot completed", oneShot: true, ctrs: []ctr{{state: "exited"}}},
+		{name: "one-shot running", oneShot: true, ctrs: []ctr{{state: "running"}}},
+		{name: "one-shot failed", oneShot: true, ctrs: []ctr{{state: "exited", exit: 3}}},
+		{name: "one-shot not started", oneShot: true, ctrs: []ctr{{state: "created"}}},
+		{name: "one-shot no container", oneShot: true},
+	}
+	// A service per case; a one-shot case's service is a job its
+	// dependant waits for.
+	var specs []svcSpec
+	svcName := func(i int) string { return fmt.Sprintf("c%d", i) }
+	for i, c := range cases {
+		s := svcSpec{name: svcName(i), port: 8000 + i, dev: 18000 + i}
+		if c.oneShot {
+			s.extra = `compose = { restart = "no" }`
+		}
+		specs = append(specs, s)
+		if c.oneShot {
+			specs = append(specs, svcSpec{name: svcName(i) + "-user", port: 9000 + i, dev: 19000 + i,
+				extra: fmt.Sprintf("depends_on = { %s = %q }", svcName(i), catalog.ConditionCompleted)})
+		}
+	}
+	cat := testCatalog(t, "judge", specs)
+	env := cat.Environments["dev"]
+	tree, err := render.Render(cat, env, render.Options{Build: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, _ := tree.File(render.TestScript)
+	dir := t.TempDir()
+	fake, bin := filepath.Join(dir, "fake"), filepath.Join(dir, "bin")
+	files := map[string]string{
+		filepath.Join(dir, render.TestScript): string(f.Data),
+		filepath.Join(bin, "docker"): `#!/bin/sh
+case "$1" in
+version) echo 20.10.24 ;;
+images) ;;
+ps)
+  for a; do case $a in label=*.service=*) svc=${a##*=} ;; esac; done
+  cat "$FAKE/$svc.ids" 2>/dev/null || true ;;
+inspect) for a; do id=$a; done; cat "$FAKE/$id" ;;
+*) echo "fake docker: $*" >&2; exit 1 ;;
+esac
+`,
+		filepath.Join(bin, "sleep"): "#!/bin/sh\n",
+		filepath.Join(bin, "curl"):  "#!/bin/sh\necho 'curl: (7) Failed to connect' >&2\nexit 7\n",
+	}
+	want := map[string]health.Verdict{}
+	for i, c := range cases {
+		var ids []string
+		o := health.Observation{OneShot: cat.OneShot(svcName(i))}
+		if o.OneShot != c.oneShot {
+			t.Fatalf("%s: the catalog does not make %s one-shot", c.name, svcName(i))
+		}
+		for j, x := range c.ctrs {
+			id := fmt.Sprintf("%064d", i*10+j+1)
+			ids = append(ids, id)
+			h := x.health
+			if h == "" {
+				h = "none"
+			}
+			files[filepath.Join(fake, id)] = fmt.Sprintf("%s %s %d %d\n", x.state, h, x.exit, x.restarts)
+			o.Units = append(o.Units, health.ContainerUnit(engine.Container{ID: id, State: x.state, Health: x.health, ExitCode: x.exit, RestartCount: x.restarts}))
+		}
+		if len(ids) > 0 {
+			files[filepath.Join(fake, svcName(i)+".ids")] = strings.Join(ids, "\n") + "\n"
+		}
+		want[svcName(i)] = health.Judge(o)
+	}
+	for name, text := range files {
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(text), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cmd := exec.Command("bash", filepath.Join(dir, render.TestScript))
+	cmd.Env = append(os.Environ(), "PATH="+bin+":"+os.Getenv("PATH"), "FAKE="+fake, "DEPLOY_PROBE_IMAGE=")
+	out, _ := cmd.CombinedOutput()
+	got := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(line); len(f) > 2 && (f[0] == "PASS" || f[0] == "FAIL") && f[2] == "container" {
+			got[f[1]] = strings.TrimSpace(line)
+		}
+	}
+	for i, c := range cases {
+		v, line := want[svcName(i)], got[svcName(i)]
+		switch {
+		case line == "":
+			t.Errorf("%s: test-all.sh printed no container line for %s:\n%s", c.name, svcName(i), out)
+		case v.Healthy != strings.HasPrefix(line, "PASS"):
+			t.Errorf("%s: test-all.sh says %q, Judge %+v", c.name, line, v)
+		case v.Fatal != "" && !strings.Contains(line, strings.SplitN(v.Fatal, " (healthcheck", 2)[0]):
+			t.Errorf("%s: test-all.sh says %q, Judge's fatal state is %q", c.name, line, v.Fatal)
 		}
 	}
 }
