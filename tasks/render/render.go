@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io/fs"
 	"maps"
-	"net"
 	"regexp"
 	"runtime"
 	"slices"
@@ -30,7 +29,6 @@ import (
 	"sync"
 	"text/template"
 
-	dockertypes "github.com/docker/cli/cli/compose/types"
 
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/record"
@@ -379,8 +377,8 @@ func Render(cat *catalog.Catalog, env *catalog.Environment, opts Options) (Tree,
 	return tree, nil
 }
 
-// Check refuses what Render would refuse of the catalog's values for env
-// (names, settings, secrets no .env can carry), without rendering: promote
+// Check refuses what Render would refuse for env (options, secrets no .env
+// can carry, a name the layout takes), without rendering: promote
 // calls it before it connects to a host.
 func Check(cat *catalog.Catalog, env *catalog.Environment, opts Options) error {
 	if cat == nil || env == nil {
@@ -393,33 +391,13 @@ func Check(cat *catalog.Catalog, env *catalog.Environment, opts Options) error {
 	return nil
 }
 
-// check refuses what the templates could not carry; the catalog validates
-// most of it already, but Render also takes catalogs built in code.
+// check refuses what the templates could not carry of this render's own
+// inputs: the options, and the secrets' values as resolved for env. The
+// catalog's names, settings and swarm rules are catalog.Load's to refuse
+// (its one validator, with file:line); Render trusts a loaded catalog.
 func (r *renderer) check() error {
-	if !catalog.ProjectName.MatchString(r.cat.Project.Name) {
-		return fmt.Errorf("invalid project name %q", r.cat.Project.Name)
-	}
-	if !catalog.DNSLabel.MatchString(r.cat.Project.Network) {
-		return fmt.Errorf("invalid network name %q", r.cat.Project.Network)
-	}
-	if !catalog.DNSLabel.MatchString(r.env.Name) {
-		return fmt.Errorf("invalid environment name %q", r.env.Name)
-	}
 	if r.opts.Release != "" && !releaseID.MatchString(r.opts.Release) {
 		return fmt.Errorf("invalid release id %q (letters, digits, '.', '_', ':' and '-', at most 128)", r.opts.Release)
-	}
-	if r.env.Bind != "" && net.ParseIP(r.env.Bind) == nil {
-		return fmt.Errorf("environment %s: bind %q is not an IP address", r.env.Name, r.env.Bind)
-	}
-	if r.env.Engine == catalog.EngineSwarm {
-		switch endpoint, publish := swarmModes(r.env); {
-		case endpoint != catalog.EndpointVIP && endpoint != catalog.EndpointDNSRR:
-			return fmt.Errorf("environment %s: unknown endpoint mode %q (vip or dnsrr)", r.env.Name, endpoint)
-		case publish != catalog.PublishIngress && publish != catalog.PublishHost:
-			return fmt.Errorf("environment %s: unknown publish mode %q (ingress or host)", r.env.Name, publish)
-		case endpoint == catalog.EndpointDNSRR && publish == catalog.PublishIngress:
-			return fmt.Errorf("environment %s: endpoint mode dnsrr cannot go with ingress-published ports, which swarm refuses; publish in host mode", r.env.Name)
-		}
 	}
 	if err := r.checkSecrets(); err != nil {
 		return err
@@ -427,27 +405,9 @@ func (r *renderer) check() error {
 	names := map[string]bool{}
 	secretVars := map[string]string{}
 	for _, s := range r.cat.All() {
-		if !catalog.DNSLabel.MatchString(s.Name) {
-			return fmt.Errorf("invalid service name %q", s.Name)
-		}
-		if names[s.Name] {
-			return fmt.Errorf("service %s is declared twice", s.Name)
-		}
 		names[s.Name] = true
 		if !s.Infra && s.Name == InfraDir {
-			return fmt.Errorf("service %s: the name is taken by the %s/ folder; rename the service", s.Name, InfraDir)
-		}
-		if r.env.Engine == catalog.EngineSwarm {
-			// Load refuses these with their lines; a catalog built in code
-			// is refused here rather than deployed without them.
-			for k := range s.ComposeFor(r.env.Name) {
-				_, dropped := catalog.StackDropped[k]
-				_, forbidden := dockertypes.ForbiddenProperties[k]
-				_, deprecated := dockertypes.DeprecatedProperties[k]
-				if !dropped && (forbidden || deprecated || slices.Contains(dockertypes.UnsupportedProperties, k)) {
-					return fmt.Errorf("service %s: docker stack deploy cannot carry compose key %s, and %s deploys to a swarm", s.Name, k, r.env.Name)
-				}
-			}
+			return fmt.Errorf("service %s: the name is taken by the %s/ folder of the deployment; rename the service", s.Name, InfraDir)
 		}
 		for k, v := range s.Secrets {
 			if _, err := envQuote(v); err != nil {

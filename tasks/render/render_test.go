@@ -389,18 +389,8 @@ func TestSwarmModes(t *testing.T) {
 		t.Fatal("docker stack config is not available (CI=true)")
 	}
 
+	// Unknown modes are catalog.Load's to refuse (testdata/bad/env-*-mode*).
 	demo := cat.Environments["demo"]
-	for _, tc := range []struct{ endpoint, publish, want string }{
-		{catalog.EndpointDNSRR, catalog.PublishIngress, "dnsrr cannot go with ingress"},
-		{catalog.EndpointDNSRR, "", "dnsrr cannot go with ingress"},
-		{"round-robin", catalog.PublishHost, `unknown endpoint mode "round-robin"`},
-		{catalog.EndpointVIP, "mesh", `unknown publish mode "mesh"`},
-	} {
-		demo.EndpointMode, demo.PublishMode = tc.endpoint, tc.publish
-		if _, err := render.Render(cat, demo, render.Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("endpoint %q publish %q: %v, want %q", tc.endpoint, tc.publish, err, tc.want)
-		}
-	}
 	// Empty modes are swarm's defaults.
 	demo.EndpointMode, demo.PublishMode = "", ""
 	tree = mustRender(t, cat, "demo", render.Options{})
@@ -476,5 +466,17 @@ func TestReleaseFilesSayWhatTheyAre(t *testing.T) {
 		if f.Path == render.DeployScript && (strings.Contains(string(f.Data), "# Builds") || !strings.Contains(string(f.Data), "it builds\n# nothing")) {
 			t.Errorf("%s of a release says it builds:\n%.900s", f.Path, f.Data)
 		}
+	}
+}
+
+// A service may not take the name of the deployment's infrastructure/
+// folder: its own folder would be that one. The catalog cannot know the
+// layout; render refuses it, before writing anything.
+func TestServiceNamedAfterInfraFolder(t *testing.T) {
+	cat := loadRepo(t)
+	cat.Services[0].Name = render.InfraDir
+	_, err := render.Render(cat, cat.Environments["dev"], render.Options{})
+	if err == nil || !strings.Contains(err.Error(), "service infrastructure: the name is taken by the infrastructure/ folder") {
+		t.Fatalf("Render: %v, want the name refused", err)
 	}
 }
