@@ -29,7 +29,6 @@ import (
 	"sync"
 	"text/template"
 
-
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/record"
 
