@@ -19,25 +19,17 @@ type Traffic struct {
 	Project string
 	// Bind is the host address the ports are published on ("" = all).
 	Bind string
-	// Join, when set, is a network the proxy joins besides its edge
-	// network: a swarm stack's overlay network, whose DNS answers a
-	// service's name with its healthy tasks, so that nothing is attached.
-	Join string
 }
 
 // For returns the proxy of the catalog's project on the engine, publishing
-// on env's bind address. On a swarm environment it joins the stack's
-// network.
+// on env's bind address.
 func For(eng *engine.Engine, cat *catalog.Catalog, env *catalog.Environment) *Traffic {
-	t := &Traffic{API: eng.API, Project: cat.Project.Name, Bind: env.Bind}
-	if env.Engine == catalog.EngineSwarm {
-		t.Join = cat.Project.Name + "_" + cat.Project.Network
-	}
-	return t
+	return &Traffic{API: eng.API, Project: cat.Project.Name, Bind: env.Bind}
 }
 
-// Ensure makes the proxy serve routes.
-func (t *Traffic) Ensure(ctx context.Context, routes []runtime.Route) error {
+// Ensure makes the proxy serve routes and, with join set, puts it on that
+// network besides its edge network.
+func (t *Traffic) Ensure(ctx context.Context, routes []runtime.Route, join string) error {
 	spec := Spec{Project: t.Project, Bind: t.Bind}
 	for _, r := range routes {
 		spec.Routes = append(spec.Routes, Route{Service: r.Service, Port: r.TargetPort, Listen: r.ListenPort})
@@ -46,18 +38,18 @@ func (t *Traffic) Ensure(ctx context.Context, routes []runtime.Route) error {
 	if err != nil {
 		return err
 	}
-	if t.Join == "" {
+	if join == "" {
 		return nil
 	}
 	in, err := t.API.ContainerInspect(ctx, p.ID, client.ContainerInspectOptions{})
 	if err != nil {
 		return fmt.Errorf("proxy of project %s: %w", t.Project, err)
 	}
-	if ns := in.Container.NetworkSettings; ns != nil && ns.Networks[t.Join] != nil {
+	if ns := in.Container.NetworkSettings; ns != nil && ns.Networks[join] != nil {
 		return nil
 	}
-	if _, err := t.API.NetworkConnect(ctx, t.Join, client.NetworkConnectOptions{Container: p.ID}); err != nil {
-		return fmt.Errorf("proxy of project %s: join the stack's network %s: %w", t.Project, t.Join, err)
+	if _, err := t.API.NetworkConnect(ctx, join, client.NetworkConnectOptions{Container: p.ID}); err != nil {
+		return fmt.Errorf("proxy of project %s: join the stack's network %s: %w", t.Project, join, err)
 	}
 	return nil
 }

@@ -294,8 +294,8 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 		HostAddr: hostAddr(env), Printer: p, Redact: check.Redactor(cat)}
 	// The release's own .env (kept here) holds its secrets' values, which
 	// may no longer be the catalog's: they are hidden in what is printed
-	// too, and a swarm release mounts them as Docker secrets, named by
-	// their values.
+	// too, and go to the runtime as Docker secrets, named by their values
+	// (a swarm mounts them; compose reads the .env).
 	var envVars map[string]string
 	if dir != "" {
 		var err error
@@ -309,9 +309,6 @@ func spec(cat *catalog.Catalog, env *catalog.Environment, rec *record.Release, d
 			ImageName:  pinnedName(rec.Images[s.Name], rec.ImageIDs[s.Name]),
 			ConfigHash: rec.Hashes[s.Name], ContainerPort: s.ContainerPort, HostPort: s.HostPort, Stateful: s.Stateful,
 			DependsOn: s.DependsOn, OneShot: s.OneShot})
-		if env.Engine != catalog.EngineSwarm {
-			continue
-		}
 		for _, k := range s.Secrets {
 			v, ok := envVars[render.SecretVar(s.Name, k)]
 			if !ok {

@@ -24,8 +24,9 @@ import (
 // its containers (package proxy).
 type Traffic interface {
 	// Ensure makes the proxy serve routes, leaving a proxy that already
-	// serves exactly them alone.
-	Ensure(ctx context.Context, routes []Route) error
+	// serves exactly them alone; with join set, the proxy is on that
+	// network too (a swarm stack's, whose DNS names the healthy tasks).
+	Ensure(ctx context.Context, routes []Route, join string) error
 	// Attach puts a container behind the proxy, as one of the upstreams of
 	// the service alias.
 	Attach(ctx context.Context, containerID, alias string) error
@@ -398,7 +399,7 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 			routes = append(routes, Route{Service: s.Name, ListenPort: s.HostPort, TargetPort: s.ContainerPort})
 		}
 	}
-	if err := c.Proxy.Ensure(ctx, routes); err != nil {
+	if err := c.Proxy.Ensure(ctx, routes, ""); err != nil {
 		return pl, err
 	}
 

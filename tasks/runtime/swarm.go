@@ -177,8 +177,9 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 	return pl, nil
 }
 
-// ensureProxy makes the proxy publish the release's ports; swarm's DNS
-// gives it the healthy tasks of each service, so nothing is attached.
+// ensureProxy makes the proxy publish the release's ports, on the stack's
+// network (docker stack names it <stack>_<network>): swarm's DNS gives it
+// the healthy tasks of each service, so nothing is attached.
 func (s *Swarm) ensureProxy(ctx context.Context, rel *Release) error {
 	if s.Proxy == nil {
 		return nil
@@ -189,7 +190,7 @@ func (s *Swarm) ensureProxy(ctx context.Context, rel *Release) error {
 			routes = append(routes, Route{Service: sv.Name, ListenPort: sv.HostPort, TargetPort: sv.ContainerPort})
 		}
 	}
-	return s.Proxy.Ensure(ctx, routes)
+	return s.Proxy.Ensure(ctx, routes, rel.Project+"_"+rel.Cat.Project.Network)
 }
 
 // ensureSecrets creates the release's Docker secrets the swarm lacks. A
