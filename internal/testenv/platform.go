@@ -36,6 +36,11 @@ func RepoRoot() string {
 	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 }
 
+// SampleCatalog is the tests' catalog of the sample platform, a fixture
+// (testdata/services.toml, its sources under ../examples): the product's
+// services.toml is the user's to edit, and no test reads it.
+func SampleCatalog() string { return filepath.Join(RepoRoot(), "testdata", "services.toml") }
+
 var devPortLine = regexp.MustCompile(`(?m)^dev_port = (\d+)`)
 
 // RepoFiles are the files of the sample services that stand for their
@@ -52,7 +57,7 @@ type platformOptions struct{ repoFiles bool }
 // WithRepoFiles copies the sample services' RepoFiles too.
 func WithRepoFiles() PlatformOption { return func(o *platformOptions) { o.repoFiles = true } }
 
-// SamplePlatform copies the repository's services.toml and sample services
+// SamplePlatform copies the sample catalog (SampleCatalog) and services
 // into a temporary folder, renaming the project and moving the dev ports to
 // free ones so that several tests and packages can deploy at once.
 func SamplePlatform(t testing.TB, prefix string, opts ...PlatformOption) *Platform {
@@ -92,10 +97,11 @@ func SamplePlatform(t testing.TB, prefix string, opts ...PlatformOption) *Platfo
 	if err := os.WriteFile(filepath.Join(root, "go.mod"), []byte(mod), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cat, err := os.ReadFile(filepath.Join(repo, "services.toml"))
+	cat, err := os.ReadFile(SampleCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
+	cat = []byte(strings.ReplaceAll(string(cat), `"../examples/`, `"examples/`))
 	p := &Platform{Root: root, Catalog: filepath.Join(root, "services.toml"),
 		Deploy: filepath.Join(root, "deployment"), Project: ProjectName(t, prefix)}
 	p.UseCatalog(t, string(cat))

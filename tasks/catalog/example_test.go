@@ -9,7 +9,7 @@ import (
 )
 
 func ExampleLoad() {
-	cat, err := catalog.Load(filepath.Join("..", "..", "services.toml"))
+	cat, err := catalog.Load(filepath.Join("..", "..", "testdata", "services.toml"))
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -13,8 +13,8 @@ import (
 	"github.com/maestro-platform/deploy/tasks/catalog"
 )
 
-// realCatalog is the repository's own services.toml.
-var realCatalog = filepath.Join("..", "..", "services.toml")
+// realCatalog is the tests' copy of the sample catalog (testenv.SampleCatalog).
+var realCatalog = filepath.Join("..", "..", "testdata", "services.toml")
 
 func mustLoad(t *testing.T, path string) *catalog.Catalog {
 	t.Helper()
@@ -80,7 +80,7 @@ func TestLoadRealCatalog(t *testing.T) {
 		if s.Infra || s.Line != svcLines[i] {
 			t.Errorf("%s: Infra %v Line %d, want false and %d", s.Name, s.Infra, s.Line, svcLines[i])
 		}
-		if !filepath.IsAbs(s.Source) || !strings.HasPrefix(s.Source, filepath.Join(root, "examples")) {
+		if !filepath.IsAbs(s.Source) || !strings.HasPrefix(s.Source, filepath.Join(root, "..", "examples")) {
 			t.Errorf("%s: Source %q is not an absolute path under examples/", s.Name, s.Source)
 		}
 		if fi, err := os.Stat(filepath.Join(s.Source, s.Dockerfile)); err != nil || fi.IsDir() {
@@ -557,5 +557,14 @@ func TestTypoBeforeItsConsequence(t *testing.T) {
 	}
 	if typo < 0 || follow != typo+1 {
 		t.Errorf("want the misspelling right before what it causes:\n%v", err)
+	}
+}
+
+// The product's own services.toml, the one the README's first command
+// deploys, loads without a problem. Nothing else about it is asserted: it
+// is the user's to edit, and the tests read their own copy.
+func TestProductCatalogLoads(t *testing.T) {
+	if _, err := catalog.Load(filepath.Join("..", "..", "services.toml")); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -141,7 +141,7 @@ dev_port = 9082
 // The repository's own catalog keeps a dev default for the gateway token
 // and nothing more: no environment of it names a place holding values.
 func TestRepoCatalogSecrets(t *testing.T) {
-	cat, err := catalog.Load(filepath.Join("..", "..", "services.toml"))
+	cat, err := catalog.Load(filepath.Join("..", "..", "testdata", "services.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}

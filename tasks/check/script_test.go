@@ -23,7 +23,7 @@ import (
 // that both judge alike. render cannot import check (the data flows the
 // other way), so this test holds the two together.
 func TestRenderedTestScriptRunsTestAllsChecks(t *testing.T) {
-	repoCat, err := catalog.Load(filepath.Join(testenv.RepoRoot(), "services.toml"))
+	repoCat, err := catalog.Load(testenv.SampleCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func shWords(t *testing.T, s string) []string {
 // its settings are checked before anything runs. docker and curl are fakes
 // here: what the script makes of their answers is under test, not swarm.
 func TestRenderedTestScriptOnSwarm(t *testing.T) {
-	cat, err := catalog.Load(filepath.Join(testenv.RepoRoot(), "services.toml"))
+	cat, err := catalog.Load(testenv.SampleCatalog())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,7 +36,7 @@ func repoRoot(t testing.TB) string {
 
 func loadRepo(t testing.TB) *catalog.Catalog {
 	t.Helper()
-	cat, err := catalog.Load(filepath.Join(repoRoot(t), "services.toml"))
+	cat, err := catalog.Load(filepath.Join(repoRoot(t), "testdata", "services.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}

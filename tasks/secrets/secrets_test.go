@@ -702,7 +702,7 @@ secrets = ["DOC_MISSING"]
 // The repository's catalog: dev takes the gateway's dev default, demo has
 // no value unless one is given from outside.
 func TestRepoCatalog(t *testing.T) {
-	cat, err := catalog.Load(filepath.Join("..", "..", "services.toml"))
+	cat, err := catalog.Load(filepath.Join("..", "..", "testdata", "services.toml"))
 	if err != nil {
 		t.Fatal(err)
 	}
