@@ -29,10 +29,11 @@ import (
 	"sync"
 	"text/template"
 
-	"github.com/maestro-platform/deploy/tasks/labels"
-	"github.com/maestro-platform/deploy/tasks/record"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/record"
 	"github.com/maestro-platform/deploy/templates"
 )
 
@@ -894,29 +895,15 @@ func (r *renderer) files(validate bool) (Tree, error) {
 	return tree, nil
 }
 
-// parallel runs fn(0..n-1) on as many goroutines as there are processors.
+// parallel runs fn(0..n-1), as many at once as there are processors;
+// each fn keeps its own error, so that every problem is reported.
 func parallel(n int, fn func(i int)) {
-	workers := min(runtime.GOMAXPROCS(0), n)
-	if workers <= 1 {
-		for i := range n {
-			fn(i)
-		}
-		return
-	}
-	next := make(chan int)
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Go(func() {
-			for i := range next {
-				fn(i)
-			}
-		})
-	}
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i := range n {
-		next <- i
+		g.Go(func() error { fn(i); return nil })
 	}
-	close(next)
-	wg.Wait()
+	_ = g.Wait()
 }
 
 // withDeps is svcs and every service they depend on, directly or not, in
