@@ -441,8 +441,10 @@ func ensureExecProbe(ctx context.Context, api *client.Client, ref, netName, proj
 			// It only waits, on its own loopback: the checks are exec'd.
 			Cmd: []string{"-serve", "127.0.0.1:" + strconv.Itoa(probeServePort), "-idle", ProbeIdle.String()},
 			Env: []string{"PROBE_TOKEN=" + hex.EncodeToString(tok)},
-			Labels: map[string]string{labels.Probe: project, labels.ProbeMode: execModeLabel, labels.ProbeImage: ref,
-				labels.ComposeProject: project, labels.ComposeOneOff: "False"}},
+			// No compose label, as for the server: compose took it for
+			// an orphan of the project and said so at every promote's
+			// `compose up`. down -env removes it first (RemoveProbe).
+			Labels: map[string]string{labels.Probe: project, labels.ProbeMode: execModeLabel, labels.ProbeImage: ref}},
 		HostConfig: &container.HostConfig{NetworkMode: container.NetworkMode(netName)},
 		NetworkingConfig: &network.NetworkingConfig{
 			EndpointsConfig: map[string]*network.EndpointSettings{netName: {}}},

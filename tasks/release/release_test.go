@@ -545,6 +545,11 @@ func TestPromote(t *testing.T) {
 		})
 		testenv.NoFailures(t, "one-service promote", st)
 		third = pr.Release
+		// testAll's probe from the promotes before is no compose
+		// container: compose v1 called it an orphan at every `up`.
+		if strings.Contains(strings.ToLower(f.out.String()), "orphan") {
+			t.Errorf("the promote's compose output speaks of orphans:\n%s", f.out.String())
+		}
 		if len(pr.Transfer.Sent) != 1 || !strings.HasPrefix(pr.Transfer.Sent[0], f.project+"/quality-fabric:") {
 			t.Fatalf("sent %v, want only quality-fabric", pr.Transfer.Sent)
 		}
