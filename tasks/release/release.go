@@ -34,7 +34,6 @@ import (
 	"maps"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -376,22 +375,15 @@ func readDir(dir string) (map[string][]byte, map[string]fs.FileMode, error) {
 	return files, modes, nil
 }
 
-func toHost(env *catalog.Environment, files map[string][]byte, modes map[string]fs.FileMode) map[string]hostfs.File {
+// toHost are the files of a release that its runtime ships to the host.
+func toHost(rt runtime.Runtime, files map[string][]byte, modes map[string]fs.FileMode) map[string]hostfs.File {
 	out := map[string]hostfs.File{}
 	for name, b := range files {
-		if onHost(env, name) {
+		if rt.Ships(name) {
 			out[name] = hostfs.File{Data: b, Mode: modes[name]}
 		}
 	}
 	return out
-}
-
-// onHost reports whether a release file goes to env's host. A swarm
-// release's .env files stay on this machine, in its record: they hold the
-// secrets' values, which on a swarm live only in Docker's secret store, and
-// the stack is deployed from here (its file names no variable).
-func onHost(env *catalog.Environment, name string) bool {
-	return env.Engine != catalog.EngineSwarm || path.Base(name) != render.EnvFile
 }
 
 // Promote ships the tested stack to the environment opts.Env: see the
@@ -558,7 +550,7 @@ func (t *target) promote(ctx context.Context, cat *catalog.Catalog, env *catalog
 
 	// 6. The release folder on the host; current does not move yet.
 	tu := time.Now()
-	if _, err := t.fs.Upload(ctx, res.Release, toHost(env, files, modes)); err != nil {
+	if _, err := t.fs.Upload(ctx, res.Release, toHost(t.rt, files, modes)); err != nil {
 		return res, fmt.Errorf("promote %s: %w", env.Name, err)
 	}
 	p.Line(ui.OK, "upload", "%s/releases/%s (%s)", env.Dir, res.Release, ui.Seconds(time.Since(tu)))
@@ -801,7 +793,7 @@ func (t *target) restore(ctx context.Context, opts Options, id string, verify bo
 	for name, f := range files {
 		got[name] = f.Data
 	}
-	if err := rec.Verify(got, func(name string) bool { return !onHost(t.env, name) }); err != nil {
+	if err := rec.Verify(got, func(name string) bool { return !t.rt.Ships(name) }); err != nil {
 		if verify {
 			return err
 		}

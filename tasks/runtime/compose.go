@@ -68,6 +68,9 @@ type Compose struct {
 	StopTimeout time.Duration
 }
 
+// Ships: a compose host runs the release from its folder, every file of it.
+func (c *Compose) Ships(string) bool { return true }
+
 // Name is "compose".
 func (c *Compose) Name() string { return "compose" }
 

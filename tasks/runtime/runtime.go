@@ -47,6 +47,10 @@ type Runtime interface {
 	// Describe says, for doctor, in one line, how this runtime stands on
 	// its engine; the error says what keeps it from running a release.
 	Describe(ctx context.Context) (string, error)
+	// Ships reports whether a file of a rendered release (its path in the
+	// release folder) goes to the host; the others stay in this machine's
+	// record of it.
+	Ships(name string) bool
 }
 
 // ForHost is the runtime of a promoted environment's engine kind on eng:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"path"
 	"slices"
 	"strings"
 	"time"
@@ -36,6 +37,11 @@ type Swarm struct {
 
 // Name is "swarm".
 func (s *Swarm) Name() string { return "swarm" }
+
+// Ships all but the .env files: they hold the secrets' values, which on a
+// swarm live only in Docker's secret store, and the stack is deployed from
+// here (its file names no variable).
+func (s *Swarm) Ships(name string) bool { return path.Base(name) != render.EnvFile }
 
 // Logs writes what the service's tasks printed, on every node, through the
 // manager.
