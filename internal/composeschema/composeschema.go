@@ -38,9 +38,6 @@ var v1Schema []byte
 // here, on Debian and Ubuntu; tests compare the two.
 const V1SchemaFile = "/usr/lib/python3/dist-packages/compose/config/compose_spec.json"
 
-// V1Schema returns the embedded copy of docker-compose 1.29.2's schema.
-func V1Schema() []byte { return slices.Clone(v1Schema) }
-
 // Problem is what a schema refuses, and where.
 type Problem struct {
 	// Path is the place in the document: keys and list indices, e.g.

@@ -92,18 +92,6 @@ func (r *Resolution) Lines() []string {
 	return out
 }
 
-// DevDefaults names the secrets that took the catalog's dev default,
-// which a caller may want to point out.
-func (r *Resolution) DevDefaults() []string {
-	var out []string
-	for _, o := range r.Origins {
-		if o.Source == FromDefault {
-			out = append(out, o.Name)
-		}
-	}
-	return out
-}
-
 // Resolve sets, for environment env, the Secrets of every service and
 // infrastructure entry of cat to the values of its SecretNames, looked up
 // as the package documentation says, and sets cat.SecretsEnv to env.Name.

@@ -163,9 +163,6 @@ func TestOrder(t *testing.T) {
 	if f.cat.SecretsEnv != "dev" || res.Env != "dev" || res.Remote || !res.FileFound || !res.CommandRan {
 		t.Errorf("SecretsEnv %q, resolution %+v", f.cat.SecretsEnv, res)
 	}
-	if got := res.DevDefaults(); !reflect.DeepEqual(got, []string{"ORDER_D"}) {
-		t.Errorf("DevDefaults = %v", got)
-	}
 	// Resolve gives what Load gave back to the defaults, untouched.
 	if web.SecretDefaults["ORDER_A"] != "default-a" {
 		t.Error("Resolve rewrote the catalog's defaults")
