@@ -409,6 +409,10 @@ func (c *Catalog) SecretAt(s *Service, name string) string {
 	return fmt.Sprintf("%s: %s", c.File, p.Key)
 }
 
+// Scoped is the name compose and docker stack give, in project, to an
+// object the catalog names: its network, a swarm service ("<project>_<name>").
+func Scoped(project, name string) string { return project + "_" + name }
+
 // ImageRepo is the repository built images of s are tagged in:
 // "<project>/<service>". A service with Image set runs that image instead.
 func (c *Catalog) ImageRepo(s *Service) string {

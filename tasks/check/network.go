@@ -1,7 +1,6 @@
 package check
 
 import (
-	"bytes"
 	"context"
 	"embed"
 	"encoding/json"
@@ -13,14 +12,14 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/labels"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/ui"
-	"github.com/moby/moby/api/pkg/stdcopy"
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 )
 
 // probeSource is the probe's own code, built in a throwaway module so that
@@ -96,7 +95,7 @@ func ProjectNetwork(ctx context.Context, api *client.Client, project, name strin
 	if len(res.Items) > 0 {
 		return res.Items[0].Name, nil
 	}
-	conventional := project + "_" + name
+	conventional := catalog.Scoped(project, name)
 	if _, err := api.NetworkInspect(ctx, conventional, client.NetworkInspectOptions{}); err == nil {
 		return conventional, nil
 	}
@@ -198,32 +197,16 @@ func runProbe(ctx context.Context, api *client.Client, ref, netName, project str
 		defer cancel()
 		_, _ = api.ContainerRemove(rctx, created.ID, client.ContainerRemoveOptions{Force: true})
 	}()
-	wait := api.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if _, err := api.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		return nil, fmt.Errorf("probe on network %s: start: %w", netName, err)
-	}
-	var exit int64
-	select {
-	case r := <-wait.Result:
-		exit = r.StatusCode
-	case err := <-wait.Error:
-		return nil, fmt.Errorf("probe on network %s: wait: %w", netName, err)
-	}
-	logs, err := api.ContainerLogs(ctx, created.ID, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	x, err := engine.RunToExit(ctx, api, created.ID)
 	if err != nil {
-		return nil, fmt.Errorf("probe on network %s: logs: %w", netName, err)
+		return nil, fmt.Errorf("probe on network %s: %w", netName, err)
 	}
-	defer logs.Close()
-	var stdout, stderr bytes.Buffer
-	if _, err := stdcopy.StdCopy(&stdout, &stderr, logs); err != nil {
-		return nil, fmt.Errorf("probe on network %s: logs: %w", netName, err)
-	}
-	if exit != 0 {
+	if x.Status != 0 {
 		// Its stderr is printed: cleaned and bounded.
-		return nil, fmt.Errorf("probe on network %s exited %d: %s", netName, exit, ui.Shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
+		return nil, fmt.Errorf("probe on network %s exited %d: %s", netName, x.Status, ui.Shorten(ui.Clean(strings.TrimSpace(string(x.Stderr))), 2000))
 	}
 	var out []probe.Outcome
-	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {
+	if err := json.Unmarshal(x.Stdout, &out); err != nil {
 		return nil, fmt.Errorf("probe on network %s: bad output: %w", netName, err)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/ui"
 
 	"github.com/moby/moby/api/pkg/stdcopy"
+	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 )
 
@@ -176,4 +178,39 @@ func ShortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// Exit is how a container that ran to its end ended: its exit status and
+// what it printed on each stream.
+type Exit struct {
+	Status         int64
+	Stdout, Stderr []byte
+}
+
+// RunToExit starts the created container id, waits until it exits (ctx
+// bounds the wait) and reads what it printed. Removing it is the caller's:
+// it created it.
+func RunToExit(ctx context.Context, api *client.Client, id string) (*Exit, error) {
+	wait := api.ContainerWait(ctx, id, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
+	if _, err := api.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return nil, fmt.Errorf("start: %w", err)
+	}
+	x := &Exit{}
+	select {
+	case r := <-wait.Result:
+		x.Status = r.StatusCode
+	case err := <-wait.Error:
+		return nil, fmt.Errorf("wait: %w", err)
+	}
+	rc, err := api.ContainerLogs(ctx, id, client.ContainerLogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	defer rc.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, rc); err != nil {
+		return nil, fmt.Errorf("logs: %w", err)
+	}
+	x.Stdout, x.Stderr = stdout.Bytes(), stderr.Bytes()
+	return x, nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -143,7 +144,7 @@ func (s *Swarm) Observe(ctx context.Context) (map[string]Observation, error) {
 		if err != nil {
 			return nil, fmt.Errorf("tasks of %s: %w", svc.Spec.Name, err)
 		}
-		out[strings.TrimPrefix(svc.Spec.Name, s.Stack+"_")] = s.observe(ctx, svc, tasks.Items)
+		out[strings.TrimPrefix(svc.Spec.Name, catalog.Scoped(s.Stack, ""))] = s.observe(ctx, svc, tasks.Items)
 	}
 	return out, nil
 }

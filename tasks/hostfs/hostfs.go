@@ -318,25 +318,17 @@ func (f *FS) DiskAt(ctx context.Context, path string) (*Disk, error) {
 		return nil, fmt.Errorf("disk of %s on %s: %w", path, f.host, err)
 	}
 	defer f.api.ContainerRemove(context.WithoutCancel(ctx), created.ID, client.ContainerRemoveOptions{Force: true})
-	wait := f.api.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if _, err := f.api.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
+	x, err := engine.RunToExit(ctx, f.api, created.ID)
+	switch {
+	case err != nil:
 		return nil, fmt.Errorf("disk of %s on %s: %w", path, f.host, err)
-	}
-	select {
-	case res := <-wait.Result:
-		if res.StatusCode != 0 {
-			return nil, fmt.Errorf("disk of %s on %s: the tool exited with status %d", path, f.host, res.StatusCode)
-		}
-	case err := <-wait.Error:
-		return nil, fmt.Errorf("disk of %s on %s: %w", path, f.host, err)
-	}
-	var out bytes.Buffer
-	if err := (&engine.Engine{API: f.api, Host: f.host}).Logs(ctx, created.ID, engine.LogOptions{}, &out); err != nil {
-		return nil, err
+	case x.Status != 0:
+		return nil, fmt.Errorf("disk of %s on %s: the tool exited with status %d: %s", path, f.host, x.Status,
+			ui.Shorten(ui.Clean(string(bytes.TrimSpace(x.Stderr))), 200))
 	}
 	var d Disk
-	if err := json.Unmarshal(out.Bytes(), &d); err != nil {
-		return nil, fmt.Errorf("disk of %s on %s: bad answer %q: %w", path, f.host, ui.Shorten(ui.Clean(out.String()), 200), err)
+	if err := json.Unmarshal(x.Stdout, &d); err != nil {
+		return nil, fmt.Errorf("disk of %s on %s: bad answer %q: %w", path, f.host, ui.Shorten(ui.Clean(string(x.Stdout)), 200), err)
 	}
 	return &d, nil
 }

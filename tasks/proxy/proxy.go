@@ -44,15 +44,16 @@ import (
 	"sync"
 	"time"
 
-	"github.com/maestro-platform/deploy/tasks/catalog"
-	"github.com/maestro-platform/deploy/tasks/engine"
-	"github.com/maestro-platform/deploy/tasks/labels"
-	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
 // Spec is the proxy of one project on one engine.
@@ -660,19 +661,14 @@ func validate(ctx context.Context, api *client.Client, project, ref string, cfg 
 	if err := copyConfig(ctx, api, created.ID, cfg); err != nil {
 		return fmt.Errorf("proxy of project %s: validate the configuration: %w", project, err)
 	}
-	wait := api.ContainerWait(ctx, created.ID, client.ContainerWaitOptions{Condition: container.WaitConditionNextExit})
-	if _, err := api.ContainerStart(ctx, created.ID, client.ContainerStartOptions{}); err != nil {
-		return fmt.Errorf("proxy of project %s: validate the configuration: start: %w", project, err)
-	}
-	select {
-	case r := <-wait.Result:
-		if r.StatusCode != 0 {
-			return fmt.Errorf("proxy of project %s: caddy rejects the configuration: %s", project, caddyError(logTail(ctx, api, created.ID)))
-		}
-		return nil
-	case err := <-wait.Error:
+	x, err := engine.RunToExit(ctx, api, created.ID)
+	if err != nil {
 		return fmt.Errorf("proxy of project %s: validate the configuration: %w", project, err)
 	}
+	if x.Status != 0 {
+		return fmt.Errorf("proxy of project %s: caddy rejects the configuration: %s", project, caddyError(logTail(ctx, api, created.ID)))
+	}
+	return nil
 }
 
 // caddyError keeps the line of Caddy's output that says what is wrong:

@@ -429,7 +429,7 @@ func (s *swarmNodes) spread(ctx context.Context, api *client.Client, cat *catalo
 	s.rep.Spread = map[string][]string{}
 	var parts []string
 	for _, svc := range svcs.Items {
-		name := ui.Clean(strings.TrimPrefix(svc.Spec.Name, project+"_"))
+		name := ui.Clean(strings.TrimPrefix(svc.Spec.Name, catalog.Scoped(project, "")))
 		tasks, err := api.TaskList(ctx, client.TaskListOptions{Filters: client.Filters{}.
 			Add("service", svc.ID).Add("desired-state", "running")})
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/moby/api/types/swarm"
 	"github.com/moby/moby/client"
 
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/health"
@@ -48,7 +49,7 @@ func (s *Swarm) Ships(name string) bool { return path.Base(name) != render.EnvFi
 func (s *Swarm) Logs(ctx context.Context, project, service string, o engine.LogOptions, line func(string)) error {
 	lw := ui.Lines(line)
 	defer lw.Close()
-	return s.Engine.ServiceLogs(ctx, project+"_"+service, o, lw)
+	return s.Engine.ServiceLogs(ctx, catalog.Scoped(project, service), o, lw)
 }
 
 // Describe lists the swarm's nodes as its manager sees them; a node that
@@ -114,7 +115,7 @@ func (s *Swarm) Plan(ctx context.Context, rel *Release) (*Plan, error) {
 			h.hash, h.image = cs.Labels[labels.ConfigHash], ui.Clean(cs.Image)
 		}
 		// The host's names: a plan prints them.
-		byName[ui.Clean(strings.TrimPrefix(svc.Spec.Name, rel.Project+"_"))] = h
+		byName[ui.Clean(strings.TrimPrefix(svc.Spec.Name, catalog.Scoped(rel.Project, "")))] = h
 	}
 	p := &Plan{}
 	for _, sv := range rel.Services {
@@ -184,7 +185,7 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 }
 
 // ensureProxy makes the proxy publish the release's ports, on the stack's
-// network (docker stack names it <stack>_<network>): swarm's DNS gives it
+// network: swarm's DNS gives it
 // the healthy tasks of each service, so nothing is attached.
 func (s *Swarm) ensureProxy(ctx context.Context, rel *Release) error {
 	if s.Proxy == nil {
@@ -196,7 +197,7 @@ func (s *Swarm) ensureProxy(ctx context.Context, rel *Release) error {
 			routes = append(routes, Route{Service: sv.Name, ListenPort: sv.HostPort, TargetPort: sv.ContainerPort})
 		}
 	}
-	return s.Proxy.Ensure(ctx, routes, rel.Project+"_"+rel.Cat.Project.Network)
+	return s.Proxy.Ensure(ctx, routes, catalog.Scoped(rel.Project, rel.Cat.Project.Network))
 }
 
 // ensureSecrets creates the release's Docker secrets the swarm lacks. A
