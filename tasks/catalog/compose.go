@@ -42,8 +42,9 @@ type composeKey struct {
 }
 
 // ComposeKeys are the compose service keys that cannot be written under
-// compose: those the catalog models (use its keys instead) and those it
-// cannot carry (a reason each). Package importer refuses the same.
+// compose: those the catalog models in its own way (use its keys instead)
+// and those it cannot carry (a reason each); Settings' keys are refused
+// too (refusedKey). Package importer refuses the same.
 var ComposeKeys = map[string]composeKey{
 	"image":          {use: "image", why: `or source to build one`},
 	"build":          {use: "source, dockerfile, build_args and build_target", why: "the tool builds the image itself"},
@@ -82,10 +83,23 @@ var deployKeys = map[string]composeKey{
 // ComposeKeyHint says what to do about a compose key the catalog refuses
 // under compose, and whether it refuses it ("" when it does not).
 func ComposeKeyHint(key string) (string, bool) {
-	if k, ok := ComposeKeys[key]; ok {
+	if k, ok := refusedKey(key); ok {
 		return k.hint(), true
 	}
 	return "", false
+}
+
+// refusedKey is what the catalog says about a compose key it refuses under
+// compose: one of ComposeKeys, or one of Settings, which the catalog
+// carries under the same name.
+func refusedKey(key string) (composeKey, bool) {
+	if k, ok := ComposeKeys[key]; ok {
+		return k, true
+	}
+	if IsSetting(key) {
+		return composeKey{use: key, why: "the catalog checks its value"}, true
+	}
+	return composeKey{}, false
 }
 
 // DeployKeyHint is ComposeKeyHint for a key under deploy.
@@ -194,7 +208,7 @@ func (v *validator) composeTables(key string, r *rawService, s *Service) {
 func (v *validator) composeTable(key string, m map[string]any) map[string]any {
 	t := v.plainTable(key, m)
 	for _, k := range slices.Sorted(maps.Keys(t)) {
-		if ck, ok := ComposeKeys[k]; ok {
+		if ck, ok := refusedKey(k); ok {
 			v.add(key+"."+k, ck.hint(), "%s cannot be written under compose", k)
 			delete(t, k)
 			continue

@@ -84,6 +84,7 @@ type rawService struct {
 	MaxPerNode      *int                      `toml:"max_replicas_per_node"`
 	Volumes         []rawVolume               `toml:"volumes"`
 	Checks          []rawCheck                `toml:"checks"`
+	Settings
 }
 
 type rawCheck struct {
@@ -226,9 +227,13 @@ var knownKeys = map[string][]string{
 	"environments.*":        fieldNames(rawEnv{}),
 	"services":              fieldNames(rawService{}),
 	"infrastructure":        fieldNames(rawService{}),
-	"services.checks":       fieldNames(rawCheck{}),
-	"infrastructure.checks": fieldNames(rawCheck{}),
+	"services.checks":       CheckKeys,
+	"infrastructure.checks": CheckKeys,
 }
+
+// CheckKeys are the keys of a check, name first, in the order the README
+// lists them.
+var CheckKeys = fieldNames(rawCheck{})
 
 // freeTables are the keys of an entry whose tables hold compose's keys,
 // which the compose checks judge, not the catalog's key lists.

@@ -1,15 +1,21 @@
 package catalog
 
-import (
-	"reflect"
-	"strings"
-)
+import "reflect"
 
+// reflectFields are the keys of a struct decoded from the file, those of
+// an embedded struct (Settings) among them.
 func reflectFields(v any) []string {
-	t := reflect.TypeOf(v)
-	out := make([]string, 0, t.NumField())
+	return keysOf(reflect.TypeOf(v))
+}
+
+func keysOf(t reflect.Type) []string {
+	var out []string
 	for i := range t.NumField() {
-		if tag := strings.Split(t.Field(i).Tag.Get("toml"), ",")[0]; tag != "" {
+		f := t.Field(i)
+		switch tag := tomlName(f); {
+		case f.Anonymous && tag == "":
+			out = append(out, keysOf(f.Type)...)
+		case tag != "":
 			out = append(out, tag)
 		}
 	}

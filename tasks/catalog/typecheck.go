@@ -31,6 +31,9 @@ func (v *validator) typeCheck(val any, t reflect.Type, path string) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
+	if v.checkText(val, t, path) {
+		return
+	}
 	switch t.Kind() {
 	case reflect.Struct:
 		m, ok := val.(map[string]any)
@@ -41,6 +44,10 @@ func (v *validator) typeCheck(val any, t reflect.Type, path string) {
 		for i := range t.NumField() {
 			f := t.Field(i)
 			tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+			if f.Anonymous && tag == "" {
+				v.typeCheck(val, f.Type, path) // its keys are the entry's own
+				continue
+			}
 			if sub, ok := m[tag]; ok && tag != "" {
 				v.typeCheck(sub, f.Type, joinPath(path, tag))
 			}

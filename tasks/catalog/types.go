@@ -51,6 +51,26 @@ const (
 	EngineSwarm   = "swarm"
 )
 
+// EngineKind is what an engine kind means for the files rendered for it:
+// said here, beside the kinds, so that render asks the kind rather than
+// comparing names. What it means for running them is package runtime's.
+type EngineKind struct {
+	// Stack: the environment runs a stack file through docker stack
+	// deploy. Render writes it, its services' secrets as swarm secrets and
+	// their replicas and placement in their config hashes; test-all.sh
+	// counts a stack service's replicas instead of looking at containers.
+	Stack bool
+}
+
+// EngineKinds are the engine kinds by name.
+var EngineKinds = map[string]EngineKind{
+	EngineCompose: {},
+	EngineSwarm:   {Stack: true},
+}
+
+// Kind is what the environment's engine kind means for its files.
+func (e *Environment) Kind() EngineKind { return EngineKinds[e.Engine] }
+
 // Endpoint modes of a swarm environment (Environment.EndpointMode).
 const (
 	// EndpointVIP gives each service one virtual IP that the kernel's IPVS
@@ -273,6 +293,8 @@ type Service struct {
 	Volumes []Volume `view:"volumes"`
 	// Checks are what testAll runs for this service, besides its health.
 	Checks []*Check `view:"checks"`
+	// Settings are the compose keys the catalog carries as written.
+	Settings
 	// Infra is true for entries of [[infrastructure]].
 	Infra bool `view:"infrastructure"`
 	// Line is the line of the [[services]] / [[infrastructure]] header.

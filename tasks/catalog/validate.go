@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -122,8 +123,12 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 	}
 	if e.Engine == "" {
 		e.Engine = EngineCompose
-	} else if e.Engine != EngineCompose && e.Engine != EngineSwarm {
-		v.add(key+".engine", `use "compose" or "swarm"`, "unknown engine %q", e.Engine)
+	} else if _, ok := EngineKinds[e.Engine]; !ok {
+		var kinds []string
+		for _, k := range slices.Sorted(maps.Keys(EngineKinds)) {
+			kinds = append(kinds, strconv.Quote(k))
+		}
+		v.add(key+".engine", "use "+strings.Join(kinds, " or "), "unknown engine %q", e.Engine)
 	}
 	v.swarmModes(key, r, e)
 	before := len(v.errs)
@@ -296,7 +301,7 @@ func (v *validator) service(r *rawService, key string, infra bool, seen map[stri
 		Port: deref(r.Port), DevPort: deref(r.DevPort), ProdPort: deref(r.ProdPort), ExtraPorts: r.Ports,
 		Health: r.Health, Env: r.Env, Labels: r.Labels, BuildArgs: r.BuildArgs, BuildTarget: r.BuildTarget,
 		Prebuild: r.Prebuild, PrebuildEnv: r.PrebuildEnv,
-		PrebuildOutputs: r.PrebuildOutputs, Replicas: 1,
+		PrebuildOutputs: r.PrebuildOutputs, Replicas: 1, Settings: r.Settings,
 		Infra: infra, Line: v.pos.line(key)}
 	const nameHint = "a DNS label: lower-case letters, digits and '-', at most 63 characters; it names the container, its folder and its host name on the network"
 	switch {

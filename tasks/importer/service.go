@@ -68,6 +68,9 @@ type entry struct {
 	Replicas            int
 	Checks              []map[string]any
 	Compose             map[string]any
+	// Settings are the compose keys the catalog carries under their own
+	// name, lifted from the compose service as they are.
+	catalog.Settings
 
 	// From where: the file and the service's line in it.
 	File string
@@ -1047,6 +1050,14 @@ func (m *mapper) passthrough(at string, raw map[string]any, e *entry) {
 			continue
 		}
 		kat := at + "." + k
+		if catalog.IsSetting(k) {
+			if !m.taint(kat) {
+				if err := e.Settings.Set(k, raw[k]); err != nil {
+					m.loss(kat, "%v", err)
+				}
+			}
+			continue
+		}
 		if hint, refused := catalog.ComposeKeyHint(k); refused {
 			m.loss(kat, "%s", hint)
 			continue

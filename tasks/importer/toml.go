@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
 )
 
 // The proposed entries are written as TOML in the catalog's own style:
@@ -224,6 +226,10 @@ func writeEntry(b *strings.Builder, e *entry) {
 	if e.Replicas > 1 {
 		kv("replicas", e.Replicas)
 	}
+	settings := e.Settings.Written()
+	for _, k := range slices.Sorted(maps.Keys(settings)) {
+		kv(k, settings[k])
+	}
 	for _, f := range subs {
 		f()
 	}
@@ -241,17 +247,17 @@ func writeEntry(b *strings.Builder, e *entry) {
 	}
 }
 
-// checkOrder lists a check's keys name first, then as the README does.
+// checkOrder lists a check's keys as the catalog's type declares them
+// (name first), then any others.
 func checkOrder(c map[string]any) []string {
-	order := []string{"name", "kind", "path", "status", "contains", "json_field", "json_equals", "timeout", "retries"}
 	var out []string
-	for _, k := range order {
+	for _, k := range catalog.CheckKeys {
 		if _, ok := c[k]; ok {
 			out = append(out, k)
 		}
 	}
 	for _, k := range slices.Sorted(maps.Keys(c)) {
-		if !slices.Contains(order, k) {
+		if !slices.Contains(catalog.CheckKeys, k) {
 			out = append(out, k)
 		}
 	}

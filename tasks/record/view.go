@@ -81,6 +81,10 @@ func flatten(v View, prefix string, rv reflect.Value, secret bool, key []byte) {
 			if name == "-" || !f.IsExported() {
 				continue
 			}
+			if f.Anonymous && name == "" {
+				flatten(v, prefix, rv.Field(i), secret, key) // Settings: the entry's own keys
+				continue
+			}
 			if name == "" {
 				name = snake(f.Name)
 			}

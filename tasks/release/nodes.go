@@ -17,6 +17,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
+	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
 
@@ -131,33 +132,25 @@ type reached struct {
 	err  error
 }
 
-// swarmNodes reaches the nodes of t's swarm environment and checks them
-// against the manager's list; it is nil for any other environment. It
-// changes nothing anywhere.
+// swarmNodes reaches the nodes of t's runtime, when it schedules over
+// several (runtime.Nodes), and checks them against the manager's list; it
+// is nil for any other runtime. It changes nothing anywhere.
 func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
-	if t.env.Engine != catalog.EngineSwarm {
+	lister, multi := t.rt.(runtime.Nodes)
+	if !multi {
 		return nil, nil
 	}
 	t0 := time.Now()
-	info, err := t.eng.API.Info(ctx, client.InfoOptions{})
+	self, items, err := lister.Nodes(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("swarm: %s: %w", t.eng.Host, err)
-	}
-	sw := info.Info.Swarm
-	if sw.LocalNodeState != swarm.LocalNodeStateActive || !sw.ControlAvailable {
-		return nil, fmt.Errorf("%s is not a swarm manager (its swarm state is %q): run `docker swarm init` there, or set host to a manager of the swarm",
-			t.eng.Host, sw.LocalNodeState)
-	}
-	list, err := t.eng.API.NodeList(ctx, client.NodeListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("swarm: nodes of %s: %w", t.eng.Host, err)
+		return nil, err
 	}
 	s := &swarmNodes{rep: &SwarmReport{}, conns: map[string]*nodeConn{}}
 	inSwarm := map[string]bool{}
 	// Addresses of nodes the manager reports down, and of no other node:
 	// a machine that left and joined again is listed twice.
 	down, up := map[string]bool{}, map[string]bool{}
-	for _, n := range list.Items {
+	for _, n := range items {
 		inSwarm[n.ID] = true
 		for _, a := range nodeAddrs(n) {
 			if n.Status.State == swarm.NodeStateDown {
@@ -209,7 +202,7 @@ func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
 		case id == "" || r.info.LocalNodeState != swarm.LocalNodeStateActive:
 			problems = append(problems, fmt.Sprintf("node %s is not in a swarm (its swarm state is %q): join it to %s's swarm, or remove it from nodes",
 				r.host, r.info.LocalNodeState, t.eng.Host))
-		case id == sw.NodeID:
+		case id == self:
 			problems = append(problems, fmt.Sprintf("node %s is the manager itself (node %s): remove it from nodes", r.host, engine.ShortID(id)))
 		case !inSwarm[id]:
 			problems = append(problems, fmt.Sprintf("node %s is in another swarm (its node %s is not among %s's nodes): remove it from nodes, or join it to this swarm",
@@ -229,12 +222,12 @@ func (t *target) swarmNodes(ctx context.Context) (*swarmNodes, error) {
 		return nil
 	}
 	used := map[*reached]bool{}
-	for _, n := range list.Items {
+	for _, n := range items {
 		// What the manager says of its nodes is printed: cleaned.
 		node := &Node{ID: n.ID, Hostname: ui.Clean(n.Description.Hostname), Addr: ui.Clean(n.Status.Addr), Role: ui.Clean(string(n.Spec.Role)),
 			State: ui.Clean(string(n.Status.State)), Availability: ui.Clean(string(n.Spec.Availability))}
 		switch r := byID[n.ID]; {
-		case n.ID == sw.NodeID:
+		case n.ID == self:
 			node.Host = t.env.Host
 			if node.Host == "" {
 				node.Host = t.eng.Host

@@ -36,8 +36,9 @@ func (r *renderer) configHash(v *svcView, role string) (string, error) {
 		HealthcheckOptions   map[string]any    `json:",omitempty"`
 		Labels               map[string]string `json:",omitempty"`
 		Compose              map[string]any    `json:",omitempty"`
+		Settings             map[string]any    `json:",omitempty"`
 	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets,
-		r.swarmDeploy(v), v.svc.HealthcheckOptions, v.svc.Labels, v.compose})
+		r.swarmDeploy(v), v.svc.HealthcheckOptions, v.svc.Labels, v.compose, v.Settings.Written()})
 	if err != nil {
 		return "", err
 	}

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/catalog"
@@ -46,7 +47,7 @@ func TestPassthroughRendered(t *testing.T) {
 		}
 		for _, path := range []string{"docker-compose.yml", "web/docker-compose.yml"} {
 			f, _ := tree.File(path)
-			for _, want := range []string{`"serve"`, `"it costs $$5"`, `user: "1000"`, `"db.local:10.0.0.5"`, `memory: "128M"`,
+			for _, want := range []string{`"serve"`, `"it costs $$5"`, `user: "1000"`, "stop_grace_period: 1m30s", `"db.local:10.0.0.5"`, `memory: "128M"`,
 				`"com.example.cost": "$$$$"`, `restart: "always"`, `test: "wget -qO- http://localhost:8080/health || exit 1"`} {
 				if !strings.Contains(string(f.Data), want) {
 					t.Errorf("%s %s lacks %s:\n%s", env, path, want, f.Data)
@@ -97,7 +98,7 @@ func TestPassthroughRendered(t *testing.T) {
 		}
 		if exec.Command("docker", "stack", "config", "--help").Run() == nil {
 			out := string(runIn(t, dir, "docker", "stack", "config", "-c", render.StackFile))
-			for _, want := range []string{"memory: \"134217728\"", "condition: any", "user: \"1000\""} {
+			for _, want := range []string{"memory: \"134217728\"", "condition: any", "user: \"1000\"", "stop_grace_period: 1m30s"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("docker stack config lacks %q:\n%s", want, out)
 				}
@@ -128,6 +129,7 @@ func TestPassthroughInConfigHash(t *testing.T) {
 		{"compose_env", func() { web.ComposeEnv["dev"] = map[string]any{"user": "1002"} }},
 		{"labels", func() { web.Labels["com.example.team"] = "search" }},
 		{"healthcheck", func() { web.HealthcheckOptions["retries"] = int64(4) }},
+		{"stop_grace_period", func() { web.StopGracePeriod = catalog.Duration(time.Minute) }},
 	} {
 		name := c.name
 		c.change()

@@ -327,7 +327,7 @@ func (r *renderer) files(validate bool) (Tree, error) {
 	}
 	// The whole-stack files are the largest: they go first.
 	parts := []part{compose("", all)}
-	if r.env.Engine == catalog.EngineSwarm {
+	if r.env.Kind().Stack {
 		parts = append(parts, func() ([]File, error) {
 			cv := composeView{Header: r.header, Stack: true, Network: r.cat.Project.Network, Volumes: volumeNames(all)}
 			in := r.names(all)

@@ -124,7 +124,7 @@ func (r *renderer) scriptView(all []*svcView) (scriptView, error) {
 		Labels: scriptLabels{ComposeProject: labels.ComposeProject, ComposeService: labels.ComposeService,
 			ComposeNetwork: labels.ComposeNetwork, ComposeOneOff: labels.ComposeOneOff,
 			ContextHash: labels.ContextHash, Probe: labels.Probe, StackNamespace: labels.StackNamespace},
-		Swarm: r.env.Engine == catalog.EngineSwarm}
+		Swarm: r.env.Kind().Stack}
 	var httpSpecs, netSpecs []probe.Spec
 	for _, v := range all {
 		s := v.svc

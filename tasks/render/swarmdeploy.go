@@ -1,7 +1,5 @@
 package render
 
-import "github.com/maestro-platform/deploy/tasks/catalog"
-
 // swarmDeploy is what of a stack file's deploy section enters a service's
 // config hash: swarm's runtime replaces exactly the services whose hash
 // changed, so a new replica count or placement must change it. It is nil
@@ -14,7 +12,7 @@ type swarmDeploy struct {
 }
 
 func (r *renderer) swarmDeploy(v *svcView) *swarmDeploy {
-	if r.env.Engine != catalog.EngineSwarm || v.Replicas <= 1 && v.MaxPerNode == 0 {
+	if !r.env.Kind().Stack || v.Replicas <= 1 && v.MaxPerNode == 0 {
 		return nil
 	}
 	return &swarmDeploy{Replicas: v.Replicas, MaxPerNode: v.MaxPerNode}

@@ -43,6 +43,8 @@ type svcView struct {
 	Labels      []kv
 	Volumes     []catalog.Volume
 	Replicas    int
+	// Settings are the compose keys the catalog carries as written.
+	catalog.Settings
 	// The pieces below are rendered YAML, each starting with a line break
 	// and holding keys at the service's indentation (see yaml.go), or "".
 	// HealthcheckYAML is the table form of healthcheck; VolumesYAML the
@@ -125,7 +127,8 @@ type envView struct {
 
 func (r *renderer) service(s *catalog.Service) (*svcView, error) {
 	v := &svcView{Name: s.Name, Image: r.cat.ImageRef(s), svc: s, Replicas: max(s.Replicas, 1),
-		Healthcheck: s.Healthcheck, Volumes: s.Volumes, MaxPerNode: s.MaxReplicasPerNode, compose: s.ComposeFor(r.env.Name)}
+		Healthcheck: s.Healthcheck, Volumes: s.Volumes, MaxPerNode: s.MaxReplicasPerNode, compose: s.ComposeFor(r.env.Name),
+		Settings: s.Settings}
 	if img, ok := r.opts.Images[s.Name]; ok {
 		v.Image = img
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/moby/moby/api/types/swarm"
+
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
@@ -51,6 +53,16 @@ type Runtime interface {
 	// release folder) goes to the host; the others stay in this machine's
 	// record of it.
 	Ships(name string) bool
+}
+
+// Nodes is a runtime that schedules a stack over several machines (a
+// swarm): each must hold the images of the tasks it may run, which promote
+// sends it, and each is checked against the list. A runtime of one engine
+// does not implement it.
+type Nodes interface {
+	// Nodes lists the machines, having checked that the engine can
+	// schedule over them; self is the node of the engine itself.
+	Nodes(ctx context.Context) (self string, nodes []swarm.Node, err error)
 }
 
 // ForHost is the runtime of a promoted environment's engine kind on eng:

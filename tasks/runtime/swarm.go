@@ -272,3 +272,23 @@ func (s *Swarm) Remove(ctx context.Context, rel *Release, _ bool) error {
 
 // stackGone bounds the wait for a removed stack's tasks and networks.
 const stackGone = 2 * time.Minute
+
+// Nodes lists the swarm's nodes, once the engine is known to be a manager
+// of an active swarm (the one that deploys and schedules); self is the
+// manager's own node.
+func (s *Swarm) Nodes(ctx context.Context) (self string, nodes []swarm.Node, err error) {
+	info, err := s.Engine.API.Info(ctx, client.InfoOptions{})
+	if err != nil {
+		return "", nil, fmt.Errorf("swarm: %s: %w", s.Engine.Host, err)
+	}
+	sw := info.Info.Swarm
+	if sw.LocalNodeState != swarm.LocalNodeStateActive || !sw.ControlAvailable {
+		return "", nil, fmt.Errorf("%s is not a swarm manager (its swarm state is %q): run `docker swarm init` there, or set host to a manager of the swarm",
+			s.Engine.Host, sw.LocalNodeState)
+	}
+	list, err := s.Engine.API.NodeList(ctx, client.NodeListOptions{})
+	if err != nil {
+		return "", nil, fmt.Errorf("swarm: nodes of %s: %w", s.Engine.Host, err)
+	}
+	return sw.NodeID, list.Items, nil
+}
