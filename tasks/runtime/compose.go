@@ -63,8 +63,10 @@ type Compose struct {
 	Isolated bool
 	// Proxy publishes the ports; nil when the containers do.
 	Proxy Traffic
-	// StopTimeout is how long a replaced container gets to finish its
-	// requests after SIGTERM (default 10s).
+	// StopTimeout is how long a replaced or removed container gets to
+	// finish its requests after its stop signal; 0 leaves it to the
+	// container's own stop_grace_period (the engine's 10s when the catalog
+	// sets none).
 	StopTimeout time.Duration
 }
 
@@ -528,7 +530,7 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 			}
 		}
 	}
-	if err := c.stopAndRemove(ctx, old); err != nil {
+	if err := c.stopAndRemove(ctx, old, false); err != nil {
 		return pl, err
 	}
 	for _, ch := range pl.Changes {
@@ -608,24 +610,26 @@ func (c *Compose) discardNew(ctx context.Context, rel *Release, before map[strin
 			}
 		}
 	}
-	_ = c.stopAndRemove(ctx, fresh)
+	_ = c.stopAndRemove(ctx, fresh, false)
 }
 
-// stopAndRemove stops containers with SIGTERM (a graceful shutdown: they
-// finish what they serve) and removes them, in parallel.
-func (c *Compose) stopAndRemove(ctx context.Context, ids []string) error {
-	timeout := int(c.StopTimeout.Seconds())
-	if c.StopTimeout <= 0 {
-		timeout = 10
+// stopAndRemove stops containers with their stop signal (a graceful
+// shutdown: they finish what they serve) and removes them, in parallel,
+// with their anonymous volumes when asked (a replaced container's are
+// kept: compose hands them to its successor).
+func (c *Compose) stopAndRemove(ctx context.Context, ids []string, anonVolumes bool) error {
+	var timeout *int
+	if c.StopTimeout > 0 {
+		timeout = new(int(c.StopTimeout.Seconds()))
 	}
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		wg.Go(func() {
-			_, err := c.Engine.API.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &timeout})
+			_, err := c.Engine.API.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: timeout})
 			if err == nil || engine.IsNotFound(err) {
-				_, err = c.Engine.API.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: false})
+				_, err = c.Engine.API.ContainerRemove(ctx, id, client.ContainerRemoveOptions{Force: true, RemoveVolumes: anonVolumes})
 			}
 			if err != nil && !engine.IsNotFound(err) {
 				mu.Lock()
@@ -640,7 +644,7 @@ func (c *Compose) stopAndRemove(ctx context.Context, ids []string) error {
 
 // Remove takes the project down as compose down does: every container of
 // the project stopped gracefully and removed, then its networks, and its
-// volumes when asked. It goes through the engine, by the project's label,
+// volumes (named and anonymous) when asked. It goes through the engine, by the project's label,
 // so that it needs no compose file: a host's copy of one is not to be
 // trusted, and the project may be left by a release shipped from elsewhere.
 func (c *Compose) Remove(ctx context.Context, rel *Release, volumes bool) error {
@@ -652,7 +656,7 @@ func (c *Compose) Remove(ctx context.Context, rel *Release, volumes bool) error 
 	for _, ct := range cs {
 		ids = append(ids, ct.ID)
 	}
-	if err := c.stopAndRemove(ctx, ids); err != nil {
+	if err := c.stopAndRemove(ctx, ids, volumes); err != nil {
 		return err
 	}
 	byProject := client.Filters{}.Add("label", labels.ComposeProject+"="+rel.Project)

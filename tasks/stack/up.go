@@ -19,6 +19,7 @@ import (
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/record"
+	"github.com/maestro-platform/deploy/tasks/render"
 	"github.com/maestro-platform/deploy/tasks/runtime"
 	"github.com/maestro-platform/deploy/tasks/ui"
 )
@@ -32,18 +33,16 @@ type upState struct {
 	At     time.Time         `json:"at"`
 }
 
-const composeFile = "docker-compose.yml"
-
 func (s *Stack) statePath(name string) string { return filepath.Join(s.Dir, ".state", name) }
 
 // filesSum hashes what compose reads: the unified file and its .env.
 func (s *Stack) filesSum() (string, error) {
 	h := sha256.New()
-	for _, name := range []string{composeFile, ".env"} {
+	for _, name := range []string{render.ComposeFile, ".env"} {
 		b, err := os.ReadFile(filepath.Join(s.Dir, name))
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && name == composeFile {
-				return "", &UsageError{Msg: fmt.Sprintf("%s has no %s: run `mage render` (or `mage deployAll`) first", s.Dir, composeFile)}
+			if errors.Is(err, fs.ErrNotExist) && name == render.ComposeFile {
+				return "", &UsageError{Msg: fmt.Sprintf("%s has no %s: run `mage render` (or `mage deployAll`) first", s.Dir, render.ComposeFile)}
 			}
 			if !errors.Is(err, fs.ErrNotExist) {
 				return "", err
@@ -189,27 +188,24 @@ func (s *Stack) Up(ctx context.Context) error {
 	return nil
 }
 
-// Down removes the stack's containers and network, and its volumes when asked.
+// Down removes the stack's containers and network, and its volumes when
+// asked, as the runtime takes a promoted stack down.
 func (s *Stack) Down(ctx context.Context, volumes bool) error {
 	if _, err := s.filesSum(); err != nil {
 		return err
 	}
-	cli, err := compose.Detect(ctx)
+	eng, err := s.engine(ctx)
 	if err != nil {
 		return err
 	}
+	defer eng.Close()
 	// testAll's probe server sits on the stack's network without being a
-	// compose service: compose v2 does not count it as an orphan, and the
-	// network cannot go while it is attached.
-	if eng, err := s.engine(ctx); err == nil {
-		err := check.RemoveProbe(ctx, eng.API, s.Project())
-		eng.Close()
-		if err != nil {
-			return fmt.Errorf("down %s: %w", s.Project(), err)
-		}
+	// compose service, and the network cannot go while it is attached.
+	if err := check.RemoveProbe(ctx, eng.API, s.Project()); err != nil {
+		return fmt.Errorf("down %s: %w", s.Project(), err)
 	}
-	if _, err := compose.Exec(ctx, s.Dir, nil, cli.DownArgs(s.Project(), []string{composeFile}, volumes)); err != nil {
-		return fmt.Errorf("compose down in %s: %w", s.Dir, err)
+	if err := s.runtime(eng, nil).Remove(ctx, &runtime.Release{Project: s.Project(), Cat: s.Cat, Env: s.Env, Dir: s.Dir, Printer: s.Out}, volumes); err != nil {
+		return fmt.Errorf("down %s: %w", s.Project(), err)
 	}
 	_ = os.Remove(s.statePath("last-up.json"))
 	what := "containers and network removed, volumes kept"
