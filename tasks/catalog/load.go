@@ -55,35 +55,29 @@ type rawEnv struct {
 	Nodes []string `toml:"nodes"`
 }
 
+// rawService is an entry as decoded: the keys whose model is not what the
+// file writes (pointers tell a key left out from a zero, forms with their
+// own decoders, relative paths), then Written and Settings, the keys that
+// are.
 type rawService struct {
-	Name        *string           `toml:"name"`
-	Title       string            `toml:"title"`
-	Source      string            `toml:"source"`
-	Dockerfile  string            `toml:"dockerfile"`
-	Image       string            `toml:"image"`
-	Port        *int              `toml:"port"`
-	DevPort     *int              `toml:"dev_port"`
-	ProdPort    *int              `toml:"prod_port"`
-	Ports       map[string]int    `toml:"ports"`
-	Health      string            `toml:"health"`
-	Healthcheck rawHealthcheck    `toml:"healthcheck"`
-	DependsOn   rawDepends        `toml:"depends_on"`
-	Env         map[string]string `toml:"env"`
-	Labels      map[string]string `toml:"labels"`
-	BuildArgs   map[string]string `toml:"build_args"`
-	BuildTarget string            `toml:"build_target"`
-	Compose     map[string]any    `toml:"compose"`
+	Name        *string        `toml:"name"`
+	Source      string         `toml:"source"`
+	Port        *int           `toml:"port"`
+	DevPort     *int           `toml:"dev_port"`
+	ProdPort    *int           `toml:"prod_port"`
+	Ports       map[string]int `toml:"ports"`
+	Healthcheck rawHealthcheck `toml:"healthcheck"`
+	DependsOn   rawDepends     `toml:"depends_on"`
+	Compose     map[string]any `toml:"compose"`
 	// ComposeEnv is by environment name.
-	ComposeEnv      map[string]map[string]any `toml:"compose_env"`
-	Secrets         rawSecrets                `toml:"secrets"`
-	Prebuild        []string                  `toml:"prebuild"`
-	PrebuildEnv     map[string]string         `toml:"prebuild_env"`
-	PrebuildInputs  []string                  `toml:"prebuild_inputs"`
-	PrebuildOutputs []string                  `toml:"prebuild_outputs"`
-	Replicas        *int                      `toml:"replicas"`
-	MaxPerNode      *int                      `toml:"max_replicas_per_node"`
-	Volumes         []rawVolume               `toml:"volumes"`
-	Checks          []rawCheck                `toml:"checks"`
+	ComposeEnv     map[string]map[string]any `toml:"compose_env"`
+	Secrets        rawSecrets                `toml:"secrets"`
+	PrebuildInputs []string                  `toml:"prebuild_inputs"`
+	Replicas       *int                      `toml:"replicas"`
+	MaxPerNode     *int                      `toml:"max_replicas_per_node"`
+	Volumes        []rawVolume               `toml:"volumes"`
+	Checks         []rawCheck                `toml:"checks"`
+	Written
 	Settings
 }
 

@@ -9,6 +9,41 @@ import (
 	"time"
 )
 
+// Written are the keys of a [[services]] or [[infrastructure]] entry that
+// the model holds as the file writes them (Load may fill in a default),
+// each declared once: its toml tag is the key, its view tag how the gate
+// and plan name it ("-": not configuration), and Service, the file's
+// decoding and mage import's entries all embed it. Checks of a value stay
+// in validate.go.
+type Written struct {
+	// Title is a human name for tables ("Quality Fabric"); defaults to Name.
+	Title string `toml:"title" view:"-"`
+	// Dockerfile is relative to Source (default "Dockerfile").
+	Dockerfile string `toml:"dockerfile" view:"-"`
+	// Image is a prebuilt image reference used instead of building Source.
+	Image string `toml:"image" view:"image"`
+	// BuildArgs are the build's arguments and BuildTarget the Dockerfile
+	// stage it builds ("" = the last): part of the build recipe, which the
+	// image ID covers.
+	BuildArgs   map[string]string `toml:"build_args" view:"-"`
+	BuildTarget string            `toml:"build_target" view:"-"`
+	// Health is the HTTP health path (default "/health").
+	Health string `toml:"health" view:"health"`
+	// Env is the plain environment of the container.
+	Env map[string]string `toml:"env" view:"env"`
+	// Labels are the container's own labels; the tool adds its io.maestro.*
+	// labels beside them.
+	Labels map[string]string `toml:"labels" view:"labels"`
+	// Prebuild is a command (argument list, never a shell string) run in
+	// Source before the image build, e.g. a static go build.
+	Prebuild []string `toml:"prebuild" view:"-"`
+	// PrebuildEnv is added to the environment of Prebuild.
+	PrebuildEnv map[string]string `toml:"prebuild_env" view:"-"`
+	// PrebuildOutputs are paths relative to Source that Prebuild writes;
+	// they are left out of the input hash.
+	PrebuildOutputs []string `toml:"prebuild_outputs" view:"-"`
+}
+
 // Settings are the keys of a [[services]] or [[infrastructure]] entry that
 // compose has too, under the same name and with the same meaning. Each is
 // one field here, and that field is the whole of its schema: its toml tag

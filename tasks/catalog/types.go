@@ -192,19 +192,8 @@ type Service struct {
 	// part of the configuration unless tagged otherwise.
 
 	Name string `view:"name"`
-	// Title is a human name for tables ("Quality Fabric"); defaults to Name.
-	Title string `view:"-"`
 	// Source is the absolute build context folder ("" when Image is set).
 	Source string `view:"-"`
-	// Dockerfile is relative to Source (default "Dockerfile").
-	Dockerfile string `view:"-"`
-	// BuildArgs are the build's arguments and BuildTarget the Dockerfile
-	// stage it builds ("" = the last): part of the build recipe, which the
-	// image ID covers.
-	BuildArgs   map[string]string `view:"-"`
-	BuildTarget string            `view:"-"`
-	// Image is a prebuilt image reference used instead of building Source.
-	Image string `view:"image"`
 	// Port is the port the container listens on.
 	Port int `view:"port"`
 	// DevPort and ProdPort are the published host ports of the dev and prod
@@ -212,8 +201,6 @@ type Service struct {
 	DevPort, ProdPort int `view:"-"`
 	// ExtraPorts are further port columns, by column name.
 	ExtraPorts map[string]int `view:"-"`
-	// Health is the HTTP health path (default "/health").
-	Health string `view:"health"`
 	// Healthcheck is the in-container health command; empty = none, and
 	// health is then probed over HTTP on the published port. In the array
 	// form (healthcheck = ["/app", "-healthcheck"]) it is the exec form's
@@ -236,11 +223,6 @@ type Service struct {
 	// dependency: service_started, service_healthy or
 	// service_completed_successfully.
 	DependsOnConditions map[string]string `view:"depends_on_conditions"`
-	// Env is the plain environment of the container.
-	Env map[string]string `view:"env"`
-	// Labels are the container's own labels; the tool adds its io.maestro.*
-	// labels beside them.
-	Labels map[string]string `view:"labels"`
 	// Compose holds the compose service keys the catalog does not model
 	// (command, entrypoint, user, extra_hosts, logging, deploy resources...),
 	// as written under compose = {...}, with TOML's types: strings, int64,
@@ -272,17 +254,9 @@ type Service struct {
 	// SecretPlaces are where each secret name is declared, for messages
 	// (see Catalog.SecretAt).
 	SecretPlaces map[string]Place `view:"-"`
-	// Prebuild is a command (argument list, never a shell string) run in
-	// Source before the image build, e.g. a static go build.
-	Prebuild []string `view:"-"`
-	// PrebuildEnv is added to the environment of Prebuild.
-	PrebuildEnv map[string]string `view:"-"`
 	// PrebuildInputs are absolute files or folders whose content decides
 	// whether Prebuild must run again (default: Source).
 	PrebuildInputs []string `view:"-"`
-	// PrebuildOutputs are paths relative to Source that Prebuild writes;
-	// they are left out of the input hash.
-	PrebuildOutputs []string `view:"-"`
 	// Replicas for swarm environments (default 1).
 	Replicas int `view:"replicas"`
 	// MaxReplicasPerNode caps how many of its replicas one swarm node runs
@@ -293,6 +267,8 @@ type Service struct {
 	Volumes []Volume `view:"volumes"`
 	// Checks are what testAll runs for this service, besides its health.
 	Checks []*Check `view:"checks"`
+	// Written are the keys the model holds as the file writes them.
+	Written
 	// Settings are the compose keys the catalog carries as written.
 	Settings
 	// Infra is true for entries of [[infrastructure]].

@@ -297,11 +297,8 @@ func deref[T any](p *T) T {
 }
 
 func (v *validator) service(r *rawService, key string, infra bool, seen map[string]string) *Service {
-	s := &Service{Name: deref(r.Name), Title: r.Title, Dockerfile: r.Dockerfile, Image: r.Image,
-		Port: deref(r.Port), DevPort: deref(r.DevPort), ProdPort: deref(r.ProdPort), ExtraPorts: r.Ports,
-		Health: r.Health, Env: r.Env, Labels: r.Labels, BuildArgs: r.BuildArgs, BuildTarget: r.BuildTarget,
-		Prebuild: r.Prebuild, PrebuildEnv: r.PrebuildEnv,
-		PrebuildOutputs: r.PrebuildOutputs, Replicas: 1, Settings: r.Settings,
+	s := &Service{Name: deref(r.Name), Written: r.Written, Settings: r.Settings,
+		Port: deref(r.Port), DevPort: deref(r.DevPort), ProdPort: deref(r.ProdPort), ExtraPorts: r.Ports, Replicas: 1,
 		Infra: infra, Line: v.pos.line(key)}
 	const nameHint = "a DNS label: lower-case letters, digits and '-', at most 63 characters; it names the container, its folder and its host name on the network"
 	switch {

@@ -43,33 +43,26 @@ func (f Finding) String() string {
 
 // entry is a catalog entry import proposes.
 type entry struct {
-	Name, Title         string
+	Name                string
 	Infra               bool
-	Source, Dockerfile  string
-	Image               string
-	BuildArgs           map[string]string
-	BuildTarget         string
+	Source              string
 	Port                int
 	DevPort, ProdPort   int
 	ExtraPorts          map[string]int
-	Health              string
 	Healthcheck         []string       // the array form
 	HealthcheckTable    map[string]any // the table form
 	DependsOn           []string
 	DependsOnConditions map[string]string // the table form, when set
-	Env                 map[string]string
 	Secrets             []string
-	Labels              map[string]string
 	Volumes             []any // string or map[string]any
-	Prebuild            []string
-	PrebuildEnv         map[string]string
 	PrebuildInputs      []string
-	PrebuildOutputs     []string
 	Replicas            int
 	Checks              []map[string]any
 	Compose             map[string]any
-	// Settings are the compose keys the catalog carries under their own
-	// name, lifted from the compose service as they are.
+	// Written are the catalog's keys that an entry holds as the file
+	// writes them; Settings the compose keys the catalog carries under
+	// their own name, lifted from the compose service as they are.
+	catalog.Written
 	catalog.Settings
 
 	// From where: the file and the service's line in it.

@@ -12,7 +12,7 @@ import (
 
 func testCatalog() *catalog.Catalog {
 	return &catalog.Catalog{File: "/x/services.toml", Project: catalog.Project{Name: "p", Network: "platform", DeployDir: "/x/d"},
-		Services: []*catalog.Service{{Name: "a", Port: 80, DevPort: 9000, ProdPort: 8000, Env: map[string]string{"K": "v"},
+		Services: []*catalog.Service{{Name: "a", Port: 80, DevPort: 9000, ProdPort: 8000, Written: catalog.Written{Env: map[string]string{"K": "v"}},
 			Secrets: map[string]string{"T": "secret"}, Checks: []*catalog.Check{{Name: "h", Kind: "http", Line: 3}}, Line: 1}}}
 }
 

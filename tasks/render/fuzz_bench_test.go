@@ -177,15 +177,16 @@ func benchCatalog(n int) (*catalog.Catalog, *catalog.Environment) {
 	cat.Environments["dev"] = env
 	for i := range n {
 		s := &catalog.Service{
-			Name: fmt.Sprintf("svc-%d", i), Source: fmt.Sprintf("/src/services/svc-%d", i), Dockerfile: "Dockerfile",
-			Port: 8080, DevPort: 20000 + i, Health: "/health", Replicas: 1,
+			Name: fmt.Sprintf("svc-%d", i), Source: fmt.Sprintf("/src/services/svc-%d", i),
+			Port: 8080, DevPort: 20000 + i, Replicas: 1,
 			Healthcheck: []string{"/app", "-healthcheck"},
-			Env: map[string]string{"SERVICE_NAME": fmt.Sprintf("svc-%d", i), "PORT": "8080", "LOG_LEVEL": "info",
-				"UPSTREAMS": "svc-0=http://svc-0:8080"},
-			Secrets:  map[string]string{"TOKEN": "t0k3n"},
-			Volumes:  []catalog.Volume{{Spec: fmt.Sprintf("data-%d:/data", i)}},
-			Prebuild: []string{"go", "build", "-o", "app", "."},
-			Checks:   []*catalog.Check{{Name: "health", Kind: catalog.CheckHTTP, Path: "/health", Status: 200, Timeout: 2 * time.Second, Retries: 2}},
+			Written: catalog.Written{Dockerfile: "Dockerfile", Health: "/health",
+				Env: map[string]string{"SERVICE_NAME": fmt.Sprintf("svc-%d", i), "PORT": "8080", "LOG_LEVEL": "info",
+					"UPSTREAMS": "svc-0=http://svc-0:8080"},
+				Prebuild: []string{"go", "build", "-o", "app", "."}},
+			Secrets: map[string]string{"TOKEN": "t0k3n"},
+			Volumes: []catalog.Volume{{Spec: fmt.Sprintf("data-%d:/data", i)}},
+			Checks:  []*catalog.Check{{Name: "health", Kind: catalog.CheckHTTP, Path: "/health", Status: 200, Timeout: 2 * time.Second, Retries: 2}},
 		}
 		if i > 0 {
 			s.DependsOn = []string{"svc-0"}
