@@ -58,6 +58,9 @@ type Settings struct {
 	// StopGracePeriod is how long the container has to exit after its stop
 	// signal before it is killed (0 = the engine's 10 s).
 	StopGracePeriod Duration `toml:"stop_grace_period" view:"stop_grace_period"`
+	// StopSignal is the signal that asks the container to stop ("" = its
+	// image's, else SIGTERM), e.g. "SIGINT" for a process that drains on it.
+	StopSignal string `toml:"stop_signal" view:"stop_signal"`
 }
 
 // Duration is a positive Go duration written as a string: "30s", "1m30s".

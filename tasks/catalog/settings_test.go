@@ -18,7 +18,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "app", "Dockerfile"), []byte("FROM scratch\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	src := "[project]\nname = \"shop\"\n\n[[services]]\nname = \"web\"\nsource = \"app\"\nport = 80\ndev_port = 9080\nstop_grace_period = \"1m30s\"\n"
+	src := "[project]\nname = \"shop\"\n\n[[services]]\nname = \"web\"\nsource = \"app\"\nport = 80\ndev_port = 9080\nstop_grace_period = \"1m30s\"\nstop_signal = \"SIGINT\"\n"
 	cat, err := Parse("services.toml", filepath.Join(dir, "services.toml"), []byte(src))
 	if err != nil {
 		t.Fatal(err)
@@ -28,7 +28,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 		t.Fatalf("StopGracePeriod = %v, want 1m30s", web.StopGracePeriod)
 	}
 	written := web.Settings.Written()
-	if want := map[string]any{"stop_grace_period": "1m30s"}; !reflect.DeepEqual(written, want) {
+	if want := map[string]any{"stop_grace_period": "1m30s", "stop_signal": "SIGINT"}; !reflect.DeepEqual(written, want) {
 		t.Fatalf("Written() = %v, want %v", written, want)
 	}
 	var back Settings
@@ -46,7 +46,7 @@ func TestSettingsRoundTrip(t *testing.T) {
 	for _, c := range []struct {
 		key   string
 		value any
-	}{{"stop_grace_period", "soon"}, {"stop_grace_period", "-5s"}, {"stop_grace_period", int64(30)}, {"no_such_key", "1s"}} {
+	}{{"stop_grace_period", "soon"}, {"stop_grace_period", "-5s"}, {"stop_grace_period", int64(30)}, {"stop_signal", int64(15)}, {"no_such_key", "1s"}} {
 		var s Settings
 		if err := s.Set(c.key, c.value); err == nil {
 			t.Errorf("Set(%q, %v) = nil, want an error", c.key, c.value)

@@ -47,7 +47,7 @@ func TestPassthroughRendered(t *testing.T) {
 		}
 		for _, path := range []string{"docker-compose.yml", "web/docker-compose.yml"} {
 			f, _ := tree.File(path)
-			for _, want := range []string{`"serve"`, `"it costs $$5"`, `user: "1000"`, "stop_grace_period: 1m30s", `"db.local:10.0.0.5"`, `memory: "128M"`,
+			for _, want := range []string{`"serve"`, `"it costs $$5"`, `user: "1000"`, "stop_grace_period: 1m30s", `stop_signal: "SIGINT"`, `"db.local:10.0.0.5"`, `memory: "128M"`,
 				`"com.example.cost": "$$$$"`, `restart: "always"`, `test: "wget -qO- http://localhost:8080/health || exit 1"`} {
 				if !strings.Contains(string(f.Data), want) {
 					t.Errorf("%s %s lacks %s:\n%s", env, path, want, f.Data)
@@ -74,9 +74,9 @@ func TestPassthroughRendered(t *testing.T) {
 		}
 		for _, cli := range clis {
 			out := string(runIn(t, dir, append(cli, "config")...))
-			wants := []string{"1m30s", "somaxconn", "it costs $$5", "max-size"}
+			wants := []string{"1m30s", "SIGINT", "somaxconn", "it costs $$5", "max-size"}
 			if env == "demo" {
-				wants = wants[:3] // compose_env.demo's logging has none
+				wants = wants[:4] // compose_env.demo's logging has none
 			}
 			for _, want := range wants {
 				if !strings.Contains(out, want) {
@@ -98,7 +98,7 @@ func TestPassthroughRendered(t *testing.T) {
 		}
 		if exec.Command("docker", "stack", "config", "--help").Run() == nil {
 			out := string(runIn(t, dir, "docker", "stack", "config", "-c", render.StackFile))
-			for _, want := range []string{"memory: \"134217728\"", "condition: any", "user: \"1000\"", "stop_grace_period: 1m30s"} {
+			for _, want := range []string{"memory: \"134217728\"", "condition: any", "user: \"1000\"", "stop_grace_period: 1m30s", "stop_signal: SIGINT"} {
 				if !strings.Contains(out, want) {
 					t.Errorf("docker stack config lacks %q:\n%s", want, out)
 				}
@@ -130,6 +130,7 @@ func TestPassthroughInConfigHash(t *testing.T) {
 		{"labels", func() { web.Labels["com.example.team"] = "search" }},
 		{"healthcheck", func() { web.HealthcheckOptions["retries"] = int64(4) }},
 		{"stop_grace_period", func() { web.StopGracePeriod = catalog.Duration(time.Minute) }},
+		{"stop_signal", func() { web.StopSignal = "SIGQUIT" }},
 	} {
 		name := c.name
 		c.change()
