@@ -128,16 +128,17 @@ func (s *Settings) Set(key string, value any) error {
 		return fv.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(str))
 	}
 	v := reflect.ValueOf(value)
-	if !v.IsValid() || !v.CanConvert(f.Type) || v.Kind() != f.Type.Kind() {
+	// TOML gives whole numbers as int64, YAML as int.
+	if !v.IsValid() || !v.CanConvert(f.Type) || v.Kind() != f.Type.Kind() && !(v.CanInt() && fv.CanInt()) {
 		return fmt.Errorf("%s must be %s, not %s", key, f.Type.Kind(), typeName(value))
 	}
 	fv.Set(v.Convert(f.Type))
 	return nil
 }
 
-// Written is every setting that is set, by key, with its value as the
-// catalog writes it: text for a type that reads text (MarshalText).
-func (s Settings) Written() map[string]any {
+// Values are the settings that are set, by key, each as the catalog
+// writes it: text for a type that reads text (MarshalText).
+func (s Settings) Values() map[string]any {
 	out := map[string]any{}
 	v := reflect.ValueOf(s)
 	for key, f := range settingFields {

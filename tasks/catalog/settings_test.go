@@ -27,9 +27,9 @@ func TestSettingsRoundTrip(t *testing.T) {
 	if web.StopGracePeriod != Duration(90*time.Second) {
 		t.Fatalf("StopGracePeriod = %v, want 1m30s", web.StopGracePeriod)
 	}
-	written := web.Settings.Written()
+	written := web.Settings.Values()
 	if want := map[string]any{"stop_grace_period": "1m30s", "stop_signal": "SIGINT"}; !reflect.DeepEqual(written, want) {
-		t.Fatalf("Written() = %v, want %v", written, want)
+		t.Fatalf("Values() = %v, want %v", written, want)
 	}
 	var back Settings
 	for k, v := range written {
@@ -38,9 +38,9 @@ func TestSettingsRoundTrip(t *testing.T) {
 		}
 	}
 	if back != web.Settings {
-		t.Fatalf("Set(Written()) = %+v, want %+v", back, web.Settings)
+		t.Fatalf("Set(Values()) = %+v, want %+v", back, web.Settings)
 	}
-	if got := (Settings{}).Written(); len(got) != 0 {
+	if got := (Settings{}).Values(); len(got) != 0 {
 		t.Errorf("an unset Settings writes %v", got)
 	}
 	for _, c := range []struct {

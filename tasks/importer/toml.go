@@ -226,7 +226,7 @@ func writeEntry(b *strings.Builder, e *entry) {
 	if e.Replicas > 1 {
 		kv("replicas", e.Replicas)
 	}
-	settings := e.Settings.Written()
+	settings := e.Settings.Values()
 	for _, k := range slices.Sorted(maps.Keys(settings)) {
 		kv(k, settings[k])
 	}

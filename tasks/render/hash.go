@@ -38,7 +38,7 @@ func (r *renderer) configHash(v *svcView, role string) (string, error) {
 		Compose              map[string]any    `json:",omitempty"`
 		Settings             map[string]any    `json:",omitempty"`
 	}{v.Image, r.cat.Project.Network, role, v.Build, v.Ports, v.Healthcheck, v.Volumes, v.Env, secrets,
-		r.swarmDeploy(v), v.svc.HealthcheckOptions, v.svc.Labels, v.compose, v.Settings.Written()})
+		r.swarmDeploy(v), v.svc.HealthcheckOptions, v.svc.Labels, v.compose, v.Settings.Values()})
 	if err != nil {
 		return "", err
 	}
