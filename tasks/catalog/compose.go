@@ -17,6 +17,7 @@ import (
 	dockertypes "github.com/docker/cli/cli/compose/types"
 
 	"github.com/maestro-platform/deploy/internal/composeschema"
+	"github.com/maestro-platform/deploy/internal/tree"
 )
 
 // The compose passthrough: whatever a compose service says that the
@@ -134,45 +135,17 @@ func (e *plainError) Error() string { return e.msg }
 // numbers, booleans, lists and mappings. TOML dates have no compose
 // meaning; the error names the key where one is written.
 func plain(v any, key string) (any, error) {
-	switch v := v.(type) {
-	case string, bool, int64, float64:
-		return v, nil
-	case int:
-		return int64(v), nil
-	case time.Time:
-		return nil, &plainError{key, "a TOML date, which compose has no use for"}
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			p, err := plain(e, key+"."+k)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = p
+	return tree.Map(v, key, func(v any, key string) (any, error) {
+		switch v := v.(type) {
+		case string, bool, int64, float64:
+			return v, nil
+		case int:
+			return int64(v), nil
+		case time.Time:
+			return nil, &plainError{key, "a TOML date, which compose has no use for"}
 		}
-		return out, nil
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			p, err := plain(e, fmt.Sprintf("%s[%d]", key, i))
-			if err != nil {
-				return nil, err
-			}
-			out[i] = p
-		}
-		return out, nil
-	case []map[string]any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			p, err := plain(e, fmt.Sprintf("%s[%d]", key, i))
-			if err != nil {
-				return nil, err
-			}
-			out[i] = p
-		}
-		return out, nil
-	}
-	return nil, &plainError{key, fmt.Sprintf("a %T, which compose has no use for", v)}
+		return nil, &plainError{key, fmt.Sprintf("a %T, which compose has no use for", v)}
+	})
 }
 
 // plainTable is plain for a table, reporting a problem at its key.

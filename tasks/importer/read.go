@@ -18,6 +18,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/template"
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/maestro-platform/deploy/internal/tree"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 )
 
@@ -262,15 +263,18 @@ func projectName(top map[string]any, dir string) string {
 // which compose casts again when it reads the rendered file), and records
 // which variables each string refers to.
 func (f *composeFile) interpolate(v any, path string) (any, error) {
-	switch v := v.(type) {
-	case string:
+	return tree.Map(v, path, func(v any, path string) (any, error) {
+		s, ok := v.(string)
+		if !ok {
+			return v, nil
+		}
 		var used, unset []string
 		lookup := func(name string) (string, bool) {
 			used = append(used, name)
 			val, ok := f.env[name]
 			return val, ok
 		}
-		out, err := template.SubstituteWithOptions(v, lookup, template.WithoutLogging,
+		out, err := template.SubstituteWithOptions(s, lookup, template.WithoutLogging,
 			template.WithReplacementFunction(func(sub string, m template.Mapping, cfg *template.Config) (string, error) {
 				if name := bareVariable(sub); name != "" {
 					if _, ok := f.env[name]; !ok {
@@ -290,28 +294,7 @@ func (f *composeFile) interpolate(v any, path string) (any, error) {
 			f.unset[path] = unset
 		}
 		return out, nil
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, e := range v {
-			c, err := f.interpolate(e, joinPath(path, k))
-			if err != nil {
-				return nil, err
-			}
-			out[k] = c
-		}
-		return out, nil
-	case []any:
-		out := make([]any, len(v))
-		for i, e := range v {
-			c, err := f.interpolate(e, fmt.Sprintf("%s[%d]", path, i))
-			if err != nil {
-				return nil, err
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	return v, nil
+	})
 }
 
 // bare is a variable reference without a default, a required mark or
@@ -324,13 +307,6 @@ func bareVariable(ref string) string {
 		return m[1]
 	}
 	return ""
-}
-
-func joinPath(a, b string) string {
-	if a == "" {
-		return b
-	}
-	return a + "." + b
 }
 
 // loaderPath finds the place a compose-go message is about.

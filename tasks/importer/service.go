@@ -11,6 +11,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/format"
 	"github.com/compose-spec/compose-go/v2/types"
 
+	"github.com/maestro-platform/deploy/internal/tree"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/ui"
@@ -1076,35 +1077,17 @@ func (m *mapper) passthrough(at string, raw map[string]any, e *entry) {
 
 // tomlValue turns a YAML value into one TOML can hold.
 func tomlValue(v any) (any, error) {
-	switch v := v.(type) {
-	case nil:
-		return nil, fmt.Errorf("null: TOML has no null; give the key a value or leave it out")
-	case string, bool, float64, int64:
-		return v, nil
-	case int:
-		return int64(v), nil
-	case uint64:
-		return int64(v), nil
-	case map[string]any:
-		out := make(map[string]any, len(v))
-		for k, x := range v {
-			c, err := tomlValue(x)
-			if err != nil {
-				return nil, err
-			}
-			out[k] = c
+	return tree.Map(v, "", func(v any, _ string) (any, error) {
+		switch v := v.(type) {
+		case nil:
+			return nil, fmt.Errorf("null: TOML has no null; give the key a value or leave it out")
+		case string, bool, float64, int64:
+			return v, nil
+		case int:
+			return int64(v), nil
+		case uint64:
+			return int64(v), nil
 		}
-		return out, nil
-	case []any:
-		out := make([]any, len(v))
-		for i, x := range v {
-			c, err := tomlValue(x)
-			if err != nil {
-				return nil, err
-			}
-			out[i] = c
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("a %T has no TOML form", v)
+		return nil, fmt.Errorf("a %T has no TOML form", v)
+	})
 }
