@@ -336,14 +336,6 @@ var (
 
 func stripIndices(s string) string { return indexRE.ReplaceAllString(s, "") }
 
-func fieldNames(v any) []string {
-	var out []string
-	for _, f := range reflectFields(v) {
-		out = append(out, f)
-	}
-	return out
-}
-
 func expandHome(p string) string {
 	if p == "~" || strings.HasPrefix(p, "~/") {
 		if home, err := os.UserHomeDir(); err == nil {

@@ -2,9 +2,9 @@ package catalog
 
 import "reflect"
 
-// reflectFields are the keys of a struct decoded from the file, those of
-// an embedded struct (Settings) among them.
-func reflectFields(v any) []string {
+// fieldNames are the keys of a struct decoded from the file, in the order
+// declared, those of an embedded struct (Written, Settings) in its place.
+func fieldNames(v any) []string {
 	return keysOf(reflect.TypeOf(v))
 }
 

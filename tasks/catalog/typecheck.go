@@ -43,7 +43,7 @@ func (v *validator) typeCheck(val any, t reflect.Type, path string) {
 		}
 		for i := range t.NumField() {
 			f := t.Field(i)
-			tag := strings.Split(f.Tag.Get("toml"), ",")[0]
+			tag := tomlName(f)
 			if f.Anonymous && tag == "" {
 				v.typeCheck(val, f.Type, path) // its keys are the entry's own
 				continue
