@@ -85,17 +85,10 @@ func startRun() (string, error) {
 			return
 		}
 		fmt.Fprintf(runLock, "pid %d\n", os.Getpid())
-		sweepReport = Sweep()
+		Sweep()
 	})
 	return runID, runErr
 }
-
-// sweepReport is what the sweep at the start of this run removed.
-var sweepReport []string
-
-// Swept returns what the sweep at the start of this run removed, one line
-// per object ("container stk-t1a2b3c4dx9f8e-gateway-1", ...).
-func Swept() []string { return sweepReport }
 
 // alive reports whether the run with that id still holds its lock.
 func alive(id string) bool {

@@ -525,13 +525,6 @@ type KeyProblem struct {
 	Msg  string
 }
 
-func (p *KeyProblem) Error() string {
-	if len(p.Path) == 0 {
-		return p.Msg
-	}
-	return strings.Join(p.Path, ".") + ": " + p.Msg
-}
-
 // CheckComposeKey checks one key of a compose service, with a plain
 // value (see Service.ServiceMapping), as Load checks the compose
 // passthrough: as compose v2 and docker-compose 1.29 would read it. It

@@ -333,9 +333,3 @@ func NearestLine(lines map[string]int, key string) int {
 	}
 	return 0
 }
-
-// has reports whether key itself was written in the file.
-func (p positions) has(key string) bool {
-	_, ok := p[key]
-	return ok
-}

@@ -519,7 +519,7 @@ func TestStack(t *testing.T) {
 		if err := RemoveProbe(ctx, api, project); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := compose.Exec(ctx, dir, nil, cli.DownArgs(project, []string{file}, false)); err != nil {
+		if out, err := compose.Exec(ctx, dir, nil, cli.Args(project, []string{file}, "down", "--remove-orphans")); err != nil {
 			t.Fatalf("compose down: %v\n%s", err, out)
 		}
 		assertNoProbeLeft(t, api, project)

@@ -25,17 +25,6 @@ func (c *CLI) UpStackArgs(project string, files []string) []string {
 	return c.Args(project, files, "up", "-d", "--no-build", "--remove-orphans")
 }
 
-// DownArgs stops and removes the whole project: its containers (including
-// those of services not in files, such as ones started from per-service
-// files) and its networks; named volumes too when volumes is true.
-func (c *CLI) DownArgs(project string, files []string, volumes bool) []string {
-	sub := []string{"down", "--remove-orphans"}
-	if volumes {
-		sub = append(sub, "--volumes")
-	}
-	return c.Args(project, files, sub...)
-}
-
 // StartArgs starts the named services, and only them (--no-deps), from
 // images that already exist. A service in scale gets that many containers:
 // the missing ones are created with the configuration in files while the

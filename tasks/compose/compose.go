@@ -1,5 +1,5 @@
 // Package compose finds the Docker Compose command line on this machine and
-// runs it. Command lines are built by pure functions (UpStackArgs, DownArgs, ...)
+// runs it. Command lines are built by pure functions (UpStackArgs, StartArgs, ...)
 // so they can be tested without Docker, and run with exec.CommandContext and
 // an argument list: no shell ever sees a value from the catalog.
 //

@@ -148,13 +148,6 @@ func (c *Compose) Health(project string) health.Source {
 	return &health.Compose{Engine: c.Engine, Project: project}
 }
 
-func (c *Compose) exec(ctx context.Context, dir string, argv []string) ([]byte, error) {
-	if c.Isolated {
-		return compose.ExecIsolated(ctx, dir, c.Env, argv)
-	}
-	return compose.Exec(ctx, dir, c.Env, argv)
-}
-
 // stream runs a compose command in the release's folder and shows its
 // output ("Creating ...", "Recreating ...") while it runs, as rel.output
 // does: a slow or hanging compose is seen as such, not as a frozen
