@@ -201,7 +201,7 @@ func (r *runner) converged(ctx context.Context) {
 // as an uninterrupted run would.
 func TestInterruptThenRerunConverges(t *testing.T) {
 	r := newRunner(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	r.run(ctx, "deployAll")
 	cells := []struct {
@@ -268,7 +268,7 @@ func TestLocalEngineRestart(t *testing.T) {
 	r.dockerHost = h.Socket
 	r.wrap = []string{"nsenter", "--net=/run/netns/" + h.Namespace}
 	r.env = append(r.env, "DOCKER_HOST="+h.Socket)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	r.run(ctx, "deployAll")
 	r.converged(ctx)

@@ -104,3 +104,14 @@ func ComposeV2(t testing.TB) string {
 	t.Skip("compose v2 not installed (set MAESTRO_COMPOSE_V2)")
 	return ""
 }
+
+// Context is the context of a whole test: it ends a minute before the test
+// binary's -timeout, so that the one wall-clock bound of a test is go
+// test's own, with time left for its cleanups, however slow or busy the
+// machine. Without a -timeout it only ends when cancelled.
+func Context(t *testing.T) (context.Context, context.CancelFunc) {
+	if d, ok := t.Deadline(); ok {
+		return context.WithDeadline(context.Background(), d.Add(-time.Minute))
+	}
+	return context.WithCancel(context.Background())
+}

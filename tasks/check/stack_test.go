@@ -18,15 +18,16 @@ import (
 
 	"github.com/maestro-platform/deploy/tasks/labels"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/check/probe"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/ui"
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/api/types/network"
-	"github.com/moby/moby/client"
 )
 
 // stackService is one container of the test stack.
@@ -203,7 +204,7 @@ func startTestStack(tb testing.TB, ctx context.Context) *testStack {
 // one-shot probe and with a reused probe server, then with a backend
 // stopped, then takes the stack down with compose.
 func TestStack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	st := startTestStack(t, ctx)
 	api, project, netName, ids := st.api, st.project, st.netName, st.ids

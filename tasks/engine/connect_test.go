@@ -41,7 +41,7 @@ func TestConnectHungDaemon(t *testing.T) {
 	defer l.Close()
 	// The test's own bound only ends a Connect that would hang for ever;
 	// the ping timeout must be what ends it.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	_, err = Connect(ctx, "unix://"+sock, WithPingTimeout(time.Second))
 	if err == nil || !strings.Contains(err.Error(), sock) {

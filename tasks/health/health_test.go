@@ -83,7 +83,7 @@ type run struct {
 // removes it when the test ends.
 func start(t *testing.T, e *engine.Engine, project, image string, r run) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	cfg := &container.Config{Image: image, Cmd: r.cmd,
 		Env:    append([]string{"SERVICE_NAME=" + r.service, "PORT=8080"}, r.env...),
@@ -106,7 +106,7 @@ func start(t *testing.T, e *engine.Engine, project, image string, r run) string 
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := testenv.Context(t)
 		defer cancel()
 		if _, err := e.API.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true}); err != nil {
 			t.Logf("cleanup %s: %v", r.service, err)
@@ -124,7 +124,7 @@ func projectNetwork(t *testing.T, e *engine.Engine, project string) string {
 	if n, ok := networks.Load(project); ok {
 		return n.(string)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	name := project + "_default"
 	if _, err := e.API.NetworkCreate(ctx, name, client.NetworkCreateOptions{
@@ -134,7 +134,7 @@ func projectNetwork(t *testing.T, e *engine.Engine, project string) string {
 	networks.Store(project, name)
 	// Registered before any container's cleanup, so it runs after them.
 	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		ctx, cancel := testenv.Context(t)
 		defer cancel()
 		if _, err := e.API.NetworkRemove(ctx, name, client.NetworkRemoveOptions{}); err != nil {
 			t.Logf("cleanup network %s: %v", name, err)

@@ -239,7 +239,7 @@ func TestLock(t *testing.T) {
 func TestLockAcrossToolVersions(t *testing.T) {
 	testenv.RequireCommand(t, "go")
 	r := testenv.StartRemote(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	e, err := engine.Connect(ctx, r.Socket)
 	if err != nil {

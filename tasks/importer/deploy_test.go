@@ -23,7 +23,7 @@ import (
 func TestImportedSampleDeploys(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "imp", testenv.WithRepoFiles())
 	empty := "[project]\nname = \"maestro\"\ndeploy_dir = \"~/deployment\"\n"

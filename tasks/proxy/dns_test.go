@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	be "encoding/binary"
 	"io"
 	"net"
@@ -116,7 +115,7 @@ func TestUnknownServiceNeverResolvesOutside(t *testing.T) {
 	_, port, _ := net.SplitHostPort(outside.Addr().String())
 	upstream, _ := strconv.Atoi(port)
 
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	api, err := client.New(client.WithHost(r.Socket))
 	if err != nil {

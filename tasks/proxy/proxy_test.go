@@ -15,11 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/client"
+
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
-	"github.com/moby/moby/api/types/container"
-	"github.com/moby/moby/client"
 )
 
 //go:embed testdata/backend/main.go
@@ -42,7 +43,7 @@ func setup(t *testing.T) *testEnv {
 	testenv.RequireCommand(t, "go")
 	// The first build of the proxy on a machine compiles Caddy (.ci/run
 	// builds it before the tests, see internal/helperimages).
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	t.Cleanup(cancel)
 	e, err := engine.Connect(ctx, "")
 	if err != nil {

@@ -25,7 +25,7 @@ import (
 func TestGateShipsWhatTestAllSawRunning(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "gate")
 	open := func() (*stack.Stack, *bytes.Buffer) {

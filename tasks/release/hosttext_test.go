@@ -8,11 +8,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
+	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/release"
 )
@@ -23,7 +23,7 @@ import (
 // for another environment is refused before anything changes.
 func TestHostIsNotTrusted(t *testing.T) {
 	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	audit := filepath.Join(f.r.Dir, "audit.log")
 	if err := os.MkdirAll(f.r.Dir, 0o755); err != nil {

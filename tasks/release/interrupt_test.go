@@ -1,12 +1,11 @@
 package release_test
 
 import (
-	"context"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
+	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/release"
 )
 
@@ -17,7 +16,7 @@ import (
 // writes none, and the next promote, taking its lock over, writes it.
 func TestInterruptedPromoteIsAudited(t *testing.T) {
 	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	f.build(ctx, nil)
 	f.passTestAll(ctx)

@@ -359,7 +359,7 @@ func (f *fixture) published() []int {
 
 func TestPromote(t *testing.T) {
 	f := newFixture(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	ids := f.build(ctx, nil)
 

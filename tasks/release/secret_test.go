@@ -1,10 +1,8 @@
 package release_test
 
 import (
-	"context"
 	"os/exec"
 	"testing"
-	"time"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/release"
@@ -25,7 +23,7 @@ func TestPromoteCarriesAnySecret(t *testing.T) {
 			t.Setenv("DEPLOY_COMPOSE", cli.path)
 			f := newFixture(t)
 			t.Setenv("API_TOKEN", generated)
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+			ctx, cancel := testenv.Context(t)
 			defer cancel()
 			f.build(ctx, nil)
 			f.passTestAll(ctx)
@@ -39,7 +37,7 @@ func TestPromoteCarriesAnySecret(t *testing.T) {
 	t.Run("swarm", func(t *testing.T) {
 		f := newFixture(t)
 		t.Setenv("API_TOKEN", generated)
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+		ctx, cancel := testenv.Context(t)
 		defer cancel()
 		init := exec.CommandContext(ctx, "docker", "-H", f.r.Socket, "swarm", "init", "--advertise-addr", f.r.Addr,
 			"--default-addr-pool", "10.203.0.0/16")

@@ -637,9 +637,10 @@ func (c *Compose) stopAndRemove(ctx context.Context, ids []string, anonVolumes b
 
 // Remove takes the project down as compose down does: every container of
 // the project stopped gracefully and removed, then its networks, and its
-// volumes (named and anonymous) when asked. It goes through the engine, by the project's label,
-// so that it needs no compose file: a host's copy of one is not to be
-// trusted, and the project may be left by a release shipped from elsewhere.
+// volumes (named and anonymous) when asked. It goes through the engine, by
+// the project's label, so that it needs no compose file: a host's copy of
+// one is not to be trusted, and the project may be left by a release
+// shipped from elsewhere.
 func (c *Compose) Remove(ctx context.Context, rel *Release, volumes bool) error {
 	cs, err := c.Engine.Containers(ctx, rel.Project)
 	if err != nil {

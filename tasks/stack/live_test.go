@@ -1,14 +1,12 @@
 package stack_test
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/stack"
@@ -30,7 +28,7 @@ import (
 func TestLiveOutput(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "live")
 	marker := "secret-marker-" + testenv.ProjectName(t, "m")

@@ -80,7 +80,7 @@ func cleanup(t *testing.T, s *stack.Stack, p *testenv.Platform) {
 func TestDeployAllNoopRebuildDown(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "stk")
 	s, out := open(t, p)
@@ -310,7 +310,7 @@ func TestPortTaken(t *testing.T) {
 func TestNeverHealthyAndBuildFailure(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "sick")
 	cat, _ := os.ReadFile(p.Catalog)
@@ -366,7 +366,7 @@ func TestFailingHealthcheckNamesTheService(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
 	v2 := testenv.ComposeV2(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "hc")
 	cat, _ := os.ReadFile(p.Catalog)
@@ -428,7 +428,7 @@ func TestFailingHealthcheckNamesTheService(t *testing.T) {
 func TestDeployAllComposeV2(t *testing.T) {
 	testenv.RequireDocker(t)
 	t.Setenv("DEPLOY_COMPOSE", testenv.ComposeV2(t))
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "v2")
 	s, _ := open(t, p)
@@ -512,7 +512,7 @@ func TestRenderedScripts(t *testing.T) {
 }
 
 func renderedScripts(t *testing.T, compose []string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "sh")
 	s, out := open(t, p)
@@ -660,7 +660,7 @@ func TestDeployScriptAndMageShareImages(t *testing.T) {
 	testenv.RequireCommand(t, "docker-compose")
 	testenv.RequireCommand(t, "curl")
 	v2 := testenv.ComposeV2(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "share")
 	s0, _ := open(t, p)
@@ -768,7 +768,7 @@ func TestLocalPlainTCPDockerHostRefused(t *testing.T) {
 func TestPortHeldByTheStackItself(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "ownport")
 	s, _ := open(t, p)
@@ -827,7 +827,7 @@ func edit(t *testing.T, path, old, new string) {
 func TestOneShotService(t *testing.T) {
 	testenv.RequireDocker(t)
 	testenv.RequireCommand(t, "docker-compose")
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	p := testenv.SamplePlatform(t, "once")
 	cat, _ := os.ReadFile(p.Catalog)
@@ -892,7 +892,7 @@ func TestServiceFolderTouchesNoOtherService(t *testing.T) {
 	for _, cli := range []struct{ name, path string }{{"v1", "docker-compose"}, {"v2", v2}} {
 		t.Run(cli.name, func(t *testing.T) {
 			t.Setenv("DEPLOY_COMPOSE", cli.path)
-			ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+			ctx, cancel := testenv.Context(t)
 			defer cancel()
 			p := testenv.SamplePlatform(t, "fold")
 			s, _ := open(t, p)

@@ -141,7 +141,7 @@ func TestMultinodeSwarm(t *testing.T) {
 	t.Cleanup(func() { mnTornDown(t, sw) })
 	sw = testenv.StartSwarm(t, 3)
 	f := mnSetup(t, sw)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
+	ctx, cancel := testenv.Context(t)
 	defer cancel()
 	f.build(ctx, t, "")
 	env := f.cat.Environments["mn"]
