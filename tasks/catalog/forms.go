@@ -103,7 +103,7 @@ func (r *rawVolume) UnmarshalTOML(data any) error {
 }
 
 const (
-	healthcheckFormHint = `write healthcheck = ["/app", "-healthcheck"] (exec form, probed every second) or a table of compose's healthcheck keys, e.g. healthcheck = { test = ["CMD-SHELL", "curl -f http://localhost/"], interval = "30s" }`
+	healthcheckFormHint = `write healthcheck = ["/app", "-healthcheck"] (exec form: the engine runs it every 30s, the runner every half second while the container starts) or a table of compose's healthcheck keys, e.g. healthcheck = { test = ["CMD-SHELL", "curl -f http://localhost/"], interval = "30s" }`
 	dependsFormHint     = `write depends_on = ["db"] (healthy when db has a healthcheck, else started) or depends_on = { db = "service_started" } with compose's conditions`
 	volumeFormHint      = `write "name:/path" (named volume), "./host/path:/path[:ro]" (bind mount, relative to the catalog) or a table of compose's long syntax, e.g. { type = "tmpfs", target = "/tmp" }`
 )
@@ -225,7 +225,7 @@ func (v *validator) healthcheck(key string, r *rawHealthcheck, s *Service) {
 
 // DependsConditions are the conditions compose waits for, as the table
 // form of depends_on names them.
-var DependsConditions = []string{"service_started", "service_healthy", "service_completed_successfully"}
+var DependsConditions = []string{ConditionStarted, ConditionHealthy, ConditionCompleted}
 
 // dependsOn checks either form and sets DependsOn, DependsOnConditions
 // and where each dependency is written.

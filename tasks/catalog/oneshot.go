@@ -58,3 +58,23 @@ func (v *validator) oneShot(cat *Catalog, key string, s *Service) {
 		restartReported = true
 	}
 }
+
+// ConditionStarted is the depends_on condition that asks only that the
+// dependency runs.
+const ConditionStarted = "service_started"
+
+// ConditionHealthy asks that the dependency's healthcheck passed.
+const ConditionHealthy = "service_healthy"
+
+// Condition is what s waits for of its dependency dep, as compose says it:
+// the condition written in the table form of depends_on, else healthy
+// when dep has a healthcheck of its own and started when it has none.
+func (c *Catalog) Condition(s *Service, dep string) string {
+	if cond, ok := s.DependsOnConditions[dep]; ok {
+		return cond
+	}
+	if d, ok := c.Service(dep); ok && len(d.Healthcheck) > 0 {
+		return ConditionHealthy
+	}
+	return ConditionStarted
+}

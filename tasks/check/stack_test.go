@@ -501,7 +501,7 @@ func TestStack(t *testing.T) {
 		if err := os.WriteFile(file, []byte(yml), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if out, err := compose.Exec(ctx, dir, nil, cli.UpStackArgs(project, []string{file})); err != nil {
+		if out, err := compose.Exec(ctx, dir, nil, cli.UpStackArgs(project, []string{file}, []string{"other"})); err != nil {
 			t.Fatalf("compose up --remove-orphans: %v\n%s", err, out)
 		}
 		if again := servedProbe(t, api, project); again != server {

@@ -18,11 +18,14 @@ func (c *CLI) Args(project string, files []string, sub ...string) []string {
 	return append(out, sub...)
 }
 
-// UpStackArgs starts the whole stack described by files and removes the
-// containers of services that are no longer in it. files must describe
-// every service of the project.
-func (c *CLI) UpStackArgs(project string, files []string) []string {
-	return c.Args(project, files, "up", "-d", "--no-build", "--remove-orphans")
+// UpStackArgs starts the named services of the stack described by files,
+// and only them (--no-deps: the runner starts a stack group by group, in
+// the order of their dependencies, each once it saw those ready), creating
+// or recreating their containers as their configuration requires. It
+// removes the containers of services that are no longer in the files, so
+// files must describe every service of the project.
+func (c *CLI) UpStackArgs(project string, files, services []string) []string {
+	return c.Args(project, files, append([]string{"up", "-d", "--no-build", "--no-deps", "--remove-orphans"}, services...)...)
 }
 
 // StartArgs starts the named services, and only them (--no-deps), from

@@ -31,12 +31,12 @@ func TestArgs(t *testing.T) {
 		got  []string
 		want string
 	}{
-		{"up stack v1", v1.UpStackArgs("maestro", stack),
-			"docker-compose -p maestro -f /d/docker-compose.yml up -d --no-build --remove-orphans"},
-		{"up stack v2", v2.UpStackArgs("maestro", stack),
-			"docker compose -p maestro -f /d/docker-compose.yml up -d --no-build --remove-orphans"},
-		{"several files", v1.UpStackArgs("p", []string{"a.yml", "b.yml"}),
-			"docker-compose -p p -f a.yml -f b.yml up -d --no-build --remove-orphans"},
+		{"up stack v1", v1.UpStackArgs("maestro", stack, []string{"db", "cache"}),
+			"docker-compose -p maestro -f /d/docker-compose.yml up -d --no-build --no-deps --remove-orphans db cache"},
+		{"up stack v2", v2.UpStackArgs("maestro", stack, []string{"api"}),
+			"docker compose -p maestro -f /d/docker-compose.yml up -d --no-build --no-deps --remove-orphans api"},
+		{"several files", v1.UpStackArgs("p", []string{"a.yml", "b.yml"}, []string{"a"}),
+			"docker-compose -p p -f a.yml -f b.yml up -d --no-build --no-deps --remove-orphans a"},
 		{"no project, no files", v1.Args("", nil, "version"), "docker-compose version"},
 	}
 	for _, tt := range tests {
@@ -268,9 +268,9 @@ func TestRunEnvAndCancel(t *testing.T) {
 
 func ExampleCLI_UpStackArgs() {
 	c := &CLI{Argv: []string{"docker-compose"}, Version: "1.29.2"}
-	fmt.Println(strings.Join(c.UpStackArgs("maestro", []string{"docker-compose.yml"}), " "))
+	fmt.Println(strings.Join(c.UpStackArgs("maestro", []string{"docker-compose.yml"}, []string{"state-store"}), " "))
 	// Output:
-	// docker-compose -p maestro -f docker-compose.yml up -d --no-build --remove-orphans
+	// docker-compose -p maestro -f docker-compose.yml up -d --no-build --no-deps --remove-orphans state-store
 }
 
 func TestStartArgs(t *testing.T) {

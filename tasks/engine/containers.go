@@ -47,6 +47,11 @@ type Container struct {
 	Name               string
 	Created, StartedAt time.Time
 	Labels             map[string]string
+	// HealthTest is the container's own healthcheck (["CMD", args...] or
+	// ["CMD-SHELL", command]), nil without one; HealthTimeout bounds one
+	// run of it (0: the engine's default).
+	HealthTest    []string
+	HealthTimeout time.Duration
 }
 
 // Containers returns every container (running or not) of the compose
@@ -87,6 +92,9 @@ func (e *Engine) ContainersLabeled(ctx context.Context, key, value string) ([]Co
 		}
 		c.Name = ui.Clean(strings.TrimPrefix(in.Container.Name, "/"))
 		c.RestartCount = in.Container.RestartCount
+		if cfg := in.Container.Config; cfg != nil && cfg.Healthcheck != nil {
+			c.HealthTest, c.HealthTimeout = cfg.Healthcheck.Test, cfg.Healthcheck.Timeout
+		}
 		if st := in.Container.State; st != nil {
 			c.State = string(st.Status)
 			c.ExitCode = st.ExitCode
@@ -167,6 +175,81 @@ func (e *Engine) ServiceLogs(ctx context.Context, service string, o LogOptions, 
 		return fmt.Errorf("logs of service %s: %w", ui.Clean(service), err)
 	}
 	return nil
+}
+
+// defaultProbeTimeout is the engine's bound of one healthcheck run when
+// the container sets none.
+const defaultProbeTimeout = 30 * time.Second
+
+// RunHealthcheck runs the container's own healthcheck once, now, as the
+// engine would (CMD: the arguments; CMD-SHELL: through /bin/sh -c), bounded
+// by its timeout: the runner's probe while a container starts, so that it
+// need not wait for the engine's first check, which comes only after the
+// healthcheck's interval. ok is its exit status being 0; out is what it
+// printed, cleaned (its exit code when it printed nothing). A container
+// without a healthcheck has nothing to run: an error.
+func (e *Engine) RunHealthcheck(ctx context.Context, c Container) (out string, ok bool, err error) {
+	if len(c.HealthTest) < 2 {
+		return "", false, fmt.Errorf("container %s has no healthcheck to run", ShortID(c.ID))
+	}
+	var cmd []string
+	switch c.HealthTest[0] {
+	case "CMD":
+		cmd = c.HealthTest[1:]
+	case "CMD-SHELL":
+		cmd = []string{"/bin/sh", "-c", c.HealthTest[1]}
+	default:
+		return "", false, fmt.Errorf("container %s: healthcheck %q cannot be run", ShortID(c.ID), c.HealthTest[0])
+	}
+	timeout := c.HealthTimeout
+	if timeout <= 0 {
+		timeout = defaultProbeTimeout
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	printed, code, err := e.Exec(ctx, c.ID, cmd, 4<<10)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Sprintf("healthcheck exceeded its timeout (%s)", timeout), false, nil
+		}
+		return "", false, err
+	}
+	out = strings.TrimSpace(ui.Clean(printed))
+	if out == "" && code != 0 {
+		out = fmt.Sprintf("exit code %d", code)
+	}
+	return out, code == 0, nil
+}
+
+// Exec runs cmd in the running container id and returns what it printed
+// on both streams (at most max bytes kept) and its exit code; ctx bounds
+// the wait for it.
+func (e *Engine) Exec(ctx context.Context, id string, cmd []string, max int64) (string, int, error) {
+	ex, err := e.API.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	if err != nil {
+		return "", -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+	}
+	att, err := e.API.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	if err != nil {
+		return "", -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+	}
+	defer att.Close()
+	// The attach stream does not see ctx: closing it ends the copy.
+	stop := context.AfterFunc(ctx, func() { att.Close() })
+	defer stop()
+	var b bytes.Buffer
+	_, err = stdcopy.StdCopy(&b, &b, io.LimitReader(att.Reader, max))
+	if ctx.Err() != nil {
+		return b.String(), -1, ctx.Err()
+	}
+	if err != nil {
+		return b.String(), -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+	}
+	st, err := e.API.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	if err != nil {
+		return b.String(), -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+	}
+	return b.String(), st.ExitCode, nil
 }
 
 // ShortID is an image, container or node ID as docker prints it: 12 hex digits,

@@ -264,6 +264,10 @@ type Options struct {
 	// of Wait): the times Wait prints and returns count from it, so that
 	// they agree with what a caller reports of the whole step.
 	Since time.Time
+	// Seen, when set, gets each verdict on a target as it is made, final
+	// or not: what starts the containers in the order of their
+	// dependencies learns from it when a dependency is ready, or failed.
+	Seen func(service string, v Verdict)
 }
 
 // settlement follows Options.Settled.
@@ -386,6 +390,9 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 				}
 			}
 			verdicts[i] = v
+			if opts.Seen != nil {
+				opts.Seen(t.Service, v)
+			}
 			results[i].State, results[i].Unit, results[i].After, results[i].Started = v.State, v.Unit, time.Since(t0), v.Started
 			if v.Healthy && !st.settled && early[i] == nil {
 				r := results[i]

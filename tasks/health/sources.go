@@ -27,6 +27,10 @@ type Compose struct {
 	// the new container of a service being replaced, while the old one
 	// still runs beside it.
 	Only map[string][]string
+
+	// probes are the runner's own runs of each starting container's
+	// healthcheck, by container ID (probe.go).
+	probes prober
 }
 
 // Where names the engine.
@@ -39,6 +43,7 @@ func (c *Compose) Observe(ctx context.Context) (map[string]Observation, error) {
 		return nil, err
 	}
 	out := map[string]Observation{}
+	var mine []engine.Container
 	for _, ct := range cs {
 		if ct.Labels[labels.Probe] != "" || strings.EqualFold(ct.Labels[labels.ComposeOneOff], "true") {
 			continue
@@ -46,6 +51,10 @@ func (c *Compose) Observe(ctx context.Context) (map[string]Observation, error) {
 		if only, ok := c.Only[ct.Service]; ok && !contains(only, ct.ID) {
 			continue
 		}
+		mine = append(mine, ct)
+	}
+	c.probes.settle(ctx, c.Engine, mine)
+	for _, ct := range mine {
 		o := out[ct.Service]
 		o.Units = append(o.Units, ContainerUnit(ct))
 		out[ct.Service] = o

@@ -351,9 +351,9 @@ func settleDepends(e *entry, health map[string]bool) {
 	plain := true
 	conds := map[string]string{}
 	for _, d := range names {
-		def := "service_started"
+		def := catalog.ConditionStarted
 		if health[d] {
-			def = "service_healthy"
+			def = catalog.ConditionHealthy
 		}
 		c := e.conditions[d]
 		if c == "" {

@@ -44,7 +44,7 @@ func TestValidationAgreesWithLoader(t *testing.T) {
 		{name: "undefined volume", old: "restart: unless-stopped", new: "restart: unless-stopped\n    volumes:\n      - \"ghost:/data\""},
 		{name: "volume syntax", old: "restart: unless-stopped", new: "restart: unless-stopped\n    volumes:\n      - \"\""},
 		{name: "undefined dependency", old: "restart: unless-stopped", new: "restart: unless-stopped\n    depends_on:\n      - \"nobody\""},
-		{name: "duration", old: "interval: 1s", new: "interval: 2 parsecs"},
+		{name: "duration", old: "interval: 30s", new: "interval: 2 parsecs"},
 		{name: "healthcheck form", old: `test: ["CMD", `, new: `test: ["RUN", `},
 		{name: "YAML syntax", old: `"LOG_LEVEL": "info"`, new: `"LOG_LEVEL": "info`},
 		{name: "second document", old: "networks:\n  \"platform\"", new: "---\nnetworks:\n  \"platform\"", loaderAccepts: true},

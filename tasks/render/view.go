@@ -90,7 +90,22 @@ type blockView struct {
 	Stack                     bool
 	Network                   string
 	EndpointMode, PublishMode string
+	// HealthInterval is how often the engine runs an exec-form
+	// healthcheck in this file.
+	HealthInterval string
 }
+
+// How often the engine runs an exec-form healthcheck. In a compose file,
+// slowly: the runner runs a starting container's check itself
+// (health.ProbeEvery), so starts and dependencies do not wait for the
+// engine's first check, and an idle stack costs next to nothing. Swarm
+// counts a task as running only once the engine's own check passed (API
+// 1.41 has no start_interval), so a stack file's checks run often enough
+// not to hold up a rolling update, at some cost while idle.
+const (
+	composeHealthInterval = "30s"
+	stackHealthInterval   = "5s"
+)
 
 type composeView struct {
 	Header   []string
@@ -293,9 +308,10 @@ func (r *renderer) blocks(v *svcView, stack bool) error {
 }
 
 func (r *renderer) blockView(v *svcView, stack bool) blockView {
-	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network}
+	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network, HealthInterval: composeHealthInterval}
 	if stack {
 		bv.EndpointMode, bv.PublishMode = swarmModes(r.env)
+		bv.HealthInterval = stackHealthInterval
 	}
 	return bv
 }
@@ -319,13 +335,7 @@ func (r *renderer) deps(v *svcView, in map[string]bool) []depView {
 		if in != nil && !in[d] {
 			continue
 		}
-		cond := "service_started"
-		if c, ok := v.svc.DependsOnConditions[d]; ok {
-			cond = c
-		} else if dep := r.byName[d]; dep != nil && len(dep.svc.Healthcheck) > 0 {
-			cond = "service_healthy"
-		}
-		out = append(out, depView{Name: d, Condition: cond})
+		out = append(out, depView{Name: d, Condition: r.cat.Condition(v.svc, d)})
 	}
 	return out
 }

@@ -168,7 +168,7 @@ func (c *Compose) files() []string { return []string{render.ComposeFile} }
 
 // running lists the project's service containers by service.
 func (c *Compose) running(ctx context.Context, project string) (map[string][]engine.Container, error) {
-	cs, err := c.Engine.Containers(ctx, project)
+	cs, err := health.Containers(ctx, c.Engine, project)
 	if err != nil {
 		return nil, err
 	}
@@ -268,12 +268,12 @@ func (c *Compose) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 }
 
 // applyDirect is the local stack: compose itself creates, recreates and
-// removes, while every service is waited for. The wait runs beside
-// compose up, not after it, because compose waits on its own for the
-// dependencies a service is declared to need healthy, without a deadline
-// and naming the dependant when one fails: the wait names the failing
-// service, with its health output and log, within the environment's
-// health_timeout, and stops compose then.
+// removes, group by group in the order of the dependencies
+// (startInOrder), while every service is waited for. The wait runs beside
+// the starts, not after them: it tells the starter when a group's
+// dependencies are ready, and it names a failing service, with its health
+// output and log, within the environment's health_timeout, and stops the
+// starts then.
 func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (*Plan, error) {
 	before, err := c.Plan(ctx, rel)
 	if err != nil {
@@ -286,12 +286,13 @@ func (c *Compose) applyDirect(ctx context.Context, rel *Release, t0 time.Time) (
 	defer stopCompose()
 	settled := make(chan error, 1)
 	composed := make(chan error, 1)
+	ready := newReadiness()
 	go func() {
-		err := c.stream(cctx, rel, c.CLI.UpStackArgs(rel.Project, c.files()))
+		err := c.startInOrder(cctx, rel, ready)
 		settled <- err
 		composed <- err
 	}()
-	res, werr := c.wait(ctx, rel, nil, live, health.Options{Settled: settled, Since: t0})
+	res, werr := c.wait(ctx, rel, nil, live, health.Options{Settled: settled, Since: t0, Seen: ready.see})
 	if werr != nil {
 		stopCompose()
 	}

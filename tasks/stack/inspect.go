@@ -108,7 +108,7 @@ func (s *Stack) containers(ctx context.Context) (*engine.Engine, []engine.Contai
 	if err != nil {
 		return nil, nil, err
 	}
-	all, err := eng.Containers(ctx, s.Project())
+	all, err := health.Containers(ctx, eng, s.Project())
 	if err != nil {
 		eng.Close()
 		return nil, nil, err

@@ -83,7 +83,7 @@ func (s *Stack) upToDate(ctx context.Context, eng *engine.Engine, sum string, im
 			return false, nil
 		}
 	}
-	cs, err := eng.Containers(ctx, s.Project())
+	cs, err := health.Containers(ctx, eng, s.Project())
 	if err != nil {
 		return false, err
 	}

@@ -1,0 +1,151 @@
+package runtime
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/maestro-platform/deploy/tasks/catalog"
+	"github.com/maestro-platform/deploy/tasks/health"
+)
+
+// startGroups splits services into the groups they start in: a service
+// goes in the group after the last of its dependencies (among services),
+// so that no group holds a service and one it depends on. The order
+// within a group is that of services.
+func startGroups(services []Service) [][]string {
+	byName := map[string]Service{}
+	for _, s := range services {
+		byName[s.Name] = s
+	}
+	level := map[string]int{}
+	var levelOf func(name string, seen map[string]bool) int
+	levelOf = func(name string, seen map[string]bool) int {
+		if l, ok := level[name]; ok {
+			return l
+		}
+		l := 0
+		seen[name] = true // the catalog has no cycles; this only stops one
+		for _, d := range byName[name].DependsOn {
+			if _, ok := byName[d]; ok && !seen[d] {
+				l = max(l, levelOf(d, seen)+1)
+			}
+		}
+		level[name] = l
+		return l
+	}
+	var groups [][]string
+	for _, s := range services {
+		l := levelOf(s.Name, map[string]bool{})
+		for len(groups) <= l {
+			groups = append(groups, nil)
+		}
+		groups[l] = append(groups[l], s.Name)
+	}
+	return groups
+}
+
+// readiness is what the health wait saw of each service (Options.Seen),
+// for the starter.
+type readiness struct {
+	mu      sync.Mutex
+	seen    map[string]seen
+	changed chan struct{}
+}
+
+// seen is a verdict and when it was made.
+type seen struct {
+	health.Verdict
+	at time.Time
+}
+
+func newReadiness() *readiness {
+	return &readiness{seen: map[string]seen{}, changed: make(chan struct{}, 1)}
+}
+
+// see records a verdict and wakes the starter.
+func (r *readiness) see(service string, v health.Verdict) {
+	r.mu.Lock()
+	r.seen[service] = seen{v, time.Now()}
+	r.mu.Unlock()
+	select {
+	case r.changed <- struct{}{}:
+	default:
+	}
+}
+
+// blocking names the first dependency of group that is not ready yet, as
+// cat says each is waited for (healthy, completed or only started); failed
+// says the dependency will not become ready: its containers were started
+// by an earlier group, which compose had finished at since. Only verdicts
+// made after since count: one made while compose replaced a container
+// may be about the old one.
+func (r *readiness) blocking(cat *catalog.Catalog, services []Service, group []string, since time.Time) (dep string, failed string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	in := map[string]bool{}
+	for _, s := range services {
+		in[s.Name] = true
+	}
+	for _, name := range group {
+		s, _ := cat.Service(name)
+		for _, d := range dependencies(services, name) {
+			if !in[d] {
+				continue
+			}
+			v := r.seen[d]
+			switch {
+			case !v.at.After(since):
+				return d, ""
+			case v.Fatal != "":
+				return d, v.Fatal
+			case v.Healthy:
+			case s != nil && cat.Condition(s, d) == catalog.ConditionStarted && v.Started:
+			default:
+				return d, ""
+			}
+		}
+	}
+	return "", ""
+}
+
+func dependencies(services []Service, name string) []string {
+	for _, s := range services {
+		if s.Name == name {
+			return s.DependsOn
+		}
+	}
+	return nil
+}
+
+// startInOrder runs compose up for rel's services group by group
+// (startGroups): a group starts once the health wait saw every service it
+// depends on ready, as the catalog's depends_on says (healthy, completed,
+// or only started). Compose's own waiting for dependencies would wait for
+// the engine's first healthcheck, an interval after each start; the wait
+// runs the checks itself as soon as a container starts.
+func (c *Compose) startInOrder(ctx context.Context, rel *Release, r *readiness) error {
+	var since time.Time
+	for _, group := range startGroups(rel.Services) {
+		for {
+			dep, failed := r.blocking(rel.Cat, rel.Services, group, since)
+			if failed != "" {
+				return fmt.Errorf("%s failed (%s): its dependants were not started", dep, failed)
+			}
+			if dep == "" {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-r.changed:
+			}
+		}
+		if err := c.stream(ctx, rel, c.CLI.UpStackArgs(rel.Project, c.files(), group)); err != nil {
+			return err
+		}
+		since = time.Now()
+	}
+	return nil
+}
