@@ -157,7 +157,7 @@ func loadTemplates() error {
 		if envTmpl, tmplErr = template.New("env.tmpl").Funcs(funcs).ParseFS(tfs, "env.tmpl"); tmplErr != nil {
 			return
 		}
-		shTmpl, tmplErr = template.New("sh").Delims("{%", "%}").Funcs(funcs).ParseFS(tfs, "deploy-all.sh.tmpl", "test-all.sh.tmpl")
+		shTmpl, tmplErr = template.New("sh").Delims("{%", "%}").Funcs(funcs).ParseFS(tfs, "deploy-all.sh.tmpl", "test-all.sh.tmpl", "healthcheck.sh.tmpl")
 	})
 	return tmplErr
 }

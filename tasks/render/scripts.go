@@ -84,6 +84,10 @@ type scriptView struct {
 	// test-all.sh checks instead of compose containers.
 	Swarm    bool
 	Services []scriptSvc
+	// Groups are the indexes in Services of each start group
+	// (catalog.StartGroups): deploy-all.sh starts a group once the ones
+	// before it are healthy.
+	Groups   [][]int
 	Builds   []scriptBuild
 	Checks   []scriptCheck
 	// Network is the catalog's network name: the stack network is the
@@ -197,6 +201,21 @@ func (r *renderer) scriptView(all []*svcView) (scriptView, error) {
 		return sv, err
 	}
 	sv.HTTPBound, sv.NetworkBound = probeBound(httpSpecs), probeBound(netSpecs)
+	index := map[string]int{}
+	names := make([]string, len(sv.Services))
+	for i, s := range sv.Services {
+		index[s.Name], names[i] = i, s.Name
+	}
+	for _, g := range catalog.StartGroups(names, func(name string) []string {
+		s, _ := r.cat.Service(name)
+		return s.DependsOn
+	}) {
+		var ids []int
+		for _, n := range g {
+			ids = append(ids, index[n])
+		}
+		sv.Groups = append(sv.Groups, ids)
+	}
 	return sv, nil
 }
 

@@ -10,40 +10,14 @@ import (
 	"github.com/maestro-platform/deploy/tasks/health"
 )
 
-// startGroups splits services into the groups they start in: a service
-// goes in the group after the last of its dependencies (among services),
-// so that no group holds a service and one it depends on. The order
-// within a group is that of services.
+// startGroups are rel's services in the groups they start in
+// (catalog.StartGroups).
 func startGroups(services []Service) [][]string {
-	byName := map[string]Service{}
-	for _, s := range services {
-		byName[s.Name] = s
+	names := make([]string, len(services))
+	for i, s := range services {
+		names[i] = s.Name
 	}
-	level := map[string]int{}
-	var levelOf func(name string, seen map[string]bool) int
-	levelOf = func(name string, seen map[string]bool) int {
-		if l, ok := level[name]; ok {
-			return l
-		}
-		l := 0
-		seen[name] = true // the catalog has no cycles; this only stops one
-		for _, d := range byName[name].DependsOn {
-			if _, ok := byName[d]; ok && !seen[d] {
-				l = max(l, levelOf(d, seen)+1)
-			}
-		}
-		level[name] = l
-		return l
-	}
-	var groups [][]string
-	for _, s := range services {
-		l := levelOf(s.Name, map[string]bool{})
-		for len(groups) <= l {
-			groups = append(groups, nil)
-		}
-		groups[l] = append(groups[l], s.Name)
-	}
-	return groups
+	return catalog.StartGroups(names, func(name string) []string { return dependencies(services, name) })
 }
 
 // readiness is what the health wait saw of each service (Options.Seen),

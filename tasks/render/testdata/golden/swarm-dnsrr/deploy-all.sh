@@ -46,37 +46,69 @@ modes=(container container container container container container)
 ports=(0 8005 8003 8004 8000 8080)
 paths=(/health /health /health /health /health /health)
 
-echo "deploy-all: start project $project"
-dc up -d --remove-orphans
-
 state_of() {
-  local id
+  local id st
   id=$(dc ps -q "$1" 2>/dev/null | head -n 1) || true
   if [[ -z "$id" ]]; then echo missing; return; fi
-  docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null || echo missing
+  st=$(docker inspect -f '{{if .State.Health}}{{.State.Health.Status}}{{else}}{{.State.Status}}{{end}}' "$id" 2>/dev/null) || st=missing
+  if [[ $st == starting ]] && run_healthcheck "$id"; then st=healthy; fi
+  echo "$st"
+}
+
+# run_healthcheck ID: runs the container's own healthcheck once, now, as the
+# engine would (CMD: its arguments; CMD-SHELL: through the container's
+# /bin/sh), within 10 seconds; true when it passes. The engine runs its
+# first check one interval after the start, 30 seconds in these files.
+run_healthcheck() {
+  local test=()
+  mapfile -t test < <(docker inspect -f '{{if .Config.Healthcheck}}{{range .Config.Healthcheck.Test}}{{println .}}{{end}}{{end}}' "$1" 2>/dev/null)
+  case ${test[0]:-} in
+    CMD) timeout 10 docker exec "$1" "${test[@]:1}" >/dev/null 2>&1 ;;
+    CMD-SHELL) timeout 10 docker exec "$1" /bin/sh -c "${test[1]}" >/dev/null 2>&1 ;;
+    *) return 1 ;;
+  esac
 }
 
 http_ok() {
   curl -fsS -g -o /dev/null --max-time 2 "http://$host:$1$2" >/dev/null 2>&1
 }
 
+# The start groups, in order (indexes in names): a service starts once
+# every service it depends on is healthy, which is seen here, by running
+# their healthchecks, rather than by compose, which would wait for the
+# engine's first check.
+groups=('0 3' '1' '2 4' '5')
+
+echo "deploy-all: start project $project"
 deadline=$((SECONDS + timeout))
 declare -a status
 failed=0
-for i in "${!names[@]}"; do
-  name=${names[$i]}
-  while :; do
-    st=$(state_of "$name")
-    case "${modes[$i]}:$st" in
-      container:healthy | running:running) break ;;
-      http:running) if http_ok "${ports[$i]}" "${paths[$i]}"; then st=healthy; break; fi ;;
-      *:unhealthy | *:exited | *:dead) break ;;
-    esac
-    if (( SECONDS >= deadline )); then st="$st (timeout)"; break; fi
-    sleep 1
+orphans=--remove-orphans
+for group in "${groups[@]}"; do
+  read -r -a ids <<<"$group"
+  if (( failed )); then
+    for i in "${ids[@]}"; do status[$i]="not started"; done
+    continue
+  fi
+  start=()
+  for i in "${ids[@]}"; do start+=("${names[$i]}"); done
+  dc up -d --no-deps $orphans "${start[@]}"
+  orphans=
+  for i in "${ids[@]}"; do
+    name=${names[$i]}
+    while :; do
+      st=$(state_of "$name")
+      case "${modes[$i]}:$st" in
+        container:healthy | running:running) break ;;
+        http:running) if http_ok "${ports[$i]}" "${paths[$i]}"; then st=healthy; break; fi ;;
+        *:unhealthy | *:exited | *:dead) break ;;
+      esac
+      if (( SECONDS >= deadline )); then st="$st (timeout)"; break; fi
+      sleep 0.5
+    done
+    status[$i]=$st
+    case "$st" in healthy | running) ;; *) failed=1 ;; esac
   done
-  status[$i]=$st
-  case "$st" in healthy | running) ;; *) failed=1 ;; esac
 done
 
 printf '\n%-28s %-22s %s\n' SERVICE STATE URL
@@ -88,7 +120,7 @@ done
 
 if (( failed )); then
   for i in "${!names[@]}"; do
-    case "${status[$i]}" in healthy | running) continue ;; esac
+    case "${status[$i]}" in healthy | running | "not started") continue ;; esac
     echo
     echo "--- last log lines of ${names[$i]}:"
     dc logs --tail 20 "${names[$i]}" 2>&1 || true
