@@ -87,9 +87,9 @@ type scriptView struct {
 	// Groups are the indexes in Services of each start group
 	// (catalog.StartGroups): deploy-all.sh starts a group once the ones
 	// before it are healthy.
-	Groups   [][]int
-	Builds   []scriptBuild
-	Checks   []scriptCheck
+	Groups [][]int
+	Builds []scriptBuild
+	Checks []scriptCheck
 	// Network is the catalog's network name: the stack network is the
 	// one compose labels with it, else "<project>_<Network>".
 	Network string
