@@ -733,6 +733,10 @@ func Remove(ctx context.Context, api *client.Client, project string) error {
 // refuses are retried, and a retry resolves the alias again), but the
 // requests of that moment wait for the new container.
 //
+// A container the engine still counts as starting is healthy when its own
+// healthcheck passes now (the engine runs its first check only one
+// interval after the start; see health.ProbeEvery).
+//
 // Attaching a container that is already attached with that alias does
 // nothing.
 func Attach(ctx context.Context, api *client.Client, project, containerID, alias string) error {
@@ -755,7 +759,7 @@ func Attach(ctx context.Context, api *client.Client, project, containerID, alias
 	if c.State == nil || !c.State.Running {
 		return fmt.Errorf("%s: the container is not running: start it and wait until it is healthy", what)
 	}
-	if h := c.State.Health; h != nil && h.Status != container.Healthy {
+	if h := c.State.Health; h != nil && h.Status != container.Healthy && !passesNow(ctx, api, &c) {
 		return fmt.Errorf("%s: the container is %s, not healthy: wait for its health first, or the proxy sends it requests it may fail", what, h.Status)
 	}
 	if c.NetworkSettings != nil {
@@ -771,4 +775,15 @@ func Attach(ctx context.Context, api *client.Client, project, containerID, alias
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
+}
+
+// passesNow runs a starting container's own healthcheck: true when it
+// passes.
+func passesNow(ctx context.Context, api *client.Client, c *container.InspectResponse) bool {
+	if c.State.Health.Status != container.Starting || c.Config == nil || c.Config.Healthcheck == nil {
+		return false
+	}
+	eng := &engine.Engine{API: api, Host: api.DaemonHost()}
+	_, ok, err := eng.RunHealthcheck(ctx, engine.Container{ID: c.ID, HealthTest: c.Config.Healthcheck.Test, HealthTimeout: c.Config.Healthcheck.Timeout})
+	return ok && err == nil
 }
