@@ -77,6 +77,9 @@ type run struct {
 	cmd      []string
 	hostPort int
 	health   bool
+	// slowHealth, when set, is the healthcheck's test, run by the engine
+	// only every hour: only the runner's own probe can see it pass.
+	slowHealth []string
 }
 
 // start creates and starts a container labelled like compose's, and
@@ -91,6 +94,9 @@ func start(t *testing.T, e *engine.Engine, project, image string, r run) string 
 	if r.health {
 		cfg.Healthcheck = &container.HealthConfig{Test: []string{"CMD", "/app", "-healthcheck"},
 			Interval: 300 * time.Millisecond, Timeout: 2 * time.Second, Retries: 2}
+	}
+	if r.slowHealth != nil {
+		cfg.Healthcheck = &container.HealthConfig{Test: r.slowHealth, Interval: time.Hour, Timeout: 5 * time.Second, Retries: 1}
 	}
 	// A network of its own, as compose gives a project: the engine's
 	// default bridge is not reachable from the host on every machine.
@@ -304,4 +310,48 @@ func containsHealth(cs []engine.Container, service, health string) bool {
 		}
 	}
 	return false
+}
+
+// The engine runs a healthcheck first one interval after the start (an
+// hour here): the runner runs it itself while the container starts, so a
+// container whose check passes is healthy to the wait at once, while the
+// engine still says starting; one whose check fails stays starting, with
+// the check's own output.
+func TestRunnerProbesStartingContainers(t *testing.T) {
+	e := connect(t)
+	image := sampleImage(t, e)
+	project := testenv.ProjectName(t, "probe")
+	start(t, e, project, image, run{service: "good", slowHealth: []string{"CMD", "/app", "-healthcheck"}})
+	start(t, e, project, image, run{service: "bad", slowHealth: []string{"CMD", "/app", "-no-such-flag"}})
+	ctx, cancel := testenv.Context(t)
+	defer cancel()
+
+	res, err := wait(ctx, e, project, []health.Target{{Service: "good"}}, 2*time.Minute, nil)
+	if err != nil || len(res) != 1 || !res[0].Healthy {
+		t.Fatalf("good: %+v, %v", res, err)
+	}
+	engineSays, err := e.Containers(ctx, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runnerSays, err := health.Containers(ctx, e, project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range engineSays {
+		if c.Health != string(container.Starting) {
+			t.Errorf("%s: the engine says %q: it ran its own check, so this test proves nothing", c.Service, c.Health)
+		}
+		got := runnerSays[i]
+		switch c.Service {
+		case "good":
+			if got.Health != string(container.Healthy) {
+				t.Errorf("good: the runner says %q, want healthy", got.Health)
+			}
+		case "bad":
+			if got.Health != string(container.Starting) || !strings.Contains(got.HealthOutput, "flag provided but not defined: -no-such-flag") {
+				t.Errorf("bad: the runner says %q (%q), want starting with the check's output", got.Health, got.HealthOutput)
+			}
+		}
+	}
 }
