@@ -20,6 +20,7 @@ import (
 	"github.com/maestro-platform/deploy/internal/magerun"
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/labels"
 	"github.com/maestro-platform/deploy/tasks/render"
 )
@@ -150,7 +151,7 @@ func (r *runner) converged(ctx context.Context) {
 		r.t.Fatal(err)
 	}
 	defer e.Close()
-	cs, err := e.Containers(ctx, r.p.Project)
+	cs, err := health.Containers(ctx, e, r.p.Project)
 	if err != nil {
 		r.t.Fatal(err)
 	}

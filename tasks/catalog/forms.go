@@ -13,7 +13,7 @@ import (
 // Keys that take two forms: a short one for the common case, and a table
 // that says everything compose can say about it.
 //
-//	healthcheck = ["/app", "-healthcheck"]                        # exec form, the tool's fast timings
+//	healthcheck = ["/app", "-healthcheck"]                        # exec form, the tool's timings
 //	healthcheck = { test = "curl -f http://localhost/", interval = "30s" }  # compose's own keys
 //	depends_on = ["db", "cache"]                                  # healthy if it has a healthcheck, else started
 //	depends_on = { db = "service_healthy", migrate = "service_completed_successfully" }

@@ -204,7 +204,7 @@ type Service struct {
 	// Healthcheck is the in-container health command; empty = none, and
 	// health is then probed over HTTP on the published port. In the array
 	// form (healthcheck = ["/app", "-healthcheck"]) it is the exec form's
-	// arguments, rendered with the tool's fast timings (FastHealthcheck).
+	// arguments, rendered with the tool's timings (ExecHealthcheck).
 	// In the table form it is what the container runs, for those who only
 	// ask whether there is one: the arguments after "CMD", or the one
 	// shell line of "CMD-SHELL" (or of a test written as a string); empty
@@ -501,10 +501,16 @@ func (s *Service) ComposeFor(env string) map[string]any {
 	return out
 }
 
-// FastHealthcheck holds the timings the array form of healthcheck renders
-// with: probe every second, so that dependants start as soon as the
-// service answers, and give a slow start a minute.
-var FastHealthcheck = struct {
-	Interval, Timeout, StartPeriod string
-	Retries                        int
-}{Interval: "1s", Timeout: "3s", StartPeriod: "60s", Retries: 5}
+// ExecHealthcheck holds the timings the array form of healthcheck renders
+// with. The engine runs the check every Interval in a compose file, which
+// costs next to nothing while the stack idles: the runner runs the check
+// itself while a container starts (health.ProbeEvery), so starts and
+// dependants need not wait for the engine's first check, which comes one
+// interval after the start (API 1.41 has no start_interval). A swarm
+// counts a task as running only once the engine's own check passed, so a
+// stack file's checks run every StackInterval, not to hold up a rolling
+// update. A slow start gets StartPeriod.
+var ExecHealthcheck = struct {
+	Interval, StackInterval, Timeout, StartPeriod string
+	Retries                                       int
+}{Interval: "30s", StackInterval: "5s", Timeout: "3s", StartPeriod: "60s", Retries: 5}

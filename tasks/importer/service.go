@@ -732,8 +732,9 @@ func (m *mapper) environment(at string, svc *types.ServiceConfig, raw map[string
 	}
 }
 
-// The tool's fast healthcheck, which the array form of healthcheck means.
-var fast = catalog.FastHealthcheck
+// The tool's healthcheck timings, which the array form of healthcheck means
+// in a compose file.
+var fast = catalog.ExecHealthcheck
 
 func (m *mapper) healthcheck(at string, raw map[string]any, e *entry) {
 	hc, ok := raw["healthcheck"].(map[string]any)

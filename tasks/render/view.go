@@ -90,22 +90,15 @@ type blockView struct {
 	Stack                     bool
 	Network                   string
 	EndpointMode, PublishMode string
-	// HealthInterval is how often the engine runs an exec-form
-	// healthcheck in this file.
-	HealthInterval string
+	// Health are the timings of an exec-form healthcheck in this file
+	// (catalog.ExecHealthcheck).
+	Health healthTimings
 }
 
-// How often the engine runs an exec-form healthcheck. In a compose file,
-// slowly: the runner runs a starting container's check itself
-// (health.ProbeEvery), so starts and dependencies do not wait for the
-// engine's first check, and an idle stack costs next to nothing. Swarm
-// counts a task as running only once the engine's own check passed (API
-// 1.41 has no start_interval), so a stack file's checks run often enough
-// not to hold up a rolling update, at some cost while idle.
-const (
-	composeHealthInterval = "30s"
-	stackHealthInterval   = "5s"
-)
+type healthTimings struct {
+	Interval, Timeout, StartPeriod string
+	Retries                        int
+}
 
 type composeView struct {
 	Header   []string
@@ -308,10 +301,12 @@ func (r *renderer) blocks(v *svcView, stack bool) error {
 }
 
 func (r *renderer) blockView(v *svcView, stack bool) blockView {
-	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network, HealthInterval: composeHealthInterval}
+	hc := catalog.ExecHealthcheck
+	bv := blockView{Svc: v, Stack: stack, Network: r.cat.Project.Network,
+		Health: healthTimings{Interval: hc.Interval, Timeout: hc.Timeout, StartPeriod: hc.StartPeriod, Retries: hc.Retries}}
 	if stack {
 		bv.EndpointMode, bv.PublishMode = swarmModes(r.env)
-		bv.HealthInterval = stackHealthInterval
+		bv.Health.Interval = hc.StackInterval
 	}
 	return bv
 }
