@@ -39,6 +39,7 @@ import (
 	"github.com/maestro-platform/deploy/internal/testenv"
 	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/engine"
+	"github.com/maestro-platform/deploy/tasks/health"
 	"github.com/maestro-platform/deploy/tasks/release"
 	"github.com/maestro-platform/deploy/tasks/ui"
 	"github.com/maestro-platform/deploy/tasks/ui/uitest"
@@ -284,24 +285,23 @@ func (f *fixture) current() string {
 }
 
 // running returns, per service, the image IDs of the project's running
-// containers on the remote engine, and fails on any that is not healthy.
+// containers on the remote engine, and fails on any that is not healthy
+// as the runner judges it (its own probe while the engine says starting).
 func (f *fixture) running(ctx context.Context, t *testing.T) map[string][]string {
 	t.Helper()
-	list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{
-		Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+f.project)})
+	list, err := health.Containers(ctx, &engine.Engine{API: f.remote, Host: f.remote.DaemonHost()}, f.project)
 	if err != nil {
 		t.Fatal(err)
 	}
 	out := map[string][]string{}
-	for _, c := range list.Items {
-		if c.Labels[labels.Probe] != "" {
-			continue // testAll's probe
+	for _, c := range list {
+		if c.Labels[labels.Probe] != "" || c.State != "running" {
+			continue // testAll's probe; what no longer runs
 		}
-		svc := c.Labels[labels.ComposeService]
-		if !strings.Contains(c.Status, "(healthy)") {
-			t.Errorf("%s on the remote: %s, want healthy", svc, c.Status)
+		if c.Health != "healthy" {
+			t.Errorf("%s on the remote: %s, health %q, want healthy", c.Service, c.State, c.Health)
 		}
-		out[svc] = append(out[svc], c.ImageID)
+		out[c.Service] = append(out[c.Service], c.ImageID)
 	}
 	return out
 }
@@ -1199,14 +1199,13 @@ func (f *fixture) engineRestart(ctx context.Context, t *testing.T) {
 	// test that would otherwise wait forever.
 	c := &http.Client{Timeout: 2 * time.Second}
 	back := func() error {
-		list, err := f.remote.ContainerList(ctx, client.ContainerListOptions{All: true,
-			Filters: client.Filters{}.Add("label", labels.ComposeProject+"="+f.project)})
+		list, err := health.Containers(ctx, &engine.Engine{API: f.remote, Host: f.remote.DaemonHost()}, f.project)
 		if err != nil {
 			return err
 		}
-		for _, ct := range list.Items {
-			if ct.Labels[labels.Probe] == "" && !strings.Contains(ct.Status, "(healthy)") {
-				return fmt.Errorf("%s: %s", ct.Labels[labels.ComposeService], ct.Status)
+		for _, ct := range list {
+			if ct.Labels[labels.Probe] == "" && (ct.State != "running" || ct.Health != "healthy") {
+				return fmt.Errorf("%s: %s, health %q", ct.Service, ct.State, ct.Health)
 			}
 		}
 		for _, port := range f.published() {
