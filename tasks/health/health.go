@@ -265,9 +265,11 @@ type Options struct {
 	// they agree with what a caller reports of the whole step.
 	Since time.Time
 	// Seen, when set, gets each verdict on a target as it is made, final
-	// or not: what starts the containers in the order of their
-	// dependencies learns from it when a dependency is ready, or failed.
-	Seen func(service string, v Verdict)
+	// or not, with when the observation it judges began (a verdict made
+	// after something changed may be about what ran before): what starts
+	// the containers in the order of their dependencies learns from it
+	// when a dependency is ready, or failed.
+	Seen func(service string, v Verdict, observed time.Time)
 }
 
 // settlement follows Options.Settled.
@@ -372,6 +374,7 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 	early := make([]*Result, len(targets))
 	for {
 		st.poll()
+		observed := time.Now()
 		obs, err := src.Observe(dctx)
 		if err != nil && dctx.Err() == nil {
 			return results, fmt.Errorf("wait healthy on %s: %w", src.Where(), err)
@@ -391,7 +394,7 @@ func Wait(ctx context.Context, src Source, targets []Target, opts Options) ([]Re
 			}
 			verdicts[i] = v
 			if opts.Seen != nil {
-				opts.Seen(t.Service, v)
+				opts.Seen(t.Service, v, observed)
 			}
 			results[i].State, results[i].Unit, results[i].After, results[i].Started = v.State, v.Unit, time.Since(t0), v.Started
 			if v.Healthy && !st.settled && early[i] == nil {

@@ -28,7 +28,7 @@ type readiness struct {
 	changed chan struct{}
 }
 
-// seen is a verdict and when it was made.
+// seen is a verdict and when the observation it judges began.
 type seen struct {
 	health.Verdict
 	at time.Time
@@ -38,10 +38,11 @@ func newReadiness() *readiness {
 	return &readiness{seen: map[string]seen{}, changed: make(chan struct{}, 1)}
 }
 
-// see records a verdict and wakes the starter.
-func (r *readiness) see(service string, v health.Verdict) {
+// see records a verdict on what was observed at that time, and wakes the
+// starter.
+func (r *readiness) see(service string, v health.Verdict, observed time.Time) {
 	r.mu.Lock()
-	r.seen[service] = seen{v, time.Now()}
+	r.seen[service] = seen{v, observed}
 	r.mu.Unlock()
 	select {
 	case r.changed <- struct{}{}:
@@ -53,8 +54,8 @@ func (r *readiness) see(service string, v health.Verdict) {
 // cat says each is waited for (healthy, completed or only started); failed
 // says the dependency will not become ready: its containers were started
 // by an earlier group, which compose had finished at since. Only verdicts
-// made after since count: one made while compose replaced a container
-// may be about the old one.
+// on observations begun after since count: one begun while compose
+// replaced a container may be about the old one.
 func (r *readiness) blocking(cat *catalog.Catalog, services []Service, group []string, since time.Time) (dep string, failed string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()

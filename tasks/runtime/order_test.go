@@ -41,15 +41,21 @@ func TestReadinessBlocking(t *testing.T) {
 	if dep, failed := r.blocking(cat, svcs, []string{"api"}, before); dep != "db" || failed != "" {
 		t.Fatalf("nothing seen: blocked by %q (%q), want db", dep, failed)
 	}
-	r.see("db", health.Verdict{Healthy: true, Started: true})
-	r.see("log", health.Verdict{Started: true, State: "health starting"})
+	r.see("db", health.Verdict{Healthy: true, Started: true}, time.Now())
+	r.see("log", health.Verdict{Started: true, State: "health starting"}, time.Now())
 	if dep, failed := r.blocking(cat, svcs, []string{"api"}, before); dep != "" || failed != "" {
 		t.Fatalf("db healthy, log started: blocked by %q (%q)", dep, failed)
 	}
 	if dep, _ := r.blocking(cat, svcs, []string{"api"}, time.Now().Add(time.Second)); dep != "db" {
 		t.Fatalf("verdicts older than the last start count: blocked by %q", dep)
 	}
-	r.see("db", health.Verdict{Fatal: "exited (exit code 1)", Started: true})
+	// An observation begun before the last start, judged after it, does
+	// not count: it may be about a container compose replaced since.
+	r.see("db", health.Verdict{Fatal: "exited (exit code 1)", Started: true}, before.Add(-time.Millisecond))
+	if dep, failed := r.blocking(cat, svcs, []string{"api"}, before); dep != "db" || failed != "" {
+		t.Fatalf("a stale failure: got %q (%q), want db still awaited", dep, failed)
+	}
+	r.see("db", health.Verdict{Fatal: "exited (exit code 1)", Started: true}, time.Now())
 	if dep, failed := r.blocking(cat, svcs, []string{"api"}, before); dep != "db" || failed != "exited (exit code 1)" {
 		t.Fatalf("db failed: got %q (%q)", dep, failed)
 	}
