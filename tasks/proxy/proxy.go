@@ -521,7 +521,7 @@ func waitListening(ctx context.Context, api *client.Client, id string, ports []i
 			}
 			return fmt.Errorf("the proxy exited (%d): %s", code, logTail(ctx, api, id))
 		}
-		code, err := execCode(ctx, api, id, cmd)
+		_, code, err := (&engine.Engine{API: api, Host: api.DaemonHost()}).Exec(ctx, id, cmd, 4<<10)
 		if err == nil && code == 0 {
 			return nil
 		}
@@ -529,32 +529,6 @@ func waitListening(ctx context.Context, api *client.Client, id string, ports []i
 		case <-ctx.Done():
 			return fmt.Errorf("the proxy does not listen on ports %v after %s: %s", ports, readyTimeout, logTail(context.WithoutCancel(ctx), api, id))
 		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-// execCode runs cmd in the container and returns its exit code.
-func execCode(ctx context.Context, api *client.Client, id string, cmd []string) (int, error) {
-	ex, err := api.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd})
-	if err != nil {
-		return -1, err
-	}
-	if _, err := api.ExecStart(ctx, ex.ID, client.ExecStartOptions{Detach: true}); err != nil {
-		return -1, err
-	}
-	for {
-		res, err := api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
-		if err != nil {
-			return -1, err
-		}
-		// A detached ExecStart returns once the process runs.
-		if !res.Running {
-			return res.ExitCode, nil
-		}
-		select {
-		case <-ctx.Done():
-			return -1, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
