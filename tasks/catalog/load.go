@@ -44,6 +44,7 @@ type rawEnv struct {
 	TLSCert       string  `toml:"tls_cert"`
 	TLSKey        string  `toml:"tls_key"`
 	HealthTimeout string  `toml:"health_timeout"`
+	DrainTimeout  string  `toml:"drain_timeout"`
 	EndpointMode  *string `toml:"endpoint_mode"`
 	PublishMode   *string `toml:"publish_mode"`
 	// Pointers: an empty value written in the file is refused, which

@@ -164,7 +164,7 @@ func TestLoadRealCatalog(t *testing.T) {
 		t.Fatal(err)
 	}
 	wantDev := catalog.Environment{Name: "dev", Ports: "dev", Dir: c.Project.DeployDir, Engine: catalog.EngineCompose,
-		Bind: "127.0.0.1", KeepReleases: 5, HealthTimeout: 2 * time.Minute, Line: headerLines(string(src), "[environments.dev]")[0],
+		Bind: "127.0.0.1", KeepReleases: 5, HealthTimeout: 2 * time.Minute, DrainTimeout: catalog.DefaultDrainTimeout, Line: headerLines(string(src), "[environments.dev]")[0],
 		SecretsFile: filepath.Join(filepath.Dir(c.File), ".maestro", "secrets", "dev.env")}
 	if !reflect.DeepEqual(*dev, wantDev) || dev.Remote() {
 		t.Errorf("dev = %+v, want %+v", *dev, wantDev)
@@ -176,7 +176,7 @@ func TestLoadRealCatalog(t *testing.T) {
 	wantDemo := catalog.Environment{Name: "demo", Ports: "prod", Host: "ssh://ec2-user@demo.example.internal",
 		Dir: "/home/ec2-user/deployment", Engine: catalog.EngineCompose, Bind: "", KeepReleases: 5,
 		KnownHosts: filepath.Join(home, ".ssh", "known_hosts"), HealthTimeout: 3 * time.Minute,
-		Line:        headerLines(string(src), "[environments.demo]")[0],
+		DrainTimeout: catalog.DefaultDrainTimeout, Line: headerLines(string(src), "[environments.demo]")[0],
 		SecretsFile: filepath.Join(filepath.Dir(c.File), ".maestro", "secrets", "demo.env")}
 	if !reflect.DeepEqual(*demo, wantDemo) || !demo.Remote() {
 		t.Errorf("demo = %+v, want %+v", *demo, wantDemo)
@@ -254,7 +254,7 @@ replicas = 3
 		t.Fatal("no dev environment added by default")
 	}
 	if dev.Ports != "dev" || dev.Bind != "127.0.0.1" || dev.Dir != c.Project.DeployDir || dev.Engine != catalog.EngineCompose ||
-		dev.HealthTimeout != 2*time.Minute || dev.KeepReleases != 5 || dev.Remote() || dev.Line != 0 ||
+		dev.HealthTimeout != 2*time.Minute || dev.DrainTimeout != catalog.DefaultDrainTimeout || dev.KeepReleases != 5 || dev.Remote() || dev.Line != 0 ||
 		dev.EndpointMode != "" || dev.PublishMode != "" {
 		t.Errorf("default dev = %+v", *dev)
 	}

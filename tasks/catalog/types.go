@@ -133,6 +133,11 @@ type Environment struct {
 	// (DefaultHealthTimeout when the catalog does not say; see
 	// HealthDeadline for catalogs built in code).
 	HealthTimeout time.Duration
+	// DrainTimeout bounds how long promote lets the requests in flight to
+	// a replaced container finish, once the proxy sends it no new ones,
+	// before stopping it (DefaultDrainTimeout when the catalog does not
+	// say; see DrainDeadline).
+	DrainTimeout time.Duration
 	// EndpointMode is how services find each other inside a swarm stack's
 	// network: EndpointVIP (default) or EndpointDNSRR. Empty for compose
 	// environments, where it does not apply.
@@ -173,6 +178,20 @@ func (e *Environment) HealthDeadline() time.Duration {
 		return e.HealthTimeout
 	}
 	return DefaultHealthTimeout
+}
+
+// DefaultDrainTimeout is how long promote lets a replaced container's
+// requests in flight finish when an environment does not say; a request
+// still running then meets the container's own graceful stop.
+const DefaultDrainTimeout = 30 * time.Second
+
+// DrainDeadline is DrainTimeout, or DefaultDrainTimeout when it is not set
+// (a catalog built in code).
+func (e *Environment) DrainDeadline() time.Duration {
+	if e.DrainTimeout > 0 {
+		return e.DrainTimeout
+	}
+	return DefaultDrainTimeout
 }
 
 // Remote reports whether the environment lives on another Docker host.

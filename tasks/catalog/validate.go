@@ -204,6 +204,7 @@ func (v *validator) environment(name string, r *rawEnv, cat *Catalog, implicit b
 		e.Identity = v.path(e.Identity)
 	}
 	e.HealthTimeout = v.duration(key+".health_timeout", r.HealthTimeout, DefaultHealthTimeout)
+	e.DrainTimeout = v.duration(key+".drain_timeout", r.DrainTimeout, DefaultDrainTimeout)
 	v.environmentSecrets(key, r, e)
 	return e
 }

@@ -60,6 +60,10 @@ const (
 	PickupTime = Refresh + DialTimeout + FailDuration
 )
 
+// upstreamSource is the proxy program's own source of dynamic upstreams
+// (_caddy/drain.go): Caddy's "a" source, less the drained addresses.
+const upstreamSource = "maestro"
+
 // configDir is where the configuration is copied into the container.
 const (
 	configDir  = "/etc/maestro-proxy"
@@ -112,8 +116,9 @@ func listenPorts(routes []Route) []int {
 // So the admin API is disabled (nothing can reconfigure the proxy, from
 // the network or from inside the container) and services are swapped
 // through Docker's DNS instead: each route resolves its alias again at
-// most every Refresh (dynamic_upstreams), and a request that meets a
-// stopping container is retried on another for up to TryDuration.
+// most every Refresh (dynamic_upstreams), less the containers being
+// drained (see Drain), and a request that meets a stopping container is
+// retried on another for up to TryDuration.
 //
 // Logs go to stderr at WARN, sampled: while a service has no container,
 // each request waiting for one logs every TryInterval; of each message,
@@ -130,7 +135,7 @@ func Config(routes []Route) ([]byte, error) {
 			AutomaticHTTPS: automaticHTTPS{Disable: true},
 			Routes: []route{{Handle: []handler{{
 				Handler: "reverse_proxy",
-				DynamicUpstreams: upstreams{Source: "a", Name: r.Service, Port: strconv.Itoa(r.Port),
+				DynamicUpstreams: upstreams{Source: upstreamSource, Name: r.Service, Port: strconv.Itoa(r.Port),
 					Refresh: Refresh.String(), Versions: ipVersions{IPv4: true}},
 				// One connection per proxied request: a pooled connection
 				// to a container that is draining may be closed under a

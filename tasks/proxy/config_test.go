@@ -135,7 +135,7 @@ func TestConfigSettings(t *testing.T) {
 		}
 		h := s.Routes[0].Handle[0]
 		du := h.DynamicUpstreams
-		if h.Handler != "reverse_proxy" || h.Upstreams != nil || du["source"] != "a" || du["name"] != r.Service ||
+		if h.Handler != "reverse_proxy" || h.Upstreams != nil || du["source"] != upstreamSource || du["name"] != r.Service ||
 			du["port"] != itoa(r.Port) || du["refresh"] != Refresh.String() {
 			t.Errorf("server %s proxies with %+v, want dynamic A upstreams %s:%d refreshed every %s", name, h, r.Service, r.Port, Refresh)
 		}

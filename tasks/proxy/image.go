@@ -18,7 +18,7 @@ import (
 //
 //go:generate sh _caddy/tidy.sh
 
-//go:embed _caddy/main.go
+//go:embed _caddy/*.go
 var caddySource embed.FS
 
 //go:embed _caddy/caddy.mod

@@ -9,23 +9,17 @@
 // to whatever containers answer to it. The proxy's configuration is loaded
 // once and never changed (see Config): a service is swapped by attaching
 // its new, healthy container to the edge network under the service's alias
-// (Attach), waiting until the proxy sends it requests, then stopping the
-// old container gracefully (SIGTERM) and removing it. While both are
-// attached the proxy spreads requests over them; requests that meet the
-// stopping one are retried on the other.
+// (Attach), waiting until the proxy sends it requests, draining the old
+// container (Drain: out of rotation, its requests in flight finish), then
+// stopping it gracefully (SIGTERM) and removing it.
 //
-// Measured with 2 ports × (new connection + keep-alive) GET load and 3
-// swaps per run: no failed request, where reconfiguring Caddy through its
-// admin API dropped keep-alive requests on every port at each change.
-//
-// One race remains, for requests Caddy may not repeat: a POST (any method
-// but GET) that reaches the old container in the instant it closes its
-// listener is reset by the kernel after the connection was made, and
-// Caddy retries a request whose connection was made only when it is a
-// GET, since the upstream may have acted on it. Observed: 3 failed POSTs
-// (502) in about 65 swaps under 100 POST/s. Retrying them too (Caddy's
-// retry_match) would risk running a request twice; that is the
-// services' call, not the proxy's.
+// Draining first matters for requests Caddy may not repeat: without it, a
+// POST (any method but GET) that reached the old container in the instant
+// it closed its listener was reset by the kernel after the connection was
+// made, and Caddy retries such a request only when it is a GET, since the
+// upstream may have acted on it (3 failed POSTs in about 65 swaps under
+// 100 POST/s). A drained container gets no new request, so none meets its
+// closing listener.
 package proxy
 
 import (
@@ -747,6 +741,16 @@ func Attach(ctx context.Context, api *client.Client, project, containerID, alias
 	if _, err := api.NetworkConnect(ctx, netID, client.NetworkConnectOptions{Container: c.ID,
 		EndpointConfig: &network.EndpointSettings{Aliases: []string{alias}}}); err != nil {
 		return fmt.Errorf("%s: %w", what, err)
+	}
+	// The address may have been a drained container's, now gone.
+	addrs, err := edgeAddrs(ctx, api, project, []string{c.ID})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	for _, a := range addrs {
+		if err := undrain(ctx, api, project, a); err != nil {
+			return fmt.Errorf("%s: put %s back in rotation: %w", what, a, err)
+		}
 	}
 	return nil
 }

@@ -59,6 +59,14 @@ func (t *Traffic) Attach(ctx context.Context, containerID, alias string) error {
 	return Attach(ctx, t.API, t.Project, containerID, alias)
 }
 
+// Drain takes containers out of rotation and waits, at most timeout, for
+// their requests in flight to finish; open says what was still open then
+// ("" when nothing was).
+func (t *Traffic) Drain(ctx context.Context, ids []string, timeout time.Duration) (open string, err error) {
+	d, err := Drain(ctx, t.API, t.Project, ids, timeout)
+	return d.Open, err
+}
+
 // Attached lists the containers on the project's edge network.
 func (t *Traffic) Attached(ctx context.Context) (map[string]bool, error) {
 	id, err := findNetwork(ctx, t.API, t.Project)

@@ -32,6 +32,10 @@ type Traffic interface {
 	Attach(ctx context.Context, containerID, alias string) error
 	// Attached lists the containers behind the proxy.
 	Attached(ctx context.Context) (map[string]bool, error)
+	// Drain takes containers out of the proxy's rotation and waits, at
+	// most timeout, until none of their requests is in flight; open says
+	// what still was when timeout ran out ("" when nothing).
+	Drain(ctx context.Context, ids []string, timeout time.Duration) (open string, err error)
 	// PickUp is the longest the proxy takes to send traffic to a
 	// container after Attach.
 	PickUp() time.Duration
@@ -514,8 +518,10 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 	if err := crashpoint.Reached(ctx, "apply:switched"); err != nil {
 		return pl, err
 	}
-	// Drain and remove what was replaced or dropped: gracefully, all at
-	// once.
+	// Remove what was replaced or dropped, all at once: out of the
+	// proxy's rotation first, so that no new request meets a closing
+	// listener, then, once their requests in flight are done, stopped
+	// gracefully.
 	var old []string
 	for _, ch := range pl.Changes {
 		for _, id := range ch.Old {
@@ -523,6 +529,9 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 				old = append(old, id)
 			}
 		}
+	}
+	if err := c.drain(ctx, rel, old, attached); err != nil {
+		return pl, err
 	}
 	if err := c.stopAndRemove(ctx, old, false); err != nil {
 		return pl, err
@@ -539,6 +548,32 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 	}
 	pl.Took = time.Since(t0)
 	return pl, nil
+}
+
+// drain takes the containers ids that are behind the proxy out of its
+// rotation and waits for their requests in flight, at most the
+// environment's drain_timeout; one still running then is left to the
+// container's graceful stop, and said.
+func (c *Compose) drain(ctx context.Context, rel *Release, ids []string, attached map[string]bool) error {
+	var behind []string
+	for _, id := range ids {
+		if attached[id] {
+			behind = append(behind, id)
+		}
+	}
+	if len(behind) == 0 {
+		return nil
+	}
+	timeout := rel.Env.DrainDeadline()
+	open, err := c.Proxy.Drain(ctx, behind, timeout)
+	if err != nil {
+		return err
+	}
+	if open != "" {
+		rel.printer().Line(ui.Warn, "drain", "requests still in flight to %s after drain_timeout %s (%s): stopping them gracefully now",
+			shortIDs(behind), timeout, open)
+	}
+	return nil
 }
 
 func startWhat(pl *Plan, names []string) string {

@@ -3,6 +3,9 @@
 // else (no TLS automation plugins, no file server, no extra log encoders),
 // so that the binary stays small and its attack surface with it.
 //
+// Beside Caddy's own modules it holds one, the "maestro" source of
+// upstreams, which lets the deploy tool drain a container (drain.go).
+//
 // It lives under a folder whose name starts with "_" so that the go tool
 // of the deploy module never builds it: Caddy is a dependency of this
 // program alone, compiled in a throwaway module from caddy.mod and
@@ -27,6 +30,11 @@ func main() {
 	// check is that every server accepts TCP connections.
 	if len(os.Args) > 1 && os.Args[1] == "listening" {
 		os.Exit(listening(os.Args[2:]))
+	}
+	// Run in the container by the deploy tool (engine exec), never by
+	// Caddy: see drain.go.
+	if len(os.Args) > 1 && os.Args[1] == "drain" {
+		os.Exit(drain(os.Args[2:]))
 	}
 	caddycmd.Main()
 }
