@@ -487,25 +487,51 @@ func (l *Load) awaitEach(n int) {
 // reached) fails the test.
 func During(t testing.TB, spec LoadSpec, fn func()) LoadStats {
 	t.Helper()
-	l, err := NewLoad(spec)
-	if err != nil {
-		t.Fatal(err)
-	}
+	return DuringAll(t, []LoadSpec{spec}, fn)
+}
+
+// DuringAll is During with several loads at once (say, GET on some paths
+// and POST on others), their stats merged: streams in specs order, totals
+// summed, and the reason of the first load that did not end by Stop.
+func DuringAll(t testing.TB, specs []LoadSpec, fn func()) LoadStats {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := l.Start(ctx); err != nil {
-		t.Fatal(err)
+	var loads []*Load
+	for _, spec := range specs {
+		l, err := NewLoad(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := l.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		defer l.Stop()
+		loads = append(loads, l)
 	}
-	l.awaitEach(3)
+	for _, l := range loads {
+		l.awaitEach(3)
+	}
 	fn()
-	l.awaitEach(3)
-	st := l.Stop()
-	t.Logf("%s", st)
-	if st.Reason != EndedStopped {
-		t.Errorf("the load ended by its %s before the change did: that is a safety bound (%s, %d requests), not a window to finish in; "+
-			"the change ran for longer than a change should", st.Reason, SafetyCap, l.spec.MaxRequests)
+	for _, l := range loads {
+		l.awaitEach(3)
 	}
-	return st
+	all := LoadStats{Reason: EndedStopped}
+	for _, l := range loads {
+		st := l.Stop()
+		all.Streams = append(all.Streams, st.Streams...)
+		all.Total += st.Total
+		all.Failed += st.Failed
+		if st.Reason != EndedStopped && all.Reason == EndedStopped {
+			all.Reason = st.Reason
+		}
+		if st.Reason != EndedStopped {
+			t.Errorf("the load ended by its %s before the change did: that is a safety bound (%s, %d requests), not a window to finish in; "+
+				"the change ran for longer than a change should", st.Reason, SafetyCap, l.spec.MaxRequests)
+		}
+	}
+	t.Logf("%s", all)
+	return all
 }
 
 // NoFailures fails the test when a load saw a failed request, or none at

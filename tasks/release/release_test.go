@@ -318,16 +318,21 @@ func (f *fixture) get(t *testing.T, port int, path string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// load runs fn while a bounded load generator sends at least 50 requests
-// per second, over new connections and over keep-alive, to each port
-// (the test host's address only), and returns what the generator saw.
+// load runs fn while a bounded load generator sends, over new connections
+// and over keep-alive, to each port (the test host's address only), 100
+// GETs and 50 POSTs a second, and returns what the generator saw. POST
+// matters: the proxy retries a failed GET on another container, never a
+// POST (see proxy.Drain).
 func (f *fixture) load(t *testing.T, ports []int, fn func()) testenv.LoadStats {
 	t.Helper()
-	var urls []string
+	var gets, posts []string
 	for _, p := range ports {
-		urls = append(urls, fmt.Sprintf("http://%s:%d/health", f.r.Addr, p))
+		gets = append(gets, fmt.Sprintf("http://%s:%d/health", f.r.Addr, p))
+		posts = append(posts, fmt.Sprintf("http://%s:%d/log", f.r.Addr, p))
 	}
-	return testenv.During(t, testenv.LoadSpec{Targets: urls, Hosts: []string{f.r.Addr}, Rate: 50}, fn)
+	hosts := []string{f.r.Addr}
+	return testenv.DuringAll(t, []testenv.LoadSpec{{Targets: gets, Hosts: hosts, Rate: 50},
+		{Targets: posts, Hosts: hosts, Rate: 25, Method: http.MethodPost, Body: "load"}}, fn)
 }
 
 // containers returns the IDs of the project's service containers on the

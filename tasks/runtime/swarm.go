@@ -185,8 +185,10 @@ func (s *Swarm) Apply(ctx context.Context, rel *Release) (*Plan, error) {
 }
 
 // ensureProxy makes the proxy publish the release's ports, on the stack's
-// network: swarm's DNS gives it
-// the healthy tasks of each service, so nothing is attached.
+// network: swarm's DNS gives it the healthy tasks of each service, so
+// nothing is attached, and nothing is drained either: the engine takes a
+// task out of the service's DNS 2 s before it stops it (its executor's
+// gossip delay), four of the proxy's lookups.
 func (s *Swarm) ensureProxy(ctx context.Context, rel *Release) error {
 	if s.Proxy == nil {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path"
@@ -941,9 +942,11 @@ func (f *mnFixture) checksGreen(ctx context.Context, t *testing.T) {
 func (f *mnFixture) load(t *testing.T, fn func()) testenv.LoadStats {
 	t.Helper()
 	m := f.sw.Manager().Addr
-	return testenv.During(t, testenv.LoadSpec{Targets: []string{
+	return testenv.DuringAll(t, []testenv.LoadSpec{{Targets: []string{
 		fmt.Sprintf("http://%s:8005/health", m), fmt.Sprintf("http://%s:8000/health", m)},
-		Hosts: f.sw.Addrs(), Rate: 25}, fn)
+		Hosts: f.sw.Addrs(), Rate: 25}, {Targets: []string{
+		fmt.Sprintf("http://%s:8005/log", m), fmt.Sprintf("http://%s:8000/log", m)},
+		Hosts: f.sw.Addrs(), Rate: 10, Method: http.MethodPost, Body: "load"}}, fn)
 }
 
 // mnTornDown fails unless nothing of the swarm is left: no namespace,
