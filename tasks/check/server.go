@@ -466,25 +466,13 @@ func ensureExecProbe(ctx context.Context, api *client.Client, ref, netName, proj
 // execProbe runs the one-shot probe with specs (JSON) in container id and
 // decodes what it prints.
 func execProbe(ctx context.Context, api *client.Client, id, specs string) ([]probe.Outcome, error) {
-	ex, err := api.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: []string{"/probe", specs}, AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		return nil, err
-	}
-	att, err := api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
-	if err != nil {
-		return nil, err
-	}
-	defer att.Close()
 	var stdout, stderr bytes.Buffer
-	if _, err := stdcopy.StdCopy(&stdout, &stderr, io.LimitReader(att.Reader, 8<<20)); err != nil {
-		return nil, err
-	}
-	st, err := api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	code, err := engine.ExecTo(ctx, api, id, []string{"/probe", specs}, 8<<20, &stdout, &stderr)
 	if err != nil {
 		return nil, err
 	}
-	if st.ExitCode != 0 {
-		return nil, fmt.Errorf("exited %d: %s", st.ExitCode, strings.TrimSpace(stderr.String()))
+	if code != 0 {
+		return nil, fmt.Errorf("exited %d: %s", code, strings.TrimSpace(stderr.String()))
 	}
 	var out []probe.Outcome
 	if err := json.Unmarshal(stdout.Bytes(), &out); err != nil {

@@ -225,31 +225,39 @@ func (e *Engine) RunHealthcheck(ctx context.Context, c Container) (out string, o
 // on both streams (at most max bytes kept) and its exit code; ctx bounds
 // the wait for it.
 func (e *Engine) Exec(ctx context.Context, id string, cmd []string, max int64) (string, int, error) {
-	ex, err := e.API.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
+	var b bytes.Buffer
+	code, err := ExecTo(ctx, e.API, id, cmd, max, &b, &b)
+	return b.String(), code, err
+}
+
+// ExecTo runs cmd in the running container id, copies its standard output
+// and error to stdout and stderr (at most max bytes in all) and returns
+// its exit code (-1 with an error). ctx bounds the wait for it: the attach
+// stream does not see ctx, so it is closed when ctx ends.
+func ExecTo(ctx context.Context, api *client.Client, id string, cmd []string, max int64, stdout, stderr io.Writer) (int, error) {
+	ex, err := api.ExecCreate(ctx, id, client.ExecCreateOptions{Cmd: cmd, AttachStdout: true, AttachStderr: true})
 	if err != nil {
-		return "", -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+		return -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
 	}
-	att, err := e.API.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
+	att, err := api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
 	if err != nil {
-		return "", -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+		return -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
 	}
 	defer att.Close()
-	// The attach stream does not see ctx: closing it ends the copy.
 	stop := context.AfterFunc(ctx, func() { att.Close() })
 	defer stop()
-	var b bytes.Buffer
-	_, err = stdcopy.StdCopy(&b, &b, io.LimitReader(att.Reader, max))
+	_, err = stdcopy.StdCopy(stdout, stderr, io.LimitReader(att.Reader, max))
 	if ctx.Err() != nil {
-		return b.String(), -1, ctx.Err()
+		return -1, ctx.Err()
 	}
 	if err != nil {
-		return b.String(), -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+		return -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
 	}
-	st, err := e.API.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	st, err := api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
 	if err != nil {
-		return b.String(), -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
+		return -1, fmt.Errorf("exec in %s: %w", ShortID(id), err)
 	}
-	return b.String(), st.ExitCode, nil
+	return st.ExitCode, nil
 }
 
 // ShortID is an image, container or node ID as docker prints it: 12 hex digits,

@@ -34,7 +34,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/moby/api/pkg/stdcopy"
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/client"
 
@@ -246,25 +245,12 @@ func (f *FS) run(ctx context.Context, out any, args ...string) error {
 }
 
 func (f *FS) exec(ctx context.Context, args []string) ([]byte, error) {
-	ex, err := f.api.ExecCreate(ctx, f.agent, client.ExecCreateOptions{Cmd: append([]string{"/hosttool"}, args...),
-		AttachStdout: true, AttachStderr: true})
-	if err != nil {
-		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
-	}
-	att, err := f.api.ExecAttach(ctx, ex.ID, client.ExecAttachOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
-	}
-	defer att.Close()
 	var stdout, stderr bytes.Buffer
-	if _, err := stdcopy.StdCopy(&stdout, &stderr, io.LimitReader(att.Reader, maxOutput)); err != nil {
-		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
-	}
-	res, err := f.api.ExecInspect(ctx, ex.ID, client.ExecInspectOptions{})
+	code, err := engine.ExecTo(ctx, f.api, f.agent, append([]string{"/hosttool"}, args...), maxOutput, &stdout, &stderr)
 	if err != nil {
 		return nil, fmt.Errorf("release tool %s on %s: %w", args[0], f.host, err)
 	}
-	if res.ExitCode != 0 {
+	if code != 0 {
 		return nil, fmt.Errorf("on %s, in %s: %s", f.host, f.dir, ui.Shorten(ui.Clean(strings.TrimSpace(stderr.String())), 2000))
 	}
 	return stdout.Bytes(), nil

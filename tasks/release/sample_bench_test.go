@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -20,7 +21,8 @@ import (
 // BenchmarkPromoteSample measures promote of the sample platform (6
 // services, 17 checks), its dev stack running on this machine, against a
 // second host over ssh: an unchanged promote, a promote of one changed
-// service, a rollback. The baseline, in the same run, is the same three
+// service, a rollback; then the same three under load (demo/under-load,
+// which fails on a failed request). The baseline, in the same run, is the same three
 // against a second host whose sshd forwards no socket, so that every
 // Engine API connection is a `docker system dial-stdio` over the ssh
 // connection: the transport before the engine's socket was forwarded.
@@ -84,42 +86,69 @@ func BenchmarkPromoteSample(b *testing.B) {
 	}
 	qf, _ := c.Service("quality-fabric")
 	n := 0
-	for _, env := range []string{"demo", "baseline"} {
+	// Under load: every published port of the demo host gets 50 requests
+	// a second, GET /health and POST /log, over new connections and
+	// keep-alive, for the whole sub-benchmark; failed-requests says how
+	// many of them failed.
+	var targets [2][]string
+	for _, s := range c.Services {
+		if port, ok := s.HostPort("prod"); ok {
+			targets[0] = append(targets[0], fmt.Sprintf("http://%s:%d/health", hosts["demo"].Addr, port))
+			targets[1] = append(targets[1], fmt.Sprintf("http://%s:%d/log", hosts["demo"].Addr, port))
+		}
+	}
+	underLoad := func(b *testing.B, fn func()) {
+		hs := []string{hosts["demo"].Addr}
+		st := testenv.DuringAll(b, []testenv.LoadSpec{{Targets: targets[0], Hosts: hs, Rate: 15},
+			{Targets: targets[1], Hosts: hs, Rate: 10, Method: http.MethodPost, Body: "bench"}}, fn)
+		b.ReportMetric(float64(st.Failed), "failed-requests")
+		b.ReportMetric(float64(st.Total), "requests")
+		testenv.NoFailures(b, b.Name(), st)
+	}
+	unchanged := func(b *testing.B, env string) {
+		for b.Loop() {
+			res, err := release.Promote(ctx, c, opts(env, false))
+			if err != nil || res.Changes.Changed() {
+				b.Fatalf("unchanged promote: %v\n%s", err, out.String())
+			}
+		}
+	}
+	oneChanged := func(b *testing.B, env string) {
+		for b.Loop() {
+			n++
+			qf.Env["RELEASE_NOTE"] = strconv.Itoa(n)
+			res, err := release.Promote(ctx, c, opts(env, true))
+			if err != nil || res.Changes.Summary() != "1 replaced (quality-fabric), 5 unchanged" {
+				b.Fatalf("one changed: %v\n%s", err, out.String())
+			}
+		}
+	}
+	rollback := func(b *testing.B, env string) {
+		for b.Loop() {
+			b.StopTimer()
+			n++
+			qf.Env["RELEASE_NOTE"] = strconv.Itoa(n)
+			if _, err := release.Promote(ctx, c, opts(env, true)); err != nil {
+				b.Fatalf("promote: %v\n%s", err, out.String())
+			}
+			b.StartTimer()
+			if err := release.Rollback(ctx, c, opts(env, false)); err != nil {
+				b.Fatalf("rollback: %v\n%s", err, out.String())
+			}
+		}
+	}
+	for _, name := range []string{"demo", "demo/under-load", "baseline"} {
+		env, loaded := strings.CutSuffix(name, "/under-load")
+		load := func(b *testing.B, fn func()) { fn() }
+		if loaded {
+			load = underLoad
+		}
 		if _, err := release.Promote(ctx, c, opts(env, false)); err != nil {
 			b.Fatalf("first promote to %s: %v\n%s", env, err, out.String())
 		}
-		b.Run(env+"/unchanged", func(b *testing.B) {
-			for b.Loop() {
-				res, err := release.Promote(ctx, c, opts(env, false))
-				if err != nil || res.Changes.Changed() {
-					b.Fatalf("unchanged promote: %v\n%s", err, out.String())
-				}
-			}
-		})
-		b.Run(env+"/one-changed", func(b *testing.B) {
-			for b.Loop() {
-				n++
-				qf.Env["RELEASE_NOTE"] = strconv.Itoa(n)
-				res, err := release.Promote(ctx, c, opts(env, true))
-				if err != nil || res.Changes.Summary() != "1 replaced (quality-fabric), 5 unchanged" {
-					b.Fatalf("one changed: %v\n%s", err, out.String())
-				}
-			}
-		})
-		b.Run(env+"/rollback", func(b *testing.B) {
-			for b.Loop() {
-				b.StopTimer()
-				n++
-				qf.Env["RELEASE_NOTE"] = strconv.Itoa(n)
-				if _, err := release.Promote(ctx, c, opts(env, true)); err != nil {
-					b.Fatalf("promote: %v\n%s", err, out.String())
-				}
-				b.StartTimer()
-				if err := release.Rollback(ctx, c, opts(env, false)); err != nil {
-					b.Fatalf("rollback: %v\n%s", err, out.String())
-				}
-			}
-		})
+		b.Run(name+"/unchanged", func(b *testing.B) { load(b, func() { unchanged(b, env) }) })
+		b.Run(name+"/one-changed", func(b *testing.B) { load(b, func() { oneChanged(b, env) }) })
+		b.Run(name+"/rollback", func(b *testing.B) { load(b, func() { rollback(b, env) }) })
 		delete(qf.Env, "RELEASE_NOTE")
 	}
 }
