@@ -55,8 +55,9 @@ type Route struct {
 // themselves, and compose replaces a changed container in place. With one
 // (remote environments), a changed service's new container is started
 // beside the old one (compose's --scale with --no-recreate), gated on its
-// health, put behind the proxy, and the old one is stopped gracefully only
-// after the proxy sends traffic to the new one; a stateful service (named
+// health, put behind the proxy, and the old one is drained (out of the
+// proxy's rotation, its requests in flight finished) and stopped gracefully
+// only after the proxy sends traffic to the new one; a stateful service (named
 // volumes) is replaced stop-first instead, as it cannot run twice.
 type Compose struct {
 	Engine *engine.Engine
