@@ -696,10 +696,10 @@ func Remove(ctx context.Context, api *client.Client, project string) error {
 //
 // The proxy picks the container up when it next resolves the alias, within
 // PickupTime of Attach. To swap a service, wait that long (or until the new
-// container is seen serving) before stopping the previous container
-// gracefully: stopping it sooner loses no request either (requests it
-// refuses are retried, and a retry resolves the alias again), but the
-// requests of that moment wait for the new container.
+// container is seen serving) before draining the previous container (Drain)
+// and stopping it gracefully: draining it sooner loses no request either,
+// but the requests of that moment wait for the new container. A container
+// given the address of a drained one that is gone is put back in rotation.
 //
 // A container the engine still counts as starting is healthy when its own
 // healthcheck passes now (the engine runs its first check only one
