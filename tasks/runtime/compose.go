@@ -554,7 +554,11 @@ func (c *Compose) applyProxied(ctx context.Context, rel *Release, t0 time.Time) 
 // drain takes the containers ids that are behind the proxy out of its
 // rotation and waits for their requests in flight, at most the
 // environment's drain_timeout; one still running then is left to the
-// container's graceful stop, and said.
+// container's graceful stop, and said. A drain that fails is said too and
+// does not stop the swap: the new containers are serving, and the old
+// ones' graceful stop still finishes what they hold (only a request that
+// meets a closing listener may fail, as without the drain). Only an ended
+// ctx (an interrupt) stops it.
 func (c *Compose) drain(ctx context.Context, rel *Release, ids []string, attached map[string]bool) error {
 	var behind []string
 	for _, id := range ids {
@@ -567,8 +571,13 @@ func (c *Compose) drain(ctx context.Context, rel *Release, ids []string, attache
 	}
 	timeout := rel.Env.DrainDeadline()
 	open, err := c.Proxy.Drain(ctx, behind, timeout)
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
 	if err != nil {
-		return err
+		rel.printer().Line(ui.Warn, "drain", "%s could not be taken out of the proxy's rotation first (%v): stopping them gracefully now",
+			shortIDs(behind), err)
+		return nil
 	}
 	if open != "" {
 		rel.printer().Line(ui.Warn, "drain", "requests still in flight to %s after drain_timeout %s (%s): stopping them gracefully now",

@@ -2,12 +2,15 @@ package runtime
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/maestro-platform/deploy/tasks/catalog"
 	"github.com/maestro-platform/deploy/tasks/compose"
 	"github.com/maestro-platform/deploy/tasks/engine"
 	"github.com/maestro-platform/deploy/tasks/labels"
@@ -95,5 +98,64 @@ func TestOutputCleansAndRedacts(t *testing.T) {
 		Err: errors.New("exit status 1"), Tail: "error: hunter2 refused\x1b[2J"}))
 	if msg := err.Error(); strings.Contains(msg, "hunter2") || strings.Contains(msg, "\x1b") || !strings.Contains(msg, "error: *** refused") {
 		t.Errorf("error: %q", msg)
+	}
+}
+
+// drainTraffic is a proxy whose Drain answers with open and err, and
+// records what it was asked.
+type drainTraffic struct {
+	Traffic
+	open   string
+	err    error
+	asked  []string
+	within time.Duration
+}
+
+func (d *drainTraffic) Drain(_ context.Context, ids []string, timeout time.Duration) (string, error) {
+	d.asked, d.within = ids, timeout
+	return d.open, d.err
+}
+
+// Only containers behind the proxy are drained, within the environment's
+// drain_timeout; requests still open then, or a drain that fails, are said
+// and the swap goes on; an interrupt stops it.
+func TestDrainBeforeStop(t *testing.T) {
+	env := &catalog.Environment{Name: "demo", DrainTimeout: 7 * time.Second}
+	for name, tc := range map[string]struct {
+		open, want string
+		err        error
+		cancel     bool
+		fails      bool
+	}{
+		"idle":        {},
+		"still open":  {open: "1 connection(s) still open", want: "requests still in flight to aaaaaaaaaaaa after drain_timeout 7s (1 connection(s) still open): stopping them gracefully now"},
+		"drain fails": {err: errors.New("exec refused"), want: "could not be taken out of the proxy's rotation first (exec refused): stopping them gracefully now"},
+		"interrupted": {err: context.Canceled, cancel: true, fails: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			var out bytes.Buffer
+			fake := &drainTraffic{open: tc.open, err: tc.err}
+			c := &Compose{Proxy: fake}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if tc.cancel {
+				cancel()
+			}
+			err := c.drain(ctx, &Release{Env: env, Printer: ui.Plain(&out)}, []string{"aaaaaaaaaaaa11", "bbbbbbbbbbbb22"},
+				map[string]bool{"aaaaaaaaaaaa11": true})
+			if (err != nil) != tc.fails {
+				t.Fatalf("drain: %v, want failure %v", err, tc.fails)
+			}
+			if !reflect.DeepEqual(fake.asked, []string{"aaaaaaaaaaaa11"}) || fake.within != 7*time.Second {
+				t.Errorf("drained %v within %s, want only the attached container within drain_timeout 7s", fake.asked, fake.within)
+			}
+			if tc.want == "" && out.Len() != 0 || !strings.Contains(out.String(), tc.want) {
+				t.Errorf("printed %q, want %q", out.String(), tc.want)
+			}
+		})
+	}
+	fake := &drainTraffic{}
+	if err := (&Compose{Proxy: fake}).drain(context.Background(), &Release{Env: env}, []string{"c1"}, map[string]bool{}); err != nil || fake.asked != nil {
+		t.Errorf("nothing behind the proxy: drain %v, asked %v; want nothing asked", err, fake.asked)
 	}
 }
