@@ -21,19 +21,11 @@ import (
 // itself.
 const drainHold = 2 * time.Minute
 
-// Drained is what Drain saw.
-type Drained struct {
-	// Idle is true when the proxy had no request in flight to any of the
-	// containers when Drain returned; false when the timeout ran out
-	// first (Open says what was still open).
-	Idle bool
-	Open string
-}
-
 // Drain takes the containers out of the proxy's rotation, so that no new
 // request reaches them while the ones in flight finish, and waits until
 // the proxy has none in flight to them, at most timeout (0: do not wait).
-// Containers that are not on the edge network are left alone.
+// It returns what was still open then ("" when nothing was). Containers
+// that are not on the edge network are left alone.
 //
 // The proxy learns of services by their DNS alias, which Docker cannot
 // withdraw without disconnecting the container (cutting its requests), so
@@ -41,26 +33,30 @@ type Drained struct {
 // before each request: Drain runs `caddy drain` in the proxy container,
 // through the Engine API. That program also counts the requests in flight,
 // as the proxy's connections to the containers (it opens one per request).
-func Drain(ctx context.Context, api *client.Client, project string, ids []string, timeout time.Duration) (Drained, error) {
+func Drain(ctx context.Context, api *client.Client, project string, ids []string, timeout time.Duration) (open string, err error) {
 	what := fmt.Sprintf("proxy of project %s: drain %s", project, shortIDs(ids))
-	addrs, err := edgeAddrs(ctx, api, project, ids)
+	netID, err := findNetwork(ctx, api, project)
+	if err != nil || netID == "" {
+		return "", err
+	}
+	addrs, err := edgeAddrs(ctx, api, netID, ids)
 	if err != nil {
-		return Drained{}, fmt.Errorf("%s: %w", what, err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	}
 	if len(addrs) == 0 {
-		return Drained{Idle: true}, nil
+		return "", nil
 	}
 	cmd := append([]string{"/" + binary, "drain", "-wait", timeout.String(), "-hold", (timeout + drainHold).String()}, addrs...)
 	out, code, err := proxyExec(ctx, api, project, cmd, timeout+time.Minute)
 	switch {
 	case err != nil:
-		return Drained{}, fmt.Errorf("%s: %w", what, err)
+		return "", fmt.Errorf("%s: %w", what, err)
 	case code == 0:
-		return Drained{Idle: true}, nil
+		return "", nil
 	case code == 1 && strings.Contains(out, "still open"):
-		return Drained{Open: out}, nil
+		return out, nil
 	}
-	return Drained{}, fmt.Errorf("%s: caddy drain exited with %d: %s", what, code, out)
+	return "", fmt.Errorf("%s: caddy drain exited with %d: %s", what, code, out)
 }
 
 // undrain puts an address back in rotation: a new container may get the
@@ -97,12 +93,8 @@ func proxyExec(ctx context.Context, api *client.Client, project string, cmd []st
 }
 
 // edgeAddrs returns the IPv4 addresses of the containers ids on the
-// project's edge network, sorted; containers not on it have none.
-func edgeAddrs(ctx context.Context, api *client.Client, project string, ids []string) ([]string, error) {
-	netID, err := findNetwork(ctx, api, project)
-	if err != nil || netID == "" {
-		return nil, err
-	}
+// edge network netID, sorted; containers not on it have none.
+func edgeAddrs(ctx context.Context, api *client.Client, netID string, ids []string) ([]string, error) {
 	res, err := api.NetworkInspect(ctx, netID, client.NetworkInspectOptions{})
 	if err != nil {
 		return nil, err

@@ -743,7 +743,7 @@ func Attach(ctx context.Context, api *client.Client, project, containerID, alias
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	// The address may have been a drained container's, now gone.
-	addrs, err := edgeAddrs(ctx, api, project, []string{c.ID})
+	addrs, err := edgeAddrs(ctx, api, netID, []string{c.ID})
 	if err != nil {
 		return fmt.Errorf("%s: %w", what, err)
 	}

@@ -63,8 +63,7 @@ func (t *Traffic) Attach(ctx context.Context, containerID, alias string) error {
 // their requests in flight to finish; open says what was still open then
 // ("" when nothing was).
 func (t *Traffic) Drain(ctx context.Context, ids []string, timeout time.Duration) (open string, err error) {
-	d, err := Drain(ctx, t.API, t.Project, ids, timeout)
-	return d.Open, err
+	return Drain(ctx, t.API, t.Project, ids, timeout)
 }
 
 // Attached lists the containers on the project's edge network.
